@@ -1,0 +1,27 @@
+# The two commands of the README: `make up` and `make test`. Both set everything up first.
+SHELL := /bin/bash
+PY := .venv/bin/python
+export EASGD_HOME ?= $(CURDIR)/.easgd
+
+.PHONY: setup up demo test test-fast lint bench
+
+setup:
+	@bash scripts/bootstrap.sh
+
+up: setup
+	@bash scripts/demo.sh
+
+demo: setup
+	@bash scripts/demo.sh
+
+test: setup
+	@eval "$$(bash scripts/test-services.sh)"; $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	@$(PY) -m pytest -m "not horovod and not postgres and not service and not browser and not slow" $(PYTEST_ARGS)
+
+lint: setup
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+bench: setup
+	@$(PY) -m bench.run $(BENCH_ARGS)

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs (once) and starts the servers the test suite talks to: PostgreSQL on loopback.
+# Prints the environment the tests read; a machine without root or apt skips with a reason.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'test-services: %s\n' "$*" >&2; }
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo -n"
+
+need=()
+command -v pg_ctlcluster >/dev/null 2>&1 || [ -x /usr/lib/postgresql/*/bin/postgres ] 2>/dev/null || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1 && $SUDO true 2>/dev/null; then
+    say "installing ${need[*]} from Debian's packages"
+    $SUDO apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    say "cannot install ${need[*]} (no apt-get or no root); those tests will be skipped"
+  fi
+fi
+
+# PostgreSQL: a private cluster in a temporary directory, on a free loopback port.
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+if [ -n "$pgbin" ] && [ -x "$pgbin/postgres" ]; then
+  PGDIR=${EASGD_TEST_PGDIR:-/tmp/easgd-test-pg}
+  PGPORT=${EASGD_TEST_PGPORT:-55432}
+  runas=()
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd -r postgres
+    runas=(runuser -u postgres --)
+  fi
+  if ! "${runas[@]}" "$pgbin/pg_ctl" -D "$PGDIR" status >/dev/null 2>&1; then
+    rm -rf "$PGDIR"; mkdir -p "$PGDIR"
+    [ "$(id -u)" = 0 ] && chown postgres "$PGDIR"
+    "${runas[@]}" "$pgbin/initdb" -D "$PGDIR" -A trust -U easgd >/dev/null
+    "${runas[@]}" "$pgbin/pg_ctl" -D "$PGDIR" -l "$PGDIR/log" -w \
+      -o "-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+    say "PostgreSQL started on 127.0.0.1:$PGPORT"
+  fi
+  "$pgbin/psql" -h 127.0.0.1 -p "$PGPORT" -U easgd -d postgres -tAc \
+    "SELECT 1 FROM pg_database WHERE datname='easgd_test'" | grep -q 1 ||
+    "$pgbin/createdb" -h 127.0.0.1 -p "$PGPORT" -U easgd easgd_test
+  echo "export EASGD_TEST_POSTGRES_URL=postgresql+psycopg://easgd@127.0.0.1:$PGPORT/easgd_test"
+fi

@@ -1,0 +1,129 @@
+"""Run every case of CASES under horovodrun; rank 0 saves workers, centers and replicas to a .npz.
+
+Usage: horovodrun -np N -H localhost:N --gloo python tests/training/equations_worker.py OUT.npz
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference  # noqa: E402
+
+from training import collectives  # noqa: E402
+from training.optimizer import ElasticAveragingOptimizer, inner_optimizer  # noqa: E402
+
+# Each case: (label, exchange, inner, momentum, tau, beta, steps, path)
+CASES = [
+    ("sync-sgd", "sync", "sgd", 0.0, 1, 0.9, 12, "loop"),
+    ("easgd-tau2-b0.9", "elastic", "sgd", 0.0, 2, 0.9, 9, "loop"),
+    ("easgd-tau5-b0.5", "elastic", "sgd", 0.0, 5, 0.5, 16, "loop"),
+    ("eamsgd-tau3-b0.9", "elastic", "nesterov", 0.9, 3, 0.9, 10, "loop"),
+    ("eamsgd-tau4-b0.6", "elastic", "nesterov", 0.99, 4, 0.6, 13, "loop"),
+    ("elastic-adam-tau3", "elastic", "adam", 0.0, 3, 0.9, 10, "loop"),
+    ("downpour-tau2", "downpour", "sgd", 0.0, 2, 0.9, 8, "loop"),
+    ("downpour-tau4", "downpour", "sgd", 0.0, 4, 0.9, 13, "loop"),
+    ("mdownpour-tau3", "mdownpour", "sgd", 0.0, 3, 0.9, 10, "loop"),
+    ("mvadownpour-tau3", "mvadownpour", "sgd", 0.0, 3, 0.9, 10, "loop"),
+    ("localsgd-tau2", "localsgd", "sgd", 0.0, 2, 0.9, 8, "loop"),
+    ("localsgd-tau5", "localsgd", "sgd", 0.0, 5, 0.9, 16, "loop"),
+    ("easgd-fit-tau3", "elastic", "sgd", 0.0, 3, 0.9, 10, "fit"),
+    ("sync-fit", "sync", "sgd", 0.0, 1, 0.9, 6, "fit"),
+]
+LR = 0.05
+CENTER_MOMENTUM = 0.5
+AVERAGE_RATE = 0.1
+
+
+def run_case(exchange, inner, momentum, tau, beta, steps, path):
+    rank = collectives.rank()
+    a, b = reference.problem(rank)
+    # Start every rank from different weights: the optimizer's broadcast must fix that.
+    x0 = reference.initial_weights() if rank == 0 else np.full((reference.DIM, 1), 9.0)
+    model = keras.Sequential([keras.Input((reference.DIM,)), keras.layers.Dense(1, use_bias=False)])
+    model.layers[0].kernel.assign(x0.astype("float32"))
+    opt = ElasticAveragingOptimizer(
+        inner_optimizer(inner, LR, momentum),
+        tau=tau,
+        beta=beta,
+        exchange=exchange,
+        center_momentum=CENTER_MOMENTUM,
+        average_rate=AVERAGE_RATE,
+    )
+    xa, yb = tf.constant(a, tf.float32), tf.constant(b, tf.float32)
+    if path == "loop":
+
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                loss = 0.5 * tf.reduce_mean(tf.square(model(xa) - yb))
+            grads = tape.gradient(loss, model.trainable_variables)
+            opt.apply(grads, model.trainable_variables)
+            return loss
+
+        for _ in range(steps):
+            step()
+    else:
+        # keras' mean squared error is mean((y - p)^2): twice our loss, so halve the rate.
+        opt.learning_rate = LR / 2
+        model.compile(optimizer=opt, loss="mse", jit_compile=False)
+        model.fit(a, b, batch_size=len(a), epochs=steps, shuffle=False, verbose=0)
+    worker = model.layers[0].kernel.numpy()
+    evaluated = np.stack([v.numpy() for v in opt.evaluation_variables])[0]
+    center = opt.center[0].numpy() if opt.center else worker
+    comm = opt.communication()
+    return {
+        "workers": np.stack(collectives.allgather_object(worker)),
+        "centers": np.stack(collectives.allgather_object(center)),
+        "evaluated": np.stack(collectives.allgather_object(evaluated)),
+        "bytes_sent": comm["bytes_sent"],
+        "rounds": comm["rounds"],
+        "iterations": int(opt.iterations.numpy()),
+    }
+
+
+def main(out: str) -> None:
+    collectives.init()
+    results = {}
+    meta = {}
+    for label, exchange, inner, momentum, tau, beta, steps, path in CASES:
+        r = run_case(exchange, inner, momentum, tau, beta, steps, path)
+        for key in ("workers", "centers", "evaluated"):
+            results[f"{label}/{key}"] = r[key]
+        meta[label] = {
+            "exchange": exchange,
+            "inner": inner,
+            "momentum": momentum,
+            "tau": tau,
+            "beta": beta,
+            "steps": steps,
+            "path": path,
+            "bytes_sent": r["bytes_sent"],
+            "rounds": r["rounds"],
+            "iterations": r["iterations"],
+        }
+    if collectives.rank() == 0:
+        results["meta"] = np.array(
+            json.dumps(
+                {
+                    "cases": meta,
+                    "workers": collectives.size(),
+                    "lr": LR,
+                    "center_momentum": CENTER_MOMENTUM,
+                    "average_rate": AVERAGE_RATE,
+                }
+            )
+        )
+        np.savez(out, **results)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

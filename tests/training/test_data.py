@@ -1,0 +1,60 @@
+"""Datasets and shards: the held-out split is never trained on, shards are disjoint and exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.config import DataConfig
+from training.data import DataError, Shard, load
+
+
+def _keys(x: np.ndarray) -> set[bytes]:
+    return {row.tobytes() for row in x.reshape(len(x), -1)}
+
+
+def test_mnist5k_is_real_mnist_with_1000_held_out():
+    ds = load(DataConfig(dataset="mnist5k"))
+    assert ds.x_train.shape == (4000, 28, 28, 1) and ds.x_test.shape == (1000, 28, 28, 1)
+    assert ds.num_classes == 10
+    assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
+    assert not _keys(ds.x_test) & _keys(ds.x_train)
+    # The split is fixed by split_seed, not by the training seed.
+    again = load(DataConfig(dataset="mnist5k"), seed=99)
+    assert np.array_equal(again.y_test, ds.y_test)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_shards_are_disjoint_and_cover_training_split(size):
+    ds = load(DataConfig(dataset="digits"))
+    shards = [Shard(ds.x_train, ds.y_train, r, size, 32, seed=5) for r in range(size)]
+    seen = [_keys(s.x) for s in shards]
+    for i in range(size):
+        for j in range(i + 1, size):
+            assert not seen[i] & seen[j]
+    assert sum(len(s.x) for s in shards) == len(ds.x_train)
+    assert not set().union(*seen) & _keys(ds.x_test)
+
+
+def test_batches_are_a_pure_function_of_the_step():
+    ds = load(DataConfig(dataset="digits"))
+    a = Shard(ds.x_train, ds.y_train, 0, 2, 16, seed=3)
+    b = Shard(ds.x_train, ds.y_train, 0, 2, 16, seed=3)
+    first = [a.batch_at(s)[1].tolist() for s in range(0, 3 * a.steps_per_epoch)]
+    # A resumed run jumps straight to step 100 and must see the same batch.
+    assert b.batch_at(100)[1].tolist() == first[100]
+    epoch0 = np.concatenate(first[: a.steps_per_epoch])
+    assert len(epoch0) == a.steps_per_epoch * 16
+
+
+def test_npz_dataset_and_errors(tmp_path):
+    path = tmp_path / "d.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.normal(size=(50, 6)).astype("float32"), y=rng.integers(0, 3, 50))
+    ds = load(DataConfig(dataset="npz", path=str(path), test_size=10))
+    assert ds.x_train.shape == (40, 6) and ds.x_test.shape == (10, 6)
+    np.savez(tmp_path / "bad.npz", a=np.zeros(3))
+    with pytest.raises(DataError, match="expected x and y"):
+        load(DataConfig(dataset="npz", path=str(tmp_path / "bad.npz")))
+    with pytest.raises(DataError, match="leaves nothing to train on"):
+        load(DataConfig(dataset="npz", path=str(path), test_size=50))

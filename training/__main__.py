@@ -1,0 +1,81 @@
+"""`python -m training --config FILE`: what each rank runs under horovodrun.
+
+The configuration is validated before TensorFlow or Horovod is imported, so a bad value fails
+in a fraction of a second with one line naming the field, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from training.config import ConfigError, load_config_file, parse_config, resolve
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train one run (start it with horovodrun for several workers).",
+    )
+    p.add_argument("--config", help="experiment YAML file")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override one value, e.g. --set optimizer.tau=4 (repeatable)",
+    )
+    p.add_argument("--out", help="run directory (default: $EASGD_HOME/runs/<run id>)")
+    p.add_argument(
+        "--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint"
+    )
+    p.add_argument(
+        "--db-url", help="run store URL (default: $EASGD_DB_URL, else SQLite in $EASGD_HOME)"
+    )
+    p.add_argument("--no-store", action="store_true", help="write only the run directory")
+    p.add_argument(
+        "--source",
+        default=os.environ.get("EASGD_SOURCE", "shell"),
+        choices=["shell", "cli", "ui", "api", "bench"],
+        help=argparse.SUPPRESS,
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.program import env_rank
+
+    args = _parser().parse_args(argv)
+    quiet = env_rank() != 0
+    try:
+        if args.resume:
+            if args.config or args.out:
+                raise ConfigError(
+                    ["--resume: give the run directory alone, without --config or --out"]
+                )
+            from pathlib import Path
+
+            from training.config import apply_overrides
+
+            data = load_config_file(Path(args.resume) / "config.yaml")
+            config = parse_config(apply_overrides(data, args.set))
+        elif not args.config:
+            raise ConfigError(["--config: required (an experiment YAML file, see configs/)"])
+        else:
+            config = resolve(args.config, args.set)
+    except ConfigError as exc:
+        if not quiet:
+            for problem in exc.problems:
+                print(f"easgd: invalid configuration: {problem}", file=sys.stderr)
+        return 2
+
+    from training.program import run
+    from training.store_sink import sinks_factory
+
+    factory = None if args.no_store else sinks_factory(args.db_url)
+    return run(config, args.out, args.resume, args.source, factory)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

