@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export EASGD_HOME ?= $(CURDIR)/.easgd
 
-.PHONY: setup up demo test test-fast lint bench
+.PHONY: setup up demo test test-fast lint bench bench-store
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -25,3 +25,6 @@ lint: setup
 
 bench: setup
 	@$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-store: setup
+	@$(PY) -m bench.store $(BENCH_ARGS)

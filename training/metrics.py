@@ -36,6 +36,7 @@ class RunInfo:
     hosts: int
     source: str
     resumed_from_step: int | None = None
+    total_steps: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
 

@@ -129,6 +129,7 @@ class Trainer:
             hosts=config.resources.host_count,
             source=source,
             resumed_from_step=self.resumed_from,
+            total_steps=self.total_steps,
             tags=dict(config.tags),
         )
 

@@ -1,0 +1,222 @@
+"""The `easgd` command line.
+
+Errors are one line on stderr (what is wrong, what to do, what was received) and exit code 2
+for bad input, 1 for a failure of the system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from collections.abc import Callable
+
+from db.query import FilterError
+from db.store import NotFound, Store, StoreError, StoreNotInitialized
+from service import formatting as fmt
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def _store(args, check: bool = True) -> Store:
+    store = Store(getattr(args, "db_url", None))
+    if check:
+        store.check()
+    return store
+
+
+# ---------------------------------------------------------------------- store and runs
+def cmd_init(args) -> int:
+    store = _store(args, check=False)
+    revision = store.init()
+    print(f"run store ready at {store.display_url} (schema revision {revision})")
+    return 0
+
+
+def cmd_runs_list(args) -> int:
+    return _print_runs(_store(args).list_runs(limit=args.limit), args.format)
+
+
+def cmd_runs_query(args) -> int:
+    runs = _store(args).search_runs(args.filter, order_by=args.order_by, limit=args.limit)
+    return _print_runs(runs, args.format)
+
+
+def _print_runs(runs, form: str) -> int:
+    if form == "json":
+        print(fmt.dumps([fmt.run_json(r) for r in runs]))
+    elif form == "csv":
+        sys.stdout.write(fmt.runs_csv(runs))
+    elif not runs:
+        print(
+            "no runs match. Start one with: horovodrun -np 2 -H localhost:2 --gloo "
+            "python -m training --config configs/lenet-mnist5k-eamsgd.yaml"
+        )
+    else:
+        print(fmt.runs_table(runs))
+    return 0
+
+
+def cmd_runs_show(args) -> int:
+    store = _store(args)
+    run = store.get_run(args.run_id)
+    if args.format == "json":
+        d = fmt.run_json(run)
+        d["events"] = [e.__dict__ for e in store.events(run.id)]
+        print(fmt.dumps(d))
+        return 0
+    print(f"run       {run.id}  {run.name or ''}")
+    print(f"status    {run.status}" + (f"  ({run.error})" if run.error else ""))
+    print(
+        f"source    {run.source}   workers {run.workers}   hosts {run.hosts}"
+        + (f"   job {run.job_id}" if run.job_id else "")
+    )
+    print(
+        f"started   {fmt.when(run.start_time)}   ended {fmt.when(run.end_time)}   "
+        f"duration {fmt.seconds(run.duration)}"
+    )
+    print(f"step      {run.last_step}" + (f"/{run.total_steps}" if run.total_steps else ""))
+    print(f"directory {run.run_dir or '-'}")
+    print("\nlatest metrics")
+    print(
+        fmt.table(
+            ["key", "value", "step", "min", "max"],
+            [
+                [k, fmt.number(v.value), v.step, fmt.number(v.min), fmt.number(v.max)]
+                for k, v in sorted(run.metrics.items())
+            ],
+        )
+    )
+    print("\nparameters")
+    print(fmt.table(["key", "value"], sorted(run.params.items())))
+    events = store.events(run.id)
+    if events:
+        print("\nevents")
+        print(
+            fmt.table(
+                ["time", "kind", "step", "message"],
+                [[fmt.when(e.time), e.kind, e.step, e.message] for e in events[-20:]],
+            )
+        )
+    return 0
+
+
+def cmd_runs_metrics(args) -> int:
+    points = _store(args).metric_history(args.run_id, args.key)
+    if args.format == "json":
+        print(fmt.dumps([p.__dict__ for p in points]))
+        return 0
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["key", "step", "wall_time", "value"])
+    for p in points:
+        w.writerow([p.key, p.step, p.wall_time, p.value])
+    sys.stdout.write(out.getvalue())
+    return 0
+
+
+def cmd_runs_delete(args) -> int:
+    _store(args).delete_run(args.run_id)
+    print(f"deleted run {args.run_id} from the store (its directory is left as it is)")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from training.config import ConfigError, resolve, warnings_for
+
+    try:
+        config = resolve(args.config, args.set)
+    except ConfigError as exc:
+        raise CliError("invalid configuration: " + "; ".join(exc.problems)) from None
+    for w in warnings_for(config):
+        print(f"warning: {w}", file=sys.stderr)
+    print(config.to_yaml(), end="")
+    return 0
+
+
+# ---------------------------------------------------------------------- the parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="easgd", description="Elastic averaging SGD on Horovod: run store, job service and UI."
+    )
+    p.add_argument(
+        "--db-url",
+        help="run store URL (default: $EASGD_DB_URL, else sqlite:///$EASGD_HOME/easgd.db)",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(parent, name: str, func: Callable, help: str) -> argparse.ArgumentParser:
+        sp = parent.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=func)
+        return sp
+
+    add(sub, "init", cmd_init, "create or upgrade the run store's tables")
+    v = add(sub, "validate", cmd_validate, "check a configuration and print it resolved")
+    v.add_argument("config")
+    v.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+
+    runs = sub.add_parser("runs", help="list, show and query runs").add_subparsers(
+        dest="runs_command", required=True, metavar="ACTION"
+    )
+    ls = add(runs, "list", cmd_runs_list, "the newest runs")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    q = add(
+        runs,
+        "query",
+        cmd_runs_query,
+        "runs matching a filter, e.g. "
+        "\"params.optimizer.algorithm = 'eamsgd' and metrics.center_accuracy >= 0.95\"",
+    )
+    q.add_argument("filter")
+    q.add_argument(
+        "--order-by",
+        action="append",
+        default=[],
+        help="e.g. 'metrics.center_accuracy DESC' (repeatable)",
+    )
+    q.add_argument("--limit", type=int, default=100)
+    q.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sh = add(runs, "show", cmd_runs_show, "one run: parameters, latest metrics, events")
+    sh.add_argument("run_id")
+    sh.add_argument("--format", choices=["text", "json"], default="text")
+    me = add(runs, "metrics", cmd_runs_metrics, "a run's metric history (CSV or JSON)")
+    me.add_argument("run_id")
+    me.add_argument("--key", help="one metric, e.g. center_accuracy")
+    me.add_argument("--format", choices=["csv", "json"], default="csv")
+    de = add(runs, "delete", cmd_runs_delete, "remove a run from the store")
+    de.add_argument("run_id")
+
+    from service import cli_jobs
+
+    cli_jobs.add_commands(sub, add)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except FilterError as exc:
+        print(f"easgd: invalid filter: {exc}", file=sys.stderr)
+        return 2
+    except (StoreError, CliError) as exc:
+        print(f"easgd: {exc}", file=sys.stderr)
+        return getattr(exc, "code", 2)
+    except NotFound as exc:
+        print(f"easgd: {exc.args[0]}", file=sys.stderr)
+        return 2
+    except StoreNotInitialized as exc:
+        print(f"easgd: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
