@@ -9,7 +9,7 @@ setup:
 	@bash scripts/bootstrap.sh
 
 up: setup
-	@bash scripts/demo.sh
+	@.venv/bin/easgd up $(UP_ARGS)
 
 demo: setup
 	@bash scripts/demo.sh

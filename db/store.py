@@ -772,6 +772,7 @@ class Store:
         "run_dir",
         "cancel_requested",
         "gpus",
+        "hosts",
     }
 
     def _set_job_fields(self, job: Job, fields: dict[str, Any]) -> None:

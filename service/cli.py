@@ -15,6 +15,7 @@ from collections.abc import Callable
 from db.query import FilterError
 from db.store import NotFound, Store, StoreError, StoreNotInitialized
 from service import formatting as fmt
+from service.client import ApiError
 
 
 class CliError(Exception):
@@ -214,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     except StoreNotInitialized as exc:
         print(f"easgd: {exc}", file=sys.stderr)
         return 1
+    except ApiError as exc:
+        print(f"easgd: {exc}", file=sys.stderr)
+        return 2 if exc.status and 400 <= exc.status < 500 else 1
     except BrokenPipeError:
         return 0
 

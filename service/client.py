@@ -1,0 +1,103 @@
+"""A small client of the REST API, used by the CLI and the UI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from service.settings import DEFAULT_PORT
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, status: int | None = None, detail: Any = None):
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
+def default_url() -> str:
+    return os.environ.get("EASGD_API_URL") or f"http://127.0.0.1:{DEFAULT_PORT}"
+
+
+class Client:
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30):
+        self.url = (url or default_url()).rstrip("/")
+        token = token or os.environ.get("EASGD_API_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def _call(self, method: str, path: str, **kwargs) -> Any:
+        try:
+            r = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiError(
+                f"cannot reach the job service at {self.url} ({exc}); start it with "
+                "`easgd serve` or `easgd up`, or pass --api URL"
+            ) from None
+        if r.status_code >= 400:
+            try:
+                detail = r.json().get("detail")
+            except ValueError:
+                detail = r.text
+            if isinstance(detail, list):
+                text = "; ".join(
+                    d.get("msg", str(d)) if isinstance(d, dict) else str(d) for d in detail
+                )
+            else:
+                text = str(detail)
+            raise ApiError(f"{r.status_code}: {text}", r.status_code, detail)
+        if r.headers.get("content-type", "").startswith("application/json"):
+            return r.json()
+        return r.text
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/health")
+
+    def submit(
+        self,
+        config: dict[str, Any] | str,
+        overrides: list[str] | None = None,
+        workers: int | None = None,
+        name: str | None = None,
+        priority: int = 0,
+        source: str = "cli",
+    ) -> dict[str, Any]:
+        body = {
+            "config": config,
+            "set": overrides or [],
+            "workers": workers,
+            "name": name,
+            "priority": priority,
+            "source": source,
+        }
+        return self._call("POST", "/jobs", json=body)
+
+    def jobs(self, status: list[str] | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        return self._call("GET", "/jobs", params={"status": status or [], "limit": limit})
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{job_id}")
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{job_id}/cancel")
+
+    def logs(self, job_id: int, tail: int = 200) -> str:
+        return self._call("GET", f"/jobs/{job_id}/logs", params={"tail": tail})
+
+    def follow_logs(self, job_id: int, tail: int = 200) -> Iterator[str]:
+        try:
+            with self.http.stream(
+                "GET", f"/jobs/{job_id}/logs", params={"tail": tail, "follow": True}, timeout=None
+            ) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise ApiError(f"{r.status_code}: {r.text}", r.status_code)
+                yield from r.iter_text()
+        except httpx.TransportError as exc:
+            raise ApiError(f"cannot reach the job service at {self.url} ({exc})") from None
+
+    def runs(self, filter: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        return self._call("GET", "/runs", params={"filter": filter or "", "limit": limit})

@@ -1,0 +1,55 @@
+"""Turning a request into a job: the training schema validates it, paths are checked, and the
+configuration is frozen (every default filled in) before anything is queued."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.config import (
+    ConfigError,
+    ExperimentConfig,
+    apply_overrides,
+    load_yaml_text,
+    parse_config,
+    warnings_for,
+)
+
+
+@dataclass
+class Prepared:
+    config: ExperimentConfig
+    warnings: list[str]
+
+    @property
+    def frozen(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+
+def prepare(
+    config: dict[str, Any] | str | None,
+    overrides: list[str] | None = None,
+    workers: int | None = None,
+    data_dirs: list[Path] | None = None,
+) -> Prepared:
+    """Raises ConfigError with one line per problem, each naming the field."""
+    data = load_yaml_text(config, "config") if isinstance(config, str) else (config or {})
+    if not isinstance(data, dict):
+        raise ConfigError([f"config: expected a mapping of sections (received: {data!r:.80})"])
+    data = apply_overrides(data, list(overrides or []))
+    if workers is not None:
+        data = apply_overrides(data, [f"resources.workers={workers}"])
+    cfg = parse_config(data)
+    if cfg.data.path and data_dirs is not None:
+        path = Path(cfg.data.path).expanduser().resolve()
+        if not any(path.is_relative_to(d) for d in data_dirs):
+            raise ConfigError(
+                [
+                    f"data.path: outside the directories this service reads data from "
+                    f"({', '.join(str(d) for d in data_dirs)}; set EASGD_DATA_DIRS) "
+                    f"(received: {cfg.data.path!r})"
+                ]
+            )
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": str(path)})})
+    return Prepared(cfg, warnings_for(cfg))

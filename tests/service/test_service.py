@@ -1,0 +1,254 @@
+"""The job service as users meet it: a real `easgd serve` process on loopback, real horovodrun
+jobs with 2 ranks, the REST API and the `easgd` CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from db.store import Store
+from service.processes import job_processes
+from tests.conftest import BIN, QUIET_TF
+
+pytestmark = [pytest.mark.service, pytest.mark.horovod]
+TINY = (Path(__file__).parent.parent / "training" / "tiny.yaml").read_text()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    def __init__(self, home: Path, slots: int = 2):
+        self.home, self.slots = home, slots
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **QUIET_TF, "EASGD_HOME": str(home), "EASGD_API_URL": self.url}
+        self.env.pop("EASGD_DB_URL", None)
+        self.proc: subprocess.Popen | None = None
+        self.log = home / f"service-{self.port}.log"
+
+    def start(self) -> Service:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [str(BIN / "easgd"), "serve", "--port", str(self.port), "--slots", str(self.slots)],
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            assert self.proc.poll() is None, self.log.read_text()
+            time.sleep(0.3)
+        raise AssertionError("service did not start: " + self.log.read_text())
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+    def post(self, body: dict) -> httpx.Response:
+        return httpx.post(f"{self.url}/jobs", json=body, timeout=30)
+
+    def job(self, job_id: int) -> dict:
+        r = httpx.get(f"{self.url}/jobs/{job_id}", timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def wait(self, job_id: int, statuses: set[str], timeout: float = 240) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            j = self.job(job_id)
+            if j["status"] in statuses:
+                return j
+            time.sleep(0.5)
+        raise AssertionError(f"job {job_id} still {j['status']} after {timeout}s")
+
+    def easgd(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "easgd"), *args], capture_output=True, text=True, env=self.env, timeout=120
+        )
+
+
+@pytest.fixture
+def service(tmp_path):
+    svc = Service(tmp_path / "home").start()
+    yield svc
+    svc.stop()
+    for j in Store(f"sqlite:///{svc.home / 'easgd.db'}").list_jobs():
+        for p in job_processes(j.id, j.pid):
+            p.kill()
+
+
+def test_job_runs_to_success_and_is_recorded(service):
+    r = service.post({"config": TINY, "name": "smoke"})
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["status"] == "queued" and job["config"]["optimizer"]["tau"] == 4
+    done = service.wait(job["id"], {"succeeded", "failed"})
+    assert done["status"] == "succeeded", done["message"]
+    assert done["exit_code"] == 0 and done["run_id"] == f"job-{job['id']}"
+    run = httpx.get(f"{service.url}/runs/{done['run_id']}", timeout=30).json()
+    assert run["status"] == "finished" and run["source"] == "api" and run["job_id"] == job["id"]
+    assert run["metrics"]["center_accuracy"]["step"] == 44
+    assert [e["kind"] for e in run["events"]][-1] == "finished"
+    found = httpx.get(
+        f"{service.url}/runs", params={"filter": "params.optimizer.tau = 4"}, timeout=30
+    ).json()
+    assert [r["id"] for r in found] == [done["run_id"]]
+    api_log = httpx.get(f"{service.url}/jobs/{job['id']}/logs", params={"tail": 50}).text
+    assert "finished run job-" in api_log
+    cli_log = service.easgd("jobs", "logs", str(job["id"]))
+    assert cli_log.returncode == 0 and "finished run job-" in cli_log.stdout
+    followed = service.easgd("jobs", "logs", str(job["id"]), "--follow")
+    assert "finished run job-" in followed.stdout
+    listed = service.easgd("jobs", "list")
+    assert "succeeded" in listed.stdout
+
+
+def test_second_job_waits_for_capacity(service):
+    ids = []
+    for _ in range(2):
+        out = service.easgd("submit", "tests/training/tiny.yaml", "--workers", "2")
+        assert out.returncode == 0, out.stderr
+        ids.append(int(out.stdout.strip()))
+    first = service.wait(ids[0], {"running"})
+    assert service.job(ids[1])["status"] == "queued"
+    assert first["hosts"] == "localhost:2"
+    a = service.wait(ids[0], {"succeeded", "failed"})
+    b = service.wait(ids[1], {"succeeded", "failed"})
+    assert a["status"] == b["status"] == "succeeded"
+    assert b["started_at"] >= a["ended_at"]
+
+
+def _wait_for_steps(service, run_id: str, steps: int = 3) -> None:
+    """Until the ranks themselves train (not only horovodrun starting them)."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        r = httpx.get(f"{service.url}/runs/{run_id}", timeout=30)
+        if r.status_code == 200 and r.json()["last_step"] >= steps:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} did not start training")
+
+
+def test_cancel_leaves_no_process(service):
+    job = service.post({"config": TINY, "set": ["training.epochs=500"]}).json()
+    service.wait(job["id"], {"running"})
+    _wait_for_steps(service, f"job-{job['id']}")
+    pids = service.job(job["id"])["pid"]
+    before = job_processes(job["id"], pids)
+    assert len(before) >= 3  # horovodrun and two ranks at least
+    t0 = time.time()
+    out = service.easgd("jobs", "cancel", str(job["id"]))
+    assert out.returncode == 0, out.stderr
+    done = service.wait(job["id"], {"cancelled", "succeeded", "failed"}, timeout=15)
+    assert done["status"] == "cancelled" and time.time() - t0 < 15
+    assert [p for p in before if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    assert job_processes(job["id"], pids) == []
+
+
+def test_restart_adopts_live_job_and_launches_nothing_twice(service):
+    job = service.post({"config": TINY, "set": ["training.epochs=12"]}).json()
+    running = service.wait(job["id"], {"running"})
+    service.kill9()
+    assert psutil.pid_exists(running["pid"])  # the job outlives its service
+    service.start()
+    assert "supervised again" in service.log.read_text()
+    done = service.wait(job["id"], {"succeeded", "failed"})
+    assert done["status"] == "succeeded", done["message"]
+    log = Path(done["log_path"]).read_text()
+    assert log.count(f"easgd service: job {job['id']}:") == 1
+    assert log.count("started: eamsgd") == 1
+
+
+def test_restart_marks_a_dead_job_lost(service):
+    job = service.post({"config": TINY, "set": ["training.epochs=500"]}).json()
+    running = service.wait(job["id"], {"running"})
+    service.kill9()
+    for p in job_processes(job["id"], running["pid"]):
+        p.kill()
+    service.start()
+    done = service.job(job["id"])
+    assert done["status"] == "failed"
+    assert done["message"] == "lost: the service stopped while it ran"
+    time.sleep(2)
+    assert service.job(job["id"])["status"] == "failed"  # never relaunched
+
+
+def test_bad_configuration_is_422_naming_the_field(service):
+    r = service.post({"config": {"optimizer": {"tau": 0}}})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["field"] == "optimizer.tau"
+    assert "received: 0" in r.json()["detail"][0]["msg"]
+    r = service.post({"config": "optimizer: [unclosed"})
+    assert r.status_code == 422 and "not valid YAML" in r.text
+    r = service.post({"config": {"data": {"dataset": "npz", "path": "/etc/passwd"}}})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "data.path"
+    r = service.post({"config": {}, "command": "rm -rf /"})
+    assert r.status_code == 422
+    out = service.easgd("submit", "tests/training/tiny.yaml", "--set", "optimizer.beta=7")
+    assert out.returncode == 2 and "optimizer.beta" in out.stderr
+    assert httpx.get(f"{service.url}/jobs").json() == []
+
+
+def test_non_loopback_needs_a_token(tmp_path):
+    env = {**os.environ, "EASGD_HOME": str(tmp_path)}
+    env.pop("EASGD_API_TOKEN", None)
+    refused = subprocess.run(
+        [str(BIN / "easgd"), "serve", "--host", "0.0.0.0", "--port", str(_free_port())],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "EASGD_API_TOKEN" in refused.stderr
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "easgd"), "serve", "--host", "0.0.0.0", "--port", str(port)],
+        env={**env, "EASGD_API_TOKEN": "s3cret"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                httpx.get(f"{url}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        for method, path in (
+            ("GET", "/health"),
+            ("GET", "/jobs"),
+            ("POST", "/jobs"),
+            ("GET", "/runs"),
+            ("GET", "/openapi.json"),
+        ):
+            assert httpx.request(method, url + path, json={}).status_code == 401, path
+        wrong = httpx.get(f"{url}/jobs", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        ok = httpx.get(f"{url}/jobs", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
