@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs (once) and starts the servers the test suite talks to: PostgreSQL on loopback.
+# Installs (once) what the test suite talks to: PostgreSQL (started on loopback) and Chromium
+# (for the browser test).
 # Prints the environment the tests read; a machine without root or apt skips with a reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,8 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo -n"
 
 need=()
-command -v pg_ctlcluster >/dev/null 2>&1 || [ -x /usr/lib/postgresql/*/bin/postgres ] 2>/dev/null || need+=(postgresql)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && $SUDO true 2>/dev/null; then
     say "installing ${need[*]} from Debian's packages"
@@ -42,4 +44,7 @@ if [ -n "$pgbin" ] && [ -x "$pgbin/postgres" ]; then
     "SELECT 1 FROM pg_database WHERE datname='easgd_test'" | grep -q 1 ||
     "$pgbin/createdb" -h 127.0.0.1 -p "$PGPORT" -U easgd easgd_test
   echo "export EASGD_TEST_POSTGRES_URL=postgresql+psycopg://easgd@127.0.0.1:$PGPORT/easgd_test"
+fi
+if command -v chromium >/dev/null 2>&1; then
+  echo "export EASGD_TEST_CHROMIUM=$(command -v chromium)"
 fi

@@ -139,7 +139,7 @@ def create_app(
     @app.post("/jobs", status_code=201, response_model=JobOut)
     def submit(req: JobRequest) -> JobOut:
         try:
-            prepared = prepare(req.config, req.set, req.workers, settings.data_dirs)
+            prepared = prepare(req.config, req.set, req.workers, settings.data_dirs, req.name)
         except ConfigError as exc:
             detail = [{"field": p.split(":", 1)[0], "msg": p} for p in exc.problems]
             raise HTTPException(422, detail) from None

@@ -32,6 +32,7 @@ def prepare(
     overrides: list[str] | None = None,
     workers: int | None = None,
     data_dirs: list[Path] | None = None,
+    name: str | None = None,
 ) -> Prepared:
     """Raises ConfigError with one line per problem, each naming the field."""
     data = load_yaml_text(config, "config") if isinstance(config, str) else (config or {})
@@ -40,6 +41,8 @@ def prepare(
     data = apply_overrides(data, list(overrides or []))
     if workers is not None:
         data = apply_overrides(data, [f"resources.workers={workers}"])
+    if name is not None:
+        data = {**data, "name": name}  # the job's name is its run's name
     cfg = parse_config(data)
     if cfg.data.path and data_dirs is not None:
         path = Path(cfg.data.path).expanduser().resolve()

@@ -374,3 +374,36 @@ def fields_for(algorithm: Algorithm) -> set[str]:
     if algorithm is Algorithm.MVADOWNPOUR:
         return periodic | {"average_rate"}
     return periodic
+
+
+def visible_fields(data: dict[str, Any]) -> set[str]:
+    """Dotted paths a form should show for a configuration: only what its choices use."""
+    cfg_data = data.get("data", {}) or {}
+    model = (data.get("model", {}) or {}).get("name", "lenet5")
+    try:
+        algorithm = Algorithm((data.get("optimizer", {}) or {}).get("algorithm", "eamsgd"))
+    except ValueError:
+        algorithm = Algorithm.EAMSGD
+    shown = {
+        "name",
+        "seed",
+        "data.dataset",
+        "data.batch_size",
+        "data.test_size",
+        "model.name",
+        "training.epochs",
+        "training.max_steps",
+        "training.eval_every",
+        "checkpoint.every",
+        "resources.workers",
+    }
+    if cfg_data.get("dataset") in ("npz", "mnist", "fashion_mnist", "cifar10"):
+        shown.add("data.path")
+    if cfg_data.get("dataset") == "synthetic":
+        shown.add("data.synthetic_samples")
+    if model == "mlp":
+        shown.add("model.hidden")
+    if model in ("convnet", "resnet"):
+        shown.add("model.width")
+    shown |= {f"optimizer.{f}" for f in fields_for(algorithm)}
+    return shown

@@ -4,8 +4,6 @@ jobs with 2 ranks, the REST API and the `easgd` CLI."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,77 +14,10 @@ import pytest
 
 from db.store import Store
 from service.processes import job_processes
-from tests.conftest import BIN, QUIET_TF
+from tests.conftest import BIN, Service, _free_port
 
 pytestmark = [pytest.mark.service, pytest.mark.horovod]
 TINY = (Path(__file__).parent.parent / "training" / "tiny.yaml").read_text()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Service:
-    def __init__(self, home: Path, slots: int = 2):
-        self.home, self.slots = home, slots
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **QUIET_TF, "EASGD_HOME": str(home), "EASGD_API_URL": self.url}
-        self.env.pop("EASGD_DB_URL", None)
-        self.proc: subprocess.Popen | None = None
-        self.log = home / f"service-{self.port}.log"
-
-    def start(self) -> Service:
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [str(BIN / "easgd"), "serve", "--port", str(self.port), "--slots", str(self.slots)],
-            env=self.env,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            assert self.proc.poll() is None, self.log.read_text()
-            time.sleep(0.3)
-        raise AssertionError("service did not start: " + self.log.read_text())
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-
-    def post(self, body: dict) -> httpx.Response:
-        return httpx.post(f"{self.url}/jobs", json=body, timeout=30)
-
-    def job(self, job_id: int) -> dict:
-        r = httpx.get(f"{self.url}/jobs/{job_id}", timeout=30)
-        r.raise_for_status()
-        return r.json()
-
-    def wait(self, job_id: int, statuses: set[str], timeout: float = 240) -> dict:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            j = self.job(job_id)
-            if j["status"] in statuses:
-                return j
-            time.sleep(0.5)
-        raise AssertionError(f"job {job_id} still {j['status']} after {timeout}s")
-
-    def easgd(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(BIN / "easgd"), *args], capture_output=True, text=True, env=self.env, timeout=120
-        )
 
 
 @pytest.fixture

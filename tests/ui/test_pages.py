@@ -1,0 +1,185 @@
+"""Every page with streamlit's AppTest, driving widgets against a real SQLite store (and, for
+Launch, a real job service)."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from db.store import Store
+from tests.conftest import Service
+
+APP = "ui/app.py"
+
+
+@pytest.fixture
+def ui_store(easgd_home, monkeypatch):
+    st.cache_resource.clear()  # the app caches its store per process
+    store = Store()
+    store.init()
+    yield store
+    st.cache_resource.clear()
+    store.dispose()
+
+
+def _seed(store: Store) -> None:
+    for run_id, algo, tau, accs in (
+        ("r-eam", "eamsgd", 10, (0.5, 0.97)),
+        ("r-sync", "sync", 1, (0.6, 0.96)),
+    ):
+        store.create_run(
+            run_id,
+            name=run_id,
+            params={"optimizer.algorithm": algo, "optimizer.tau": tau, "seed": 1},
+            workers=2,
+            total_steps=20,
+        )
+        rows = []
+        for step in range(21):
+            rows += [
+                ("train_loss", step, step * 0.5, 2.0 / (step + 1)),
+                ("bytes_sent", step, step * 0.5, 1000.0 * step / tau),
+                ("epoch", step, step * 0.5, step / 10),
+            ]
+        rows += [("center_accuracy", 10, 5.0, accs[0]), ("center_accuracy", 20, 10.0, accs[1])]
+        store.log_metrics(run_id, rows)
+        store.add_event(run_id, "finished", "done", 20)
+        store.finish_run(run_id, "finished")
+
+
+def _app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _text(at: AppTest) -> str:
+    parts = (
+        [m.value for m in at.markdown]
+        + [i.value for i in at.info]
+        + [w.value for w in at.warning]
+        + [e.value for e in at.error]
+        + [c.value for c in at.caption]
+    )
+    return "\n".join(str(p) for p in parts)
+
+
+def test_empty_states_teach(ui_store):
+    for page in (None, "pages/compare.py", "pages/run.py"):
+        at = _app(page)
+        assert "No runs yet" in _text(at) and "horovodrun" in _text(at)
+    jobs = _app("pages/jobs.py")
+    assert "No jobs yet" in _text(jobs) and "easgd submit" in _text(jobs)
+
+
+def test_runs_table_filter_and_bad_filter(ui_store):
+    _seed(ui_store)
+    at = _app()
+    assert at.title[0].value == "Runs"
+    table = at.dataframe[0].value
+    assert set(table["run"]) == {"r-eam", "r-sync"}
+    assert "optimizer.tau" in table.columns  # differs between the runs
+    at.text_input(key="runs.filter").set_value("params.optimizer.algorithm = 'sync'").run()
+    assert list(at.dataframe[0].value["run"]) == ["r-sync"]
+    at.text_input(key="runs.filter").set_value("status = 'x'; DROP TABLE runs").run()
+    assert any("Invalid filter" in e.value and "position" in e.value for e in at.error)
+    assert len(ui_store.list_runs()) == 2
+
+
+def test_compare_draws_curves_and_summaries(ui_store):
+    _seed(ui_store)
+    at = _app()
+    at.multiselect(key="runs.picked").set_value(["r-eam", "r-sync"]).run()
+    at.button[0].click().run()  # Compare selected
+    assert not at.exception
+    assert at.title[0].value == "Compare runs"
+    at.switch_page("pages/compare.py").run()  # AppTest reruns the default page otherwise
+    assert at.multiselect(key="compare.runs").value == ["r-eam", "r-sync"]
+    assert at.selectbox(key="compare.metric").value == "center_accuracy"
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 1
+    summary = at.dataframe[0].value
+    assert dict(zip(summary["run"], summary["best"])) == {"r-eam": 0.97, "r-sync": 0.96}
+    params = at.dataframe[1].value
+    assert list(params.index) == ["optimizer.algorithm", "optimizer.tau"]
+    at.selectbox(key="compare.x").set_value("bytes_sent").run()
+    at.slider(key="compare.smoothing").set_value(0.6).run()
+    at.toggle(key="compare.log").set_value(True).run()
+    assert not at.exception and len(at.get("vega_lite_chart")) == 1
+    assert at.get("download_button")
+
+
+def test_run_page_and_clone_into_launch(ui_store):
+    _seed(ui_store)
+    at = _app()
+    at.selectbox(key="runs.open").set_value("r-eam").run()
+    assert at.title[0].value == "Run"
+    at.switch_page("pages/run.py").run()  # AppTest reruns the default page otherwise
+    assert at.selectbox(key="run.id").value == "r-eam"
+    assert at.metric[0].value == "finished"
+    assert at.metric[2].value == "0.9700"
+    assert len(at.get("vega_lite_chart")) >= 2
+    next(b for b in at.button if b.label == "Clone into the Launch form").click().run()
+    assert at.title[0].value == "Launch a training job"
+    assert at.number_input(key="form.optimizer.tau").value == 10
+    assert at.selectbox(key="form.optimizer.algorithm").value == "eamsgd"
+
+
+def test_launch_form_follows_the_algorithm_and_shows_errors(ui_store):
+    at = _app("pages/launch.py")
+    keys = {w.key for w in at.number_input}
+    assert {"form.optimizer.tau", "form.optimizer.beta", "form.optimizer.alpha"} <= keys
+    tau = at.number_input(key="form.optimizer.tau")
+    assert tau.value == 10 and "Communication period" in tau.help and "range: >= 1" in tau.help
+    at.selectbox(key="form.optimizer.algorithm").set_value("sync").run()
+    keys = {w.key for w in at.number_input}
+    assert "form.optimizer.tau" not in keys and "form.optimizer.beta" not in keys
+    at.selectbox(key="form.optimizer.algorithm").set_value("easgd").run()
+    at.number_input(key="form.optimizer.tau").set_value(0).run()
+    assert [e.value for e in at.error] == [
+        "tau: input should be greater than or equal to 1 (received: 0)"
+    ]
+    launch = next(b for b in at.button if b.label == "Launch")
+    assert launch.disabled
+    at.number_input(key="form.optimizer.tau").set_value(4).run()
+    at.number_input(key="form.optimizer.alpha").set_value(1.5).run()
+    assert any("stability region" in w.value for w in at.warning)
+    assert not next(b for b in at.button if b.label == "Launch").disabled
+
+
+def test_yaml_editor_validates_the_same_way(ui_store):
+    at = _app("pages/launch.py")
+    at.segmented_control(key="form.mode").set_value("YAML").run()
+    at.text_area(key="form.yaml").set_value("optimizer:\n  beta: 3\n").run()
+    assert any("optimizer.beta" in e.value and "received: 3" in e.value for e in at.error)
+    at.text_area(key="form.yaml").set_value("optimizer:\n  tau: 3\n  algorithm: easgd\n").run()
+    assert not at.error
+    next(b for b in at.button if b.label == "Edit this in the form").click().run()
+    assert at.number_input(key="form.optimizer.tau").value == 3
+
+
+@pytest.mark.service
+def test_launch_submits_through_the_service_and_jobs_page_shows_it(
+    ui_store, easgd_home, monkeypatch
+):
+    service = Service(easgd_home, slots=2).start()
+    monkeypatch.setenv("EASGD_API_URL", service.url)
+    try:
+        at = _app("pages/launch.py")
+        at.selectbox(key="form.data.dataset").set_value("digits").run()
+        at.selectbox(key="form.model.name").set_value("mlp").run()
+        at.number_input(key="form.training.epochs").set_value(1.0).run()
+        next(b for b in at.button if b.label == "Launch").click().run()
+        assert not at.exception
+        assert any("queued" in s.value for s in at.success), [e.value for e in at.error]
+        (job,) = ui_store.list_jobs()
+        assert job.source == "ui" and job.workers == 2
+        jobs = _app("pages/jobs.py")
+        assert list(jobs.dataframe[0].value["id"]) == [job.id]
+        service.wait(job.id, {"succeeded", "failed"})
+        assert ui_store.get_job(job.id).status.value == "succeeded"
+    finally:
+        service.stop()

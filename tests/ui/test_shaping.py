@@ -1,0 +1,141 @@
+"""The UI's pure parts: the form generated from the schema, data shaping for the pages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from db.entities import LatestValue, MetricPoint, RunRecord
+from training.config import ExperimentConfig, visible_fields
+from ui import form
+from ui.shaping import config_of, curves, differing_params, runs_frame, smooth, summary
+
+
+def _run(run_id, params, metrics=None, **kw) -> RunRecord:
+    base = dict(
+        id=run_id,
+        name=None,
+        status="finished",
+        source="shell",
+        run_dir=None,
+        workers=2,
+        hosts=1,
+        job_id=None,
+        start_time=100.0,
+        end_time=160.0,
+        heartbeat_time=160.0,
+        last_step=10,
+        total_steps=10,
+        error=None,
+    )
+    base.update(kw)
+    return RunRecord(**base, params=params, metrics=metrics or {})
+
+
+def test_specs_come_from_the_schema():
+    specs = form.field_specs()
+    tau = specs["optimizer.tau"]
+    assert tau.kind == "int" and tau.minimum == 1 and tau.default == 10
+    assert "Communication period" in tau.help and "range: >= 1" in tau.full_help
+    assert specs["optimizer.beta"].optional and specs["optimizer.beta"].exclusive_min
+    assert specs["optimizer.algorithm"].choices == (
+        "sync",
+        "easgd",
+        "eamsgd",
+        "downpour",
+        "mdownpour",
+        "mvadownpour",
+        "localsgd",
+    )
+    assert specs["data.dataset"].choices[0] == "mnist5k"
+    assert specs["model.hidden"].kind == "int_list"
+    assert set(specs) >= {"name", "seed", "resources.workers", "training.epochs"}
+
+
+def test_only_the_fields_an_algorithm_uses_are_shown():
+    eam = visible_fields({"optimizer": {"algorithm": "eamsgd"}})
+    sync = visible_fields({"optimizer": {"algorithm": "sync"}})
+    assert {"optimizer.tau", "optimizer.beta", "optimizer.alpha"} <= eam
+    assert "optimizer.tau" not in sync and "optimizer.momentum" in sync
+    assert "model.hidden" in visible_fields({"model": {"name": "mlp"}})
+    assert "model.hidden" not in visible_fields({"model": {"name": "lenet5"}})
+    assert "data.path" in visible_fields({"data": {"dataset": "npz"}})
+
+
+def test_flat_and_nested_round_trip():
+    config = ExperimentConfig().to_dict()
+    flat = form.flat_values(config)
+    assert flat["optimizer.algorithm"] == "eamsgd" and flat["optimizer.beta"] is None
+    again = ExperimentConfig.model_validate(form.nested(flat)).to_dict()
+    assert again == config
+    assert form.errors_by_field(["optimizer.tau: too small (received: 0)"]) == {
+        "optimizer.tau": ["too small (received: 0)"]
+    }
+
+
+def test_differing_params_and_table():
+    a = _run(
+        "a",
+        {"optimizer.algorithm": "eamsgd", "optimizer.tau": "10", "seed": "1"},
+        {"center_accuracy": LatestValue(10, 0.9, 0.1, 0.95, 5.0)},
+    )
+    b = _run("b", {"optimizer.algorithm": "sync", "optimizer.tau": "10", "seed": "1"})
+    assert differing_params([a, b]) == ["optimizer.algorithm"]
+    frame = runs_frame([a, b])
+    assert list(frame["run"]) == ["a", "b"] and frame["center_accuracy"][0] == 0.9
+    assert np.isnan(frame["center_accuracy"][1]) and frame["duration (s)"][0] == 60.0
+
+
+def _points(run_id, key, pairs):
+    return [MetricPoint(run_id, key, s, float(s), v) for s, v in pairs]
+
+
+def test_curves_against_bytes_sent_interpolate_sparse_metrics():
+    run = _run("a", {})
+    hist = {
+        ("a", "center_accuracy"): _points("a", "center_accuracy", [(0, 0.1), (10, 0.5)]),
+        ("a", "bytes_sent"): _points("a", "bytes_sent", [(s, 100.0 * s) for s in range(11)]),
+    }
+    data = curves(hist, [run], "center_accuracy", "bytes_sent")
+    assert list(data["x"]) == [0.0, 1000.0] and list(data["raw"]) == [0.1, 0.5]
+    by_step = curves(hist, [run], "center_accuracy", "step")
+    assert list(by_step["x"]) == [0.0, 10.0]
+    assert curves(hist, [run], "train_loss").empty
+    with pytest.raises(ValueError, match="x axis"):
+        curves(hist, [run], "center_accuracy", "minutes")
+
+
+def test_smoothing_is_debiased_and_bounded():
+    v = np.array([1.0, 1.0, 1.0, 5.0])
+    assert np.allclose(smooth(v, 0.0), v)
+    s = smooth(v, 0.9)
+    assert s[0] == pytest.approx(1.0) and 1.0 < s[-1] < 5.0
+
+
+def test_summary_best_is_max_for_accuracy_min_for_loss():
+    r = _run(
+        "a",
+        {},
+        {
+            "center_accuracy": LatestValue(10, 0.9, 0.1, 0.95, 5.0),
+            "train_loss": LatestValue(10, 0.3, 0.2, 2.0, 5.0),
+        },
+    )
+    assert summary([r], "center_accuracy")["best"][0] == 0.95
+    assert summary([r], "train_loss")["best"][0] == 0.2
+
+
+def test_config_rebuilt_from_params():
+    r = _run(
+        "a",
+        {
+            "optimizer.tau": "4",
+            "model.hidden": "[32, 16]",
+            "data.path": None,
+            "optimizer.algorithm": "easgd",
+            "workers": "2",
+        },
+    )
+    cfg = config_of(r)
+    assert cfg["optimizer"] == {"tau": 4, "algorithm": "easgd"}
+    assert cfg["model"]["hidden"] == [32, 16] and "workers" not in cfg

@@ -1,0 +1,35 @@
+"""The Streamlit app: `streamlit run ui/app.py` (or `easgd up`, which also starts the service)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run` puts ui/ on the path, not the project root that holds our packages.
+ROOT = str(Path(__file__).resolve().parent.parent)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import streamlit as st  # noqa: E402
+
+from db.store import StoreNotInitialized  # noqa: E402
+from ui import state  # noqa: E402
+
+st.set_page_config(page_title="easgd", page_icon=":material/hub:", layout="wide")
+
+try:
+    state.store()
+except StoreNotInitialized as exc:
+    st.error(f"{exc}")
+    st.stop()
+
+page = st.navigation(
+    [
+        st.Page(state.PAGE_PATHS["runs"], title="Runs", icon=":material/table_rows:", default=True),
+        st.Page(state.PAGE_PATHS["launch"], title="Launch", icon=":material/rocket_launch:"),
+        st.Page(state.PAGE_PATHS["jobs"], title="Jobs", icon=":material/list_alt:"),
+        st.Page(state.PAGE_PATHS["compare"], title="Compare", icon=":material/monitoring:"),
+        st.Page(state.PAGE_PATHS["run"], title="Run", icon=":material/description:"),
+    ]
+)
+page.run()

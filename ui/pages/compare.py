@@ -1,0 +1,57 @@
+"""Compare: curves of several runs overlaid, the parameters that differ, final and best values."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import state
+from ui.charts import curve_chart
+from ui.shaping import X_AXES, curves, params_table, run_label, summary
+
+st.title("Compare runs")
+store = state.store()
+recent = store.list_runs(limit=500)
+if not recent:
+    st.info(state.FIRST_RUN_HINT)
+    st.stop()
+labels = {r.id: run_label(r) for r in recent}
+default = [i for i in st.session_state.get(state.COMPARE, []) if i in labels]
+ids = st.multiselect(
+    "Runs", list(labels), default=default, format_func=labels.get, key="compare.runs"
+)
+if not ids:
+    st.info("Pick runs here, or select them on the **Runs** page and press *Compare selected*.")
+    st.stop()
+st.session_state[state.COMPARE] = ids
+runs = [r for r in recent if r.id in ids]
+
+keys = [k for k in store.metric_keys(ids) if k != "epoch"]
+cols = st.columns([2, 2, 2, 1])
+metric = cols[0].selectbox(
+    "Metric",
+    keys,
+    key="compare.metric",
+    index=keys.index("center_accuracy") if "center_accuracy" in keys else 0,
+)
+x_axis = cols[1].selectbox("X axis", list(X_AXES), format_func=X_AXES.get, key="compare.x")
+smoothing = cols[2].slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key="compare.smoothing")
+log_scale = cols[3].toggle("Log scale", key="compare.log")
+
+wanted = [metric] + ([x_axis] if x_axis in ("epoch", "bytes_sent") else [])
+histories = store.metric_histories(ids, wanted, max_points=1000)
+data = curves(histories, runs, metric, x_axis, smoothing)
+if data.empty:
+    st.warning(f"None of these runs recorded {metric} against {X_AXES[x_axis].lower()} yet.")
+else:
+    st.altair_chart(curve_chart(data, metric, x_axis, log_scale), width="stretch")
+    st.download_button(
+        "Download these curves (CSV)",
+        data.to_csv(index=False),
+        file_name=f"compare-{metric}-vs-{x_axis}.csv",
+        mime="text/csv",
+    )
+
+st.subheader("Final and best")
+st.dataframe(summary(runs, metric), hide_index=True)
+st.subheader("Parameters that differ")
+st.dataframe(params_table(runs))

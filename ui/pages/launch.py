@@ -1,0 +1,212 @@
+"""Launch: a form generated from the training schema, or the same configuration as YAML."""
+
+from __future__ import annotations
+
+import streamlit as st
+import yaml
+
+from service.client import ApiError
+from training.config import (
+    ConfigError,
+    ExperimentConfig,
+    load_yaml_text,
+    parse_config,
+    visible_fields,
+    warnings_for,
+)
+from ui import form, state
+
+SPECS = form.field_specs()
+SECTIONS = [
+    ("Experiment", ("name", "seed")),
+    ("Data", ("data.",)),
+    ("Model", ("model.",)),
+    ("Algorithm", ("optimizer.",)),
+    ("Training", ("training.", "checkpoint.")),
+    ("Resources", ("resources.",)),
+]
+
+
+def _key(path: str) -> str:
+    return f"form.{path}"
+
+
+SAVED = "form.saved"  # survives runs in which a widget is not drawn (Streamlit drops those)
+
+
+def _load(config: dict) -> None:
+    saved = {}
+    for path, value in form.flat_values(config).items():
+        spec = SPECS[path]
+        if spec.kind == "int_list":
+            value = ", ".join(str(v) for v in value or [])
+        elif spec.kind == "text":
+            value = "" if value is None else str(value)
+        saved[path] = value
+        st.session_state[_key(path)] = value
+    st.session_state[SAVED] = saved
+    st.session_state.pop("form.yaml", None)  # rebuilt from the form when next shown
+
+
+def _restore() -> None:
+    for path, value in st.session_state[SAVED].items():
+        if _key(path) not in st.session_state:
+            st.session_state[_key(path)] = value
+
+
+def _remember(paths) -> None:
+    for path in paths:
+        if _key(path) in st.session_state:
+            st.session_state[SAVED][path] = st.session_state[_key(path)]
+
+
+def _value(path: str):
+    spec = SPECS[path]
+    raw = st.session_state.get(_key(path))
+    if spec.kind == "int_list":
+        text = (raw or "").strip()
+        if not text:
+            return None
+        try:
+            return [int(v) for v in text.replace(",", " ").split()]
+        except ValueError:
+            return text  # the schema explains what is wrong
+    if spec.kind == "text":
+        return raw or None
+    return raw
+
+
+def _widget(spec: form.FieldSpec) -> None:
+    key = _key(spec.path)
+    if spec.kind == "choice":
+        st.selectbox(
+            spec.label,
+            spec.choices,
+            key=key,
+            help=spec.full_help,
+            placeholder="(the algorithm's default)",
+            format_func=lambda v: "(the algorithm's default)" if v is None else str(v),
+        )
+    elif spec.kind in ("int", "float"):
+        # value=None lets an optional field stay empty (its default); the value itself
+        # always comes from session state.
+        extra = {"value": None} if spec.optional else {}
+        if spec.kind == "int":
+            st.number_input(spec.label, key=key, step=1, format="%d", help=spec.full_help, **extra)
+        else:
+            st.number_input(
+                spec.label, key=key, format="%g", step=None, help=spec.full_help, **extra
+            )
+    elif spec.kind == "int_list":
+        st.text_input(spec.label, key=key, help=spec.full_help + "; comma-separated")
+    else:
+        st.text_input(spec.label, key=key, help=spec.full_help)
+
+
+if state.CLONE in st.session_state:
+    st.session_state["form.pending"] = st.session_state.pop(state.CLONE)
+    st.toast("Loaded the run's configuration")
+if SAVED not in st.session_state:
+    _load(ExperimentConfig().to_dict())
+_restore()
+
+st.title("Launch a training job")
+if "form.pending" in st.session_state:
+    _load(st.session_state.pop("form.pending"))
+    st.session_state["form.mode"] = "Form"
+mode = st.segmented_control("Edit with", ["Form", "YAML"], key="form.mode", default="Form")
+
+if mode == "YAML":
+    if "form.yaml" not in st.session_state:
+        current = form.nested({p: _value(p) for p in SPECS})
+        st.session_state["form.yaml"] = yaml.safe_dump(
+            form.nested({p: _value(p) for p in SPECS if p in visible_fields(current)}),
+            sort_keys=False,
+        )
+    text = st.text_area(
+        "Configuration (YAML)",
+        key="form.yaml",
+        height=420,
+        help="The same schema as the form and `python -m training --config`.",
+    )
+    try:
+        data = load_yaml_text(text, "YAML") or {}
+        config = parse_config(data)
+        problems: list[str] = []
+    except ConfigError as exc:
+        config, problems = None, exc.problems
+    for p in problems:
+        st.error(p)
+    if config is not None and st.button("Edit this in the form"):
+        # Widgets of this run cannot change now: load on the next run, before they exist.
+        st.session_state["form.pending"] = config.to_dict()
+        st.rerun()
+else:
+    current = form.nested({p: _value(p) for p in SPECS})
+    shown = visible_fields(current)
+    data = form.nested({p: _value(p) for p in SPECS if p in shown})
+    try:
+        config = parse_config(data)
+        problems = []
+    except ConfigError as exc:
+        config, problems = None, exc.problems
+    errors = form.errors_by_field(problems)
+    placed: set[str] = set()
+    columns = st.columns(3)
+    for i, (title, prefixes) in enumerate(SECTIONS):
+        with columns[i % 3].container(border=True):
+            st.markdown(f"**{title}**")
+            for path, spec in SPECS.items():
+                if path in shown and any(path == p or path.startswith(p) for p in prefixes):
+                    _widget(spec)
+                    for reason in errors.get(path, []):
+                        st.error(f"{spec.label}: {reason}")
+                    placed.add(path)
+    _remember(placed)
+    for path, reasons in errors.items():
+        if path not in placed:
+            for reason in reasons:
+                st.error(f"{path}: {reason}")
+    with st.expander("The same configuration as YAML"):
+        st.code(
+            yaml.safe_dump(config.to_dict() if config else data, sort_keys=False), language="yaml"
+        )
+
+if config is not None:
+    for w in warnings_for(config):
+        st.warning(w)
+
+if st.button("Launch", type="primary", disabled=config is None):
+    try:
+        job = state.client().submit(config.to_dict(), source="ui")
+    except ApiError as exc:
+        st.error(f"The service refused the job: {exc}")
+    else:
+        st.session_state[state.LAUNCHED] = job
+
+job = st.session_state.get(state.LAUNCHED)
+if job:
+    st.success(
+        f"Job {job['id']} queued ({job['workers']} workers): it becomes run job-{job['id']}."
+    )
+    st.page_link(
+        state.PAGE_PATHS["jobs"],
+        label=f"Follow job {job['id']} on the Jobs page",
+        icon=":material/arrow_forward:",
+    )
+
+with st.expander("Start from an existing run (clone)"):
+    try:
+        runs = state.store().list_runs(limit=200)
+    except Exception as exc:  # noqa: BLE001 - the form works without the store
+        runs = []
+        st.caption(f"run store unavailable: {exc}")
+    if runs:
+        picked = st.selectbox("Run", [r.id for r in runs], key="form.clone_from")
+        if st.button("Load its configuration"):
+            from ui.pages_common import run_config
+
+            st.session_state["form.pending"] = run_config(state.store().get_run(picked))
+            st.rerun()
+    else:
+        st.caption("No runs yet.")

@@ -1,0 +1,108 @@
+"""Run: one run's configuration, curves, events, log and files."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+import yaml
+
+from service.processes import tail
+from ui import state
+from ui.charts import curve_chart
+from ui.pages_common import run_config
+from ui.shaping import curves, run_label
+
+st.title("Run")
+store = state.store()
+recent = store.list_runs(limit=500)
+if not recent:
+    st.info(state.FIRST_RUN_HINT)
+    st.stop()
+labels = {r.id: run_label(r) for r in recent}
+wanted = st.query_params.get("run") or st.session_state.get(state.RUN)
+ids = list(labels)
+run_id = st.selectbox(
+    "Run",
+    ids,
+    index=ids.index(wanted) if wanted in ids else 0,
+    format_func=labels.get,
+    key="run.id",
+)
+st.session_state[state.RUN] = run_id
+run = store.get_run(run_id)
+
+cols = st.columns(5)
+cols[0].metric("status", run.status)
+cols[1].metric("step", f"{run.last_step}/{run.total_steps}" if run.total_steps else run.last_step)
+acc = run.metrics.get("center_accuracy")
+cols[2].metric("center accuracy", f"{acc.value:.4f}" if acc and acc.value is not None else "-")
+cols[3].metric("workers", run.workers)
+cols[4].metric("duration", f"{run.duration:.0f} s" if run.duration is not None else "-")
+st.caption(
+    f"source {run.source}; started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.start_time))}"
+    + (f"; job {run.job_id}" if run.job_id else "")
+)
+if run.error:
+    st.error(run.error)
+if st.button("Clone into the Launch form"):
+    st.session_state[state.CLONE] = run_config(run)
+    st.switch_page(state.PAGE_PATHS["launch"])
+
+curves_tab, config_tab, events_tab, log_tab, files_tab = st.tabs(
+    ["Curves", "Configuration", "Events", "Log", "Files"]
+)
+with curves_tab:
+    metrics = [
+        k for k in ("center_accuracy", "train_loss", "spread", "bytes_sent") if k in run.metrics
+    ]
+    histories = store.metric_histories([run.id], metrics, max_points=1000)
+    for m in metrics:
+        data = curves(histories, [run], m)
+        if not data.empty:
+            st.altair_chart(curve_chart(data, m, height=220), width="stretch")
+with config_tab:
+    st.code(yaml.safe_dump(run_config(run), sort_keys=False), language="yaml")
+with events_tab:
+    events = store.events(run.id)
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "time": time.strftime("%H:%M:%S", time.localtime(e.time)),
+                    "kind": e.kind,
+                    "step": e.step,
+                    "message": e.message,
+                }
+                for e in events
+            ]
+        ),
+        hide_index=True,
+    )
+with log_tab:
+    job = store.job_for_run(run.id)
+    if job and job.log_path:
+        st.code(tail(job.log_path, 100) or "(empty)", language=None)
+    else:
+        st.caption("This run was started from a shell; its output went to that terminal.")
+with files_tab:
+    if run.run_dir and Path(run.run_dir).is_dir():
+        d = Path(run.run_dir)
+        st.markdown(f"Run directory: `{d}`")
+        ckpts = sorted(
+            p.name for p in (d / "checkpoints").glob("step-*") if (p / "meta.json").exists()
+        )
+        st.markdown(
+            f"Checkpoints: {', '.join(f'`{c}`' for c in ckpts) or 'none yet'} "
+            f"(resume with `--resume {d}`)"
+        )
+        model = d / "center.keras"
+        if model.exists():
+            st.markdown(f"Exported center: `{model}`")
+            st.code(
+                f"import keras\nmodel = keras.models.load_model({str(model)!r})", language="python"
+            )
+    else:
+        st.caption(f"The run directory {run.run_dir or ''} is not on this machine.")

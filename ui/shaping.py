@@ -1,0 +1,169 @@
+"""Pure data shaping for the pages: run tables, curves on any x-axis, smoothing, summaries."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from db.entities import MetricPoint, RunRecord
+
+X_AXES = {
+    "step": "Step",
+    "epoch": "Epoch",
+    "wall_time": "Wall time (s)",
+    "bytes_sent": "Bytes sent per rank",
+}
+SUMMARY_METRICS = ("center_accuracy", "train_loss", "bytes_sent")
+
+
+def run_label(run: RunRecord) -> str:
+    return f"{run.id} ({run.name})" if run.name and run.name != run.id else run.id
+
+
+def differing_params(runs: Sequence[RunRecord]) -> list[str]:
+    """Parameter keys whose value is not the same in every run (what tells runs apart)."""
+    keys = sorted({k for r in runs for k in r.params})
+    if len(runs) < 2:
+        return [k for k in keys if k in ("optimizer.algorithm", "optimizer.tau", "workers")]
+    return [k for k in keys if len({r.params.get(k) for r in runs}) > 1]
+
+
+def runs_frame(runs: Sequence[RunRecord], metrics: Sequence[str] = SUMMARY_METRICS) -> pd.DataFrame:
+    params = differing_params(runs)
+    rows = []
+    for r in runs:
+        row: dict[str, Any] = {
+            "run": r.id,
+            "name": r.name,
+            "status": r.status,
+            "source": r.source,
+            "algorithm": r.params.get("optimizer.algorithm"),
+            "workers": r.workers,
+            "progress": (f"{r.last_step}/{r.total_steps}" if r.total_steps else str(r.last_step)),
+            "duration (s)": None if r.duration is None else round(r.duration, 1),
+            "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.start_time)),
+        }
+        for p in params:
+            if p != "optimizer.algorithm":
+                row[p] = r.params.get(p)
+        for m in metrics:
+            row[m] = r.metrics[m].value if m in r.metrics else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def smooth(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard-style exponential moving average, debiased so the start is not pulled to 0."""
+    if weight <= 0 or len(values) == 0:
+        return values
+    out = np.empty(len(values))
+    acc, norm = 0.0, 0.0
+    for i, v in enumerate(values):
+        if np.isnan(v):
+            out[i] = np.nan
+            continue
+        acc = weight * acc + (1 - weight) * v
+        norm = weight * norm + (1 - weight)
+        out[i] = acc / norm
+    return out
+
+
+def curves(
+    histories: dict[tuple[str, str], list[MetricPoint]],
+    runs: Sequence[RunRecord],
+    metric: str,
+    x_axis: str = "step",
+    smoothing: float = 0.0,
+) -> pd.DataFrame:
+    """Long table (run, x, value) of one metric against the chosen axis.
+
+    For `epoch` and `bytes_sent` the axis is itself a metric: it is interpolated at the steps
+    where `metric` was recorded (both grow with the step), so sparse evaluation curves line up
+    with per-step counters.
+    """
+    if x_axis not in X_AXES:
+        raise ValueError(f"x axis: one of {', '.join(X_AXES)} (received: {x_axis!r})")
+    labels = {r.id: run_label(r) for r in runs}
+    frames = []
+    for r in runs:
+        points = [p for p in histories.get((r.id, metric), []) if p.value is not None]
+        if not points:
+            continue
+        steps = np.array([p.step for p in points], dtype=float)
+        y = np.array([p.value for p in points], dtype=float)
+        if x_axis == "step":
+            x = steps
+        elif x_axis == "wall_time":
+            x = np.array([p.wall_time for p in points], dtype=float)
+        else:
+            ref = [p for p in histories.get((r.id, x_axis), []) if p.value is not None]
+            if not ref:
+                continue
+            x = np.interp(steps, [p.step for p in ref], [p.value for p in ref])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "run": labels[r.id],
+                    "run_id": r.id,
+                    "step": steps,
+                    "x": x,
+                    "value": smooth(y, smoothing),
+                    "raw": y,
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame(columns=["run", "run_id", "step", "x", "value", "raw"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def summary(runs: Sequence[RunRecord], metric: str) -> pd.DataFrame:
+    """Final and best values side by side (best = highest for accuracy, lowest otherwise)."""
+    higher = "accuracy" in metric
+    rows = []
+    for r in runs:
+        m = r.metrics.get(metric)
+        rows.append(
+            {
+                "run": run_label(r),
+                "status": r.status,
+                "final": None if m is None else m.value,
+                "best": None if m is None else (m.max if higher else m.min),
+                "at step": None if m is None else m.step,
+                "bytes sent": r.metrics["bytes_sent"].value if "bytes_sent" in r.metrics else None,
+                "duration (s)": None if r.duration is None else round(r.duration, 1),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def params_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
+    keys = differing_params(runs) or ["optimizer.algorithm"]
+    return pd.DataFrame({run_label(r): [r.params.get(k) for k in keys] for r in runs}, index=keys)
+
+
+def config_of(run: RunRecord) -> dict[str, Any]:
+    """A run's configuration rebuilt from its parameters (for runs whose directory is gone)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for key, value in run.params.items():
+        if key in ("workers", "hosts"):
+            continue
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        if value is None:
+            node[leaf] = None
+            continue
+        try:
+            node[leaf] = yaml.safe_load(value) if value[:1] in "[{" else json.loads(value)
+        except (ValueError, yaml.YAMLError):
+            node[leaf] = value
+    return out
