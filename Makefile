@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export EASGD_HOME ?= $(CURDIR)/.easgd
 
-.PHONY: setup up demo test test-fast lint bench bench-store
+.PHONY: setup up demo test test-fast lint bench bench-store bench-ui
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -28,3 +28,6 @@ bench: setup
 
 bench-store: setup
 	@$(PY) -m bench.store $(BENCH_ARGS)
+
+bench-ui: setup
+	@$(PY) -m bench.ui $(BENCH_ARGS)

@@ -97,6 +97,7 @@ class Trainer:
         self.step = 0
         self.wall_offset = 0.0
         self.resumed_from: int | None = None
+        self.diverged_at: int | None = None
         if resume:
             found = checkpoint.latest(run_dir)
             if found is None:
@@ -164,7 +165,19 @@ class Trainer:
                 for x, c in zip(self.model.trainable_variables, center)
             ]
         )
-        spread = float(self.collectives.sum_scalar(local, "easgd_spread").numpy())
+        # One all-reduce carries the spread and how many ranks saw a non-finite loss, so that
+        # every rank stops on the same step when training diverged.
+        total = self.collectives.sum_scalar(
+            tf.stack([local, tf.constant(float(self.diverged_at is not None), tf.float64)]),
+            "easgd_spread",
+        ).numpy()
+        spread = float(total[0])
+        if total[1] > 0:
+            raise FloatingPointError(
+                f"training diverged (non-finite train loss on {int(total[1])} of {self.size} "
+                f"ranks, first here at step {self.diverged_at or self.step}); lower "
+                "optimizer.learning_rate or alpha"
+            )
         if self.rank != 0:
             return {}
         self._load_center()
@@ -238,11 +251,8 @@ class Trainer:
             loss = float(self._train_step(x, y).numpy())
             step_time = time.perf_counter() - t0
             self.step += 1
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"training diverged at step {self.step}: train loss is {loss}; lower "
-                    "optimizer.learning_rate or alpha"
-                )
+            if not math.isfinite(loss) and self.diverged_at is None:
+                self.diverged_at = self.step
             evaluate = self.step % cfg.training.eval_every == 0 or self.step == self.total_steps
             values = self._evaluation() if evaluate else {}
             if self.rank == 0 and (evaluate or self.step % cfg.training.log_every == 0):

@@ -15,7 +15,9 @@ if not recent:
     st.info(state.FIRST_RUN_HINT)
     st.stop()
 labels = {r.id: run_label(r) for r in recent}
-default = [i for i in st.session_state.get(state.COMPARE, []) if i in labels]
+linked = st.query_params.get("runs")  # ?runs=a,b,c shares a comparison
+chosen = linked.split(",") if linked else st.session_state.get(state.COMPARE, [])
+default = [i for i in chosen if i in labels]
 ids = st.multiselect(
     "Runs", list(labels), default=default, format_func=labels.get, key="compare.runs"
 )

@@ -1,0 +1,74 @@
+"""The reference step: the same model, batch and inner optimizer as a benchmark run, but a plain
+Keras optimizer with no wrapper and no communication, on every rank at once (so the ranks
+compete for the cores exactly as in training).
+
+    horovodrun -np 2 -H localhost:2 --gloo python -m bench.plain_step CONFIG.yaml OUT.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def main(config_path: str, out: str, steps: int = 150, warmup: int = 10) -> None:
+    import keras
+    import tensorflow as tf
+
+    from training import collectives, data, models
+    from training.config import resolve
+    from training.optimizer import inner_optimizer
+
+    cfg = resolve(config_path)
+    collectives.init()
+    rank, size = collectives.rank(), collectives.size()
+    keras.utils.set_random_seed(cfg.seed)
+    ds = data.load(cfg.data, cfg.seed)
+    shard = data.Shard(ds.x_train, ds.y_train, rank, size, cfg.data.batch_size, cfg.seed)
+    model = models.build(cfg.model, ds.input_shape, ds.num_classes)
+    opt_cfg = cfg.optimizer
+    kind = opt_cfg.inner_optimizer.value
+    opt = inner_optimizer(
+        kind,
+        opt_cfg.learning_rate,
+        opt_cfg.resolved_momentum if kind in ("momentum", "nesterov") else 0.0,
+    )
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    batch = min(cfg.data.batch_size, len(shard.x))
+    spec = [tf.TensorSpec((batch, *ds.input_shape), tf.float32), tf.TensorSpec((batch,), tf.int64)]
+
+    @tf.function(input_signature=spec)
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        opt.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+        return loss
+
+    times = []
+    for i in range(warmup + steps):
+        x, y = shard.batch_at(i)
+        t0 = time.perf_counter()
+        float(step(x, y).numpy())
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    gathered = collectives.allgather_object(statistics.mean(times))
+    if rank == 0:
+        with open(out, "w") as f:
+            json.dump(
+                {
+                    "mean_step_seconds": statistics.mean(gathered),
+                    "per_rank": gathered,
+                    "steps": steps,
+                    "inner": kind,
+                },
+                f,
+            )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,423 @@
+"""The benchmark: sync, easgd, eamsgd, downpour and localsgd, same data, seed and ranks, on a
+compute-bound workload (LeNet-5, 62k parameters) and a communication-bound one (a 784-1024-1024-10
+MLP, 1.9M parameters), on loopback and on a 100 Mbit/s network namespace.
+
+    python -m bench.run [--networks loopback,slow] [--workloads lenet,mlp] [--out bench/results]
+
+Writes bench/results/bench.json (every figure), bench.md (the tables and the goals) and PNG plots
+of center accuracy against training time and against bytes sent. The runs land in the run store
+(source: bench) like any others.
+
+Times: `train time` is the sum of the steps' own durations (evaluations and logging excluded),
+so that an algorithm is not charged for how often the benchmark evaluates it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from db.settings import runs_dir
+from db.store import Store
+from training.metrics import read_jsonl
+
+RANKS = 2
+TAU = 10
+SEED = 7
+NETNS = "easgd-bench-slow"
+WORKLOADS = {
+    "lenet": {
+        "model": {"name": "lenet5"},
+        "target": 0.95,
+        "max_steps": 300,
+        "title": "LeNet-5 on mnist5k (61,706 parameters)",
+    },
+    "mlp": {
+        "model": {"name": "mlp", "hidden": [1024, 1024]},
+        "target": 0.90,
+        "max_steps": 240,
+        "title": "MLP 784-1024-1024-10 on mnist5k (1,863,690 parameters)",
+    },
+}
+ALGORITHMS = {
+    "sync": {"algorithm": "sync", "inner": "momentum", "learning_rate": 0.02, "momentum": 0.9},
+    "easgd": {"algorithm": "easgd", "learning_rate": 0.05, "tau": TAU},
+    "eamsgd": {"algorithm": "eamsgd", "learning_rate": 0.002, "momentum": 0.99, "tau": TAU},
+    "downpour": {"algorithm": "downpour", "learning_rate": 0.02, "tau": TAU},
+    "localsgd": {"algorithm": "localsgd", "learning_rate": 0.05, "tau": TAU},
+}
+BIN = Path(sys.executable).parent
+
+
+def say(msg: str) -> None:
+    print(f"bench: {msg}", flush=True)
+
+
+def config_for(workload: str, algorithm: str) -> dict:
+    w = WORKLOADS[workload]
+    return {
+        "name": f"bench-{workload}-{algorithm}",
+        "seed": SEED,
+        "tags": {"bench": "run", "workload": workload},
+        "data": {"dataset": "mnist5k", "batch_size": 32},
+        "model": w["model"],
+        "optimizer": ALGORITHMS[algorithm],
+        "training": {"epochs": 100, "max_steps": w["max_steps"], "eval_every": 10},
+        "checkpoint": {"every": None, "keep": 1},
+        "resources": {"workers": RANKS},
+    }
+
+
+def slow_network() -> str | None:
+    """A namespace whose loopback is limited to 100 Mbit/s, or the reason it cannot be made."""
+    if os.geteuid() != 0:
+        return "not root: a network namespace needs CAP_NET_ADMIN"
+    if not shutil.which("ip") or not shutil.which("tc"):
+        return "iproute2 (ip, tc) is not installed"
+    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+    steps = [
+        ["ip", "netns", "add", NETNS],
+        ["ip", "-n", NETNS, "link", "set", "lo", "mtu", "9000", "up"],
+        [
+            "ip",
+            "netns",
+            "exec",
+            NETNS,
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            "lo",
+            "root",
+            "tbf",
+            "rate",
+            "100mbit",
+            "burst",
+            "256kb",
+            "latency",
+            "100ms",
+        ],
+    ]
+    for cmd in steps:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+            return f"{' '.join(cmd)} failed: {r.stderr.strip()}"
+    return None
+
+
+def horovodrun(args: list[str], network: str, log: Path) -> int:
+    cmd = [
+        str(BIN / "horovodrun"),
+        "-np",
+        str(RANKS),
+        "-H",
+        f"localhost:{RANKS}",
+        "--gloo",
+        "--network-interface",
+        "lo",
+        sys.executable,
+        *args,
+    ]
+    if network == "slow":
+        cmd = ["ip", "netns", "exec", NETNS, *cmd]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    with log.open("w") as f:
+        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+
+
+def communicated(algorithm: str, step: int) -> bool:
+    """Whether 1-based step `step` ran a collective (see training/optimizer.py)."""
+    if algorithm == "sync":
+        return True
+    if algorithm in ("easgd", "eamsgd"):
+        return (step - 1) % TAU == 0
+    return step % TAU == 0
+
+
+def figures(rows: list[dict], algorithm: str, target: float) -> dict:
+    steps = [r for r in rows if r["step"] >= 1 and "step_time" in r]
+    timed = steps[1:]  # the first step traces the tf.function
+    comm = [r["step_time"] for r in timed if communicated(algorithm, r["step"])]
+    local = [r["step_time"] for r in timed if not communicated(algorithm, r["step"])]
+    train_time, reached, curve = 0.0, None, []
+    cumulative = {}
+    for r in steps:
+        train_time += r["step_time"]
+        cumulative[r["step"]] = train_time
+    for r in rows:
+        if "center_accuracy" in r:
+            t = cumulative.get(r["step"], 0.0)
+            curve.append([r["step"], round(t, 4), r.get("bytes_sent", 0.0), r["center_accuracy"]])
+            if reached is None and r["center_accuracy"] >= target:
+                reached = (r["step"], t)
+    last = steps[-1]
+    return {
+        "steps": last["step"],
+        "bytes_per_step": last["bytes_sent"] / last["step"],
+        "comm_seconds": last["comm_seconds"],
+        "mean_comm_step_ms": round(1000 * statistics.mean(comm), 3) if comm else None,
+        "mean_local_step_ms": round(1000 * statistics.mean(local), 3) if local else None,
+        "train_seconds": round(train_time, 3),
+        "target": target,
+        "steps_to_target": reached[0] if reached else None,
+        "seconds_to_target": round(reached[1], 3) if reached else None,
+        "final_accuracy": [r for r in rows if "center_accuracy" in r][-1]["center_accuracy"],
+        "best_accuracy": max(r["center_accuracy"] for r in rows if "center_accuracy" in r),
+        "curve": curve,
+    }
+
+
+def ratio(a, b):
+    return None if a is None or b in (None, 0) else a / b
+
+
+def goals(results: dict) -> list[dict]:
+    out = []
+
+    def get(net, wl, algo, key):
+        return results.get(net, {}).get(wl, {}).get(algo, {}).get(key)
+
+    for net in results:
+        for wl in results[net]:
+            if wl == "plain":
+                continue
+            r = ratio(
+                get(net, wl, "easgd", "bytes_per_step"), get(net, wl, "sync", "bytes_per_step")
+            )
+            if r is not None:
+                out.append(
+                    {
+                        "goal": f"bytes/step easgd tau=10 = 1/10 of sync ({net}, {wl})",
+                        "measured": round(r, 5),
+                        "met": abs(r - 0.1) <= 0.001,
+                    }
+                )
+            plain = results[net].get("plain", {}).get(wl)
+            local = get(net, wl, "eamsgd", "mean_local_step_ms")
+            r = ratio(local, plain)
+            if r is not None:
+                out.append(
+                    {
+                        "goal": f"eamsgd non-communication step <= 1.03x plain ({net}, {wl})",
+                        "measured": round(r, 3),
+                        "met": r <= 1.03,
+                    }
+                )
+    r = ratio(
+        get("loopback", "lenet", "eamsgd", "seconds_to_target"),
+        get("loopback", "lenet", "sync", "seconds_to_target"),
+    )
+    out.append(
+        {
+            "goal": "time to 0.95 eamsgd <= 1.0x sync (LeNet, loopback)",
+            "measured": None if r is None else round(r, 3),
+            "met": r is not None and r <= 1.0,
+        }
+    )
+    r = ratio(
+        get("slow", "mlp", "eamsgd", "seconds_to_target"),
+        get("slow", "mlp", "sync", "seconds_to_target"),
+    )
+    out.append(
+        {
+            "goal": "time to 0.90 eamsgd <= 0.15x sync (MLP, 100 Mbit/s)",
+            "measured": None if r is None else round(r, 3),
+            "met": r is not None and r <= 0.15,
+        }
+    )
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"# Benchmark ({result['when']}, {result['machine']})",
+        "",
+        f"{RANKS} ranks, tau = {TAU}, seed {SEED}, batch 32 per rank, mnist5k. "
+        "Train time = the sum of step durations (evaluation excluded). "
+        "Bytes = payload each rank hands to collectives.",
+        "",
+    ]
+    if result.get("slow_network_skipped"):
+        lines += [f"Slow network not run: {result['slow_network_skipped']}", ""]
+    for net, by_wl in result["results"].items():
+        for wl, by_algo in by_wl.items():
+            if wl == "plain":
+                continue
+            w = WORKLOADS[wl]
+            plain = by_wl.get("plain", {}).get(wl)
+            lines += [
+                f"## {w['title']}, {'loopback' if net == 'loopback' else '100 Mbit/s'}",
+                "",
+                f"Plain local optimizer step (reference): {plain:.2f} ms"
+                if plain
+                else "Plain reference: not measured",
+                "",
+                "| algorithm | steps | bytes/step | vs sync (theory) | comm step ms | "
+                f"local step ms | local / plain | train s | s to {w['target']} | "
+                "final acc |",
+                "|" + " --- |" * 10,
+            ]
+            sync_bytes = by_algo.get("sync", {}).get("bytes_per_step")
+            for algo, f in by_algo.items():
+                vs = ratio(f["bytes_per_step"], sync_bytes)
+                theory = "1" if algo == "sync" else f"1/{TAU}"
+                local = f["mean_local_step_ms"]
+                vs_text = "-" if vs is None else f"{vs:.4f}"
+                plain_ratio = "-" if not plain or not local else f"{local / plain:.3f}"
+                to_target = f["seconds_to_target"]
+                target_text = "not reached" if to_target is None else f"{to_target:.1f}"
+                lines.append(
+                    f"| {algo} | {f['steps']} | {f['bytes_per_step']:,.0f} | {vs_text} "
+                    f"({theory}) | {f['mean_comm_step_ms'] or '-'} | {local or '-'} | "
+                    f"{plain_ratio} | {f['train_seconds']:.1f} | {target_text} | "
+                    f"{f['final_accuracy']:.4f} |"
+                )
+            lines.append("")
+    lines += ["## Goals", "", "| goal | measured | met |", "| --- | --- | --- |"]
+    for g in result["goals"]:
+        lines.append(f"| {g['goal']} | {g['measured']} | {'yes' if g['met'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plots(result: dict, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for net, by_wl in result["results"].items():
+        for wl, by_algo in by_wl.items():
+            if wl == "plain":
+                continue
+            fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+            for algo, f in by_algo.items():
+                c = f["curve"]
+                axes[0].plot([p[1] for p in c], [p[3] for p in c], label=algo)
+                axes[1].plot([max(p[2], 1) for p in c], [p[3] for p in c], label=algo)
+            for ax, xl in zip(axes, ("train time (s)", "bytes sent per rank")):
+                ax.axhline(WORKLOADS[wl]["target"], color="grey", lw=0.8, ls="--")
+                ax.set_xlabel(xl)
+                ax.set_ylabel("center test accuracy")
+                ax.set_ylim(0, 1)
+                ax.grid(alpha=0.3)
+            axes[1].set_xscale("log")
+            axes[0].legend()
+            fig.suptitle(
+                f"{WORKLOADS[wl]['title']}, {'loopback' if net == 'loopback' else '100 Mbit/s'}"
+            )
+            fig.tight_layout()
+            path = out / f"{net}-{wl}.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            written.append(str(path))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.run")
+    p.add_argument("--networks", default="loopback,slow")
+    p.add_argument("--workloads", default="lenet,mlp")
+    p.add_argument("--algorithms", default=",".join(ALGORITHMS))
+    p.add_argument("--out", default="bench/results")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    Store().init()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    networks = args.networks.split(",")
+    skipped = None
+    if "slow" in networks:
+        skipped = slow_network()
+        if skipped:
+            say(f"slow network not possible here ({skipped}); running loopback only")
+            networks.remove("slow")
+    started = time.time()
+    results: dict = {}
+    try:
+        for net in networks:
+            results[net] = {"plain": {}}
+            for wl in args.workloads.split(","):
+                results[net][wl] = {}
+                for algo in args.algorithms.split(","):
+                    cfg_path = out / "logs" / f"{net}-{wl}-{algo}.yaml"
+                    cfg_path.write_text(yaml.safe_dump(config_for(wl, algo), sort_keys=False))
+                    if algo == "eamsgd":
+                        ref = out / "logs" / f"{net}-{wl}-plain.json"
+                        code = horovodrun(
+                            ["-m", "bench.plain_step", str(cfg_path), str(ref)],
+                            net,
+                            out / "logs" / f"{net}-{wl}-plain.log",
+                        )
+                        if code == 0:
+                            plain = json.loads(ref.read_text())["mean_step_seconds"] * 1000
+                            results[net]["plain"][wl] = round(plain, 3)
+                    run_dir = runs_dir() / f"bench-{stamp}-{net}-{wl}-{algo}"
+                    t0 = time.time()
+                    code = horovodrun(
+                        [
+                            "-m",
+                            "training",
+                            "--config",
+                            str(cfg_path),
+                            "--out",
+                            str(run_dir),
+                            "--source",
+                            "bench",
+                        ],
+                        net,
+                        out / "logs" / f"{net}-{wl}-{algo}.log",
+                    )
+                    if code != 0:
+                        say(f"{net} {wl} {algo}: failed (exit {code}), see the log")
+                        continue
+                    f = figures(
+                        read_jsonl(run_dir / "metrics.jsonl"), algo, WORKLOADS[wl]["target"]
+                    )
+                    f["run_id"] = run_dir.name
+                    results[net][wl][algo] = f
+                    say(
+                        f"{net} {wl} {algo}: {f['steps']} steps in {time.time() - t0:.0f} s, "
+                        f"train {f['train_seconds']:.1f} s, to target "
+                        f"{f['seconds_to_target']}, final {f['final_accuracy']:.4f}"
+                    )
+    finally:
+        if "slow" in networks:
+            subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+    result = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "ranks": RANKS,
+        "tau": TAU,
+        "seed": SEED,
+        "algorithms": ALGORITHMS,
+        "workloads": {k: {kk: vv for kk, vv in v.items()} for k, v in WORKLOADS.items()},
+        "slow_network_skipped": skipped,
+        "wall_seconds": round(time.time() - started),
+        "results": results,
+    }
+    result["goals"] = goals(results)
+    (out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "bench.md").write_text(markdown(result))
+    result["plots"] = plots(result, out)
+    say(
+        f"wrote {out / 'bench.json'}, {out / 'bench.md'} and {len(result['plots'])} plots "
+        f"in {result['wall_seconds']} s"
+    )
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

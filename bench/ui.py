@@ -1,0 +1,160 @@
+"""UI benchmark: the time for the Compare page to render 20 runs x 10,000 steps in Chromium.
+
+    python -m bench.ui [--out bench/results/ui.json]
+
+It fills a fresh SQLite store (20 runs, 10,000 steps of train_loss, bytes_sent and epoch, an
+evaluation every 50 steps), starts the UI on loopback, and times, in headless Chromium, from
+navigation to the chart drawn with every run's curve. Goal (issue 5): under 3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from db.store import Store
+
+RUNS, STEPS = 20, 10_000
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+
+
+def _seed(store: Store) -> list[str]:
+    ids = []
+    for r in range(RUNS):
+        run_id = f"bench-ui-{r:02d}"
+        store.create_run(
+            run_id,
+            params={"optimizer.algorithm": "eamsgd" if r % 2 else "sync", "optimizer.tau": 1 + r},
+            source="bench",
+        )
+        rows = []
+        for s in range(STEPS):
+            rows += [
+                ("train_loss", s, s * 0.01, 2.0 / (1 + s * (1 + r) / 1000)),
+                ("bytes_sent", s, s * 0.01, 250_000.0 * s / (1 + r)),
+                ("epoch", s, s * 0.01, s / 125),
+            ]
+            if s % 50 == 0:
+                rows.append(("center_accuracy", s, s * 0.01, 1 - 0.9 / (1 + s / 500)))
+        for i in range(0, len(rows), 5000):
+            store.log_metrics(run_id, rows[i : i + 5000])
+        store.finish_run(run_id, "finished")
+        ids.append(run_id)
+    return ids
+
+
+def main(argv: list[str] | None = None) -> int:
+    from playwright.sync_api import sync_playwright
+
+    p = argparse.ArgumentParser(prog="python -m bench.ui")
+    p.add_argument("--out", default="bench/results/ui.json")
+    p.add_argument("--chromium", default=os.environ.get("EASGD_TEST_CHROMIUM", "/usr/bin/chromium"))
+    p.add_argument("--repeat", type=int, default=5)
+    args = p.parse_args(argv)
+    home = tempfile.TemporaryDirectory()
+    env = {**os.environ, "EASGD_HOME": home.name}
+    env.pop("EASGD_DB_URL", None)
+    os.environ["EASGD_HOME"] = home.name
+    store = Store()
+    store.init()
+    ids = _seed(store)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+    ui = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(app),
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/compare?runs={','.join(ids)}"
+    timings = {}
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=args.chromium, args=ARGS)
+            for x_axis, metric in (("step", "train_loss"), ("step", "center_accuracy")):
+                times = []
+                for i in range(args.repeat + 1):  # the first visit warms the server's caches
+                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    t0 = time.perf_counter()
+                    page.goto(url)
+                    if metric != "center_accuracy":
+                        box = page.get_by_test_id("stSelectbox").filter(has_text="Metric")
+                        box.wait_for(timeout=60000)
+                        t0 = time.perf_counter()
+                        box.click()
+                        page.get_by_role("option", name=metric, exact=True).click()
+                    chart = page.locator('[data-testid="stVegaLiteChart"] canvas').first
+                    chart.wait_for(timeout=60000)
+                    page.get_by_text(ids[-1]).last.wait_for(timeout=60000)  # legend complete
+                    if i:
+                        times.append(time.perf_counter() - t0)
+                    page.close()
+                timings[f"{metric} vs {x_axis}"] = {
+                    "median_s": round(statistics.median(times), 3),
+                    "max_s": round(max(times), 3),
+                    "samples": len(times),
+                }
+            browser.close()
+    finally:
+        ui.terminate()
+        ui.wait(timeout=20)
+    result = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "runs": RUNS,
+        "steps_per_run": STEPS,
+        "goal_s": 3.0,
+        "what": "navigation (or metric change) to the chart drawn with all 20 runs",
+        "compare_render": timings,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
