@@ -39,13 +39,15 @@ WORKLOADS = {
     "lenet": {
         "model": {"name": "lenet5"},
         "target": 0.95,
-        "max_steps": 300,
+        "max_steps": 450,
+        "networks": ("loopback",),
         "title": "LeNet-5 on mnist5k (61,706 parameters)",
     },
     "mlp": {
         "model": {"name": "mlp", "hidden": [1024, 1024]},
         "target": 0.90,
-        "max_steps": 240,
+        "max_steps": 300,
+        "networks": ("loopback", "slow"),
         "title": "MLP 784-1024-1024-10 on mnist5k (1,863,690 parameters)",
     },
 }
@@ -134,6 +136,25 @@ def horovodrun(args: list[str], network: str, log: Path) -> int:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     with log.open("w") as f:
         return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+
+
+_PLAIN: dict[str, float | None] = {}
+
+
+def plain_reference(workload: str, cfg_path: Path, out: Path) -> float | None:
+    """The plain optimizer's step (ms), measured once per workload: it does not communicate,
+    so the network does not change it."""
+    if workload not in _PLAIN:
+        ref = out / "logs" / f"{workload}-plain.json"
+        code = horovodrun(
+            ["-m", "bench.plain_step", str(cfg_path), str(ref)],
+            "loopback",
+            out / "logs" / f"{workload}-plain.log",
+        )
+        _PLAIN[workload] = (
+            round(json.loads(ref.read_text())["mean_step_seconds"] * 1000, 3) if code == 0 else None
+        )
+    return _PLAIN[workload]
 
 
 def communicated(algorithm: str, step: int) -> bool:
@@ -331,6 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workloads", default="lenet,mlp")
     p.add_argument("--algorithms", default=",".join(ALGORITHMS))
     p.add_argument("--out", default="bench/results")
+    p.add_argument(
+        "--all-pairs",
+        action="store_true",
+        help="every workload on every network (the compute-bound one on the slow "
+        "network too; about 5 more minutes)",
+    )
     args = p.parse_args(argv)
     out = Path(args.out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
@@ -349,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         for net in networks:
             results[net] = {"plain": {}}
             for wl in args.workloads.split(","):
+                if net not in WORKLOADS[wl]["networks"] and not args.all_pairs:
+                    continue
                 results[net][wl] = {}
                 for algo in args.algorithms.split(","):
                     cfg_path = out / "logs" / f"{net}-{wl}-{algo}.yaml"

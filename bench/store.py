@@ -9,13 +9,13 @@ Goals (issue 3): at least 20,000 rows/s; the downsampled read under 300 ms.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from bench.common import write_result
 from db.store import Store
 
 RUNS, STEPS, BATCH = 20, 10_000, 2000
@@ -76,10 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.db_url:  # leave the user's store as it was
         for run_id in run_ids:
             store.delete_run(run_id)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    print(f"written to {args.out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -10,7 +10,6 @@ navigation to the chart drawn with every run's curve. Goal (issue 5): under 3 s.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import socket
@@ -23,19 +22,10 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import CHROMIUM_ARGS, write_result
 from db.store import Store
 
 RUNS, STEPS = 20, 10_000
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
 
 
 def _seed(store: Store) -> list[str]:
@@ -112,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             except httpx.TransportError:
                 time.sleep(0.5)
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=args.chromium, args=ARGS)
+            browser = pw.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
             for x_axis, metric in (("step", "train_loss"), ("step", "center_accuracy")):
                 times = []
                 for i in range(args.repeat + 1):  # the first visit warms the server's caches
@@ -149,10 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "what": "navigation (or metric change) to the chart drawn with all 20 runs",
         "compare_render": timings,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    print(f"written to {args.out}")
+    write_result(args.out, result)
     return 0
 
 

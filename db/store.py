@@ -58,6 +58,13 @@ _ALLOWED = {
 }
 
 
+_AGGREGATE_COLUMN = {
+    "latest": LatestMetric.value,
+    "min": LatestMetric.min_value,
+    "max": LatestMetric.max_value,
+}
+
+
 class StoreError(ValueError):
     """Bad input to the store: says what, what to do, and what was received."""
 
@@ -577,11 +584,7 @@ class Store:
         if f.kind == "attribute":
             return [self._attribute_column(f.key, status)]
         if f.kind == "metric":
-            col = {
-                "latest": LatestMetric.value,
-                "min": LatestMetric.min_value,
-                "max": LatestMetric.max_value,
-            }[f.aggregate]
+            col = _AGGREGATE_COLUMN[f.aggregate]
             return [
                 select(col)
                 .where(LatestMetric.run_id == Run.id, LatestMetric.key == f.key)
@@ -615,11 +618,7 @@ class Store:
         if f.kind == "metric":
             if not numeric:
                 raise StoreError(f"filter: {f} compares with numbers (received: {values[0]!r})")
-            col = {
-                "latest": LatestMetric.value,
-                "min": LatestMetric.min_value,
-                "max": LatestMetric.max_value,
-            }[f.aggregate]
+            col = _AGGREGATE_COLUMN[f.aggregate]
             return exists().where(
                 LatestMetric.run_id == Run.id, LatestMetric.key == f.key, _compare(col, op, value)
             )

@@ -8,7 +8,20 @@ from typing import Any
 import yaml
 
 from db.entities import RunRecord
-from ui.shaping import config_of
+from ui.shaping import config_of, run_label
+
+
+def recent_runs_or_stop(store, limit: int = 500) -> tuple[list[RunRecord], dict[str, str]]:
+    """The newest runs and their labels; with no run at all, the teaching empty state."""
+    import streamlit as st
+
+    from ui import state
+
+    recent = store.list_runs(limit=limit)
+    if not recent:
+        st.info(state.FIRST_RUN_HINT)
+        st.stop()
+    return recent, {r.id: run_label(r) for r in recent}
 
 
 def run_config(run: RunRecord) -> dict[str, Any]:

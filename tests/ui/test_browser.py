@@ -17,20 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.common import CHROMIUM_ARGS
 from tests.conftest import BIN, QUIET_TF, ROOT, _free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.service, pytest.mark.horovod]
 CHROMIUM = os.environ.get("EASGD_TEST_CHROMIUM") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
 SHOTS = ROOT / "test-artifacts" / "browser"
 
 
@@ -113,7 +104,7 @@ def test_launch_watch_compare_in_chromium(product):
     )
     assert second.returncode == 0, second.stderr
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30000)
         page.goto(product["ui"])

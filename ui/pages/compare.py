@@ -6,15 +6,12 @@ import streamlit as st
 
 from ui import state
 from ui.charts import curve_chart
-from ui.shaping import X_AXES, curves, params_table, run_label, summary
+from ui.pages_common import recent_runs_or_stop
+from ui.shaping import X_AXES, curves, params_table, summary
 
 st.title("Compare runs")
 store = state.store()
-recent = store.list_runs(limit=500)
-if not recent:
-    st.info(state.FIRST_RUN_HINT)
-    st.stop()
-labels = {r.id: run_label(r) for r in recent}
+recent, labels = recent_runs_or_stop(store)
 linked = st.query_params.get("runs")  # ?runs=a,b,c shares a comparison
 chosen = linked.split(",") if linked else st.session_state.get(state.COMPARE, [])
 default = [i for i in chosen if i in labels]

@@ -12,16 +12,12 @@ import yaml
 from service.processes import tail
 from ui import state
 from ui.charts import curve_chart
-from ui.pages_common import run_config
-from ui.shaping import curves, run_label
+from ui.pages_common import recent_runs_or_stop, run_config
+from ui.shaping import curves
 
 st.title("Run")
 store = state.store()
-recent = store.list_runs(limit=500)
-if not recent:
-    st.info(state.FIRST_RUN_HINT)
-    st.stop()
-labels = {r.id: run_label(r) for r in recent}
+recent, labels = recent_runs_or_stop(store)
 wanted = st.query_params.get("run") or st.session_state.get(state.RUN)
 ids = list(labels)
 run_id = st.selectbox(
