@@ -1,6 +1,7 @@
 """The reference step: the same model, batch and inner optimizer as a benchmark run, but a plain
 Keras optimizer with no wrapper and no communication, on every rank at once (so the ranks
-compete for the cores exactly as in training).
+compete for the cores exactly as in training); and, alternating with it in the same process,
+the wrapper's own non-communication step, which isolates what the wrapper costs.
 
     horovodrun -np 2 -H localhost:2 --gloo python -m bench.plain_step CONFIG.yaml OUT.json
 """
@@ -22,7 +23,7 @@ def main(config_path: str, out: str, steps: int = 150, warmup: int = 10) -> None
 
     from training import collectives, data, models
     from training.config import resolve
-    from training.optimizer import inner_optimizer
+    from training.optimizer import ElasticAveragingOptimizer, inner_optimizer
 
     cfg = resolve(config_path)
     collectives.init()
@@ -30,39 +31,49 @@ def main(config_path: str, out: str, steps: int = 150, warmup: int = 10) -> None
     keras.utils.set_random_seed(cfg.seed)
     ds = data.load(cfg.data, cfg.seed)
     shard = data.Shard(ds.x_train, ds.y_train, rank, size, cfg.data.batch_size, cfg.seed)
-    model = models.build(cfg.model, ds.input_shape, ds.num_classes)
     opt_cfg = cfg.optimizer
     kind = opt_cfg.inner_optimizer.value
-    opt = inner_optimizer(
-        kind,
-        opt_cfg.learning_rate,
-        opt_cfg.resolved_momentum if kind in ("momentum", "nesterov") else 0.0,
-    )
+    momentum = opt_cfg.resolved_momentum if kind in ("momentum", "nesterov") else 0.0
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     batch = min(cfg.data.batch_size, len(shard.x))
     spec = [tf.TensorSpec((batch, *ds.input_shape), tf.float32), tf.TensorSpec((batch,), tf.int64)]
 
-    @tf.function(input_signature=spec)
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        opt.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
-        return loss
+    def make_step(opt):
+        model = models.build(cfg.model, ds.input_shape, ds.num_classes)
 
-    times = []
+        @tf.function(input_signature=spec)
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, model(x, training=True))
+            opt.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+            return loss
+
+        return step
+
+    # A/B in one process, alternating, so both see the same machine: the plain inner optimizer,
+    # and the same one inside the wrapper with a period it never reaches (its
+    # non-communication step; the first step's exchange falls in the warm-up).
+    plain = make_step(inner_optimizer(kind, opt_cfg.learning_rate, momentum))
+    wrapped = make_step(
+        ElasticAveragingOptimizer(inner_optimizer(kind, opt_cfg.learning_rate, momentum), tau=10**9)
+    )
+    times: dict[str, list[float]] = {"plain": [], "wrapped": []}
     for i in range(warmup + steps):
-        x, y = shard.batch_at(i)
-        t0 = time.perf_counter()
-        float(step(x, y).numpy())
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    gathered = collectives.allgather_object(statistics.mean(times))
+        order = (("plain", plain), ("wrapped", wrapped))
+        for name, step in order if i % 2 else order[::-1]:
+            x, y = shard.batch_at(i)
+            t0 = time.perf_counter()
+            float(step(x, y).numpy())
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    means = {k: collectives.allgather_object(statistics.mean(v)) for k, v in times.items()}
     if rank == 0:
         with open(out, "w") as f:
             json.dump(
                 {
-                    "mean_step_seconds": statistics.mean(gathered),
-                    "per_rank": gathered,
+                    "mean_step_seconds": statistics.mean(means["plain"]),
+                    "wrapped_mean_step_seconds": statistics.mean(means["wrapped"]),
+                    "per_rank": means,
                     "steps": steps,
                     "inner": kind,
                 },
