@@ -787,10 +787,6 @@ class Store:
             job = s.scalars(select(Job).where(Job.run_id == _check_run_id(run_id))).first()
             return _job_record(job) if job else None
 
-    def ping(self) -> bool:
-        with self.engine.connect() as conn:
-            return conn.execute(text("SELECT 1")).scalar() == 1
-
 
 _DOWNSAMPLE = text("""
 WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i + 1 < :buckets),
