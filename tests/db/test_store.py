@@ -173,3 +173,16 @@ def test_queue_order_is_priority_then_age(store):
     assert [j.id for j in store.list_jobs(status="cancelled")] == [c.id]
     with pytest.raises(StoreError, match="job status"):
         store.list_jobs(status="done")
+
+
+def test_get_runs_reads_several_at_once(store):
+    store.create_run("a", params={"x": 1}, total_steps=10)
+    store.create_run("b", params={})
+    store.log_metrics("a", [("loss", 4, 1.0, 0.5)])
+    runs = store.get_runs(["a", "b", "missing"])
+    assert set(runs) == {"a", "b"}
+    assert runs["a"].last_step == 4 and runs["a"].total_steps == 10
+    assert runs["a"].params == {"x": "1"} and runs["a"].metrics["loss"].value == 0.5
+    assert store.get_runs([]) == {}
+    with pytest.raises(StoreError, match="run id"):
+        store.get_runs(["../x"])

@@ -7,7 +7,6 @@ import time
 import pandas as pd
 import streamlit as st
 
-from db.store import NotFound
 from service.client import ApiError
 from service.processes import tail
 from ui import state
@@ -15,13 +14,10 @@ from ui import state
 st.title("Jobs")
 
 
-def _progress(store, job) -> float | None:
-    if not job.run_id:
-        return None
-    try:
-        run = store.get_run(job.run_id)
-    except NotFound:
-        return 0.0
+def _progress(runs, job) -> float | None:
+    run = runs.get(job.run_id) if job.run_id else None
+    if run is None:
+        return None if not job.run_id else 0.0
     return (run.last_step / run.total_steps) if run.total_steps else None
 
 
@@ -29,6 +25,7 @@ def _progress(store, job) -> float | None:
 def live() -> None:
     store = state.store()
     jobs = store.list_jobs(limit=100)
+    runs = store.get_runs([j.run_id for j in jobs if j.run_id])
     if not jobs:
         st.info(
             "No jobs yet. Launch one on the **Launch** page, or from a shell: "
@@ -41,7 +38,7 @@ def live() -> None:
                 "id": j.id,
                 "name": j.name,
                 "status": j.status.value,
-                "progress": _progress(store, j),
+                "progress": _progress(runs, j),
                 "workers": j.workers,
                 "hosts": j.hosts,
                 "run": j.run_id,

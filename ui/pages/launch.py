@@ -76,6 +76,12 @@ def _value(path: str):
     return raw
 
 
+def _form_config() -> tuple[set[str], dict]:
+    """The paths the form shows for its current choices, and the configuration they make."""
+    shown = visible_fields(form.nested({p: _value(p) for p in SPECS}))
+    return shown, form.nested({p: _value(p) for p in SPECS if p in shown})
+
+
 def _widget(spec: form.FieldSpec) -> None:
     key = _key(spec.path)
     if spec.kind == "choice":
@@ -118,11 +124,7 @@ mode = st.segmented_control("Edit with", ["Form", "YAML"], key="form.mode", defa
 
 if mode == "YAML":
     if "form.yaml" not in st.session_state:
-        current = form.nested({p: _value(p) for p in SPECS})
-        st.session_state["form.yaml"] = yaml.safe_dump(
-            form.nested({p: _value(p) for p in SPECS if p in visible_fields(current)}),
-            sort_keys=False,
-        )
+        st.session_state["form.yaml"] = yaml.safe_dump(_form_config()[1], sort_keys=False)
     text = st.text_area(
         "Configuration (YAML)",
         key="form.yaml",
@@ -142,9 +144,7 @@ if mode == "YAML":
         st.session_state["form.pending"] = config.to_dict()
         st.rerun()
 else:
-    current = form.nested({p: _value(p) for p in SPECS})
-    shown = visible_fields(current)
-    data = form.nested({p: _value(p) for p in SPECS if p in shown})
+    shown, data = _form_config()
     try:
         config = parse_config(data)
         problems = []
