@@ -1,7 +1,7 @@
 """`python -m training --config FILE`: what each rank runs under horovodrun.
 
 The configuration is validated before TensorFlow or Horovod is imported, so a bad value fails
-in a fraction of a second with one line naming the field, and nothing is written.
+in seconds with one line naming the field, and nothing is written.
 """
 
 from __future__ import annotations
@@ -9,8 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from training.config import ConfigError, load_config_file, parse_config, resolve
+
+# horovodrun terminates every rank as soon as one exits non-zero, so a quiet rank that failed
+# first could kill rank 0 before it printed why; the quiet ranks leave rank 0 this head start.
+QUIET_RANK_EXIT_DELAY_S = 5.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,9 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config = resolve(args.config, args.set)
     except ConfigError as exc:
-        if not quiet:
-            for problem in exc.problems:
-                print(f"easgd: invalid configuration: {problem}", file=sys.stderr)
+        if quiet:
+            time.sleep(QUIET_RANK_EXIT_DELAY_S)
+            return 2
+        for problem in exc.problems:
+            print(f"easgd: invalid configuration: {problem}", file=sys.stderr, flush=True)
         return 2
 
     from training.program import run
