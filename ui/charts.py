@@ -1,11 +1,16 @@
-"""Chart builders (Altair), pure functions of shaped data."""
+"""Chart payloads, pure functions of shaped data; `ui.curve_view` draws them in the browser."""
 
 from __future__ import annotations
 
-import altair as alt
+from typing import Any
+
+import numpy as np
 import pandas as pd
 
 from ui.shaping import X_AXES
+
+# How the browser formats x values: counts and bytes compactly, seconds with a unit.
+X_KINDS = {"step": "number", "epoch": "number", "wall_time": "seconds", "bytes_sent": "bytes"}
 
 
 def curve_chart(
@@ -14,21 +19,30 @@ def curve_chart(
     x_axis: str = "step",
     log_scale: bool = False,
     height: int = 380,
-) -> alt.Chart:
-    y_scale = alt.Scale(type="log") if log_scale else alt.Scale(zero=False)
-    return (
-        alt.Chart(data, height=height)
-        .mark_line(interpolate="linear", strokeWidth=1.6)
-        .encode(
-            x=alt.X("x:Q", title=X_AXES.get(x_axis, x_axis)),
-            y=alt.Y("value:Q", title=metric, scale=y_scale),
-            color=alt.Color("run:N", title="run", legend=alt.Legend(orient="bottom", columns=2)),
-            tooltip=[
-                "run:N",
-                alt.Tooltip("step:Q", format=",d"),
-                alt.Tooltip("x:Q", title=x_axis, format=",.4g"),
-                alt.Tooltip("raw:Q", title=metric, format=".4g"),
-            ],
-        )
-        .interactive()
-    )
+) -> dict[str, Any]:
+    """One series per run from the long table `ui.shaping.curves` returns.
+
+    Points are sorted by x and stripped of values JSON cannot carry (NaN, infinities); on a log
+    scale values <= 0 are dropped too, since they have no place on it.
+    """
+    if x_axis not in X_AXES:
+        raise ValueError(f"x axis: one of {', '.join(X_AXES)} (received: {x_axis!r})")
+    series = []
+    for label, group in data.groupby("run", sort=False):
+        x = group["x"].to_numpy(dtype=float)
+        y = group["value"].to_numpy(dtype=float)
+        keep = np.isfinite(x) & np.isfinite(y)
+        if log_scale:
+            keep &= y > 0
+        order = np.argsort(x[keep], kind="stable")
+        xs, ys = x[keep][order], y[keep][order]
+        if len(xs):
+            series.append({"label": str(label), "x": xs.tolist(), "y": ys.tolist()})
+    return {
+        "series": series,
+        "x_label": X_AXES[x_axis],
+        "x_kind": X_KINDS[x_axis],
+        "y_label": metric,
+        "log": bool(log_scale),
+        "height": int(height),
+    }

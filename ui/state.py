@@ -12,11 +12,11 @@ CLONE = "clone_config"
 LAUNCHED = "launched_job"
 RUN = "selected_run"
 PAGE_PATHS = {
-    "launch": "pages/launch.py",
-    "jobs": "pages/jobs.py",
-    "runs": "pages/runs.py",
-    "compare": "pages/compare.py",
-    "run": "pages/run.py",
+    "launch": "views/launch.py",
+    "jobs": "views/jobs.py",
+    "runs": "views/runs.py",
+    "compare": "views/compare.py",
+    "run": "views/run.py",
 }
 FIRST_RUN_HINT = (
     "No runs yet. Launch one on the **Launch** page, or from a shell:\n\n"

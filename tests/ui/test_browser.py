@@ -66,6 +66,9 @@ def product(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+DRAWN = '.easgd-curves[data-drawn="1"]'
+
+
 def _no_exception(page, name: str) -> None:
     page.wait_for_timeout(500)
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -158,15 +161,40 @@ def test_launch_watch_compare_in_chromium(product):
         _no_exception(page, "5-runs-selected")
         page.get_by_role("button", name="Compare selected").click()
         expect(page.get_by_role("heading", name="Compare runs")).to_be_visible()
-        chart = page.locator('[data-testid="stVegaLiteChart"]').first
-        expect(chart).to_be_visible()
-        expect(chart.locator("canvas, svg").first).to_be_visible()
-        box = chart.bounding_box()
-        assert box and box["width"] > 300 and box["height"] > 200
+        _check_chart(page, series=2)
         expect(page.get_by_text("Final and best")).to_be_visible()
         _no_exception(page, "6-compare")
 
         _nav(page, "Run")
         expect(page.get_by_role("heading", name="Run", exact=True)).to_be_visible()
+        expect(page.locator(DRAWN)).to_have_count(4)  # accuracy, loss, spread, bytes sent
         _no_exception(page, "7-run")
+
+        # A shared link opens the same page inside the app, in a browser that has never seen it.
+        ids = [r["id"] for r in httpx.get(f"{product['api']}/runs").json()]
+        shared = browser.new_page(viewport={"width": 1400, "height": 1000})
+        shared.set_default_timeout(30000)
+        shared.goto(f"{product['ui']}/compare?runs={','.join(ids)}")
+        expect(shared.get_by_role("heading", name="Compare runs")).to_be_visible()
+        _check_chart(shared, series=2)
+        nav = shared.get_by_test_id("stSidebarNavLink")
+        titles = [text.split()[-1] for text in nav.all_inner_texts()]  # after the icon's name
+        assert titles == ["Runs", "Launch", "Jobs", "Compare", "Run"]
+        _no_exception(shared, "8-compare-shared-link")
         browser.close()
+
+
+def _check_chart(page, series: int) -> None:
+    """The chart is drawn with one line per run, and hovering shows each run's value."""
+    from playwright.sync_api import expect
+
+    chart = page.locator(DRAWN).first
+    expect(chart).to_be_visible()
+    assert chart.get_attribute("data-series") == str(series)
+    box = chart.locator(".u-over").bounding_box()
+    assert box and box["width"] > 300 and box["height"] > 200
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
+    values = chart.locator(".u-legend .u-series .u-value")
+    expect(values).to_have_count(series + 1)  # the x value, then one per run
+    expect(values.nth(1)).to_have_text(re.compile(r"\d"))
+    expect(values.nth(series)).to_have_text(re.compile(r"\d"))

@@ -3,6 +3,8 @@ Launch, a real job service)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -56,6 +58,11 @@ def _app(page: str | None = None) -> AppTest:
     return at
 
 
+def _charts(at: AppTest) -> list[dict]:
+    """The payloads of the curve charts on the page, as the browser receives them."""
+    return [json.loads(c.proto.json) for c in at.get("bidi_component")]
+
+
 def _text(at: AppTest) -> str:
     parts = (
         [m.value for m in at.markdown]
@@ -68,10 +75,10 @@ def _text(at: AppTest) -> str:
 
 
 def test_empty_states_teach(ui_store):
-    for page in (None, "pages/compare.py", "pages/run.py"):
+    for page in (None, "views/compare.py", "views/run.py"):
         at = _app(page)
         assert "No runs yet" in _text(at) and "horovodrun" in _text(at)
-    jobs = _app("pages/jobs.py")
+    jobs = _app("views/jobs.py")
     assert "No jobs yet" in _text(jobs) and "easgd submit" in _text(jobs)
 
 
@@ -96,11 +103,15 @@ def test_compare_draws_curves_and_summaries(ui_store):
     at.button[0].click().run()  # Compare selected
     assert not at.exception
     assert at.title[0].value == "Compare runs"
-    at.switch_page("pages/compare.py").run()  # AppTest reruns the default page otherwise
+    at.switch_page("views/compare.py").run()  # AppTest reruns the default page otherwise
     assert at.multiselect(key="compare.runs").value == ["r-eam", "r-sync"]
     assert at.selectbox(key="compare.metric").value == "center_accuracy"
-    charts = at.get("vega_lite_chart")
-    assert len(charts) == 1
+    (chart,) = _charts(at)
+    assert chart["y_label"] == "center_accuracy" and chart["x_label"] == "Step"
+    assert [(c["label"], c["x"], c["y"]) for c in chart["series"]] == [
+        ("r-eam", [10.0, 20.0], [0.5, 0.97]),
+        ("r-sync", [10.0, 20.0], [0.6, 0.96]),
+    ]
     summary = at.dataframe[0].value
     assert dict(zip(summary["run"], summary["best"])) == {"r-eam": 0.97, "r-sync": 0.96}
     params = at.dataframe[1].value
@@ -108,7 +119,14 @@ def test_compare_draws_curves_and_summaries(ui_store):
     at.selectbox(key="compare.x").set_value("bytes_sent").run()
     at.slider(key="compare.smoothing").set_value(0.6).run()
     at.toggle(key="compare.log").set_value(True).run()
-    assert not at.exception and len(at.get("vega_lite_chart")) == 1
+    assert not at.exception
+    (chart,) = _charts(at)
+    assert chart["x_kind"] == "bytes" and chart["log"] is True
+    # bytes sent at steps 10 and 20: 1000 * step / tau, for tau 10 and 1
+    assert [c["x"] for c in chart["series"]] == [[1000.0, 2000.0], [10000.0, 20000.0]]
+    # smoothed (0.6, debiased): the second point lies between the two raw values
+    eam = chart["series"][0]["y"]
+    assert eam[0] == pytest.approx(0.5) and 0.5 < eam[1] < 0.97
     assert at.get("download_button")
 
 
@@ -117,11 +135,13 @@ def test_run_page_and_clone_into_launch(ui_store):
     at = _app()
     at.selectbox(key="runs.open").set_value("r-eam").run()
     assert at.title[0].value == "Run"
-    at.switch_page("pages/run.py").run()  # AppTest reruns the default page otherwise
+    at.switch_page("views/run.py").run()  # AppTest reruns the default page otherwise
     assert at.selectbox(key="run.id").value == "r-eam"
     assert at.metric[0].value == "finished"
     assert at.metric[2].value == "0.9700"
-    assert len(at.get("vega_lite_chart")) >= 2
+    charts = {c["y_label"]: c for c in _charts(at)}
+    assert set(charts) == {"center_accuracy", "train_loss", "bytes_sent"}
+    assert charts["train_loss"]["series"][0]["y"][-1] == pytest.approx(2.0 / 21)
     next(b for b in at.button if b.label == "Clone into the Launch form").click().run()
     assert at.title[0].value == "Launch a training job"
     assert at.number_input(key="form.optimizer.tau").value == 10
@@ -129,7 +149,7 @@ def test_run_page_and_clone_into_launch(ui_store):
 
 
 def test_launch_form_follows_the_algorithm_and_shows_errors(ui_store):
-    at = _app("pages/launch.py")
+    at = _app("views/launch.py")
     keys = {w.key for w in at.number_input}
     assert {"form.optimizer.tau", "form.optimizer.beta", "form.optimizer.alpha"} <= keys
     tau = at.number_input(key="form.optimizer.tau")
@@ -151,7 +171,7 @@ def test_launch_form_follows_the_algorithm_and_shows_errors(ui_store):
 
 
 def test_yaml_editor_validates_the_same_way(ui_store):
-    at = _app("pages/launch.py")
+    at = _app("views/launch.py")
     at.segmented_control(key="form.mode").set_value("YAML").run()
     at.text_area(key="form.yaml").set_value("optimizer:\n  beta: 3\n").run()
     assert any("optimizer.beta" in e.value and "received: 3" in e.value for e in at.error)
@@ -168,7 +188,7 @@ def test_launch_submits_through_the_service_and_jobs_page_shows_it(
     service = Service(easgd_home, slots=2).start()
     monkeypatch.setenv("EASGD_API_URL", service.url)
     try:
-        at = _app("pages/launch.py")
+        at = _app("views/launch.py")
         at.selectbox(key="form.data.dataset").set_value("digits").run()
         at.selectbox(key="form.model.name").set_value("mlp").run()
         at.number_input(key="form.training.epochs").set_value(1.0).run()
@@ -177,7 +197,7 @@ def test_launch_submits_through_the_service_and_jobs_page_shows_it(
         assert any("queued" in s.value for s in at.success), [e.value for e in at.error]
         (job,) = ui_store.list_jobs()
         assert job.source == "ui" and job.workers == 2
-        jobs = _app("pages/jobs.py")
+        jobs = _app("views/jobs.py")
         assert list(jobs.dataframe[0].value["id"]) == [job.id]
         service.wait(job.id, {"succeeded", "failed"})
         assert ui_store.get_job(job.id).status.value == "succeeded"

@@ -6,6 +6,7 @@ import streamlit as st
 
 from ui import state
 from ui.charts import curve_chart
+from ui.curve_view import show_curves
 from ui.pages_common import recent_runs_or_stop
 from ui.shaping import X_AXES, curves, params_table, summary
 
@@ -22,7 +23,8 @@ if not ids:
     st.info("Pick runs here, or select them on the **Runs** page and press *Compare selected*.")
     st.stop()
 st.session_state[state.COMPARE] = ids
-runs = [r for r in recent if r.id in ids]
+by_id = {r.id: r for r in recent}
+runs = [by_id[i] for i in ids]  # in the order the user picked them
 
 keys = [k for k in store.metric_keys(ids) if k != "epoch"]
 cols = st.columns([2, 2, 2, 1])
@@ -42,7 +44,7 @@ data = curves(histories, runs, metric, x_axis, smoothing)
 if data.empty:
     st.warning(f"None of these runs recorded {metric} against {X_AXES[x_axis].lower()} yet.")
 else:
-    st.altair_chart(curve_chart(data, metric, x_axis, log_scale), width="stretch")
+    show_curves(curve_chart(data, metric, x_axis, log_scale), key="compare.chart")
     st.download_button(
         "Download these curves (CSV)",
         data.to_csv(index=False),

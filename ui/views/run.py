@@ -12,6 +12,7 @@ import yaml
 from service.processes import tail
 from ui import state
 from ui.charts import curve_chart
+from ui.curve_view import show_curves
 from ui.pages_common import recent_runs_or_stop, run_config
 from ui.shaping import curves
 
@@ -58,7 +59,7 @@ with curves_tab:
     for m in metrics:
         data = curves(histories, [run], m)
         if not data.empty:
-            st.altair_chart(curve_chart(data, m, height=220), width="stretch")
+            show_curves(curve_chart(data, m, height=220), key=f"run.chart.{m}")
 with config_tab:
     st.code(yaml.safe_dump(run_config(run), sort_keys=False), language="yaml")
 with events_tab:
