@@ -166,7 +166,6 @@ def main(argv: list[str] | None = None) -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    timings = {}
     try:
         for _ in range(120):
             try:

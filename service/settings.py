@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from db.settings import home
+from db.settings import runs_dir as store_runs_dir
 
 DEFAULT_PORT = 8765
 DEFAULT_UI_PORT = 8501
@@ -112,4 +113,4 @@ class ServiceSettings:
 
     @property
     def runs_dir(self) -> Path:
-        return home() / "runs"
+        return store_runs_dir()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import streamlit as st
 
 from ui import state
@@ -47,7 +49,7 @@ else:
     show_curves(curve_chart(data, metric, x_axis, log_scale), key="compare.chart")
     st.download_button(
         "Download these curves (CSV)",
-        data.to_csv(index=False),
+        partial(data.to_csv, index=False),  # written when clicked, not on every rerun
         file_name=f"compare-{metric}-vs-{x_axis}.csv",
         mime="text/csv",
     )
