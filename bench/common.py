@@ -1,9 +1,19 @@
-"""What the benchmark commands share: Chromium's flags here, and how figures are written."""
+"""What the benchmark commands share: Chromium's flags here, how figures are written, and how
+many runs go through one horovodrun launch."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import yaml
+
+from db.settings import runs_dir
+
+BIN = Path(sys.executable).parent
 
 # Without the background-networking flags Chromium keeps calling hosts this machine cannot reach.
 CHROMIUM_ARGS = [
@@ -25,3 +35,40 @@ def write_result(out: str | Path, result: dict) -> None:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print(f"written to {path}")
+
+
+def sweep(entries: list[tuple[str, dict]], ranks: int, work: Path, prefix: str) -> dict[str, Path]:
+    """Run each (label, config) as an ordinary run, all inside one horovodrun launch (TensorFlow
+    and Horovod start once); returns each label's run directory, named `{prefix}-{label}`."""
+    plan, dirs = [], {}
+    for label, cfg in entries:
+        cfg_path = work / f"{label}.yaml"
+        cfg["resources"] = {"workers": ranks}
+        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        out = runs_dir() / f"{prefix}-{label}"
+        plan.append({"config": str(cfg_path), "out": str(out)})
+        dirs[label] = out
+    plan_path = work / f"plan-{ranks}-{len(list(work.glob('plan-*')))}.json"
+    plan_path.write_text(json.dumps(plan))
+    cmd = [
+        str(BIN / "horovodrun"),
+        "-np",
+        str(ranks),
+        "-H",
+        f"localhost:{ranks}",
+        "--gloo",
+        "--network-interface",
+        "lo",
+        sys.executable,
+        "-m",
+        "bench.sweep",
+        str(plan_path),
+    ]
+    with (work / f"{plan_path.stem}.log").open("w") as log:
+        subprocess.run(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
+    return dirs

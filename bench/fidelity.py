@@ -17,21 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import yaml
-
-from db.settings import runs_dir
+from bench.common import sweep
 from db.store import Store
 from training.config import stability_bound
 from training.metrics import read_jsonl
 
-BIN = Path(sys.executable).parent
 LR = {"easgd": 0.05, "eamsgd": 0.002, "downpour": 0.02, "mdownpour": 0.02}
 TAUS = (1, 4, 16, 64)
 
@@ -52,41 +46,6 @@ def _config(algorithm: str, tau: int, seed: int, epochs: float, **optimizer) -> 
         "training": {"epochs": epochs, "eval_every": 31},
         "checkpoint": {"every": None, "keep": 1},
     }
-
-
-def _sweep(entries: list[tuple[str, dict]], ranks: int, work: Path, stamp: str) -> dict[str, Path]:
-    plan, dirs = [], {}
-    for label, cfg in entries:
-        cfg_path = work / f"{label}.yaml"
-        cfg["resources"] = {"workers": ranks}
-        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        out = runs_dir() / f"fidelity-{stamp}-{label}"
-        plan.append({"config": str(cfg_path), "out": str(out)})
-        dirs[label] = out
-    plan_path = work / f"plan-{ranks}-{len(list(work.glob('plan-*')))}.json"
-    plan_path.write_text(json.dumps(plan))
-    cmd = [
-        str(BIN / "horovodrun"),
-        "-np",
-        str(ranks),
-        "-H",
-        f"localhost:{ranks}",
-        "--gloo",
-        "--network-interface",
-        "lo",
-        sys.executable,
-        "-m",
-        "bench.sweep",
-        str(plan_path),
-    ]
-    with (work / f"{plan_path.stem}.log").open("w") as log:
-        subprocess.run(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        )
-    return dirs
 
 
 def _outcome(run_dir: Path) -> dict:
@@ -121,27 +80,27 @@ def main(argv: list[str] | None = None) -> int:
     period = [
         (f"{a}-tau{t}-s{s}", _config(a, t, s, args.epochs)) for a in LR for t in TAUS for s in seeds
     ]
-    dirs = _sweep(period, 2, work, stamp)
+    dirs = sweep(period, 2, work, f"fidelity-{stamp}")
     workers = {}
     for ranks in (1, 2, 3):
-        d = _sweep(
+        d = sweep(
             [(f"workers{ranks}-s{s}", _config("easgd", 4, s, args.epochs)) for s in seeds],
             ranks,
             work,
-            stamp,
+            f"fidelity-{stamp}",
         )
         workers[ranks] = [_outcome(v) for v in d.values()]
     eta = LR["easgd"]
     bound = stability_bound(eta)
     alphas = {"inside": 0.45, "inside, beta > 1": 0.95, "outside": 1.5}
-    d = _sweep(
+    d = sweep(
         [
             (f"alpha-{a}", _config("easgd", 4, seeds[0], args.epochs, alpha=a))
             for a in alphas.values()
         ],
         2,
         work,
-        stamp,
+        f"fidelity-{stamp}",
     )
     stability = {name: {"alpha": a, **_outcome(d[f"alpha-{a}"])} for name, a in alphas.items()}
 

@@ -67,13 +67,17 @@ def main(config_path: str, out: str, steps: int = 150, warmup: int = 10) -> None
             if i >= warmup:
                 times[name].append(time.perf_counter() - t0)
     means = {k: collectives.allgather_object(statistics.mean(v)) for k, v in times.items()}
+    medians = {k: collectives.allgather_object(statistics.median(v)) for k, v in times.items()}
     if rank == 0:
         with open(out, "w") as f:
             json.dump(
                 {
                     "mean_step_seconds": statistics.mean(means["plain"]),
                     "wrapped_mean_step_seconds": statistics.mean(means["wrapped"]),
+                    "median_step_seconds": statistics.mean(medians["plain"]),
+                    "wrapped_median_step_seconds": statistics.mean(medians["wrapped"]),
                     "per_rank": means,
+                    "per_rank_median": medians,
                     "steps": steps,
                     "inner": kind,
                 },

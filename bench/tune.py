@@ -1,0 +1,108 @@
+"""The benchmark's learning rates, chosen the same way for every algorithm, as the paper does.
+
+    python -m bench.tune [--workloads lenet,mlp] [--seed 1] [--out bench/results/tune.json]
+
+Every algorithm of `bench.run` is trained over one grid on each workload, on loopback with the
+benchmark's ranks, tau, data and step budget, but on a tuning seed (1), not the benchmark's (7),
+so that the figures it reports are not the ones the choice was made on. The momentum methods
+(`sync` with Nesterov momentum, `eamsgd`) share one grid of (momentum, learning rate), the plain
+SGD ones (`easgd`, `downpour`, `localsgd`) another. The choice: the fewest steps to the
+workload's target center test accuracy, then the best accuracy. The chosen settings are what
+`bench.run` uses (its ALGORITHMS table); this writes every run's outcome so the choice can be
+checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from bench.common import sweep
+from bench.run import RANKS, TAU, WORKLOADS, config_for
+from db.store import Store
+from training.metrics import read_jsonl
+
+MOMENTUM_GRID = ((0.99, 0.002), (0.99, 0.005), (0.9, 0.02), (0.9, 0.05), (0.9, 0.1))
+SGD_GRID = (0.02, 0.05, 0.1, 0.2)
+
+
+def candidates(algorithm: str) -> list[dict]:
+    if algorithm in ("sync", "eamsgd"):
+        inner = {"inner": "nesterov"} if algorithm == "sync" else {"tau": TAU}
+        return [
+            {"algorithm": algorithm, "learning_rate": lr, "momentum": m, **inner}
+            for m, lr in MOMENTUM_GRID
+        ]
+    return [{"algorithm": algorithm, "learning_rate": lr, "tau": TAU} for lr in SGD_GRID]
+
+
+def outcome(run_dir: Path, target: float) -> dict:
+    path = run_dir / "metrics.jsonl"
+    evals = [r for r in read_jsonl(path) if "center_accuracy" in r] if path.exists() else []
+    reached = next((r["step"] for r in evals if r["center_accuracy"] >= target), None)
+    return {
+        "run_id": run_dir.name,
+        "steps_to_target": reached,
+        "best_accuracy": max((r["center_accuracy"] for r in evals), default=None),
+        "final_accuracy": evals[-1]["center_accuracy"] if evals else None,
+    }
+
+
+def choose(tried: list[dict]) -> dict | None:
+    ok = [t for t in tried if t["best_accuracy"] is not None]
+    if not ok:
+        return None
+    return min(
+        ok,
+        key=lambda t: (
+            t["steps_to_target"] is None,
+            t["steps_to_target"] or 0,
+            -t["best_accuracy"],
+        ),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.tune")
+    p.add_argument("--workloads", default="lenet,mlp")
+    p.add_argument("--algorithms", default="sync,eamsgd,easgd,downpour,localsgd")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", default="bench/results/tune.json")
+    args = p.parse_args(argv)
+    Store().init()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    work = Path(args.out).parent / "tune-work"
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    result: dict = {"seed": args.seed, "ranks": RANKS, "tau": TAU, "workloads": {}}
+    for wl in args.workloads.split(","):
+        target = WORKLOADS[wl]["target"]
+        entries, settings = [], {}
+        for algo in args.algorithms.split(","):
+            for i, opt in enumerate(candidates(algo)):
+                label = f"{wl}-{algo}-{i}"
+                entries.append((label, config_for(wl, algo, opt, seed=args.seed)))
+                settings[label] = (algo, opt)
+        dirs = sweep(entries, RANKS, work, f"tune-{stamp}")
+        by_algo: dict = {}
+        for label, (algo, opt) in settings.items():
+            by_algo.setdefault(algo, []).append({"optimizer": opt, **outcome(dirs[label], target)})
+        result["workloads"][wl] = {
+            "target": target,
+            "chosen": {a: (choose(t) or {}).get("optimizer") for a, t in by_algo.items()},
+            "tried": by_algo,
+        }
+        for algo, tried in by_algo.items():
+            best = choose(tried)
+            print(f"tune: {wl} {algo}: {best}", flush=True)
+    result["wall_seconds"] = round(time.time() - started)
+    result["when"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"tune: wrote {args.out} in {result['wall_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""The benchmark's arithmetic: what it reports is only as good as these functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.run import bracket, figures, goals
+from bench.tune import candidates, choose
+
+
+def _rows(step_times: dict[int, float], accuracy: dict[int, float], bytes_per_step: float):
+    rows = [{"step": 0, "center_accuracy": accuracy.get(0, 0.1), "bytes_sent": 0.0}]
+    for step, t in step_times.items():
+        row = {
+            "step": step,
+            "step_time": t,
+            "bytes_sent": bytes_per_step * step,
+            "comm_seconds": 0.0,
+        }
+        if step in accuracy:
+            row["center_accuracy"] = accuracy[step]
+        rows.append(row)
+    return rows
+
+
+def test_first_step_counts_as_a_typical_communication_step():
+    # eamsgd with tau = 10 communicates on steps 1, 11, 21: those take 0.05 s, the others 0.01 s.
+    times = {s: (0.05 if (s - 1) % 10 == 0 else 0.01) for s in range(1, 31)}
+    times[1] = 3.0  # tracing the training function
+    f = figures(_rows(times, {20: 0.5, 30: 0.96}, 100.0), "eamsgd", 0.95)
+    assert f["first_step_seconds"] == 3.0
+    assert f["median_comm_step_ms"] == pytest.approx(50.0)
+    assert f["median_local_step_ms"] == pytest.approx(10.0)
+    # 3 communication steps (the first one counted at the median) and 27 local ones.
+    assert f["seconds_to_target"] == pytest.approx(3 * 0.05 + 27 * 0.01)
+    assert f["steps_to_target"] == 30
+    assert f["bytes_per_step"] == pytest.approx(100.0)
+    assert f["final_accuracy"] == 0.96
+
+
+def test_target_not_reached_is_none():
+    times = {s: 0.02 for s in range(1, 11)}
+    f = figures(_rows(times, {10: 0.9}, 10.0), "sync", 0.95)
+    assert f["steps_to_target"] is None and f["seconds_to_target"] is None
+    assert f["best_accuracy"] == 0.9
+
+
+def test_bracket_averages_both_sides_and_survives_one_failure():
+    before = {"plain_ms": 10.0, "wrapped_ms": 10.2}
+    after = {"plain_ms": 12.0, "wrapped_ms": 12.0}
+    b = bracket(before, after)
+    assert b["plain_ms"] == 11.0 and b["wrapped_ms"] == 11.1
+    assert b["ab_ratio"] == pytest.approx((1.02 + 1.0) / 2)
+    assert bracket(None, after)["plain_ms"] == 12.0
+    assert bracket(None, None) is None
+
+
+def test_goals_compare_in_training_step_with_the_bracketed_reference():
+    ref = {"plain_ms": 10.0, "wrapped_ms": 10.1, "ab_ratio": 1.01}
+    results = {
+        "loopback": {
+            "plain": {"lenet": ref},
+            "lenet": {
+                "sync": {"bytes_per_step": 1000.0, "seconds_to_target": 10.0},
+                "easgd": {"bytes_per_step": 100.0},
+                "eamsgd": {"median_local_step_ms": 10.5, "seconds_to_target": 9.0},
+            },
+        }
+    }
+    by_goal = {g["goal"]: g for g in goals(results)}
+    step = by_goal["eamsgd non-communication step <= 1.03x plain, in training (loopback, lenet)"]
+    assert step["measured"] == 1.05 and not step["met"]
+    ab = by_goal[
+        "the wrapper's non-communication step <= 1.03x plain, alternating in one process "
+        "(loopback, lenet)"
+    ]
+    assert ab["met"]
+    assert by_goal["bytes/step easgd tau=10 = 1/10 of sync (loopback, lenet)"]["met"]
+    assert by_goal["time to 0.95 eamsgd <= 1.0x sync (LeNet, loopback)"]["measured"] == 0.9
+    slow = by_goal["time to 0.90 eamsgd <= 0.15x sync (MLP, 100 Mbit/s)"]
+    assert slow["measured"] is None and not slow["met"]
+
+
+def test_tuning_grids_are_shared_by_kind():
+    sync, eamsgd = candidates("sync"), candidates("eamsgd")
+    strip = [(c["learning_rate"], c["momentum"]) for c in sync]
+    assert strip == [(c["learning_rate"], c["momentum"]) for c in eamsgd]
+    assert all(c["inner"] == "nesterov" for c in sync)
+    assert [c["learning_rate"] for c in candidates("easgd")] == [
+        c["learning_rate"] for c in candidates("localsgd")
+    ]
+
+
+def test_choice_prefers_fewest_steps_then_accuracy_and_skips_failed_runs():
+    tried = [
+        {"optimizer": "a", "steps_to_target": None, "best_accuracy": 0.99},
+        {"optimizer": "b", "steps_to_target": 200, "best_accuracy": 0.96},
+        {"optimizer": "c", "steps_to_target": 200, "best_accuracy": 0.97},
+        {"optimizer": "d", "steps_to_target": None, "best_accuracy": None},
+    ]
+    assert choose(tried)["optimizer"] == "c"
+    assert choose(tried[:1])["optimizer"] == "a"
+    assert choose(tried[3:]) is None
