@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export EASGD_HOME ?= $(CURDIR)/.easgd
 
-.PHONY: setup up demo test test-fast lint bench bench-store bench-ui bench-fidelity
+.PHONY: setup up demo test test-fast lint bench bench-tune bench-store bench-ui bench-fidelity
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -25,6 +25,9 @@ lint: setup
 
 bench: setup
 	@$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-tune: setup
+	@$(PY) -m bench.tune $(BENCH_ARGS)
 
 bench-fidelity: setup
 	@$(PY) -m bench.fidelity $(BENCH_ARGS)

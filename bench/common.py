@@ -48,7 +48,7 @@ def sweep(entries: list[tuple[str, dict]], ranks: int, work: Path, prefix: str) 
         out = runs_dir() / f"{prefix}-{label}"
         plan.append({"config": str(cfg_path), "out": str(out)})
         dirs[label] = out
-    plan_path = work / f"plan-{ranks}-{len(list(work.glob('plan-*')))}.json"
+    plan_path = work / f"plan-{ranks}-{len(list(work.glob('plan-*.json')))}.json"
     plan_path.write_text(json.dumps(plan))
     cmd = [
         str(BIN / "horovodrun"),

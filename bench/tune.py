@@ -15,12 +15,14 @@ checked.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
 
 from bench.common import sweep
 from bench.run import RANKS, TAU, WORKLOADS, config_for
+from db.settings import runs_dir
 from db.store import Store
 from training.metrics import read_jsonl
 
@@ -64,39 +66,70 @@ def choose(tried: list[dict]) -> dict | None:
     )
 
 
+def label_for(workload: str, algorithm: str, optimizer: dict, seed: int) -> str:
+    """A run's name from its whole configuration, so that a setting already trained is reused
+    (the tuner can be rerun after a grid change and trains only what is new)."""
+    cfg = json.dumps(config_for(workload, algorithm, optimizer, seed=seed), sort_keys=True)
+    return f"{workload}-{algorithm}-s{seed}-{hashlib.sha1(cfg.encode()).hexdigest()[:10]}"
+
+
+def widen(chosen: dict, tried: list[dict]) -> dict | None:
+    """When the choice sits at an end of the learning rates tried (at its momentum), the grid did
+    not bracket the best: the next candidate goes one factor of 2 further out."""
+    momentum = chosen.get("momentum")
+    rates = sorted(
+        t["optimizer"]["learning_rate"] for t in tried if t["optimizer"].get("momentum") == momentum
+    )
+    lr = chosen["learning_rate"]
+    if len(rates) < 2 or lr not in (rates[0], rates[-1]):
+        return None
+    return {**chosen, "learning_rate": lr * 2 if lr == rates[-1] else lr / 2}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.tune")
     p.add_argument("--workloads", default="lenet,mlp")
     p.add_argument("--algorithms", default="sync,eamsgd,easgd,downpour,localsgd")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=2, help="widenings of the grid at most")
     p.add_argument("--out", default="bench/results/tune.json")
     args = p.parse_args(argv)
     Store().init()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     work = Path(args.out).parent / "tune-work"
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     result: dict = {"seed": args.seed, "ranks": RANKS, "tau": TAU, "workloads": {}}
     for wl in args.workloads.split(","):
         target = WORKLOADS[wl]["target"]
-        entries, settings = [], {}
-        for algo in args.algorithms.split(","):
-            for i, opt in enumerate(candidates(algo)):
-                label = f"{wl}-{algo}-{i}"
-                entries.append((label, config_for(wl, algo, opt, seed=args.seed)))
-                settings[label] = (algo, opt)
-        dirs = sweep(entries, RANKS, work, f"tune-{stamp}")
-        by_algo: dict = {}
-        for label, (algo, opt) in settings.items():
-            by_algo.setdefault(algo, []).append({"optimizer": opt, **outcome(dirs[label], target)})
+        pending = [(a, opt) for a in args.algorithms.split(",") for opt in candidates(a)]
+        by_algo: dict[str, list[dict]] = {}
+        for _ in range(1 + args.rounds):
+            labels = {label_for(wl, a, opt, args.seed): (a, opt) for a, opt in pending}
+            new = [
+                (label, config_for(wl, a, opt, seed=args.seed))
+                for label, (a, opt) in labels.items()
+                if not (runs_dir() / f"tune-{label}").exists()
+            ]
+            if new:
+                sweep(new, RANKS, work, "tune")
+            for label, (a, opt) in labels.items():
+                outcome_ = outcome(runs_dir() / f"tune-{label}", target)
+                by_algo.setdefault(a, []).append({"optimizer": opt, **outcome_})
+            pending = []
+            for a, tried in by_algo.items():
+                best = choose(tried)
+                wider = widen(best["optimizer"], tried) if best else None
+                if wider:
+                    pending.append((a, wider))
+            if not pending:
+                break
         result["workloads"][wl] = {
             "target": target,
             "chosen": {a: (choose(t) or {}).get("optimizer") for a, t in by_algo.items()},
             "tried": by_algo,
         }
         for algo, tried in by_algo.items():
-            best = choose(tried)
-            print(f"tune: {wl} {algo}: {best}", flush=True)
+            print(f"tune: {wl} {algo}: {choose(tried)}", flush=True)
     result["wall_seconds"] = round(time.time() - started)
     result["when"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

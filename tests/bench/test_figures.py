@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.run import bracket, figures, goals
-from bench.tune import candidates, choose
+from bench.tune import candidates, choose, label_for, widen
 
 
 def _rows(step_times: dict[int, float], accuracy: dict[int, float], bytes_per_step: float):
@@ -101,3 +101,21 @@ def test_choice_prefers_fewest_steps_then_accuracy_and_skips_failed_runs():
     assert choose(tried)["optimizer"] == "c"
     assert choose(tried[:1])["optimizer"] == "a"
     assert choose(tried[3:]) is None
+
+
+def test_a_choice_at_an_end_of_the_grid_widens_it():
+    tried = [{"optimizer": {"learning_rate": lr, "momentum": 0.9}} for lr in (0.02, 0.05, 0.1)] + [
+        {"optimizer": {"learning_rate": 0.002, "momentum": 0.99}}
+    ]
+    assert widen({"learning_rate": 0.1, "momentum": 0.9}, tried)["learning_rate"] == 0.2
+    assert widen({"learning_rate": 0.02, "momentum": 0.9}, tried)["learning_rate"] == 0.01
+    assert widen({"learning_rate": 0.05, "momentum": 0.9}, tried) is None
+    # A single rate at that momentum brackets nothing either way.
+    assert widen({"learning_rate": 0.002, "momentum": 0.99}, tried) is None
+
+
+def test_run_names_follow_the_whole_configuration():
+    a = label_for("lenet", "eamsgd", {"algorithm": "eamsgd", "learning_rate": 0.05}, 1)
+    assert a == label_for("lenet", "eamsgd", {"algorithm": "eamsgd", "learning_rate": 0.05}, 1)
+    assert a != label_for("lenet", "eamsgd", {"algorithm": "eamsgd", "learning_rate": 0.1}, 1)
+    assert a != label_for("lenet", "eamsgd", {"algorithm": "eamsgd", "learning_rate": 0.05}, 2)
