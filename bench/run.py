@@ -53,15 +53,28 @@ WORKLOADS = {
     },
 }
 NAMES = ("sync", "easgd", "eamsgd", "downpour", "localsgd")
-# Per workload, as `python -m bench.tune` chose them (bench/results/tune.json).
-_FIXED = {
-    "sync": {"algorithm": "sync", "inner": "momentum", "learning_rate": 0.02, "momentum": 0.9},
-    "easgd": {"algorithm": "easgd", "learning_rate": 0.05, "tau": TAU},
-    "eamsgd": {"algorithm": "eamsgd", "learning_rate": 0.002, "momentum": 0.99, "tau": TAU},
-    "downpour": {"algorithm": "downpour", "learning_rate": 0.02, "tau": TAU},
-    "localsgd": {"algorithm": "localsgd", "learning_rate": 0.05, "tau": TAU},
+
+
+def _tuned(sync_lr: float, eamsgd_lr: float, sgd_lr: dict[str, float]) -> dict:
+    return {
+        "sync": {
+            "algorithm": "sync",
+            "inner": "nesterov",
+            "learning_rate": sync_lr,
+            "momentum": 0.9,
+        },
+        "easgd": {"algorithm": "easgd", "learning_rate": sgd_lr["easgd"], "tau": TAU},
+        "eamsgd": {"algorithm": "eamsgd", "learning_rate": eamsgd_lr, "momentum": 0.9, "tau": TAU},
+        "downpour": {"algorithm": "downpour", "learning_rate": sgd_lr["downpour"], "tau": TAU},
+        "localsgd": {"algorithm": "localsgd", "learning_rate": sgd_lr["localsgd"], "tau": TAU},
+    }
+
+
+# As `python -m bench.tune` chose them on seed 1 (bench/results/tune.json, 2026-11-24).
+ALGORITHMS = {
+    "lenet": _tuned(0.1, 0.05, {"easgd": 0.2, "downpour": 0.2, "localsgd": 0.2}),
+    "mlp": _tuned(0.1, 0.1, {"easgd": 0.4, "downpour": 0.4, "localsgd": 0.4}),
 }
-ALGORITHMS = {"lenet": _FIXED, "mlp": _FIXED}
 
 
 def say(msg: str) -> None:
