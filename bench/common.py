@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -35,6 +36,14 @@ def write_result(out: str | Path, result: dict) -> None:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print(f"written to {path}")
+
+
+def write_timed(out: str | Path, result: dict, started: float, who: str) -> None:
+    """Stamp a result with when it ended and how long it took, and write it as JSON."""
+    result["wall_seconds"] = round(time.time() - started)
+    result["when"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    Path(out).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"{who}: wrote {out} in {result['wall_seconds']} s")
 
 
 def sweep(entries: list[tuple[str, dict]], ranks: int, work: Path, prefix: str) -> dict[str, Path]:

@@ -20,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from bench.common import sweep
+from bench.common import sweep, write_timed
 from bench.run import RANKS, TAU, WORKLOADS, config_for
 from db.settings import runs_dir
 from db.store import Store
@@ -130,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         for algo, tried in by_algo.items():
             print(f"tune: {wl} {algo}: {choose(tried)}", flush=True)
-    result["wall_seconds"] = round(time.time() - started)
-    result["when"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"tune: wrote {args.out} in {result['wall_seconds']} s")
+    write_timed(args.out, result, started, "tune")
     return 0
 
 

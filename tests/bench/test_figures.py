@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.run import bracket, figures, goals
+from bench.seeds import time_ratios
 from bench.tune import candidates, choose, label_for, widen
 
 
@@ -119,3 +120,16 @@ def test_run_names_follow_the_whole_configuration():
     assert a == label_for("lenet", "eamsgd", {"algorithm": "eamsgd", "learning_rate": 0.05}, 1)
     assert a != label_for("lenet", "eamsgd", {"algorithm": "eamsgd", "learning_rate": 0.1}, 1)
     assert a != label_for("lenet", "eamsgd", {"algorithm": "eamsgd", "learning_rate": 0.05}, 2)
+
+
+def test_time_ratio_counts_eamsgd_communication_steps():
+    costs = {
+        "sync": {"median_comm_step_ms": 100.0},
+        "eamsgd": {"median_comm_step_ms": 100.0, "median_local_step_ms": 10.0},
+    }
+    steps = {"sync": {1: 60, 2: 50, 3: None}, "eamsgd": {1: 60, 2: 70, 3: 100}}
+    r = time_ratios(steps, costs, [1, 2, 3])
+    # 60 steps: 6 exchanges (steps 1, 11, ..., 51) and 54 local steps.
+    assert r[1] == round((6 * 100 + 54 * 10) / (60 * 100), 3)
+    assert r[2] == round((7 * 100 + 63 * 10) / (50 * 100), 3)
+    assert r[3] is None
