@@ -46,6 +46,22 @@ def write_timed(out: str | Path, result: dict, started: float, who: str) -> None
     print(f"{who}: wrote {out} in {result['wall_seconds']} s")
 
 
+def horovodrun_command(ranks: int, args: list[str]) -> list[str]:
+    """`horovodrun` on this machine's ranks over loopback, running this Python with `args`."""
+    return [
+        str(BIN / "horovodrun"),
+        "-np",
+        str(ranks),
+        "-H",
+        f"localhost:{ranks}",
+        "--gloo",
+        "--network-interface",
+        "lo",
+        sys.executable,
+        *args,
+    ]
+
+
 def sweep(entries: list[tuple[str, dict]], ranks: int, work: Path, prefix: str) -> dict[str, Path]:
     """Run each (label, config) as an ordinary run, all inside one horovodrun launch (TensorFlow
     and Horovod start once); returns each label's run directory, named `{prefix}-{label}`."""
@@ -59,20 +75,7 @@ def sweep(entries: list[tuple[str, dict]], ranks: int, work: Path, prefix: str) 
         dirs[label] = out
     plan_path = work / f"plan-{ranks}-{len(list(work.glob('plan-*.json')))}.json"
     plan_path.write_text(json.dumps(plan))
-    cmd = [
-        str(BIN / "horovodrun"),
-        "-np",
-        str(ranks),
-        "-H",
-        f"localhost:{ranks}",
-        "--gloo",
-        "--network-interface",
-        "lo",
-        sys.executable,
-        "-m",
-        "bench.sweep",
-        str(plan_path),
-    ]
+    cmd = horovodrun_command(ranks, ["-m", "bench.sweep", str(plan_path)])
     with (work / f"{plan_path.stem}.log").open("w") as log:
         subprocess.run(
             cmd,

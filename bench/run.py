@@ -21,13 +21,12 @@ import platform
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import yaml
 
-from bench.common import BIN
+from bench.common import horovodrun_command
 from db.settings import runs_dir
 from db.store import Store
 from training.metrics import read_jsonl
@@ -53,37 +52,26 @@ WORKLOADS = {
     },
 }
 NAMES = ("sync", "easgd", "eamsgd", "downpour", "localsgd")
+TUNED = Path(__file__).resolve().parent / "results" / "tune.json"
 
 
-def _tuned(sync_lr: float, eamsgd_lr: float, sgd_lr: dict[str, float]) -> dict:
-    return {
-        "sync": {
-            "algorithm": "sync",
-            "inner": "nesterov",
-            "learning_rate": sync_lr,
-            "momentum": 0.9,
-        },
-        "easgd": {"algorithm": "easgd", "learning_rate": sgd_lr["easgd"], "tau": TAU},
-        "eamsgd": {"algorithm": "eamsgd", "learning_rate": eamsgd_lr, "momentum": 0.9, "tau": TAU},
-        "downpour": {"algorithm": "downpour", "learning_rate": sgd_lr["downpour"], "tau": TAU},
-        "localsgd": {"algorithm": "localsgd", "learning_rate": sgd_lr["localsgd"], "tau": TAU},
-    }
-
-
-# As `python -m bench.tune` chose them on seed 1 (bench/results/tune.json, 2026-11-24).
-ALGORITHMS = {
-    "lenet": _tuned(0.1, 0.05, {"easgd": 0.2, "downpour": 0.2, "localsgd": 0.2}),
-    "mlp": _tuned(0.1, 0.1, {"easgd": 0.4, "downpour": 0.4, "localsgd": 0.4}),
-}
+def tuned_settings(path: Path = TUNED) -> dict[str, dict[str, dict]]:
+    """Each workload's optimizer settings as `python -m bench.tune` chose them (its record), so
+    that the benchmark runs exactly what the tuner picked."""
+    if not path.is_file():
+        raise SystemExit(
+            f"bench: {path} is missing: run `make bench-tune` first (it chooses each algorithm's "
+            "learning rate)"
+        )
+    record = json.loads(path.read_text())
+    return {wl: v["chosen"] for wl, v in record["workloads"].items()}
 
 
 def say(msg: str) -> None:
     print(f"bench: {msg}", flush=True)
 
 
-def config_for(
-    workload: str, algorithm: str, optimizer: dict | None = None, seed: int = SEED
-) -> dict:
+def config_for(workload: str, algorithm: str, optimizer: dict, seed: int = SEED) -> dict:
     w = WORKLOADS[workload]
     return {
         "name": f"bench-{workload}-{algorithm}",
@@ -91,7 +79,7 @@ def config_for(
         "tags": {"bench": "run", "workload": workload},
         "data": {"dataset": "mnist5k", "batch_size": 32},
         "model": w["model"],
-        "optimizer": optimizer or ALGORITHMS[workload][algorithm],
+        "optimizer": optimizer,
         "training": {"epochs": 100, "max_steps": w["max_steps"], "eval_every": 10},
         "checkpoint": {"every": None, "keep": 1},
         "resources": {"workers": RANKS},
@@ -137,18 +125,7 @@ def slow_network() -> str | None:
 
 
 def horovodrun(args: list[str], network: str, log: Path) -> int:
-    cmd = [
-        str(BIN / "horovodrun"),
-        "-np",
-        str(RANKS),
-        "-H",
-        f"localhost:{RANKS}",
-        "--gloo",
-        "--network-interface",
-        "lo",
-        sys.executable,
-        *args,
-    ]
+    cmd = horovodrun_command(RANKS, args)
     if network == "slow":
         cmd = ["ip", "netns", "exec", NETNS, *cmd]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
@@ -358,7 +335,7 @@ def markdown(result: dict) -> str:
                 to_target = f["seconds_to_target"]
                 target_text = "not reached" if to_target is None else f"{to_target:.1f}"
                 lines.append(
-                    f"| {algo} | {describe(ALGORITHMS[wl][algo])} | {f['steps']} | "
+                    f"| {algo} | {describe(f['optimizer'])} | {f['steps']} | "
                     f"{f['bytes_per_step']:,.0f} | {vs_text} ({theory}) | "
                     f"{f['median_comm_step_ms'] or '-'} | {local or '-'} | {plain_ratio} | "
                     f"{f['train_seconds']:.1f} | {f['steps_to_target'] or '-'} | {target_text} | "
@@ -413,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workloads", default="lenet,mlp")
     p.add_argument("--algorithms", default=",".join(NAMES))
     p.add_argument("--out", default="bench/results")
+    p.add_argument("--tuned", default=str(TUNED), help="bench.tune's record of the settings")
     p.add_argument(
         "--all-pairs",
         action="store_true",
@@ -420,6 +398,14 @@ def main(argv: list[str] | None = None) -> int:
         "network too; about 5 more minutes)",
     )
     args = p.parse_args(argv)
+    settings = tuned_settings(Path(args.tuned))
+    for wl in args.workloads.split(","):
+        for algo in args.algorithms.split(","):
+            if algo not in settings.get(wl, {}):
+                raise SystemExit(
+                    f"bench: {args.tuned} has no setting for {algo} on {wl}: run "
+                    f"`python -m bench.tune --workloads {wl} --algorithms {algo}`"
+                )
     out = Path(args.out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     Store().init()
@@ -442,10 +428,11 @@ def main(argv: list[str] | None = None) -> int:
                 results[net][wl] = {}
                 for algo in args.algorithms.split(","):
                     cfg_path = out / "logs" / f"{net}-{wl}-{algo}.yaml"
-                    cfg_path.write_text(yaml.safe_dump(config_for(wl, algo), sort_keys=False))
-                    stem = out / "logs" / f"{net}-{wl}-plain"
+                    cfg = config_for(wl, algo, settings[wl][algo])
+                    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+                    reference = out / "logs" / f"{net}-{wl}-plain"
                     if algo == "eamsgd":
-                        before = plain_reference(cfg_path, stem.with_name(stem.name + "-before"))
+                        before = plain_reference(cfg_path, Path(f"{reference}-before"))
                     run_dir = runs_dir() / f"bench-{stamp}-{net}-{wl}-{algo}"
                     t0 = time.time()
                     code = horovodrun(
@@ -463,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
                         out / "logs" / f"{net}-{wl}-{algo}.log",
                     )
                     if algo == "eamsgd":
-                        after = plain_reference(cfg_path, stem.with_name(stem.name + "-after"))
+                        after = plain_reference(cfg_path, Path(f"{reference}-after"))
                         results[net]["plain"][wl] = bracket(before, after)
                     if code != 0:
                         say(f"{net} {wl} {algo}: failed (exit {code}), see the log")
@@ -472,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
                         read_jsonl(run_dir / "metrics.jsonl"), algo, WORKLOADS[wl]["target"]
                     )
                     f["run_id"] = run_dir.name
+                    f["optimizer"] = settings[wl][algo]
                     results[net][wl][algo] = f
                     say(
                         f"{net} {wl} {algo}: {f['steps']} steps in {time.time() - t0:.0f} s, "
@@ -487,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         "ranks": RANKS,
         "tau": TAU,
         "seed": SEED,
-        "algorithms": ALGORITHMS,
+        "algorithms": settings,
         "workloads": WORKLOADS,
         "slow_network_skipped": skipped,
         "wall_seconds": round(time.time() - started),

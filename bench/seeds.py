@@ -1,12 +1,13 @@
 """How much the time-to-target comparison depends on the seed: `sync` and `eamsgd` with the
-benchmark's settings (bench.run's ALGORITHMS) on several seeds, steps to the target.
+benchmark's settings (bench.tune's choice) on several seeds, steps to the target.
 
     python -m bench.seeds [--seeds 1,2,3,4,5,7] [--out bench/results/seeds.json]
 
 Steps to target do not depend on the network (the same arithmetic runs on loopback and on the
 slow link), so the runs go on loopback; with the median step costs that bench.run measured
-(bench/results/bench.json) they give the time ratio each seed would have had on each network. The runs share bench.tune's names (by
-configuration), so a setting the tuner or an earlier call already trained is not trained again.
+(bench/results/bench.json) they give the time ratio each seed would have had on each network.
+The runs share bench.tune's names (by configuration), so a setting the tuner or an earlier call
+already trained is not trained again.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.common import sweep, write_timed
-from bench.run import ALGORITHMS, RANKS, TAU, WORKLOADS, config_for
-from bench.tune import label_for, outcome
-from db.settings import runs_dir
+from bench.common import write_timed
+from bench.run import WORKLOADS, communicated, tuned_settings
+from bench.tune import label_for, outcome, train_missing
 from db.store import Store
 
 ALGOS = ("sync", "eamsgd")
@@ -37,7 +37,7 @@ def time_ratios(steps: dict, costs: dict, seeds: list[int]) -> dict:
         if not n_sync or not n_eam:
             out[seed] = None
             continue
-        comm = (n_eam - 1) // TAU + 1
+        comm = sum(communicated("eamsgd", step) for step in range(1, n_eam + 1))
         out[seed] = round((comm * e_comm + (n_eam - comm) * e_local) / (n_sync * s_comm), 3)
     return out
 
@@ -54,23 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.out).parent / "seeds-work"
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    settings = tuned_settings()
     bench = json.loads(Path(args.bench).read_text()) if Path(args.bench).exists() else {}
     result: dict = {"seeds": seeds, "workloads": {}}
     for wl in args.workloads.split(","):
         target = WORKLOADS[wl]["target"]
-        labels = {(a, s): label_for(wl, a, ALGORITHMS[wl][a], s) for a in ALGOS for s in seeds}
-        new = [
-            (label, config_for(wl, a, seed=s))
-            for (a, s), label in labels.items()
-            if not (runs_dir() / f"tune-{label}").exists()
-        ]
-        if new:
-            sweep(new, RANKS, work, "tune")
+        labels = {(a, s): label_for(wl, a, settings[wl][a], s) for a in ALGOS for s in seeds}
+        dirs = train_missing(
+            {label: (wl, a, settings[wl][a], s) for (a, s), label in labels.items()}, work
+        )
         steps = {
-            a: {
-                s: outcome(runs_dir() / f"tune-{labels[(a, s)]}", target)["steps_to_target"]
-                for s in seeds
-            }
+            a: {s: outcome(dirs[labels[(a, s)]], target)["steps_to_target"] for s in seeds}
             for a in ALGOS
         }
         ratios = [

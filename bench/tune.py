@@ -7,9 +7,10 @@ benchmark's ranks, tau, data and step budget, but on a tuning seed (1), not the 
 so that the figures it reports are not the ones the choice was made on. The momentum methods
 (`sync` with Nesterov momentum, `eamsgd`) share one grid of (momentum, learning rate), the plain
 SGD ones (`easgd`, `downpour`, `localsgd`) another. The choice: the fewest steps to the
-workload's target center test accuracy, then the best accuracy. The chosen settings are what
-`bench.run` uses (its ALGORITHMS table); this writes every run's outcome so the choice can be
-checked.
+workload's target center test accuracy, then the best accuracy; a choice at an end of the grid
+widens it by a factor of 2 (`--rounds` times at most). The record it writes (every run's
+outcome and the choice) is what `bench.run` reads its settings from. Runs are named by their
+configuration and kept in the store, so a rerun trains only new settings.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 from bench.common import sweep, write_timed
-from bench.run import RANKS, TAU, WORKLOADS, config_for
+from bench.run import NAMES, RANKS, TAU, WORKLOADS, config_for
 from db.settings import runs_dir
 from db.store import Store
 from training.metrics import read_jsonl
@@ -73,6 +74,20 @@ def label_for(workload: str, algorithm: str, optimizer: dict, seed: int) -> str:
     return f"{workload}-{algorithm}-s{seed}-{hashlib.sha1(cfg.encode()).hexdigest()[:10]}"
 
 
+def train_missing(entries: dict[str, tuple[str, str, dict, int]], work: Path) -> dict[str, Path]:
+    """Train, in one sweep, each (workload, algorithm, optimizer, seed) whose run does not exist
+    yet; returns every label's run directory."""
+    dirs = {label: runs_dir() / f"tune-{label}" for label in entries}
+    new = [
+        (label, config_for(*entries[label][:3], seed=entries[label][3]))
+        for label, d in dirs.items()
+        if not d.exists()
+    ]
+    if new:
+        sweep(new, RANKS, work, "tune")
+    return dirs
+
+
 def widen(chosen: dict, tried: list[dict]) -> dict | None:
     """When the choice sits at an end of the learning rates tried (at its momentum), the grid did
     not bracket the best: the next candidate goes one factor of 2 further out."""
@@ -89,7 +104,7 @@ def widen(chosen: dict, tried: list[dict]) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.tune")
     p.add_argument("--workloads", default="lenet,mlp")
-    p.add_argument("--algorithms", default="sync,eamsgd,easgd,downpour,localsgd")
+    p.add_argument("--algorithms", default=",".join(NAMES))
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--rounds", type=int, default=2, help="widenings of the grid at most")
     p.add_argument("--out", default="bench/results/tune.json")
@@ -104,17 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         pending = [(a, opt) for a in args.algorithms.split(",") for opt in candidates(a)]
         by_algo: dict[str, list[dict]] = {}
         for _ in range(1 + args.rounds):
-            labels = {label_for(wl, a, opt, args.seed): (a, opt) for a, opt in pending}
-            new = [
-                (label, config_for(wl, a, opt, seed=args.seed))
-                for label, (a, opt) in labels.items()
-                if not (runs_dir() / f"tune-{label}").exists()
-            ]
-            if new:
-                sweep(new, RANKS, work, "tune")
-            for label, (a, opt) in labels.items():
-                outcome_ = outcome(runs_dir() / f"tune-{label}", target)
-                by_algo.setdefault(a, []).append({"optimizer": opt, **outcome_})
+            entries = {
+                label_for(wl, a, opt, args.seed): (wl, a, opt, args.seed) for a, opt in pending
+            }
+            for label, d in train_missing(entries, work).items():
+                _, a, opt, _ = entries[label]
+                by_algo.setdefault(a, []).append({"optimizer": opt, **outcome(d, target)})
             pending = []
             for a, tried in by_algo.items():
                 best = choose(tried)

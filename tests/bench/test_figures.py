@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from bench.run import bracket, figures, goals
+from bench.run import NAMES, WORKLOADS, bracket, figures, goals, tuned_settings
 from bench.seeds import time_ratios
 from bench.tune import candidates, choose, label_for, widen
 
@@ -133,3 +135,15 @@ def test_time_ratio_counts_eamsgd_communication_steps():
     assert r[1] == round((6 * 100 + 54 * 10) / (60 * 100), 3)
     assert r[2] == round((7 * 100 + 63 * 10) / (50 * 100), 3)
     assert r[3] is None
+
+
+def test_benchmark_settings_come_from_the_tuners_record(tmp_path):
+    record = {"workloads": {"lenet": {"chosen": {"sync": {"learning_rate": 0.1}}, "tried": {}}}}
+    path = tmp_path / "tune.json"
+    path.write_text(json.dumps(record))
+    assert tuned_settings(path) == {"lenet": {"sync": {"learning_rate": 0.1}}}
+    with pytest.raises(SystemExit, match="make bench-tune"):
+        tuned_settings(tmp_path / "missing.json")
+    # The committed record covers every algorithm the benchmark runs, on every workload.
+    committed = tuned_settings()
+    assert {wl: set(committed[wl]) for wl in WORKLOADS} == {wl: set(NAMES) for wl in WORKLOADS}
