@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,14 +48,42 @@ def cmd_serve(args) -> int:
     from service.api import create_app
 
     settings = _settings(args)
+    # The port is taken before the store is touched: a second service on the same address must
+    # not reconcile or launch anything before it finds the first one there.
+    sock = _bind(settings.host, settings.port)
     app = create_app(settings)
     print(
         f"easgd service: listening on http://{settings.host}:{settings.port} "
         f"(store {app.state.store.display_url}, {settings.slots} slots)",
         flush=True,
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    from service.cli import CliError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CliError(
+            f"cannot listen on {host}:{port} ({exc.strerror}): another easgd service may be "
+            f"running there (try `easgd jobs list --api http://{host}:{port}`); stop it, or "
+            "choose another --port"
+        ) from None
+    return sock
+
+
+def _die_with_parent() -> None:
+    """Run in `easgd up`'s children: if `easgd up` is killed outright, they get SIGTERM instead
+    of living on and holding its ports (Linux; jobs are unaffected, the flag is not inherited)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def cmd_submit(args) -> int:
@@ -150,6 +180,9 @@ def cmd_jobs_cancel(args) -> int:
     return 0
 
 
+_preexec = _die_with_parent if sys.platform.startswith("linux") else None
+
+
 def cmd_up(args) -> int:
     """The service and the UI together on loopback, with the embedded SQLite store."""
     from db.store import Store
@@ -173,7 +206,7 @@ def cmd_up(args) -> int:
     ]
     if args.slots:
         serve += ["--slots", str(args.slots)]
-    children.append(subprocess.Popen(serve, env=env))
+    children.append(subprocess.Popen(serve, env=env, preexec_fn=_preexec))
     ui_app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
     ui_url = None
     if ui_app.exists() and not args.no_ui:
@@ -196,6 +229,7 @@ def cmd_up(args) -> int:
                     "false",
                 ],
                 env=env,
+                preexec_fn=_preexec,
             )
         )
     client = Client(env["EASGD_API_URL"])

@@ -142,6 +142,17 @@ def test_bad_configuration_is_422_naming_the_field(service):
     assert httpx.get(f"{service.url}/jobs").json() == []
 
 
+def _answering(url: str, seconds: float = 60) -> None:
+    """Wait until something answers HTTP at `url` (any status: a token may be required)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            httpx.get(f"{url}/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.3)
+
+
 def test_non_loopback_needs_a_token(tmp_path):
     env = {**os.environ, "EASGD_HOME": str(tmp_path)}
     env.pop("EASGD_API_TOKEN", None)
@@ -162,12 +173,7 @@ def test_non_loopback_needs_a_token(tmp_path):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                httpx.get(f"{url}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.3)
+        _answering(url)
         for method, path in (
             ("GET", "/health"),
             ("GET", "/jobs"),
@@ -183,3 +189,43 @@ def test_non_loopback_needs_a_token(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_a_second_service_on_the_same_port_refuses_before_touching_the_store(service):
+    job = service.post({"config": TINY, "set": ["training.epochs=12"]}).json()
+    service.wait(job["id"], {"running"})
+    second = subprocess.run(
+        [str(BIN / "easgd"), "serve", "--port", str(service.port)],
+        capture_output=True,
+        text=True,
+        env=service.env,
+        timeout=60,
+    )
+    assert second.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{service.port}" in second.stderr
+    assert "supervised again" not in second.stdout and "listening" not in second.stdout
+    assert service.job(job["id"])["status"] == "running"  # the first service still owns it
+
+
+def test_up_killed_outright_takes_its_service_with_it(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "EASGD_HOME": str(tmp_path)}
+    env.pop("EASGD_DB_URL", None)
+    up = subprocess.Popen(
+        [str(BIN / "easgd"), "up", "--no-ui", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _answering(f"http://127.0.0.1:{port}")
+        children = psutil.Process(up.pid).children()
+        assert children, "easgd up started no service"
+        up.kill()
+        up.wait(timeout=10)
+        gone, alive = psutil.wait_procs(children, timeout=20)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        for p in psutil.Process(up.pid).children() if up.poll() is None else []:
+            p.kill()
+        up.kill()
