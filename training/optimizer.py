@@ -57,6 +57,8 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         root_rank: the rank whose weights everyone starts from.
         broadcast_on_build: broadcast the root's weights when the optimizer is built, so that
             every worker and the center start equal (what Horovod's broadcast callback does).
+            An optimizer restored by `keras.models.load_model` never broadcasts: one rank may
+            load a saved model alone, and every rank that loads the same file starts equal.
     """
 
     def __init__(
@@ -286,6 +288,9 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             config.pop("inner_optimizer"), custom_objects=custom_objects
         )
         config.pop("beta", None)
+        # A saved model may be loaded by one rank alone (to evaluate a checkpoint inside a
+        # running job): deserializing must run no collective. Training's start broadcasts.
+        config["broadcast_on_build"] = False
         return cls(inner, **config)
 
 
@@ -326,8 +331,8 @@ _EXCHANGE_OF = {
 }
 
 
-def from_config(opt) -> ElasticAveragingOptimizer:
-    """Build the optimizer an `OptimizerConfig` describes."""
+def make_optimizer(opt) -> ElasticAveragingOptimizer:
+    """The optimizer an `OptimizerConfig` describes; it broadcasts rank 0's weights when built."""
     algorithm = opt.algorithm.value
     inner_kind = opt.inner_optimizer.value
     momentum = opt.resolved_momentum

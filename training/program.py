@@ -68,7 +68,7 @@ class Trainer:
         import tensorflow as tf
 
         from training import checkpoint, collectives, data, models
-        from training.optimizer import from_config
+        from training.optimizer import make_optimizer
 
         self.tf, self.np, self.keras = tf, np, keras
         self.ckpt = checkpoint
@@ -87,7 +87,7 @@ class Trainer:
         )
         self.model = models.build(config.model, ds.input_shape, ds.num_classes)
         self.center_model = models.build(config.model, ds.input_shape, ds.num_classes)
-        self.optimizer = from_config(config.optimizer)
+        self.optimizer = make_optimizer(config.optimizer)
         self.optimizer.build(self.model.trainable_variables)
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
