@@ -9,8 +9,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30000
@@ -44,12 +44,28 @@ def make_engine(url: str) -> Engine:
             f"store URL: not a SQLAlchemy URL, e.g. sqlite:///path/easgd.db or "
             f"postgresql+psycopg://user@host/db (received: {url!r})"
         ) from None
+    try:
+        return _engine_for(parsed)
+    except NoSuchModuleError:
+        raise StoreConfigError(
+            f"store URL: unknown database kind {parsed.drivername!r}; use sqlite:///path/easgd.db "
+            f"or postgresql+psycopg://user@host/db (received: {parsed.render_as_string()!r})"
+        ) from None
+    except (ModuleNotFoundError, ArgumentError, TypeError) as exc:
+        raise StoreConfigError(
+            f"store URL: cannot use {parsed.drivername}: {exc} "
+            f"(received: {parsed.render_as_string()!r})"
+        ) from None
+
+
+def _engine_for(parsed: URL) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+            parsed,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         )
         event.listen(engine, "connect", _sqlite_pragmas)
 
@@ -61,12 +77,7 @@ def make_engine(url: str) -> Engine:
         return engine
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    try:
-        return create_engine(parsed, pool_pre_ping=True)
-    except ModuleNotFoundError as exc:
-        raise StoreConfigError(
-            f"store URL: driver for {parsed.drivername} is not installed ({exc})"
-        ) from None
+    return create_engine(parsed, pool_pre_ping=True)
 
 
 def _alembic_config(engine: Engine) -> Config:

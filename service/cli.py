@@ -12,6 +12,7 @@ import io
 import sys
 from collections.abc import Callable
 
+from db.engine import StoreConfigError
 from db.query import FilterError
 from db.store import NotFound, Store, StoreError, StoreNotInitialized
 from service import formatting as fmt
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     except FilterError as exc:
         print(f"easgd: invalid filter: {exc}", file=sys.stderr)
         return 2
-    except (StoreError, CliError) as exc:
+    except (StoreError, StoreConfigError, CliError) as exc:
         print(f"easgd: {exc}", file=sys.stderr)
         return getattr(exc, "code", 2)
     except NotFound as exc:

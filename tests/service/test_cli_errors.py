@@ -1,0 +1,45 @@
+"""The command line's failures are one line and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import BIN
+
+BAD_URLS = ["nope://", "sqlite+nodriver:///x.db", "postgresql+nodriver://u@h/db", "::"]
+
+
+def _easgd(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "easgd"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_a_bad_store_url_is_one_line_and_exit_2(url, easgd_home):
+    for args, env in (
+        (["--db-url", url, "runs", "list"], {}),
+        (["runs", "list"], {"EASGD_DB_URL": url}),
+    ):
+        proc = _easgd(args, env)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("easgd: store URL:"), proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_in_process_main_maps_the_store_config_error(capsys, easgd_home):
+    from service.cli import main
+
+    assert main(["--db-url", "nope://", "runs", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown database kind 'nope'" in err
+    assert sys.exc_info() == (None, None, None)
