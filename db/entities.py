@@ -22,6 +22,7 @@ class RunStatus(StrEnum):
     RUNNING = "running"
     FINISHED = "finished"
     FAILED = "failed"
+    CANCELLED = "cancelled"
     LOST = "lost"  # derived: running, but its writer's heartbeat stopped
 
 
@@ -99,6 +100,7 @@ class JobRecord:
     log_path: str | None
     pid: int | None
     pid_start_time: float | None
+    launch_token: str | None
     exit_code: int | None
     message: str | None
     cancel_requested: bool
@@ -109,4 +111,19 @@ class JobRecord:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["status"] = self.status.value
+        del d["launch_token"]  # identifies the job's processes; no client needs it
         return d
+
+
+@dataclass
+class LeaseRecord:
+    """Who schedules jobs from a store: one service at a time, until its lease expires."""
+
+    name: str
+    holder: str
+    token: str
+    pid: int
+    pid_start_time: float | None
+    hostname: str
+    acquired_at: float
+    expires_at: float

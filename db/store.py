@@ -12,7 +12,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -40,11 +40,12 @@ from db.entities import (
     JobRecord,
     JobStatus,
     LatestValue,
+    LeaseRecord,
     MetricPoint,
     RunRecord,
     RunStatus,
 )
-from db.models import Job, LatestMetric, Metric, Param, Run, RunEvent, Tag
+from db.models import Job, LatestMetric, Metric, Param, Run, RunEvent, ServiceLease, Tag
 from db.query import ATTRIBUTES, Comparison, Field, parse_filter, parse_order_by
 from db.settings import db_url
 
@@ -52,6 +53,8 @@ LOST_AFTER_SECONDS = float(os.environ.get("EASGD_LOST_AFTER_SECONDS", "60"))
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _KEY = re.compile(r"^[A-Za-z0-9_.\-/]{1,250}$")
 RUN_SOURCES = ("shell", "cli", "ui", "api", "bench")
+SCHEDULER_LEASE = "scheduler"
+_CLOSED_BY_SERVICE = (RunStatus.FAILED, RunStatus.CANCELLED)
 _ALLOWED = {
     JobStatus.QUEUED: {JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED},
     JobStatus.RUNNING: {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED},
@@ -79,6 +82,17 @@ class StoreNotInitialized(RuntimeError):
 
 class InvalidTransition(RuntimeError):
     pass
+
+
+class LeaseHeld(RuntimeError):
+    """Another holder has the lease and it has not expired."""
+
+    def __init__(self, lease: LeaseRecord):
+        super().__init__(
+            f"lease {lease.name!r} is held by {lease.holder} (pid {lease.pid} on "
+            f"{lease.hostname}) until {lease.expires_at:.0f}"
+        )
+        self.lease = lease
 
 
 def _check_run_id(run_id: str) -> str:
@@ -306,18 +320,22 @@ class Store:
                 run.total_steps = total_steps
 
     def heartbeat(self, run_id: str) -> None:
+        """Only a running run beats: a late beat from a dying writer must not touch a closed one."""
         with self._write() as s:
             s.execute(
                 update(Run)
-                .where(Run.id == _check_run_id(run_id))
+                .where(Run.id == _check_run_id(run_id), Run.status == RunStatus.RUNNING.value)
                 .values(heartbeat_time=time.time())
             )
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        """Rank 0 closes its run; a run the service closed already (cancelled, failed) stays so."""
         if status not in (RunStatus.FINISHED, RunStatus.FAILED):
             raise StoreError(f"run status: finished or failed (received: {status!r})")
         with self._write() as s:
             run = self._require_run(s, run_id)
+            if run.status != RunStatus.RUNNING.value:
+                return
             now = time.time()
             run.status, run.error, run.end_time, run.heartbeat_time = status, error, now, now
 
@@ -370,11 +388,12 @@ class Store:
             s.execute(insert(Metric), batch)
             self._upsert_latest(s, latest)
             last_step = max(r["step"] for r in batch)
+            running = Run.status == RunStatus.RUNNING.value
             s.execute(
                 update(Run)
                 .where(Run.id == run_id)
                 .values(
-                    heartbeat_time=time.time(),
+                    heartbeat_time=case((running, time.time()), else_=Run.heartbeat_time),
                     last_step=case((Run.last_step < last_step, last_step), else_=Run.last_step),
                 )
             )
@@ -740,9 +759,26 @@ class Store:
             ).all()
             return [_job_record(j) for j in rows]
 
-    def transition_job(self, job_id: int, to: JobStatus | str, **fields: Any) -> JobRecord:
-        """The one way a job's status changes; a terminal status is never left."""
+    def transition_job(
+        self,
+        job_id: int,
+        to: JobStatus | str,
+        *,
+        run_status: RunStatus | None = None,
+        run_error: str | None = None,
+        **fields: Any,
+    ) -> JobRecord:
+        """The one way a job's status changes; a terminal status is never left.
+
+        With `run_status`, the job's run (if it exists and is still running) is closed in the
+        same transaction, so no reader sees a cancelled job beside a running run.
+        """
         to = JobStatus(to)
+        if run_status is not None and RunStatus(run_status) not in _CLOSED_BY_SERVICE:
+            raise StoreError(
+                "run status: the service closes a run as "
+                f"{' or '.join(r.value for r in _CLOSED_BY_SERVICE)} (received: {run_status!r})"
+            )
         with self._write() as s:
             job = self._require_job(s, job_id, lock=True)
             current = JobStatus(job.status)
@@ -761,6 +797,12 @@ class Store:
             if to.is_terminal():
                 job.ended_at = now
             self._set_job_fields(job, fields)
+            if run_status is not None and job.run_id:
+                s.execute(
+                    update(Run)
+                    .where(Run.id == job.run_id, Run.status == RunStatus.RUNNING.value)
+                    .values(status=RunStatus(run_status).value, error=run_error, end_time=now)
+                )
             return _job_record(job)
 
     def update_job(self, job_id: int, **fields: Any) -> JobRecord:
@@ -773,6 +815,7 @@ class Store:
     _JOB_FIELDS = {
         "pid",
         "pid_start_time",
+        "launch_token",
         "exit_code",
         "message",
         "log_path",
@@ -795,6 +838,97 @@ class Store:
         with self._read() as s:
             job = s.scalars(select(Job).where(Job.run_id == _check_run_id(run_id))).first()
             return _job_record(job) if job else None
+
+    # ----------------------------------------------------------------- the scheduler's lease
+    def get_lease(self, name: str = SCHEDULER_LEASE) -> LeaseRecord | None:
+        with self._read() as s:
+            row = s.get(ServiceLease, name)
+            return _lease_record(row) if row else None
+
+    def take_lease(
+        self,
+        *,
+        holder: str,
+        token: str,
+        pid: int,
+        hostname: str,
+        ttl: float,
+        pid_start_time: float | None = None,
+        name: str = SCHEDULER_LEASE,
+        now: float | None = None,
+        holder_gone: Callable[[LeaseRecord], bool] | None = None,
+    ) -> LeaseRecord:
+        """Take the lease, or renew it if it is ours; raise LeaseHeld while another holds it.
+
+        It is free when it has no row, has expired, or `holder_gone` says its holder is dead.
+        One write transaction (SQLite's BEGIN IMMEDIATE, PostgreSQL's row lock), so two takers
+        never both win.
+        """
+        now = time.time() if now is None else now
+        values = {
+            "holder": holder,
+            "token": token,
+            "pid": pid,
+            "pid_start_time": pid_start_time,
+            "hostname": hostname,
+            "acquired_at": now,
+            "expires_at": now + ttl,
+        }
+        with self._write() as s:
+            s.execute(
+                self._insert(ServiceLease).values(name=name, **values).on_conflict_do_nothing()
+            )
+            stmt = select(ServiceLease).where(ServiceLease.name == name)
+            if not self._is_sqlite:
+                stmt = stmt.with_for_update()
+            row = s.scalars(stmt).one()
+            if row.token == token:
+                row.expires_at = now + ttl
+            elif row.expires_at <= now or (holder_gone and holder_gone(_lease_record(row))):
+                for key, value in values.items():
+                    setattr(row, key, value)
+            else:
+                raise LeaseHeld(_lease_record(row))
+            return _lease_record(row)
+
+    def renew_lease(
+        self, token: str, ttl: float, name: str = SCHEDULER_LEASE, now: float | None = None
+    ) -> bool:
+        """Extend our lease; False when it is no longer ours (it expired and was taken)."""
+        now = time.time() if now is None else now
+        with self._write() as s:
+            done = s.execute(
+                update(ServiceLease)
+                .where(ServiceLease.name == name, ServiceLease.token == token)
+                .values(expires_at=now + ttl)
+            )
+            return done.rowcount == 1
+
+    def release_lease(self, token: str, name: str = SCHEDULER_LEASE) -> None:
+        with self._write() as s:
+            s.execute(
+                delete(ServiceLease).where(ServiceLease.name == name, ServiceLease.token == token)
+            )
+
+    def _insert(self, model):
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        return dialect_insert(model)
+
+
+def _lease_record(row: ServiceLease) -> LeaseRecord:
+    return LeaseRecord(
+        name=row.name,
+        holder=row.holder,
+        token=row.token,
+        pid=row.pid,
+        pid_start_time=row.pid_start_time,
+        hostname=row.hostname,
+        acquired_at=row.acquired_at,
+        expires_at=row.expires_at,
+    )
 
 
 _DOWNSAMPLE = text("""
@@ -829,6 +963,7 @@ def _job_record(j: Job) -> JobRecord:
         log_path=j.log_path,
         pid=j.pid,
         pid_start_time=j.pid_start_time,
+        launch_token=j.launch_token,
         exit_code=j.exit_code,
         message=j.message,
         cancel_requested=bool(j.cancel_requested),

@@ -18,6 +18,7 @@ from service.settings import (
     DEFAULT_UI_PORT,
     ServiceSettings,
     SettingsError,
+    http_url,
     parse_hosts,
 )
 
@@ -46,18 +47,30 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     from service.api import create_app
+    from service.cli import CliError
+    from service.supervisor import SchedulerBusy
 
     settings = _settings(args)
     # The port is taken before the store is touched: a second service on the same address must
-    # not reconcile or launch anything before it finds the first one there.
+    # not reconcile or launch anything before it finds the first one there. Then the store's
+    # scheduler lease, before reconciling: one scheduler per store.
     sock = _bind(settings.host, settings.port)
     app = create_app(settings)
+    try:
+        app.state.store.init()
+        app.state.supervisor.acquire_lease()
+    except SchedulerBusy as exc:
+        sock.close()
+        raise CliError(str(exc)) from None
     print(
-        f"easgd service: listening on http://{settings.host}:{settings.port} "
+        f"easgd service: listening on {settings.url} "
         f"(store {app.state.store.display_url}, {settings.slots} slots)",
         flush=True,
     )
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        app.state.supervisor.stop()  # hands the lease back, even if start-up failed
     return 0
 
 
@@ -73,7 +86,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise CliError(
             f"cannot listen on {host}:{port} ({exc.strerror}): another easgd service may be "
-            f"running there (try `easgd jobs list --api http://{host}:{port}`); stop it, or "
+            f"running there (try `easgd jobs list --api {http_url(host, port)}`); stop it, or "
             "choose another --port"
         ) from None
     return sock
@@ -190,7 +203,7 @@ def cmd_up(args) -> int:
     settings = _settings(args)
     store = Store(getattr(args, "db_url", None))
     store.init()
-    env = {**os.environ, "EASGD_API_URL": f"http://127.0.0.1:{settings.port}"}
+    env = {**os.environ, "EASGD_API_URL": settings.local_url}
     if getattr(args, "db_url", None):
         env["EASGD_DB_URL"] = args.db_url
     children = []
@@ -210,7 +223,7 @@ def cmd_up(args) -> int:
     ui_app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
     ui_url = None
     if ui_app.exists() and not args.no_ui:
-        ui_url = f"http://{args.ui_host}:{args.ui_port}"
+        ui_url = http_url(args.ui_host, args.ui_port)
         children.append(
             subprocess.Popen(
                 [
@@ -238,12 +251,14 @@ def cmd_up(args) -> int:
             client.health()
             break
         except ApiError:
-            if any(c.poll() is not None for c in children):
-                break
+            if children[0].poll() is not None:  # the service refused to start; it said why
+                for c in children[1:]:
+                    c.terminate()
+                    c.wait(timeout=15)
+                return children[0].returncode or 1
             time.sleep(0.5)
     print(
-        f"easgd: service at http://{settings.host}:{settings.port} "
-        f"(API docs: http://{settings.host}:{settings.port}/docs)",
+        f"easgd: service at {settings.url} (API docs: {settings.url}/docs)",
         flush=True,
     )
     if ui_url:

@@ -1,8 +1,10 @@
 """Starting a job's process tree and making sure none of it outlives a cancel.
 
-Each job runs in its own session (its own process group). Every process of a job carries
-`EASGD_JOB_ID` in its environment, so descendants that left the group or were re-parented
-(Horovod starts ranks through its own launcher) are still found by the final sweep.
+Each job runs in its own session (its own process group). Every process of a job carries the
+launch's random token (`EASGD_JOB_TOKEN`) in its environment, so descendants that left the group
+or were re-parented (Horovod starts ranks through its own launcher) are still found by the final
+sweep. Job ids are not unique across stores (each numbers its jobs from 1), so a sweep never
+matches an id: only the token, and the tree of a root that is provably the one launched.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import psutil
 
 JOB_ENV = "EASGD_JOB_ID"
+TOKEN_ENV = "EASGD_JOB_TOKEN"
 
 
 def spawn(
@@ -49,27 +52,48 @@ def is_same_process(pid: int | None, start_time: float | None) -> bool:
         return False
 
 
-def job_processes(job_id: int, root_pid: int | None = None) -> list[psutil.Process]:
-    """Every live process of a job: the root's tree, and anything carrying the job's marker."""
+def _carries(p: psutil.Process, token: str | None) -> bool:
+    if not token:
+        return False
+    try:
+        return p.environ().get(TOKEN_ENV) == token
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
+def _own_root(
+    token: str | None, root_pid: int | None, root_start_time: float | None
+) -> psutil.Process | None:
+    """The job's root process, if root_pid still is it: same start time, or it carries the token."""
+    if not root_pid:
+        return None
+    try:
+        root = psutil.Process(root_pid)
+    except psutil.NoSuchProcess:
+        return None
+    if root_start_time is not None:
+        return root if is_same_process(root_pid, root_start_time) else None
+    return root if _carries(root, token) else None
+
+
+def job_processes(
+    token: str | None, root_pid: int | None = None, root_start_time: float | None = None
+) -> list[psutil.Process]:
+    """Every live process of a job: its own root's tree, and anything carrying its token."""
     found: dict[int, psutil.Process] = {}
-    if root_pid:
+    root = _own_root(token, root_pid, root_start_time)
+    if root is not None:
         try:
-            root = psutil.Process(root_pid)
             found[root.pid] = root
             for child in root.children(recursive=True):
                 found[child.pid] = child
         except psutil.NoSuchProcess:
             pass
-    marker = str(job_id)
     me = os.getpid()
-    for p in psutil.process_iter(["pid"]):
-        if p.pid in found or p.pid == me:
-            continue
-        try:
-            if p.environ().get(JOB_ENV) == marker:
+    if token:
+        for p in psutil.process_iter(["pid"]):
+            if p.pid not in found and p.pid != me and _carries(p, token):
                 found[p.pid] = p
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
     return [p for p in found.values() if _alive(p)]
 
 
@@ -80,15 +104,23 @@ def _alive(p: psutil.Process) -> bool:
         return False
 
 
-def terminate_job(job_id: int, root_pid: int | None, grace: float = 5.0) -> int:
+def terminate_job(
+    token: str | None,
+    root_pid: int | None,
+    root_start_time: float | None,
+    grace: float = 5.0,
+) -> int | None:
     """SIGTERM the job's group and its processes, wait `grace`, SIGKILL what is left, sweep.
 
-    Returns how many processes had to be killed with SIGKILL.
+    Returns the signal that ended the root as a negative number, as `Popen.returncode` does
+    (horovodrun exits 0 on SIGTERM, which would read as success), or None when no root of this
+    job was alive.
     """
-    procs = job_processes(job_id, root_pid)
-    if root_pid:
+    root = _own_root(token, root_pid, root_start_time)
+    procs = job_processes(token, root_pid, root_start_time)
+    if root is not None:
         try:
-            os.killpg(root_pid, signal.SIGTERM)
+            os.killpg(root.pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             pass
     for p in procs:
@@ -97,25 +129,30 @@ def terminate_job(job_id: int, root_pid: int | None, grace: float = 5.0) -> int:
         except psutil.NoSuchProcess:
             pass
     _, alive = psutil.wait_procs(procs, timeout=grace)
-    killed = 0
+    ended_by = -signal.SIGTERM if root is not None else None
+    if root is not None and root in alive:
+        ended_by = -signal.SIGKILL
     for sweep in range(3):
-        alive = [p for p in job_processes(job_id, root_pid) if _alive(p)] if sweep else alive
+        alive = (
+            [p for p in job_processes(token, root_pid, root_start_time) if _alive(p)]
+            if sweep
+            else alive
+        )
         if not alive:
             break
-        if root_pid:
+        if root is not None and _alive(root):
             try:
-                os.killpg(root_pid, signal.SIGKILL)
+                os.killpg(root.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
         for p in alive:
             try:
                 p.kill()
-                killed += 1
             except psutil.NoSuchProcess:
                 pass
         psutil.wait_procs(alive, timeout=2)
         time.sleep(0.1)
-    return killed
+    return ended_by
 
 
 def tail(path: Path | str | None, lines: int = 50) -> str:

@@ -29,6 +29,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def http_url(host: str, port: int) -> str:
+    """http://HOST:PORT, with an IPv6 literal in brackets (and its zone's '%' escaped)."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ip = ipaddress.ip_address(bare)
+    except ValueError:
+        return f"http://{host}:{port}"
+    if ip.version == 6:
+        return f"http://[{bare.replace('%', '%25')}]:{port}"
+    return f"http://{bare}:{port}"
+
+
 def parse_hosts(text: str) -> dict[str, int]:
     """'h1:4,h2:2' -> {'h1': 4, 'h2': 2}, as horovodrun -H reads it."""
     out: dict[str, int] = {}
@@ -68,6 +80,7 @@ class ServiceSettings:
     db_url: str | None = None
     grace_seconds: float = 5.0
     poll_seconds: float = 0.5
+    lease_seconds: float = 30.0
     data_dirs: list[Path] = field(default_factory=list)
 
     @classmethod
@@ -102,6 +115,16 @@ class ServiceSettings:
                 f"--host {self.host} is not a loopback address: set EASGD_API_TOKEN so that "
                 "requests must carry it (Authorization: Bearer TOKEN), or listen on 127.0.0.1"
             )
+
+    @property
+    def url(self) -> str:
+        return http_url(self.host, self.port)
+
+    @property
+    def local_url(self) -> str:
+        """Where a client on this machine reaches the service (not the wildcard address)."""
+        wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+        return http_url(wildcard.get(self.host, self.host), self.port)
 
     @property
     def slots(self) -> int:

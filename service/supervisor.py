@@ -1,29 +1,73 @@
 """The scheduler and supervisor: takes queued jobs in order (priority, then age), launches them
 with horovodrun when capacity allows, watches them, cancels them, and reconciles at start-up.
 
-Every status change goes through `Store.transition_job`, which never leaves a terminal state;
-claiming a job (queued -> running) is that same atomic transition, so no job runs twice even if
-two services share a store.
+Every status change goes through `Store.transition_job`, which never leaves a terminal state and
+closes the job's run in the same transaction. Only the holder of the store's scheduler lease
+reconciles and launches: two services on one store would otherwise each count only their own
+jobs against the same slots and GPUs.
+
+The process functions (spawn, is_same_process, terminate_job) are collaborators, so scheduling,
+cancel and reconciliation can be tested without starting horovodrun.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
+import socket
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import yaml
 
-from db.entities import JobRecord, JobStatus, RunStatus
-from db.store import InvalidTransition, NotFound, Store
+from db.entities import JobRecord, JobStatus, LeaseRecord, RunStatus
+from db.store import InvalidTransition, LeaseHeld, NotFound, Store
 from service import processes
 from service.settings import ServiceSettings
 
 LOST_MESSAGE = "lost: the service stopped while it ran"
+CANCELLED_MESSAGE = "cancelled by request"
+# What the training program prints when it gives up (training/__main__.py, training/program.py),
+# after Horovod's per-rank prefix ("[0]<stderr>:", maybe a timestamp before it).
+_REASON = re.compile(
+    r"^(?:.*?\[\d+\]<std(?:out|err)>:)?easgd: ((?:run failed|invalid configuration): .*)$"
+)
+# Horovod's own account when a rank dies without a word (killed, say).
+_HOROVOD_REASON = re.compile(r"^(Process \d+ exit with status code -?\d+\.)$")
+_REASON_SCAN_LINES = 400
+
+
+class SchedulerBusy(RuntimeError):
+    """Another live service holds this store's scheduler lease."""
+
+    def __init__(self, lease: LeaseRecord):
+        super().__init__(
+            f"another easgd service ({lease.holder}, pid {lease.pid} on {lease.hostname}) "
+            "schedules jobs from this store; stop it, or use another EASGD_HOME/EASGD_DB_URL"
+        )
+        self.lease = lease
+
+
+def failure_reason(log_text: str) -> str | None:
+    """The training program's own one-line reason in a job's log, or Horovod's if it has none."""
+    ours: list[str] = []
+    horovod: str | None = None
+    for line in log_text.splitlines():
+        line = line.rstrip()
+        if m := _REASON.match(line):
+            if m.group(1) not in ours:
+                ours.append(m.group(1))
+        elif horovod is None and (m := _HOROVOD_REASON.match(line)):
+            horovod = m.group(1)
+    return "; ".join(ours) if ours else horovod
 
 
 @dataclass
@@ -41,38 +85,108 @@ class Handle:
     pid: int
     start_time: float
     allocation: Allocation
+    token: str | None = None
     popen: subprocess.Popen | None = None  # None when adopted after a restart
 
-    def poll(self) -> tuple[bool, int | None]:
-        """(finished, exit code); an adopted process's exit code is unknown."""
-        if self.popen is not None:
-            code = self.popen.poll()
-            return code is not None, code
-        return not processes.is_same_process(self.pid, self.start_time), None
+
+Spawn = Callable[..., tuple[subprocess.Popen, float]]
+IsSameProcess = Callable[[int | None, float | None], bool]
+TerminateJob = Callable[[str | None, int | None, float | None, float], int | None]
 
 
 class Supervisor:
-    def __init__(self, store: Store, settings: ServiceSettings):
+    def __init__(
+        self,
+        store: Store,
+        settings: ServiceSettings,
+        *,
+        spawn: Spawn = processes.spawn,
+        is_same_process: IsSameProcess = processes.is_same_process,
+        terminate_job: TerminateJob = processes.terminate_job,
+    ):
         self.store = store
         self.settings = settings
         self.handles: dict[int, Handle] = {}
+        self._spawn = spawn
+        self._is_same_process = is_same_process
+        self._terminate_job = terminate_job
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lease_token: str | None = None
+        self._lease_renewed = 0.0
+        self._hostname = socket.gethostname()
+
+    # ------------------------------------------------------------------ the store's lease
+    @property
+    def holds_lease(self) -> bool:
+        return self._lease_token is not None
+
+    def acquire_lease(self) -> LeaseRecord:
+        """Become this store's one scheduler, or raise SchedulerBusy naming the one there is.
+
+        A holder on this host whose process is gone (killed -9) is replaced at once; one
+        elsewhere only once its lease has expired.
+        """
+        token = self._lease_token or secrets.token_hex(16)
+        me = os.getpid()
+        try:
+            lease = self.store.take_lease(
+                holder=self.settings.url,
+                token=token,
+                pid=me,
+                pid_start_time=psutil.Process(me).create_time(),
+                hostname=self._hostname,
+                ttl=self.settings.lease_seconds,
+                holder_gone=self._holder_gone,
+            )
+        except LeaseHeld as exc:
+            raise SchedulerBusy(exc.lease) from None
+        self._lease_token, self._lease_renewed = token, time.monotonic()
+        return lease
+
+    def _holder_gone(self, lease: LeaseRecord) -> bool:
+        return lease.hostname == self._hostname and not self._is_same_process(
+            lease.pid, lease.pid_start_time
+        )
+
+    def _keep_lease(self) -> None:
+        if time.monotonic() - self._lease_renewed < self.settings.lease_seconds / 6:
+            return
+        if self._lease_token and self.store.renew_lease(
+            self._lease_token, self.settings.lease_seconds
+        ):
+            self._lease_renewed = time.monotonic()
+            return
+        lost = self._lease_token is not None
+        self._lease_token = None
+        try:
+            self.acquire_lease()
+        except SchedulerBusy as exc:
+            if lost:
+                print(f"easgd service: not scheduling any more: {exc}", file=sys.stderr, flush=True)
+            self._lease_renewed = time.monotonic()  # try again later, not on every tick
 
     # ------------------------------------------------------------------ life cycle
     def reconcile(self) -> list[str]:
-        """Before anything new is accepted: adopt live jobs, fail the ones that were lost."""
+        """Before anything new is accepted: take the store's lease, adopt live jobs, fail the
+        ones that were lost (their runs with them)."""
+        if not self.holds_lease:
+            self.acquire_lease()
         notes = []
         for job in self.store.list_jobs(status=JobStatus.RUNNING, limit=100000):
-            if processes.is_same_process(job.pid, job.pid_start_time):
+            if self._is_same_process(job.pid, job.pid_start_time):
                 self.handles[job.id] = Handle(
-                    job.id, job.pid, job.pid_start_time, self._allocation_of(job)
+                    job.id,
+                    job.pid,
+                    job.pid_start_time,
+                    self._allocation_of(job),
+                    job.launch_token,
                 )
                 notes.append(f"job {job.id}: still running (pid {job.pid}), supervised again")
             else:
-                self._finish(job, JobStatus.FAILED, message=LOST_MESSAGE)
+                self._finish(job, JobStatus.FAILED, message=LOST_MESSAGE, run_error=LOST_MESSAGE)
                 notes.append(f"job {job.id}: {LOST_MESSAGE}")
         return notes
 
@@ -81,11 +195,19 @@ class Supervisor:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop scheduling; running jobs keep running and are adopted by the next service."""
+        """Stop scheduling and hand the lease back; running jobs keep running and are adopted
+        by the next service."""
         self._stop.set()
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=10)
+        with self._lock:
+            if self._lease_token:
+                try:
+                    self.store.release_lease(self._lease_token)
+                except Exception as exc:  # noqa: BLE001 - it expires on its own
+                    print(f"easgd service: lease not released: {exc}", file=sys.stderr)
+                self._lease_token = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -102,8 +224,19 @@ class Supervisor:
     # ------------------------------------------------------------------ one pass
     def tick(self) -> None:
         with self._lock:
+            if self._stop.is_set():
+                return
+            self._keep_lease()
             self._watch_running()
-            self._launch_queued()
+            if self.holds_lease:
+                self._launch_queued()
+
+    def _poll(self, handle: Handle) -> tuple[bool, int | None]:
+        """(finished, exit code); an adopted process's exit code is unknown."""
+        if handle.popen is not None:
+            code = handle.popen.poll()
+            return code is not None, code
+        return not self._is_same_process(handle.pid, handle.start_time), None
 
     def _watch_running(self) -> None:
         for job_id, handle in list(self.handles.items()):
@@ -115,7 +248,7 @@ class Supervisor:
             if job.cancel_requested and job.status is JobStatus.RUNNING:
                 self._cancel_running(job, handle)
                 continue
-            done, code = handle.poll()
+            done, code = self._poll(handle)
             if not done:
                 continue
             self.handles.pop(job_id, None)
@@ -124,14 +257,20 @@ class Supervisor:
             if code == 0:
                 self._finish(job, JobStatus.SUCCEEDED, exit_code=0)
             else:
-                last = processes.tail(job.log_path, 20)
-                what = f"exit code {code}" if code is not None else "exited after a restart"
-                self._finish(
-                    job,
-                    JobStatus.FAILED,
-                    exit_code=code,
-                    message=f"{what}; last lines of the log:\n{last}",
-                )
+                self._fail(job, code)
+
+    def _fail(self, job: JobRecord, code: int | None) -> None:
+        """Failed, with the program's own reason first, then the exit code and the log's end."""
+        what = f"exit code {code}" if code is not None else "exited after a restart"
+        reason = failure_reason(processes.tail(job.log_path, _REASON_SCAN_LINES))
+        message = f"{what}; last lines of the log:\n{processes.tail(job.log_path, 20)}"
+        self._finish(
+            job,
+            JobStatus.FAILED,
+            exit_code=code,
+            message=f"{reason}\n{message}" if reason else message,
+            run_error=reason or what,
+        )
 
     def _exit_from_run(self, job: JobRecord) -> int | None:
         if not job.run_id:
@@ -240,6 +379,7 @@ class Supervisor:
         config_path.write_text(yaml.safe_dump(json.loads(job.config), sort_keys=False))
         log_path = job_dir / "job.log"
         run_dir = self.settings.runs_dir / f"job-{job.id}"
+        token = secrets.token_hex(16)
         try:
             job = self.store.transition_job(
                 job.id,
@@ -249,12 +389,14 @@ class Supervisor:
                 run_dir=str(run_dir),
                 gpus=",".join(allocation.gpus) or None,
                 hosts=allocation.host_arg(),
+                launch_token=token,
             )
         except InvalidTransition:
-            return  # another service claimed it, or it was cancelled meanwhile
+            return  # cancelled meanwhile
         env = {
             **os.environ,
             processes.JOB_ENV: str(job.id),
+            processes.TOKEN_ENV: token,
             "PYTHONUNBUFFERED": "1",
             "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
             "EASGD_SOURCE": job.source,
@@ -267,32 +409,48 @@ class Supervisor:
         with log_path.open("a") as log:
             log.write(f"easgd service: job {job.id}: {' '.join(argv)}\n")
         try:
-            popen, started = processes.spawn(argv, env, log_path, cwd=job_dir)
+            popen, started = self._spawn(argv, env, log_path, cwd=job_dir)
         except OSError as exc:
-            self._finish(job, JobStatus.FAILED, message=f"could not start horovodrun: {exc}")
+            message = f"could not start horovodrun: {exc}"
+            self._finish(job, JobStatus.FAILED, message=message, run_error=message)
             return
-        self.handles[job.id] = Handle(job.id, popen.pid, started, allocation, popen)
+        self.handles[job.id] = Handle(job.id, popen.pid, started, allocation, token, popen)
         self.store.update_job(job.id, pid=popen.pid, pid_start_time=started)
 
-    def _finish(self, job: JobRecord, status: JobStatus, **fields) -> None:
+    def _finish(
+        self, job: JobRecord, status: JobStatus, run_error: str | None = None, **fields
+    ) -> None:
+        """Move the job to a terminal status; a run still open is closed with it."""
+        run_status = {
+            JobStatus.FAILED: RunStatus.FAILED,
+            JobStatus.CANCELLED: RunStatus.CANCELLED,
+        }.get(status)
         try:
-            self.store.transition_job(job.id, status, **fields)
+            self.store.transition_job(
+                job.id, status, run_status=run_status, run_error=run_error, **fields
+            )
         except InvalidTransition:
             pass
 
     def _cancel_running(self, job: JobRecord, handle: Handle) -> None:
-        processes.terminate_job(job.id, handle.pid, self.settings.grace_seconds)
+        ended_by = self._terminate_job(
+            handle.token, handle.pid, handle.start_time, self.settings.grace_seconds
+        )
+        code = None
         if handle.popen is not None:
             try:
-                handle.popen.wait(timeout=5)
+                code = handle.popen.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
         self.handles.pop(job.id, None)
+        # The sweep reaps the root itself, after which Popen reads 0 whatever happened: the
+        # signal that ended it is what happened; the root's own code only if it ended first.
         self._finish(
             job,
             JobStatus.CANCELLED,
-            message="cancelled by request",
-            exit_code=handle.popen.returncode if handle.popen else None,
+            message=CANCELLED_MESSAGE,
+            exit_code=ended_by if ended_by is not None else code,
+            run_error=CANCELLED_MESSAGE,
         )
 
     # ------------------------------------------------------------------ requests

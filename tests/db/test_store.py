@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from db.entities import JobStatus
-from db.store import InvalidTransition, NotFound, Store, StoreError, StoreNotInitialized
+from db.entities import JobStatus, RunStatus
+from db.store import (
+    InvalidTransition,
+    LeaseHeld,
+    NotFound,
+    Store,
+    StoreError,
+    StoreNotInitialized,
+)
 
 PARAMS = {
     "optimizer.algorithm": "eamsgd",
@@ -28,9 +37,10 @@ def test_init_creates_every_table_once(store):
         "latest_metrics",
         "run_events",
         "jobs",
+        "service_leases",
         "alembic_version",
     } <= set(store.table_names())
-    assert store.init() == "0001"  # idempotent
+    assert store.init() == "0002"  # idempotent
     store.check()
 
 
@@ -186,3 +196,124 @@ def test_get_runs_reads_several_at_once(store):
     assert store.get_runs([]) == {}
     with pytest.raises(StoreError, match="run id"):
         store.get_runs(["../x"])
+
+
+def _running_job_with_run(store: Store) -> int:
+    job = store.create_job(config={}, workers=2)
+    store.transition_job(job.id, JobStatus.RUNNING, run_id=f"job-{job.id}", launch_token="t")
+    store.create_run(f"job-{job.id}", params={}, job_id=job.id)
+    return job.id
+
+
+@pytest.mark.parametrize(
+    ("job_status", "run_status"),
+    [(JobStatus.CANCELLED, RunStatus.CANCELLED), (JobStatus.FAILED, RunStatus.FAILED)],
+)
+def test_a_job_transition_closes_its_run_in_the_same_transaction(store, job_status, run_status):
+    job_id = _running_job_with_run(store)
+    store.transition_job(job_id, job_status, run_status=run_status, run_error="why it ended")
+    run = store.get_run(f"job-{job_id}")
+    assert run.status == run_status.value and run.error == "why it ended"
+    assert run.end_time is not None and store.get_job(job_id).status is job_status
+    assert [r.id for r in store.search_runs(f"status = '{run_status.value}'")] == [run.id]
+
+
+def test_a_closed_run_is_never_reopened_by_its_dying_writer(store):
+    job_id = _running_job_with_run(store)
+    store.transition_job(
+        job_id, JobStatus.CANCELLED, run_status=RunStatus.CANCELLED, run_error="cancelled"
+    )
+    closed = store.get_run(f"job-{job_id}")
+    store.finish_run(closed.id, "failed", "KeyboardInterrupt")  # rank 0, dying late
+    store.heartbeat(closed.id)
+    store.log_metrics(closed.id, [("loss", 7, 1.0, 0.5)])
+    run = store.get_run(closed.id)
+    assert run.status == "cancelled" and run.error == "cancelled"
+    assert run.heartbeat_time == closed.heartbeat_time and run.end_time == closed.end_time
+
+
+def test_a_job_that_fails_before_its_run_exists_still_fails(store):
+    job = store.create_job(config={}, workers=2)
+    store.transition_job(job.id, JobStatus.RUNNING, run_id=f"job-{job.id}")
+    failed = store.transition_job(
+        job.id, JobStatus.FAILED, run_status=RunStatus.FAILED, run_error="no horovodrun"
+    )
+    assert failed.status is JobStatus.FAILED
+    with pytest.raises(NotFound):
+        store.get_run(f"job-{job.id}")
+    with pytest.raises(StoreError, match="run status"):
+        store.transition_job(
+            store.create_job(config={}, workers=1).id,
+            JobStatus.CANCELLED,
+            run_status=RunStatus.RUNNING,
+        )
+
+
+def _take(store: Store, who: str, now: float, **kw):
+    return store.take_lease(
+        holder=f"http://{who}",
+        token=who,
+        pid=100 if who == "a" else 200,
+        pid_start_time=1.0,
+        hostname="h",
+        ttl=30.0,
+        now=now,
+        **kw,
+    )
+
+
+def test_the_scheduler_lease_is_held_renewed_expired_and_released(store):
+    assert store.get_lease() is None
+    a = _take(store, "a", 1000.0)
+    assert (a.holder, a.token, a.pid, a.expires_at) == ("http://a", "a", 100, 1030.0)
+    with pytest.raises(LeaseHeld) as refused:
+        _take(store, "b", 1010.0)
+    assert refused.value.lease.holder == "http://a" and refused.value.lease.pid == 100
+    assert store.renew_lease("a", ttl=30.0, now=1020.0)
+    with pytest.raises(LeaseHeld):
+        _take(store, "b", 1049.0)  # renewed at 1020: held until 1050
+    assert _take(store, "a", 1049.0).token == "a"  # taking one's own lease again renews it
+    b = _take(store, "b", 1080.0)  # a stopped renewing: expired at 1079
+    assert b.token == "b" and store.get_lease().holder == "http://b"
+    assert not store.renew_lease("a", ttl=30.0, now=1081.0)  # a has lost it
+    store.release_lease("a")  # not a's to release
+    assert store.get_lease().token == "b"
+    store.release_lease("b")
+    assert store.get_lease() is None
+    assert _take(store, "a", 1082.0).token == "a"
+
+
+def test_a_lease_whose_holder_is_gone_is_taken_at_once(store):
+    _take(store, "a", 1000.0)
+    seen = []
+
+    def gone(lease) -> bool:
+        seen.append(lease.pid)
+        return True
+
+    assert _take(store, "b", 1001.0, holder_gone=gone).token == "b"
+    assert seen == [100]
+    with pytest.raises(LeaseHeld):
+        _take(store, "a", 1002.0, holder_gone=lambda lease: False)
+
+
+def test_only_one_of_many_concurrent_takers_gets_the_lease(store_url):
+    Store(store_url).init()
+    stores = [Store(store_url) for _ in range(6)]
+    barrier = threading.Barrier(len(stores))
+
+    def take(i: int) -> str:
+        barrier.wait()
+        try:
+            _take(stores[i], f"s{i}", 1000.0)
+            return "won"
+        except LeaseHeld:
+            return "refused"
+
+    with ThreadPoolExecutor(len(stores)) as pool:
+        outcomes = list(pool.map(take, range(len(stores))))
+    assert sorted(outcomes) == ["refused"] * (len(stores) - 1) + ["won"]
+    winner = outcomes.index("won")
+    assert stores[0].get_lease().token == f"s{winner}"
+    for s in stores:
+        s.dispose()

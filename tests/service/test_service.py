@@ -4,6 +4,7 @@ jobs with 2 ranks, the REST API and the `easgd` CLI."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,14 +21,27 @@ pytestmark = [pytest.mark.service, pytest.mark.horovod]
 TINY = (Path(__file__).parent.parent / "training" / "tiny.yaml").read_text()
 
 
+def _store(home: Path) -> Store:
+    return Store(f"sqlite:///{home / 'easgd.db'}")
+
+
+def _processes_of(home: Path, job_id: int) -> list[psutil.Process]:
+    j = _store(home).get_job(job_id)
+    return job_processes(j.launch_token, j.pid, j.pid_start_time)
+
+
+def _kill_jobs(home: Path) -> None:
+    for j in _store(home).list_jobs():
+        for p in _processes_of(home, j.id):
+            p.kill()
+
+
 @pytest.fixture
 def service(tmp_path):
     svc = Service(tmp_path / "home").start()
     yield svc
     svc.stop()
-    for j in Store(f"sqlite:///{svc.home / 'easgd.db'}").list_jobs():
-        for p in job_processes(j.id, j.pid):
-            p.kill()
+    _kill_jobs(svc.home)
 
 
 def test_job_runs_to_success_and_is_recorded(service):
@@ -82,20 +96,88 @@ def _wait_for_steps(service, run_id: str, steps: int = 3) -> None:
     raise AssertionError(f"run {run_id} did not start training")
 
 
-def test_cancel_leaves_no_process(service):
+def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    return [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_cancel_leaves_no_process_and_closes_the_run(service):
     job = service.post({"config": TINY, "set": ["training.epochs=500"]}).json()
     service.wait(job["id"], {"running"})
     _wait_for_steps(service, f"job-{job['id']}")
-    pids = service.job(job["id"])["pid"]
-    before = job_processes(job["id"], pids)
+    before = _processes_of(service.home, job["id"])
     assert len(before) >= 3  # horovodrun and two ranks at least
-    t0 = time.time()
     out = service.easgd("jobs", "cancel", str(job["id"]))
     assert out.returncode == 0, out.stderr
     done = service.wait(job["id"], {"cancelled", "succeeded", "failed"}, timeout=15)
-    assert done["status"] == "cancelled" and time.time() - t0 < 15
-    assert [p for p in before if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
-    assert job_processes(job["id"], pids) == []
+    run = httpx.get(f"{service.url}/runs/{done['run_id']}", timeout=30).json()
+    assert done["status"] == "cancelled"
+    assert run["status"] == "cancelled" and run["end_time"] is not None
+    assert done["exit_code"] in (-15, -9)  # the signal that stopped it, not horovodrun's 0
+    assert _alive(before) == []
+    assert _processes_of(service.home, job["id"]) == []
+
+
+def test_a_cancel_in_one_service_spares_another_services_job_with_the_same_id(tmp_path):
+    a = Service(tmp_path / "a").start()
+    b = Service(tmp_path / "b").start()
+    try:
+        for svc in (a, b):
+            assert svc.post({"config": TINY, "set": ["training.epochs=500"]}).json()["id"] == 1
+        for svc in (a, b):
+            svc.wait(1, {"running"})
+            _wait_for_steps(svc, "job-1")
+        root = psutil.Process(a.job(1)["pid"])
+        a_procs = [root, *root.children(recursive=True)]
+        assert len(a_procs) >= 3
+        out = b.easgd("jobs", "cancel", "1")
+        assert out.returncode == 0, out.stderr
+        assert b.wait(1, {"cancelled", "succeeded", "failed"}, timeout=15)["status"] == "cancelled"
+        assert _alive(a_procs) == a_procs
+        assert a.job(1)["status"] == "running"
+        a.easgd("jobs", "cancel", "1")
+    finally:
+        for svc in (a, b):
+            svc.stop()
+            _kill_jobs(svc.home)
+
+
+def _rank0(job_root: psutil.Process) -> psutil.Process:
+    for p in job_root.children(recursive=True):
+        try:
+            if p.environ().get("HOROVOD_RANK") == "0" and "training" in p.cmdline():
+                return p
+        except psutil.NoSuchProcess:
+            continue
+    raise AssertionError("no rank 0 under the job's horovodrun")
+
+
+def test_killing_rank_0_fails_the_job_and_its_run_with_a_reason(service):
+    job = service.post({"config": TINY, "set": ["training.epochs=500"]}).json()
+    running = service.wait(job["id"], {"running"})
+    _wait_for_steps(service, f"job-{job['id']}")
+    _rank0(psutil.Process(running["pid"])).kill()
+    done = service.wait(job["id"], {"succeeded", "failed", "cancelled"}, timeout=60)
+    run = httpx.get(f"{service.url}/runs/{done['run_id']}", timeout=30).json()
+    assert done["status"] == "failed"
+    assert run["status"] == "failed" and run["end_time"] is not None
+    assert run["error"] and run["error"] == done["message"].splitlines()[0]
+
+
+def test_a_failed_job_says_why_first(service):
+    data = service.home / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "broken.npz").write_text("this is not a NumPy archive\n")
+    job = service.post(
+        {"config": TINY, "set": ["data.dataset=npz", f"data.path={data / 'broken.npz'}"]}
+    ).json()
+    assert "id" in job, job
+    done = service.wait(job["id"], {"succeeded", "failed"})
+    assert done["status"] == "failed"
+    first, second, *_ = done["message"].splitlines()
+    assert first.startswith("run failed: ") and "npz" in first, done["message"]
+    assert second.startswith("exit code 1"), done["message"]
+    run = httpx.get(f"{service.url}/runs/{done['run_id']}", timeout=30).json()
+    assert run["status"] == "failed"
 
 
 def test_restart_adopts_live_job_and_launches_nothing_twice(service):
@@ -116,7 +198,8 @@ def test_restart_marks_a_dead_job_lost(service):
     job = service.post({"config": TINY, "set": ["training.epochs=500"]}).json()
     running = service.wait(job["id"], {"running"})
     service.kill9()
-    for p in job_processes(job["id"], running["pid"]):
+    root = psutil.Process(running["pid"])
+    for p in [*root.children(recursive=True), root]:
         p.kill()
     service.start()
     done = service.job(job["id"])
@@ -205,6 +288,66 @@ def test_a_second_service_on_the_same_port_refuses_before_touching_the_store(ser
     assert f"cannot listen on 127.0.0.1:{service.port}" in second.stderr
     assert "supervised again" not in second.stdout and "listening" not in second.stdout
     assert service.job(job["id"])["status"] == "running"  # the first service still owns it
+
+
+def test_a_second_service_on_the_same_store_is_refused_until_the_first_is_gone(tmp_path):
+    first = Service(tmp_path / "home").start()
+    second = Service(tmp_path / "home")  # the same EASGD_HOME, another port
+    try:
+        refused = subprocess.Popen(
+            [str(BIN / "easgd"), "serve", "--port", str(second.port)],
+            env=second.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            out, err = refused.communicate(timeout=60)
+        finally:
+            refused.kill()
+        assert refused.returncode == 2, (out, err)
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert f"another easgd service ({first.url}, pid {first.proc.pid} on " in err
+        assert "stop it, or use another EASGD_HOME/EASGD_DB_URL" in err
+        assert "listening" not in out and "supervised again" not in out
+        first.kill9()  # its lease stays behind, held by a dead pid on this host
+        second.start()
+        assert httpx.get(f"{second.url}/health", timeout=10).status_code == 200
+    finally:
+        second.stop()
+        first.stop()
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_a_service_on_ipv6_loopback_prints_a_url_that_works(tmp_path):
+    env = {**os.environ, "EASGD_HOME": str(tmp_path)}
+    env.pop("EASGD_DB_URL", None)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "easgd"), "serve", "--host", "::1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert f"listening on http://[::1]:{port} " in line, line
+        url = line.split("listening on ", 1)[1].split()[0]
+        _answering(url)
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 def test_up_killed_outright_takes_its_service_with_it(tmp_path):

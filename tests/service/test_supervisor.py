@@ -1,0 +1,247 @@
+"""Scheduling, cancel, failure and reconciliation on a real SQLite store, with the process
+functions replaced where a real horovodrun is not the point (tests/service/test_service.py runs
+the real ones)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from db.entities import JobStatus
+from db.store import Store
+from service import processes
+from service.settings import ServiceSettings
+from service.supervisor import SchedulerBusy, Supervisor
+
+CONFIG = {"resources": {"workers": 2}}
+
+
+class FakePopen:
+    """What the supervisor reads of a `subprocess.Popen`: its pid and its exit code."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return self.returncode
+
+
+@dataclass
+class FakeProcesses:
+    """spawn, is_same_process and terminate_job, recording what the supervisor asked."""
+
+    alive: set[int] = field(default_factory=set)
+    spawned: list[tuple[list[str], dict[str, str]]] = field(default_factory=list)
+    popens: dict[int, FakePopen] = field(default_factory=dict)
+    terminated: list[tuple] = field(default_factory=list)
+    ended_by: int = -signal.SIGTERM
+
+    def spawn(self, argv, env, log_path: Path, cwd: Path):
+        pid = 5000 + len(self.spawned)
+        self.spawned.append((list(argv), dict(env)))
+        self.popens[pid] = FakePopen(pid)
+        self.alive.add(pid)
+        return self.popens[pid], 1000.0 + pid
+
+    def is_same_process(self, pid, start_time) -> bool:
+        return pid in self.alive and start_time == 1000.0 + pid
+
+    def terminate_job(self, token, root_pid, root_start_time, grace) -> int | None:
+        self.terminated.append((token, root_pid, root_start_time))
+        if root_pid in self.popens:
+            # What Popen reads once psutil has reaped its child: 0, whatever happened.
+            self.popens[root_pid].returncode = 0
+        self.alive.discard(root_pid)
+        return self.ended_by
+
+    def supervisor(self, store: Store, settings: ServiceSettings) -> Supervisor:
+        return Supervisor(
+            store,
+            settings,
+            spawn=self.spawn,
+            is_same_process=self.is_same_process,
+            terminate_job=self.terminate_job,
+        )
+
+
+@pytest.fixture
+def store(easgd_home):
+    s = Store()
+    s.init()
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def settings(easgd_home) -> ServiceSettings:
+    return ServiceSettings(hosts={"localhost": 4}, grace_seconds=0.1)
+
+
+@pytest.fixture
+def fake() -> FakeProcesses:
+    return FakeProcesses()
+
+
+def _start_rank0(store: Store, job_id: int) -> str:
+    """What rank 0's store sink does when training starts."""
+    run_id = f"job-{job_id}"
+    store.create_run(run_id, params={}, job_id=job_id, source="api")
+    return run_id
+
+
+def test_each_launch_gets_its_own_token_in_the_store_and_the_environment(store, settings, fake):
+    sup = fake.supervisor(store, settings)
+    sup.reconcile()
+    ids = [store.create_job(config=CONFIG, workers=2).id for _ in range(2)]
+    sup.tick()
+    tokens = [store.get_job(i).launch_token for i in ids]
+    assert all(t and len(t) >= 32 for t in tokens) and tokens[0] != tokens[1]
+    envs = [env for _, env in fake.spawned]
+    assert [e[processes.TOKEN_ENV] for e in envs] == tokens
+    assert [e[processes.JOB_ENV] for e in envs] == [str(i) for i in ids]
+    assert "launch_token" not in store.get_job(ids[0]).to_dict()  # never shown to clients
+
+
+def test_cancel_sweeps_by_token_and_closes_the_run_as_cancelled(store, settings, fake):
+    sup = fake.supervisor(store, settings)
+    sup.reconcile()
+    job = store.create_job(config=CONFIG, workers=2)
+    sup.tick()
+    running = store.get_job(job.id)
+    run_id = _start_rank0(store, job.id)
+    done = sup.cancel(job.id)
+    assert fake.terminated == [(running.launch_token, running.pid, running.pid_start_time)]
+    assert done.status is JobStatus.CANCELLED
+    assert done.exit_code == -signal.SIGTERM  # not the 0 Popen reads after the sweep
+    run = store.get_run(run_id)
+    assert run.status == "cancelled" and run.end_time is not None
+    assert "cancel" in run.error
+
+
+def test_a_cancel_that_needed_sigkill_reports_it(store, settings, fake):
+    fake.ended_by = -signal.SIGKILL
+    sup = fake.supervisor(store, settings)
+    sup.reconcile()
+    job = store.create_job(config=CONFIG, workers=2)
+    sup.tick()
+    assert sup.cancel(job.id).exit_code == -signal.SIGKILL
+
+
+def test_a_failed_job_says_the_programs_reason_first_and_closes_its_run(store, settings, fake):
+    sup = fake.supervisor(store, settings)
+    sup.reconcile()
+    job = store.create_job(config=CONFIG, workers=2)
+    sup.tick()
+    running = store.get_job(job.id)
+    run_id = _start_rank0(store, job.id)
+    reason = "run failed: DataError: data.path: cannot read '/d/x.npz' as .npz"
+    lines = [f"[1,0]<stderr>:noise {i}" for i in range(30)]
+    lines[10] = f"[0]<stderr>:easgd: {reason}"
+    with open(running.log_path, "a") as log:
+        log.write("\n".join(lines + ["Traceback (most recent call last):", "RuntimeError: x"]))
+    fake.popens[running.pid].returncode = 1
+    sup.tick()
+    failed = store.get_job(job.id)
+    assert failed.status is JobStatus.FAILED and failed.exit_code == 1
+    first, second, *rest = failed.message.splitlines()
+    assert first == reason
+    assert second.startswith("exit code 1")
+    assert rest[-1] == "RuntimeError: x"
+    run = store.get_run(run_id)
+    assert run.status == "failed" and run.error == reason
+
+
+def test_a_job_that_fails_before_its_run_exists_fails_cleanly(store, settings, fake):
+    sup = fake.supervisor(store, settings)
+    sup.reconcile()
+    job = store.create_job(config=CONFIG, workers=2)
+    sup.tick()
+    fake.popens[store.get_job(job.id).pid].returncode = 2
+    sup.tick()
+    failed = store.get_job(job.id)
+    assert failed.status is JobStatus.FAILED and failed.message.startswith("exit code 2")
+    assert sup.handles == {}
+
+
+def test_a_run_closed_by_rank_0_keeps_its_own_status(store, settings, fake):
+    sup = fake.supervisor(store, settings)
+    sup.reconcile()
+    job = store.create_job(config=CONFIG, workers=2)
+    sup.tick()
+    run_id = _start_rank0(store, job.id)
+    store.finish_run(run_id, "failed", "ValueError: own reason")
+    fake.popens[store.get_job(job.id).pid].returncode = 1
+    sup.tick()
+    assert store.get_job(job.id).status is JobStatus.FAILED
+    run = store.get_run(run_id)
+    assert run.status == "failed" and run.error == "ValueError: own reason"
+
+
+def test_restart_adopts_a_live_job_and_fails_a_lost_one_with_its_run(store, settings, fake):
+    first = fake.supervisor(store, settings)
+    first.reconcile()
+    live = store.create_job(config=CONFIG, workers=2)
+    lost = store.create_job(config=CONFIG, workers=2)
+    first.tick()
+    lost_run = _start_rank0(store, lost.id)
+    fake.alive.discard(store.get_job(lost.id).pid)  # its horovodrun died with the service
+    first.stop()
+    second = fake.supervisor(store, settings)
+    notes = second.reconcile()
+    assert set(second.handles) == {live.id} and len(notes) == 2
+    assert store.get_job(lost.id).status is JobStatus.FAILED
+    run = store.get_run(lost_run)
+    assert run.status == "failed" and run.error == "lost: the service stopped while it ran"
+    second.cancel(live.id)
+    assert fake.terminated[-1][0] == store.get_job(live.id).launch_token  # found by its token
+
+
+def test_a_second_supervisor_on_the_same_store_is_refused_naming_the_first(store, settings):
+    real = FakeProcesses()
+    real.is_same_process = processes.is_same_process  # the holder (this process) is alive
+    first = real.supervisor(store, settings)
+    first.reconcile()
+    other = ServiceSettings(port=9999, hosts={"localhost": 4})
+    second = real.supervisor(store, other)
+    with pytest.raises(SchedulerBusy) as refused:
+        second.reconcile()
+    line = str(refused.value)
+    assert "\n" not in line
+    assert f"another easgd service (http://127.0.0.1:8765, pid {os.getpid()} on " in line
+    assert "stop it, or use another EASGD_HOME/EASGD_DB_URL" in line
+    store.create_job(config=CONFIG, workers=2)
+    assert second.handles == {}
+    first.stop()  # a clean stop releases the lease
+    second.reconcile()
+    assert store.get_lease().holder == "http://127.0.0.1:9999"
+
+
+def test_a_lease_left_by_a_dead_service_on_this_host_is_taken_at_once(store, settings, fake):
+    first = fake.supervisor(store, settings)
+    first.reconcile()
+    # first is killed -9: it releases nothing ...
+    fake.is_same_process = lambda pid, start: False  # ... and its pid is gone
+    second = fake.supervisor(store, ServiceSettings(port=9999, hosts={"localhost": 4}))
+    second.reconcile()
+    assert store.get_lease().holder == "http://127.0.0.1:9999"
+
+
+def test_a_service_whose_lease_was_taken_over_launches_nothing(store, fake, capfd):
+    sup = fake.supervisor(store, ServiceSettings(hosts={"localhost": 4}, lease_seconds=0.0))
+    sup.reconcile()
+    store.take_lease(holder="http://elsewhere:1", token="other", pid=1, hostname="far", ttl=30.0)
+    job = store.create_job(config=CONFIG, workers=2)
+    sup.tick()
+    assert fake.spawned == [] and store.get_job(job.id).status is JobStatus.QUEUED
+    assert (
+        "not scheduling any more: another easgd service (http://elsewhere:1"
+        in capfd.readouterr().err
+    )
