@@ -1,5 +1,6 @@
-"""Turning a request into a job: the training schema validates it, paths are checked, and the
-configuration is frozen (every default filled in) before anything is queued."""
+"""Turning a request into a job: the training schema validates it, `data.path` must lie in the
+service's data directories, and the configuration is frozen (every default filled in, the data
+path resolved) before anything is queued."""
 
 from __future__ import annotations
 
@@ -43,16 +44,5 @@ def prepare(
         data = apply_overrides(data, [f"resources.workers={workers}"])
     if name is not None:
         data = {**data, "name": name}  # the job's name is its run's name
-    cfg = parse_config(data)
-    if cfg.data.path and data_dirs is not None:
-        path = Path(cfg.data.path).expanduser().resolve()
-        if not any(path.is_relative_to(d) for d in data_dirs):
-            raise ConfigError(
-                [
-                    f"data.path: outside the directories this service reads data from "
-                    f"({', '.join(str(d) for d in data_dirs)}; set EASGD_DATA_DIRS) "
-                    f"(received: {cfg.data.path!r})"
-                ]
-            )
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": str(path)})})
+    cfg = parse_config(data, data_dirs)
     return Prepared(cfg, warnings_for(cfg))
