@@ -100,13 +100,17 @@ def _die_with_parent() -> None:
 
 
 def cmd_submit(args) -> int:
-    path = Path(args.config)
-    if not path.is_file():
-        from service.cli import CliError
+    from service.cli import CliError
+    from training.config import ConfigError, read_config_text
 
+    if not Path(args.config).is_file():
         raise CliError(f"submit: no such configuration file (received: {args.config!r})")
+    try:
+        text = read_config_text(args.config)
+    except ConfigError as exc:
+        raise CliError("submit: " + "; ".join(exc.problems)) from None
     job = _client(args).submit(
-        path.read_text(encoding="utf-8"),
+        text,
         args.set,
         args.workers,
         args.name,

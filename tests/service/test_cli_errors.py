@@ -43,3 +43,14 @@ def test_in_process_main_maps_the_store_config_error(capsys, easgd_home):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown database kind 'nope'" in err
     assert sys.exc_info() == (None, None, None)
+
+
+def test_submit_of_a_file_that_is_not_utf8_is_one_line(tmp_path, easgd_home):
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"name: caf\xe9\n")
+    # No service is needed: the file is read before anything is sent.
+    proc = _easgd(["submit", str(bad)], {"EASGD_API_URL": "http://127.0.0.1:9"})
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"easgd: submit: {bad}: is not UTF-8 text (byte 0xe9 at offset 9); save it as UTF-8"
+    ]
