@@ -5,10 +5,14 @@
     tags.team LIKE 'vision%' and workers >= 2 and (source = 'ui')
 
 Identifiers: `params.<dotted key>`, `metrics.<key>` (the latest value), `min(metrics.<key>)`,
-`max(metrics.<key>)`, `tags.<key>`, and the attributes in `ATTRIBUTES`. Keys with unusual
-characters go in backticks: params.`my-key`. Values are quoted strings or numbers. Clauses are
-joined with `and` and may be grouped in parentheses. The SQL is built from this structure with
-bound parameters only: no text of the filter ever becomes SQL.
+`max(metrics.<key>)`, `tags.<key>`, and the attributes in `ATTRIBUTES`. A key may be quoted, as
+MLflow writes it: params."optimizer.algorithm", params.'my-key' or params.`my-key`. MLflow's
+other spellings are read too: `param`/`parameter(s)`, `metric`, `tag`, `attribute(s)`/`attr`/`run`
+prefixes, `run_name` and `created` for `name` and `start_time`, and status in any case. Values are
+quoted strings or numbers. Clauses are joined with `and` and may be grouped in parentheses. The
+SQL is built from this structure with bound parameters only: no text of the filter ever becomes
+SQL. Length, nesting and the number of comparisons are bounded, so that no filter can exhaust
+the parser's stack or the database's expression limits.
 """
 
 from __future__ import annotations
@@ -30,7 +34,31 @@ ATTRIBUTES = {
     "last_step": "num",
     "job_id": "num",
 }
+# MLflow's names for attributes, as its users type them.
+ATTRIBUTE_ALIASES = {
+    "run_name": "name",
+    "run name": "name",
+    "created": "start_time",
+}
+PREFIXES = {
+    "params": "param",
+    "param": "param",
+    "parameters": "param",
+    "parameter": "param",
+    "metrics": "metric",
+    "metric": "metric",
+    "tags": "tag",
+    "tag": "tag",
+    "attributes": "attribute",
+    "attribute": "attribute",
+    "attr": "attribute",
+    "run": "attribute",
+}
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN")
+MAX_LENGTH = 10_000
+MAX_DEPTH = 32
+MAX_COMPARISONS = 100
+MAX_ORDERINGS = 10
 _KEY = re.compile(r"[A-Za-z0-9_.\-/]+")
 
 
@@ -56,6 +84,9 @@ class Field:
         prefix = {"param": "params", "metric": "metrics", "tag": "tags"}[self.kind]
         name = f"{prefix}.{self.key}"
         return f"{self.aggregate}({name})" if self.aggregate != "latest" else name
+
+
+_STATUS = Field("attribute", "status")
 
 
 @dataclass(frozen=True)
@@ -137,9 +168,18 @@ def tokenize(text: str) -> list[Token]:
 
 class _Parser:
     def __init__(self, text: str):
+        if len(text) > MAX_LENGTH:
+            raise FilterError(
+                f"filter longer than {MAX_LENGTH} characters (received: {len(text)} characters); "
+                "shorten it",
+                "",
+                MAX_LENGTH,
+            )
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
+        self.comparisons = 0
 
     @property
     def tok(self) -> Token:
@@ -185,14 +225,29 @@ class _Parser:
     def _clause(self) -> list[Comparison]:
         if self.tok.kind == "lparen":
             opening = self.tok
+            if self.depth == MAX_DEPTH:
+                raise FilterError(
+                    f"parentheses nested deeper than {MAX_DEPTH} levels; remove some",
+                    self.text,
+                    opening.pos,
+                )
             self.i += 1
+            self.depth += 1
             inner = self._conjunction()
+            self.depth -= 1
             if self.tok.kind != "rparen":
                 if self.tok.kind == "end":
                     raise FilterError("unbalanced '(': no ')' closes it", self.text, opening.pos)
                 raise self._fail("'and' or ')'")
             self.i += 1
             return inner
+        if self.comparisons == MAX_COMPARISONS:
+            raise FilterError(
+                f"more than {MAX_COMPARISONS} comparisons; narrow the filter",
+                self.text,
+                self.tok.pos,
+            )
+        self.comparisons += 1
         return [self._comparison()]
 
     def field(self) -> Field:
@@ -217,46 +272,38 @@ class _Parser:
             raise self._fail("a field (params.KEY, metrics.KEY, tags.KEY or an attribute)")
         self.i += 1
         head, _, rest = t.text.partition(".")
-        prefix = head.lower()
-        kinds = {
-            "params": "param",
-            "param": "param",
-            "metrics": "metric",
-            "metric": "metric",
-            "tags": "tag",
-            "tag": "tag",
-            "attributes": "attribute",
-            "attribute": "attribute",
-        }
-        if prefix in kinds:
-            key = rest
-            if not key and self.tok.kind == "backtick" and t.text.endswith("."):
-                key = self.tok.value
-                self.i += 1
-            if not key:
-                raise FilterError(f"{head} needs a key, such as {head}.NAME", self.text, t.pos)
-            if not _KEY.fullmatch(key):
-                raise FilterError(f"invalid key {key!r}", self.text, t.pos)
-            kind = kinds[prefix]
-            if kind == "attribute":
-                return self._attribute(key, t.pos)
-            return Field(kind, key)  # type: ignore[arg-type]
-        return self._attribute(t.text, t.pos)
+        kind = PREFIXES.get(head.lower())
+        if kind is None:
+            return self._attribute(t.text, t.pos)
+        key = rest
+        if not key and self.tok.kind in ("backtick", "string"):
+            key = self.tok.value  # params.`key`, params."key" or params.'key'
+            self.i += 1
+        if not key:
+            raise FilterError(f"{head} needs a key, such as {head}.NAME", self.text, t.pos)
+        if kind == "attribute":
+            return self._attribute(key, t.pos)
+        if not _KEY.fullmatch(key):
+            raise FilterError(f"invalid key {key!r}", self.text, t.pos)
+        return Field(kind, key)  # type: ignore[arg-type]
 
     def _attribute(self, name: str, pos: int) -> Field:
-        if name.lower() not in ATTRIBUTES:
+        key = ATTRIBUTE_ALIASES.get(name.lower(), name.lower())
+        if key not in ATTRIBUTES:
             raise FilterError(
                 f"unknown field {name!r}; use params.KEY, metrics.KEY, tags.KEY or one of: "
                 + ", ".join(sorted(ATTRIBUTES)),
                 self.text,
                 pos,
             )
-        return Field("attribute", name.lower())
+        return Field("attribute", key)
 
-    def _value(self) -> str | float:
+    def _value(self, f: Field) -> str | float:
         t = self.tok
         if t.kind in ("string", "number"):
             self.i += 1
+            if f == _STATUS and t.kind == "string":
+                return t.value.lower()  # type: ignore[union-attr]  # MLflow writes 'FINISHED'
             return t.value  # type: ignore[return-value]
         raise self._fail("a value: a quoted string or a number")
 
@@ -283,15 +330,15 @@ class _Parser:
             raise self._fail("a comparison operator (=, !=, <, <=, >, >=, LIKE, IN)")
         if op in ("IN", "NOT IN"):
             self._take("lparen", "'(' and a list of values")
-            values = [self._value()]
+            values = [self._value(f)]
             while self.tok.kind == "comma":
                 self.i += 1
-                values.append(self._value())
+                values.append(self._value(f))
             self._take("rparen", "',' or ')' closing the list")
             value: str | float | tuple = tuple(values)
         else:
             value_tok = self.tok
-            value = self._value()
+            value = self._value(f)
             if op in ("LIKE", "ILIKE") and not isinstance(value, str):
                 raise FilterError(f"{op} needs a quoted pattern", self.text, value_tok.pos)
         return Comparison(f, op, value)
@@ -325,5 +372,8 @@ def parse_order_by(items: list[str] | str | None) -> list[OrderBy]:
         items = [items]
     out: list[OrderBy] = []
     for item in items:
-        out += _Parser(item).parse_order()
+        if item.strip():  # an empty ordering orders nothing, as an empty filter filters nothing
+            out += _Parser(item).parse_order()
+    if len(out) > MAX_ORDERINGS:
+        raise FilterError(f"at most {MAX_ORDERINGS} orderings (received: {len(out)})", "", 0)
     return out

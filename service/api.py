@@ -1,28 +1,81 @@
 """The REST API (FastAPI). Validation is the training schema's; nothing from a request reaches a
-shell; with a token configured, every request must carry it."""
+shell; with a token configured, every request must carry it.
+
+Every reply matches the OpenAPI document: a 422 always has FastAPI's shape (a list of
+`{loc, msg, type}`), whether FastAPI or the training schema or the filter parser found the
+problem; every other 4xx is `{"detail": "one line"}`; OPTIONS and 405 list every method of the
+path."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import math
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from db.entities import JobStatus
-from db.query import FilterError
-from db.store import NotFound, Store, StoreError
+from db.query import MAX_ORDERINGS, FilterError, parse_order_by
+from db.store import InvalidTransition, NotFound, Store, StoreError
 from service import formatting
 from service.processes import tail
 from service.settings import ServiceSettings
 from service.submission import prepare
 from service.supervisor import Supervisor
 from training.config import ConfigError
+
+MAX_ID = 2**63 - 1  # the largest id a SQL BIGINT holds: no row has a larger one
+MAX_BODY_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 32
+# A request line must fit the HTTP server's 64 KiB, percent-encoded (up to 12 bytes a character).
+MAX_FILTER_CHARS = 3000
+MAX_ORDERING_CHARS = 100
+_CONTROL_CHARS = r"\x00-\x1f\x7f-\x9f"
+_CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
+# The same rules as the store's, declared here so that the document states them.
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+KEY_PATTERN = r"^[A-Za-z0-9_.\-/]{1,250}$"
+
+
+class Message(BaseModel):
+    """Every 4xx but 422: one line saying what is wrong and what to do."""
+
+    detail: str
+
+
+def _message(description: str) -> dict[str, Any]:
+    return {"model": Message, "description": description}
+
+
+def _json_message(description: str) -> dict[str, Any]:
+    """For a route whose own replies are not JSON: its errors still are."""
+    ref = {"$ref": "#/components/schemas/Message"}
+    return {"description": description, "content": {"application/json": {"schema": ref}}}
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Without recursion: the value may be nested as deep as the JSON parser allows."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else ()
+        if children and depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children)
+    return False
 
 
 class JobRequest(BaseModel):
@@ -31,11 +84,35 @@ class JobRequest(BaseModel):
     config: dict[str, Any] | str = Field(
         default_factory=dict, description="The experiment, as a JSON object or YAML text."
     )
-    set: list[str] = Field(default_factory=list, description="Overrides, key.path=value.")
+    set: list[Annotated[str, Field(max_length=1000)]] = Field(
+        default_factory=list, max_length=100, description="Overrides, key.path=value."
+    )
     workers: int | None = Field(None, ge=1, le=1024, description="Overrides resources.workers.")
-    name: str | None = Field(None, max_length=200)
+    name: Annotated[str, Field(max_length=200, pattern=f"^[^{_CONTROL_CHARS}]*$")] | None = Field(
+        None, description="Shown in tables: no control characters."
+    )
     priority: int = Field(0, ge=-100, le=100, description="Higher runs first.")
     source: Literal["api", "cli", "ui", "bench"] = "api"
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _printable(cls, v: Any) -> Any:
+        if isinstance(v, str) and _CONTROL.search(v):
+            raise ValueError(
+                "no control characters (newline, tab, NUL, escape...): the name is shown in "
+                f"tables; remove them (received: {v[:80]!r})"
+            )
+        return v
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _shallow(cls, v: Any) -> Any:
+        if _nested_deeper_than(v, MAX_CONFIG_DEPTH):
+            raise ValueError(
+                f"nested deeper than {MAX_CONFIG_DEPTH} levels; a configuration is sections of "
+                "fields, a few levels deep"
+            )
+        return v
 
 
 class JobOut(BaseModel):
@@ -69,6 +146,75 @@ def _job_out(job, warnings: list[str] | None = None) -> JobOut:
     return JobOut(**d, warnings=warnings or [])
 
 
+def _invalid(
+    loc: tuple[str | int, ...], msg: str, kind: str, **extra: Any
+) -> RequestValidationError:
+    """A 422 in the shape FastAPI gives its own, so that clients parse one shape."""
+    return RequestValidationError([{"loc": loc, "msg": msg, "type": kind, **extra}])
+
+
+@contextmanager
+def _about(*loc: str) -> Iterator[None]:
+    """Name the request parameter a store or filter error is about."""
+    try:
+        yield
+    except FilterError as exc:
+        raise _invalid(loc, exc.short, "filter", position=exc.position) from None
+    except StoreError as exc:
+        raise _invalid(loc, str(exc), "value_error") from None
+
+
+def _config_problem(problem: str) -> dict[str, Any]:
+    field = problem.split(":", 1)[0]
+    if field in ("set", "--set", "workers", "name"):
+        loc: tuple[str, ...] = ("body", field.lstrip("-"))
+    elif re.fullmatch(r"[A-Za-z0-9_.\-]+", field) and field != "config":
+        loc = ("body", "config", *field.split("."))
+    else:
+        loc = ("body", "config")
+    return {"loc": loc, "msg": problem, "type": "config", "field": field}
+
+
+def _text(value: str, limit: int) -> str:
+    """Lone surrogates are legal in JSON text but not in UTF-8: escape them."""
+    return value[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _echo(value: Any) -> Any:
+    """What a 422 says it received, always renderable: JSON has no inf or NaN, and a
+    structure is named by `loc` (echoing it could be a megabyte, nested a thousand deep)."""
+    if isinstance(value, str):
+        return _text(value, 200)
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return None
+
+
+def _job_id(job_id: int = PathParam(ge=1, description="The job's id.")) -> int:
+    if job_id > MAX_ID:
+        raise NotFound(f"no job {job_id}; `easgd jobs list` shows the jobs there are")
+    return job_id
+
+
+def _allowed_methods(app: FastAPI, scope: dict[str, Any]) -> str:
+    methods = {"OPTIONS"}
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
+def _unreadable(cause: BaseException | None) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the request body is not UTF-8 ({cause.reason} at byte {cause.start}); send JSON"
+    if isinstance(cause, RecursionError):
+        return "the request body is JSON nested too deeply to read; a job is a few levels deep"
+    return "the request body could not be read as JSON; send a JSON object"
+
+
 def create_app(
     settings: ServiceSettings | None = None,
     store: Store | None = None,
@@ -94,14 +240,19 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         description="Queue, launch and supervise Horovod training jobs; query runs.",
+        responses={401: _message("No token or a wrong one, when the service requires one.")},
+        max_body_size=MAX_BODY_BYTES,
     )
 
     @app.middleware("http")
     async def check_token(request: Request, call_next):
-        # Every path, the OpenAPI document and /health included.
+        # Every path, the OpenAPI document and /health included. The scheme is case-insensitive
+        # (RFC 7235); the token is compared in constant time.
         if settings.token:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {settings.token}".encode()):
+            scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), settings.token.encode()
+            ):
                 return JSONResponse(
                     status_code=401,
                     headers={"WWW-Authenticate": "Bearer"},
@@ -115,15 +266,49 @@ def create_app(
     async def _not_found(_, exc: NotFound):
         return JSONResponse(status_code=404, content={"detail": str(exc.args[0])})
 
+    @app.exception_handler(RequestValidationError)
+    async def _unprocessable(_, exc: RequestValidationError):
+        errors = [
+            {**e, "msg": _text(str(e["msg"]), 2000)}
+            | ({"input": _echo(e["input"])} if "input" in e else {})
+            for e in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
+
+    @app.exception_handler(InvalidTransition)
+    async def _conflict(_, exc: InvalidTransition):
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
     @app.exception_handler(StoreError)
     async def _bad(_, exc: StoreError):
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        return JSONResponse(
+            status_code=422,
+            content={"detail": [{"loc": ["request"], "msg": str(exc), "type": "value_error"}]},
+        )
 
     @app.exception_handler(FilterError)
     async def _bad_filter(_, exc: FilterError):
-        return JSONResponse(
-            status_code=422, content={"detail": exc.short, "position": exc.position}
-        )
+        error = {"loc": ["query"], "msg": exc.short, "type": "filter", "position": exc.position}
+        return JSONResponse(status_code=422, content={"detail": [error]})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route with this path.
+            allow = {"Allow": _allowed_methods(app, request.scope)}
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers=allow)
+            return JSONResponse(
+                status_code=405,
+                headers=allow,
+                content={"detail": f"{request.method} is not allowed here; use {allow['Allow']}"},
+            )
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            exc = StarletteHTTPException(400, _unreadable(exc.__cause__))
+        elif exc.status_code == 413:
+            # As Starlette's body limit answers when Content-Length alone is too large.
+            return PlainTextResponse("Content Too Large", status_code=413)
+        return await http_exception_handler(request, exc)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -136,13 +321,23 @@ def create_app(
             "running": len(supervisor.handles),
         }
 
-    @app.post("/jobs", status_code=201, response_model=JobOut)
+    @app.post(
+        "/jobs",
+        status_code=201,
+        response_model=JobOut,
+        responses={
+            400: _message("The body is not UTF-8 JSON, or is nested too deeply to read."),
+            413: {
+                "description": f"The body is larger than {MAX_BODY_BYTES} bytes.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+        },
+    )
     def submit(req: JobRequest) -> JobOut:
         try:
             prepared = prepare(req.config, req.set, req.workers, settings.data_dirs, req.name)
         except ConfigError as exc:
-            detail = [{"field": p.split(":", 1)[0], "msg": p} for p in exc.problems]
-            raise HTTPException(422, detail) from None
+            raise RequestValidationError([_config_problem(p) for p in exc.problems]) from None
         cfg = prepared.config
         job = store.create_job(
             config=prepared.frozen,
@@ -157,24 +352,39 @@ def create_app(
 
     @app.get("/jobs", response_model=list[JobOut])
     def jobs(
-        status: list[JobStatus] | None = Query(None), limit: int = Query(100, ge=1, le=1000)
+        status: list[JobStatus] | None = Query(None, max_length=len(JobStatus)),
+        limit: int = Query(100, ge=1, le=1000),
     ) -> list[JobOut]:
         return [
             _job_out(j)
             for j in store.list_jobs(status=[s.value for s in status or []], limit=limit)
         ]
 
-    @app.get("/jobs/{job_id}", response_model=JobOut)
-    def job(job_id: int) -> JobOut:
+    no_job = {404: _message("No job with this id.")}
+    no_run = {404: _message("No run with this id.")}
+
+    @app.get("/jobs/{job_id}", response_model=JobOut, responses=no_job)
+    def job(job_id: int = Depends(_job_id)) -> JobOut:
         return _job_out(store.get_job(job_id))
 
-    @app.post("/jobs/{job_id}/cancel", response_model=JobOut)
-    def cancel(job_id: int) -> JobOut:
+    @app.post(
+        "/jobs/{job_id}/cancel",
+        response_model=JobOut,
+        responses={**no_job, 409: _message("The job ended while it was being cancelled.")},
+    )
+    def cancel(job_id: int = Depends(_job_id)) -> JobOut:
         return _job_out(supervisor.cancel(job_id))
 
-    @app.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
+    @app.get(
+        "/jobs/{job_id}/logs",
+        response_class=PlainTextResponse,
+        responses={
+            401: _json_message("No token or a wrong one, when the service requires one."),
+            404: _json_message("No job with this id."),
+        },
+    )
     async def logs(
-        job_id: int,
+        job_id: int = Depends(_job_id),
         tail_lines: int = Query(200, alias="tail", ge=1, le=100000),
         follow: bool = False,
     ):
@@ -185,21 +395,33 @@ def create_app(
 
     @app.get("/runs")
     def runs(
-        filter: str | None = None,
-        order_by: list[str] | None = Query(None),
+        filter: str | None = Query(
+            None, max_length=MAX_FILTER_CHARS, description="e.g. metrics.center_accuracy >= 0.9"
+        ),
+        order_by: list[Annotated[str, Field(max_length=MAX_ORDERING_CHARS)]] | None = Query(
+            None, max_length=MAX_ORDERINGS, description="e.g. metrics.center_accuracy DESC"
+        ),
         limit: int = Query(100, ge=1, le=10000),
     ) -> list[dict[str, Any]]:
-        return [formatting.run_json(r) for r in store.search_runs(filter, order_by, limit)]
+        with _about("query", "order_by"):
+            parse_order_by(order_by)
+        with _about("query", "filter"):
+            found = store.search_runs(filter, order_by, limit)
+        return [formatting.run_json(r) for r in found]
 
-    @app.get("/runs/{run_id}")
-    def run(run_id: str) -> dict[str, Any]:
+    run_id_param = PathParam(pattern=RUN_ID_PATTERN, description="The run's id.")
+
+    @app.get("/runs/{run_id}", responses=no_run)
+    def run(run_id: str = run_id_param) -> dict[str, Any]:
         r = formatting.run_json(store.get_run(run_id))
         r["events"] = [e.__dict__ for e in store.events(run_id)]
         return r
 
-    @app.get("/runs/{run_id}/metrics")
+    @app.get("/runs/{run_id}/metrics", responses=no_run)
     def run_metrics(
-        run_id: str, key: list[str] = Query(...), max_points: int = Query(1000, ge=2, le=100000)
+        run_id: str = run_id_param,
+        key: list[Annotated[str, Field(pattern=KEY_PATTERN)]] = Query(..., max_length=100),
+        max_points: int = Query(1000, ge=2, le=100000),
     ) -> dict[str, Any]:
         store.get_run(run_id)
         hist = store.metric_histories([run_id], key, max_points)

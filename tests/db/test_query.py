@@ -21,6 +21,7 @@ def _seed(store):
         store.create_run(
             run_id,
             params={"optimizer.algorithm": algo, "optimizer.tau": tau, "model.name": "lenet5"},
+            name=f"run {run_id}",
             workers=workers,
             source=source,
             tags={"team": team} if team else {},
@@ -60,6 +61,19 @@ def _seed(store):
         ("start_time > '2000-01-01' and end_time > 0", {"a", "c", "d"}),
         ("duration >= 0", {"a", "b", "c", "d"}),
         ("", {"a", "b", "c", "d"}),
+        # MLflow's spellings: quoted keys, entity aliases, attribute aliases, upper-case status
+        ('params."optimizer.algorithm" != "sync"', {"a", "b", "d"}),
+        ("params.'optimizer.algorithm' = 'sync'", {"c"}),
+        ('metrics."center_accuracy" > 0.95', {"a", "c"}),
+        ('max(metrics."center_accuracy") > 0.96', {"c"}),
+        ('tags."team" = "vision"', {"a", "b"}),
+        ("parameters.optimizer.tau > 4 and parameter.optimizer.tau < 16", {"a"}),
+        ('attributes.status = "FAILED"', {"d"}),
+        ("attribute.run_id IN ('a', 'b') and attr.status != 'finished'", {"b"}),
+        ("run.status = 'Finished'", {"a", "c"}),
+        ("attributes.run_name = 'run b'", {"b"}),
+        ("attributes.`Run name` LIKE 'run %'", {"a", "b", "c", "d"}),
+        ("attributes.created > 0 and Created > '2000-01-01'", {"a", "b", "c", "d"}),
     ],
 )
 def test_search(store, text, expected):
@@ -105,6 +119,11 @@ def _counts(store):
         ("min(params.a) > 1", "min() takes a metric"),
         ("metrics.loss LIKE 5", "LIKE needs a quoted pattern"),
         ("`; DROP TABLE runs; -- ` = 1", "expected a field"),
+        ("(" * 2000 + "status = 'x'" + ")" * 2000, "nested deeper than 32"),
+        ("status = 'x' and " * 1000 + "status = 'x'", "longer than 10000 characters"),
+        ("status IN (" + "'x', " * 2000 + "'x')", "longer than 10000 characters"),
+        ("params.\"unterminated = 'x'", "unterminated string"),
+        ('params."bad key!" = 1', "invalid key 'bad key!'"),
     ],
 )
 def test_hostile_filters_are_rejected_and_change_nothing(store, text, phrase):
@@ -147,8 +166,21 @@ def test_error_points_at_position():
     assert "^" in str(exc.value)
 
 
+def test_comparisons_are_bounded_in_number(store):
+    _seed(store)
+    many = " and ".join(["workers > 0"] * 600)
+    with pytest.raises(FilterError, match="more than 100 comparisons"):
+        store.search_runs(many)
+    assert len(store.search_runs(" and ".join(["workers > 0"] * 100))) == 4
+
+
 def test_order_parse():
     (o,) = parse_order_by("max(metrics.center_accuracy) DESC")
     assert o.descending and o.field.aggregate == "max"
     with pytest.raises(FilterError, match="ASC, DESC"):
         parse_order_by("metrics.a sideways")
+    (quoted,) = parse_order_by('params."optimizer.tau" desc')
+    assert quoted.descending and quoted.field.key == "optimizer.tau"
+    with pytest.raises(FilterError, match="at most 10 orderings"):
+        parse_order_by(["duration"] * 11)
+    assert parse_order_by(["", "  "]) == []

@@ -1,0 +1,249 @@
+"""The REST API's edges, on the real FastAPI app and a real SQLite store: hostile ids, filters
+and bodies get a documented 4xx, never a 500; every 4xx has the shape the OpenAPI document
+declares. The supervisor is not started, so a POSTed job is only queued, never launched."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+from fastapi.testclient import TestClient
+
+from db.store import Store
+from service.api import create_app
+from service.settings import ServiceSettings
+
+TINY = (Path(__file__).parent.parent / "training" / "tiny.yaml").read_text()
+HUGE = "9223372036854775808"  # 2**63: past any SQL integer
+
+
+def _client(home: Path, token: str | None = None) -> TestClient:
+    settings = ServiceSettings(
+        hosts={"localhost": 2},
+        db_url=f"sqlite:///{home / 'easgd.db'}",
+        data_dirs=[home / "data"],
+        token=token,
+    )
+    return TestClient(create_app(settings, start_supervisor=False), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client(easgd_home) -> Iterator[TestClient]:
+    with _client(easgd_home) as c:
+        yield c
+
+
+@pytest.fixture
+def store(client, easgd_home) -> Store:
+    return Store(f"sqlite:///{easgd_home / 'easgd.db'}")
+
+
+def _validation_error(client: TestClient, body: dict) -> None:
+    """The body matches the document's own 422 schema (FastAPI's HTTPValidationError)."""
+    doc = client.get("/openapi.json").json()
+    schema = {"$ref": "#/components/schemas/HTTPValidationError", "components": doc["components"]}
+    jsonschema.validate(body, schema)
+    assert body["detail"], body
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", f"/jobs/{HUGE}"),
+        ("GET", f"/jobs/{HUGE}/logs"),
+        ("POST", f"/jobs/{HUGE}/cancel"),
+        ("GET", "/jobs/99999999999999999999999999"),
+        ("GET", "/jobs/2"),
+    ],
+)
+def test_a_job_id_past_any_row_is_404(client, method, path):
+    client.post("/jobs", json={"config": TINY})
+    r = client.request(method, path)
+    assert r.status_code == 404, r.text
+    assert r.json()["detail"].startswith("no job ")
+
+
+@pytest.mark.parametrize(
+    "path, loc",
+    [
+        ("/jobs/0", ["path", "job_id"]),
+        ("/jobs/-1/logs", ["path", "job_id"]),
+        (f"/jobs?limit={HUGE}", ["query", "limit"]),
+        (f"/jobs/1/logs?tail={HUGE}", ["query", "tail"]),
+        (f"/runs?limit={HUGE}", ["query", "limit"]),
+        (f"/runs/r1/metrics?key=center_accuracy&max_points={HUGE}", ["query", "max_points"]),
+    ],
+)
+def test_out_of_range_numbers_are_422_naming_the_parameter(client, path, loc):
+    r = client.get(path)
+    assert r.status_code == 422, r.text
+    _validation_error(client, r.json())
+    assert r.json()["detail"][0]["loc"] == loc
+
+
+@pytest.mark.parametrize(
+    "params, loc, phrase",
+    [
+        ({"filter": "(" * 2000 + "status = 'x'" + ")" * 2000}, "filter", "at most 3000"),
+        ({"filter": "(" * 1000 + "status = 'x'" + ")" * 1000}, "filter", "nested deeper than"),
+        ({"filter": "status = 'x' and " * 2000 + "workers = 1"}, "filter", "at most 3000"),
+        ({"order_by": ["duration"] * 11}, "order_by", "at most 10 items"),
+        ({"filter": "status = "}, "filter", "expected a value"),
+        ({"filter": "metrics.loss = 'high'"}, "filter", "compares with numbers"),
+        ({"order_by": "AAA"}, "order_by", "unknown field 'AAA'"),
+    ],
+)
+def test_bad_filters_are_422_in_the_documented_shape(client, params, loc, phrase):
+    r = client.get("/runs", params=params)
+    assert r.status_code == 422, r.text
+    _validation_error(client, r.json())
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["query", loc] and phrase in error["msg"]
+
+
+def test_an_empty_ordering_is_no_ordering(client):
+    assert client.get("/runs?order_by=").status_code == 200
+
+
+def test_mlflow_quoted_keys_work_through_the_api(client, store):
+    store.create_run("r1", params={"optimizer.algorithm": "eamsgd"}, name="r1")
+    store.create_run("r2", params={"optimizer.algorithm": "sync"}, name="r2")
+    r = client.get("/runs", params={"filter": 'params."optimizer.algorithm" != "sync"'})
+    assert r.status_code == 200, r.text
+    assert [run["id"] for run in r.json()] == ["r1"]
+
+
+@pytest.mark.parametrize(
+    "path, loc",
+    [
+        ("/runs/%7C", ["path", "run_id"]),
+        ("/runs/a%20b/metrics?key=loss", ["path", "run_id"]),
+        ("/runs/r1/metrics?key=bad%20key", ["query", "key", 0]),
+    ],
+)
+def test_malformed_run_ids_and_keys_are_422_in_the_documented_shape(client, path, loc):
+    r = client.get(path)
+    assert r.status_code == 422, r.text
+    _validation_error(client, r.json())
+    assert r.json()["detail"][0]["loc"] == loc
+
+
+def test_configuration_errors_are_422_in_the_documented_shape(client, store):
+    r = client.post("/jobs", json={"config": {"optimizer": {"tau": 0}}})
+    assert r.status_code == 422
+    _validation_error(client, r.json())
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["body", "config", "optimizer", "tau"]
+    assert error["field"] == "optimizer.tau" and "received: 0" in error["msg"]
+    r = client.post("/jobs", json={"config": "optimizer: [unclosed"})
+    assert r.status_code == 422 and "not valid YAML" in r.json()["detail"][0]["msg"]
+    _validation_error(client, r.json())
+    assert store.list_jobs() == []
+
+
+@pytest.mark.parametrize("name", ["two\nlines", "nul\x00byte", "\x1b[31mred", "del\x7f"])
+def test_job_names_with_control_characters_are_refused(client, store, name):
+    r = client.post("/jobs", json={"config": TINY, "name": name})
+    assert r.status_code == 422, r.text
+    _validation_error(client, r.json())
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["body", "name"] and "control characters" in error["msg"]
+    assert store.list_jobs() == []
+    ok = client.post("/jobs", json={"config": TINY, "name": "plain é name"})
+    assert ok.status_code == 201 and ok.json()["name"] == "plain é name"
+
+
+@pytest.mark.parametrize(
+    "body, phrase",
+    [
+        (b"not json", "JSON"),
+        (b'{"name": "\xff\xfe"}', "UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"config": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
+        (b'{"config": ' + b'{"a": ' * 200 + b"1" + b"}" * 200 + b"}", "nested deeper than 32"),
+        (b'{"config": "' + b"x" * (2 << 20) + b'"}', "Content Too Large"),
+    ],
+)
+def test_bodies_that_are_not_json_get_one_clear_4xx(client, store, body, phrase):
+    r = client.post("/jobs", content=body, headers={"content-type": "application/json"})
+    assert 400 <= r.status_code < 500, r.text
+    assert phrase in r.text
+    assert store.list_jobs() == []
+
+
+@pytest.mark.parametrize(
+    "body, loc",
+    [
+        ('{"config": {}, "name": "caf\\udce9"}', ["body", "name"]),
+        ('{"config": {}, "set": ["name=caf\\udce9"]}', ["body", "set", 0]),
+        ('{"config": {}, "workers": Infinity}', ["body", "workers"]),
+        ('{"config": {}, "workers": 1e400}', ["body", "workers"]),
+        ('{"config": {}, "priority": NaN}', ["body", "priority"]),
+    ],
+)
+def test_what_json_allows_and_utf8_does_not_is_422(client, store, body, loc):
+    """A lone surrogate escape or a non-finite number is legal JSON input that cannot be
+    echoed back as it came."""
+    r = client.post("/jobs", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    _validation_error(client, r.json())
+    assert r.json()["detail"][0]["loc"] == loc
+    assert store.list_jobs() == []
+
+
+def test_options_and_405_list_every_method_of_the_path(client):
+    for path, methods in (
+        ("/jobs", {"GET", "POST", "OPTIONS"}),
+        ("/jobs/1", {"GET", "OPTIONS"}),
+        ("/jobs/1/cancel", {"POST", "OPTIONS"}),
+        ("/runs/r1/metrics", {"GET", "OPTIONS"}),
+    ):
+        r = client.options(path)
+        assert r.status_code == 204, (path, r.status_code)
+        assert {m.strip() for m in r.headers["allow"].split(",")} == methods, path
+        for wrong in ("DELETE", "PATCH"):
+            r = client.request(wrong, path)
+            assert r.status_code == 405, (wrong, path)
+            assert {m.strip() for m in r.headers["allow"].split(",")} == methods, (wrong, path)
+    assert client.options("/nowhere").status_code == 404
+
+
+def test_every_error_a_route_answers_is_documented(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    expected = {
+        ("/jobs", "post"): {"400", "401", "422"},
+        ("/jobs", "get"): {"401", "422"},
+        ("/jobs/{job_id}", "get"): {"401", "404", "422"},
+        ("/jobs/{job_id}/cancel", "post"): {"401", "404", "409", "422"},
+        ("/jobs/{job_id}/logs", "get"): {"401", "404", "422"},
+        ("/runs", "get"): {"401", "422"},
+        ("/runs/{run_id}", "get"): {"401", "404", "422"},
+        ("/runs/{run_id}/metrics", "get"): {"401", "404", "422"},
+        ("/health", "get"): {"401"},
+    }
+    for (path, method), codes in expected.items():
+        responses = paths[path][method]["responses"]
+        assert codes <= set(responses), (path, method, codes - set(responses))
+        for code in codes - {"413"}:  # every error is JSON, even where the route's reply is not
+            assert list(responses[code]["content"]) == ["application/json"], (path, code)
+
+
+@pytest.mark.parametrize(
+    "header, status",
+    [
+        ("Bearer s3cret", 200),
+        ("bearer s3cret", 200),
+        ("BEARER  s3cret", 200),
+        ("Bearer wrong", 401),
+        ("Basic s3cret", 401),
+        ("bearers3cret", 401),
+        ("s3cret", 401),
+    ],
+)
+def test_the_bearer_scheme_is_case_insensitive(easgd_home, header, status):
+    with _client(easgd_home, token="s3cret") as c:
+        r = c.get("/jobs", headers={"Authorization": header})
+        assert r.status_code == status, r.text
+        assert c.get("/jobs").status_code == 401
