@@ -72,8 +72,8 @@ def cmd_runs_show(args) -> int:
         d["events"] = [e.__dict__ for e in store.events(run.id)]
         print(fmt.dumps(d))
         return 0
-    print(f"run       {run.id}  {run.name or ''}")
-    print(f"status    {run.status}" + (f"  ({run.error})" if run.error else ""))
+    print(f"run       {run.id}  {fmt.printable(run.name or '')}")
+    print(f"status    {run.status}" + (f"  ({fmt.printable(run.error)})" if run.error else ""))
     print(
         f"source    {run.source}   workers {run.workers}   hosts {run.hosts}"
         + (f"   job {run.job_id}" if run.job_id else "")

@@ -170,13 +170,14 @@ def cmd_jobs_show(args) -> int:
         "pid",
         "exit_code",
     ):
-        print(f"{key:10s}{j[key] if j[key] is not None else '-'}")
+        print(f"{key:10s}{fmt.printable(str(j[key])) if j[key] is not None else '-'}")
     print(
         f"{'created':10s}{fmt.when(j['created_at'])}   started {fmt.when(j['started_at'])}   "
         f"ended {fmt.when(j['ended_at'])}"
     )
     if j["message"]:
-        print(f"message\n{j['message']}")
+        # The message spans lines (the log's tail); each line is escaped on its own.
+        print("message\n" + "\n".join(fmt.printable(x) for x in j["message"].splitlines()))
     return 0
 
 

@@ -79,3 +79,18 @@ def test_runs_list_on_the_command_line_shows_each_run_on_one_line(easgd_home):
     assert len(lines) == 2 + len(HOSTILE)
     assert "\x1b" not in out.stdout and "\x00" not in out.stdout and "\r" not in out.stdout
     assert any(r"two\nlines" in line for line in lines)
+
+
+def test_runs_show_escapes_the_name_and_the_error(easgd_home):
+    env = {**os.environ, "EASGD_HOME": str(easgd_home)}
+    assert subprocess.run([str(BIN / "easgd"), "init"], env=env, timeout=60).returncode == 0
+    store = Store()
+    store.create_run("r0", params={}, name="red\x1b[31m\nname")
+    store.finish_run("r0", "failed", error="boom\x1b[2J")
+    out = subprocess.run(
+        [str(BIN / "easgd"), "runs", "show", "r0"], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert "\x1b" not in out.stdout
+    assert out.stdout.splitlines()[0] == r"run       r0  red\x1b[31m\nname"
+    assert r"(boom\x1b[2J)" in out.stdout.splitlines()[1]
