@@ -50,8 +50,11 @@ from db.query import ATTRIBUTES, Comparison, Field, parse_filter, parse_order_by
 from db.settings import db_url
 
 LOST_AFTER_SECONDS = float(os.environ.get("EASGD_LOST_AFTER_SECONDS", "60"))
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_KEY = re.compile(r"^[A-Za-z0-9_.\-/]{1,250}$")
+# Patterns as strings too: the REST API's document states them.
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+KEY_PATTERN = r"^[A-Za-z0-9_.\-/]{1,250}$"
+_RUN_ID = re.compile(RUN_ID_PATTERN)
+_KEY = re.compile(KEY_PATTERN)
 RUN_SOURCES = ("shell", "cli", "ui", "api", "bench")
 SCHEDULER_LEASE = "scheduler"
 _CLOSED_BY_SERVICE = (RunStatus.FAILED, RunStatus.CANCELLED)
