@@ -12,12 +12,16 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from db.errors import EasgdError
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30000
 
 
-class StoreConfigError(ValueError):
-    pass
+class StoreConfigError(EasgdError, ValueError):
+    """The store's URL cannot be used; the service cannot answer without it."""
+
+    http_status = 503
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -111,7 +111,6 @@ class JobRecord:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["status"] = self.status.value
-        del d["launch_token"]  # identifies the job's processes; no client needs it
         return d
 
 

@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from db.errors import EasgdError
+
 ATTRIBUTES = {
     "status": "str",
     "source": "str",
@@ -62,14 +64,19 @@ MAX_ORDERINGS = 10
 _KEY = re.compile(r"[A-Za-z0-9_.\-/]+")
 
 
-class FilterError(ValueError):
+class FilterError(EasgdError, ValueError):
     """A malformed filter: says where, what was expected and what was found."""
+
+    http_status = 422
 
     def __init__(self, message: str, text: str, position: int):
         self.position = position
         pointer = f"\n  {text}\n  {' ' * position}^" if text else ""
         super().__init__(f"{message} (at position {position}){pointer}")
         self.short = f"{message} (at position {position})"
+
+    def cli_message(self) -> str:
+        return f"invalid filter: {self}"
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from db.entities import (
     RunRecord,
     RunStatus,
 )
+from db.errors import EasgdError
 from db.models import Job, LatestMetric, Metric, Param, Run, RunEvent, ServiceLease, Tag
 from db.query import ATTRIBUTES, Comparison, Field, parse_filter, parse_order_by
 from db.settings import db_url
@@ -57,6 +58,7 @@ _RUN_ID = re.compile(RUN_ID_PATTERN)
 _KEY = re.compile(KEY_PATTERN)
 RUN_SOURCES = ("shell", "cli", "ui", "api", "bench")
 SCHEDULER_LEASE = "scheduler"
+MAX_ID = 2**63 - 1  # the largest SQL BIGINT: no row has a larger id
 _CLOSED_BY_SERVICE = (RunStatus.FAILED, RunStatus.CANCELLED)
 _ALLOWED = {
     JobStatus.QUEUED: {JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED},
@@ -71,23 +73,33 @@ _AGGREGATE_COLUMN = {
 }
 
 
-class StoreError(ValueError):
+class StoreError(EasgdError, ValueError):
     """Bad input to the store: says what, what to do, and what was received."""
 
-
-class NotFound(LookupError):
-    pass
+    http_status = 422
 
 
-class StoreNotInitialized(RuntimeError):
-    pass
+class NotFound(EasgdError, LookupError):
+    http_status = 404
 
 
-class InvalidTransition(RuntimeError):
-    pass
+class StoreNotInitialized(EasgdError, RuntimeError):
+    exit_code = 1
+    http_status = 503
 
 
-class LeaseHeld(RuntimeError):
+class InvalidTransition(EasgdError, RuntimeError):
+    http_status = 409
+
+
+class LeaseLost(EasgdError, RuntimeError):
+    """The caller no longer holds the scheduler lease: another service may be scheduling."""
+
+    exit_code = 1
+    http_status = 409
+
+
+class LeaseHeld(EasgdError, RuntimeError):
     """Another holder has the lease and it has not expired."""
 
     def __init__(self, lease: LeaseRecord):
@@ -213,6 +225,10 @@ class Store:
             raise StoreError(f"run source: one of {', '.join(RUN_SOURCES)} (received: {source!r})")
         if not isinstance(workers, int) or workers < 1:
             raise StoreError(f"workers: a positive integer (received: {workers!r})")
+        if job_id is not None and not (
+            isinstance(job_id, int) and not isinstance(job_id, bool) and _is_row_id(job_id)
+        ):
+            raise StoreError(f"job id: an integer from 1 to {MAX_ID} (received: {job_id!r})")
         now = time.time()
         with self._write() as s:
             if s.get(Run, run_id) is not None:
@@ -332,15 +348,25 @@ class Store:
             )
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
-        """Rank 0 closes its run; a run the service closed already (cancelled, failed) stays so."""
+        """Rank 0 closes its run; a run the service closed already (cancelled, failed) stays so.
+
+        One conditional UPDATE, not read-then-write: under PostgreSQL's READ COMMITTED the
+        service's cancel may commit between a read and a write, and would be overwritten.
+        """
         if status not in (RunStatus.FINISHED, RunStatus.FAILED):
             raise StoreError(f"run status: finished or failed (received: {status!r})")
+        _check_run_id(run_id)
+        now = time.time()
         with self._write() as s:
-            run = self._require_run(s, run_id)
-            if run.status != RunStatus.RUNNING.value:
-                return
-            now = time.time()
-            run.status, run.error, run.end_time, run.heartbeat_time = status, error, now, now
+            done = s.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status == RunStatus.RUNNING.value)
+                .values(
+                    status=RunStatus(status).value, error=error, end_time=now, heartbeat_time=now
+                )
+            )
+            if done.rowcount == 0:
+                self._require_run(s, run_id)
 
     def delete_run(self, run_id: str) -> None:
         with self._write() as s:
@@ -726,12 +752,14 @@ class Store:
             return _job_record(self._require_job(s, job_id))
 
     def _require_job(self, s: Session, job_id: int, lock: bool = False) -> Job:
-        if not isinstance(job_id, int) or isinstance(job_id, bool) or job_id < 1:
-            raise StoreError(f"job id: a positive integer (received: {job_id!r})")
-        stmt = select(Job).where(Job.id == job_id)
-        if lock and not self._is_sqlite:
-            stmt = stmt.with_for_update()
-        job = s.scalars(stmt).first()
+        if not isinstance(job_id, int) or isinstance(job_id, bool):
+            raise StoreError(f"job id: an integer (received: {job_id!r})")
+        job = None
+        if _is_row_id(job_id):  # no row has another id, and SQL integers cannot carry larger
+            stmt = select(Job).where(Job.id == job_id)
+            if lock and not self._is_sqlite:
+                stmt = stmt.with_for_update()
+            job = s.scalars(stmt).first()
         if job is None:
             raise NotFound(f"no job {job_id}; `easgd jobs list` shows the jobs there are")
         return job
@@ -767,31 +795,51 @@ class Store:
         job_id: int,
         to: JobStatus | str,
         *,
+        expected: JobStatus | str | None = None,
+        lease_token: str | None = None,
         run_status: RunStatus | None = None,
         run_error: str | None = None,
         **fields: Any,
     ) -> JobRecord:
         """The one way a job's status changes; a terminal status is never left.
 
+        A job asked to cancel is never claimed (queued -> running), and with `expected` the change
+        applies only from that status: a cancel and a launch racing each other, in one service
+        or two, cannot leave a job marked cancelled while it runs. With `lease_token` the change
+        is refused (LeaseLost) unless that token holds the unexpired scheduler lease, checked in
+        the same transaction, so a service that lost the lease launches nothing more.
+
         With `run_status`, the job's run (if it exists and is still running) is closed in the
         same transaction, so no reader sees a cancelled job beside a running run.
         """
         to = JobStatus(to)
+        expected = None if expected is None else JobStatus(expected)
         if run_status is not None and RunStatus(run_status) not in _CLOSED_BY_SERVICE:
             raise StoreError(
                 "run status: the service closes a run as "
                 f"{' or '.join(r.value for r in _CLOSED_BY_SERVICE)} (received: {run_status!r})"
             )
         with self._write() as s:
+            if lease_token is not None:
+                self._require_lease(s, lease_token)
             job = self._require_job(s, job_id, lock=True)
             current = JobStatus(job.status)
             if current.is_terminal():
                 raise InvalidTransition(
                     f"job {job_id} is {current.value} (terminal); it cannot become {to.value}"
                 )
+            if expected is not None and current is not expected:
+                raise InvalidTransition(
+                    f"job {job_id} is {current.value}, not {expected.value}; "
+                    f"it did not become {to.value}"
+                )
             if to not in _ALLOWED[current]:
                 raise InvalidTransition(
                     f"job {job_id}: {current.value} -> {to.value} is not a valid transition"
+                )
+            if to is JobStatus.RUNNING and job.cancel_requested:
+                raise InvalidTransition(
+                    f"job {job_id} was asked to cancel before it started; it is not launched"
                 )
             job.status = to.value
             now = time.time()
@@ -894,6 +942,18 @@ class Store:
                 raise LeaseHeld(_lease_record(row))
             return _lease_record(row)
 
+    def _require_lease(self, s: Session, token: str, name: str = SCHEDULER_LEASE) -> None:
+        # A shared row lock on PostgreSQL: take_lease's FOR UPDATE waits for this transaction.
+        stmt = select(ServiceLease).where(ServiceLease.name == name)
+        if not self._is_sqlite:
+            stmt = stmt.with_for_update(read=True)
+        row = s.scalars(stmt).first()
+        if row is None or row.token != token or row.expires_at <= time.time():
+            raise LeaseLost(
+                "this service no longer holds the store's scheduler lease"
+                + (f"; {row.holder} (pid {row.pid} on {row.hostname}) does" if row else "")
+            )
+
     def renew_lease(
         self, token: str, ttl: float, name: str = SCHEDULER_LEASE, now: float | None = None
     ) -> bool:
@@ -919,6 +979,10 @@ class Store:
         else:
             from sqlalchemy.dialects.sqlite import insert as dialect_insert
         return dialect_insert(model)
+
+
+def _is_row_id(value: int) -> bool:
+    return 1 <= value <= MAX_ID
 
 
 def _lease_record(row: ServiceLease) -> LeaseRecord:

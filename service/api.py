@@ -28,8 +28,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from db.entities import JobStatus
+from db.errors import EasgdError
 from db.query import MAX_ORDERINGS, FilterError, parse_order_by
-from db.store import KEY_PATTERN, RUN_ID_PATTERN, InvalidTransition, NotFound, Store, StoreError
+from db.store import KEY_PATTERN, RUN_ID_PATTERN, NotFound, Store, StoreError
 from service import formatting
 from service.processes import tail
 from service.settings import ServiceSettings
@@ -81,7 +82,6 @@ class JobRequest(BaseModel):
     def _printable(cls, v: Any) -> Any:
         # The schema's own rule and message; the pattern above states it in the document.
         return check_printable(v) if isinstance(v, str) else v
-
 
 
 class JobOut(BaseModel):
@@ -231,33 +231,25 @@ def create_app(
 
     app.state.store, app.state.supervisor, app.state.settings = store, supervisor, settings
 
-    @app.exception_handler(NotFound)
-    async def _not_found(_, exc: NotFound):
-        return JSONResponse(status_code=404, content={"detail": str(exc.args[0])})
-
     @app.exception_handler(RequestValidationError)
     async def _unprocessable(_, exc: RequestValidationError):
         errors = [
-            {**e, "msg": _text(str(e["msg"]), 2000)}
+            {**e, "msg": _text(str(e["msg"]).removeprefix("Value error, "), 2000)}
             | ({"input": _echo(e["input"])} if "input" in e else {})
             for e in exc.errors()
         ]
         return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
 
-    @app.exception_handler(InvalidTransition)
-    async def _conflict(_, exc: InvalidTransition):
-        return JSONResponse(status_code=409, content={"detail": str(exc)})
-
-    @app.exception_handler(StoreError)
-    async def _bad(_, exc: StoreError):
-        return JSONResponse(
-            status_code=422,
-            content={"detail": [{"loc": ["request"], "msg": str(exc), "type": "value_error"}]},
-        )
-
-    @app.exception_handler(FilterError)
-    async def _bad_filter(_, exc: FilterError):
-        error = {"loc": ["query"], "msg": exc.short, "type": "filter", "position": exc.position}
+    @app.exception_handler(EasgdError)
+    async def _refused(_, exc: EasgdError):
+        """The whole family, mapped once: its status, and FastAPI's list shape for a 422."""
+        message = _text(str(exc), 2000)
+        if exc.http_status != 422:
+            return JSONResponse(status_code=exc.http_status, content={"detail": message})
+        if isinstance(exc, FilterError):
+            error = {"loc": ["query"], "msg": exc.short, "type": "filter", "position": exc.position}
+        else:
+            error = {"loc": ["request"], "msg": message, "type": "value_error"}
         return JSONResponse(status_code=422, content={"detail": [error]})
 
     @app.exception_handler(StarletteHTTPException)
@@ -288,6 +280,8 @@ def create_app(
             "hosts": settings.hosts,
             "gpus": settings.gpus,
             "running": len(supervisor.handles),
+            # False when another service took this store's scheduler lease.
+            "scheduling": supervisor.holds_lease,
         }
 
     @app.post(
@@ -339,7 +333,7 @@ def create_app(
     @app.post(
         "/jobs/{job_id}/cancel",
         response_model=JobOut,
-        responses={**no_job, 409: _message("The job ended while it was being cancelled.")},
+        responses=no_job,
     )
     def cancel(job_id: int = Depends(_job_id)) -> JobOut:
         return _job_out(supervisor.cancel(job_id))

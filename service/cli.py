@@ -12,17 +12,15 @@ import io
 import sys
 from collections.abc import Callable
 
-from db.engine import StoreConfigError
-from db.query import FilterError
-from db.store import NotFound, Store, StoreError, StoreNotInitialized
+from db.errors import EasgdError
+from db.store import Store
 from service import formatting as fmt
-from service.client import ApiError
 
 
-class CliError(Exception):
+class CliError(EasgdError):
     def __init__(self, message: str, code: int = 2):
         super().__init__(message)
-        self.code = code
+        self.exit_code = code
 
 
 def _store(args, check: bool = True) -> Store:
@@ -129,12 +127,9 @@ def cmd_runs_delete(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from training.config import ConfigError, resolve, warnings_for
+    from training.config import resolve, warnings_for
 
-    try:
-        config = resolve(args.config, args.set)
-    except ConfigError as exc:
-        raise CliError("invalid configuration: " + "; ".join(exc.problems)) from None
+    config = resolve(args.config, args.set)
     for w in warnings_for(config):
         print(f"warning: {w}", file=sys.stderr)
     print(config.to_yaml(), end="")
@@ -204,21 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except FilterError as exc:
-        print(f"easgd: invalid filter: {exc}", file=sys.stderr)
-        return 2
-    except (StoreError, StoreConfigError, CliError) as exc:
-        print(f"easgd: {exc}", file=sys.stderr)
-        return getattr(exc, "code", 2)
-    except NotFound as exc:
-        print(f"easgd: {exc.args[0]}", file=sys.stderr)
-        return 2
-    except StoreNotInitialized as exc:
-        print(f"easgd: {exc}", file=sys.stderr)
-        return 1
-    except ApiError as exc:
-        print(f"easgd: {exc}", file=sys.stderr)
-        return 2 if exc.status and 400 <= exc.status < 500 else 1
+    except EasgdError as exc:
+        print(f"easgd: {exc.cli_message()}", file=sys.stderr)
+        return exc.exit_code
     except BrokenPipeError:
         return 0
 

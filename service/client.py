@@ -8,14 +8,18 @@ from typing import Any
 
 import httpx
 
+from db.errors import EasgdError
 from service.settings import DEFAULT_PORT
 
 
-class ApiError(Exception):
+class ApiError(EasgdError):
+    """The service refused (its 4xx: the user's to fix, exit 2) or failed (exit 1)."""
+
     def __init__(self, message: str, status: int | None = None, detail: Any = None):
         super().__init__(message)
         self.status = status
         self.detail = detail
+        self.exit_code = 2 if status and 400 <= status < 500 else 1
 
 
 def default_url() -> str:

@@ -9,6 +9,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from db.errors import EasgdError
 from db.settings import home
 from db.settings import runs_dir as store_runs_dir
 
@@ -16,7 +17,7 @@ DEFAULT_PORT = 8765
 DEFAULT_UI_PORT = 8501
 
 
-class SettingsError(ValueError):
+class SettingsError(EasgdError, ValueError):
     pass
 
 

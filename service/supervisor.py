@@ -4,7 +4,8 @@ with horovodrun when capacity allows, watches them, cancels them, and reconciles
 Every status change goes through `Store.transition_job`, which never leaves a terminal state and
 closes the job's run in the same transaction. Only the holder of the store's scheduler lease
 reconciles and launches: two services on one store would otherwise each count only their own
-jobs against the same slots and GPUs.
+jobs against the same slots and GPUs. The store checks the lease again inside each launch's
+claim, and a service that takes the lease back first adopts what was launched meanwhile.
 
 The process functions (spawn, is_same_process, terminate_job) are collaborators, so scheduling,
 cancel and reconciliation can be tested without starting horovodrun.
@@ -29,7 +30,7 @@ import psutil
 import yaml
 
 from db.entities import JobRecord, JobStatus, LeaseRecord, RunStatus
-from db.store import InvalidTransition, LeaseHeld, NotFound, Store
+from db.store import InvalidTransition, LeaseHeld, LeaseLost, NotFound, Store
 from service import processes
 from service.settings import ServiceSettings
 
@@ -43,6 +44,9 @@ _REASON = re.compile(
 # Horovod's own account when a rank dies without a word (killed, say).
 _HOROVOD_REASON = re.compile(r"^(Process \d+ exit with status code -?\d+\.)$")
 _REASON_SCAN_LINES = 400
+# The service's own secrets (EASGD_API_TOKEN...): with remote hosts, Horovod puts a job's
+# environment on the ssh command line. The job's own launch token is set after this filter.
+_SECRET_ENV = re.compile(r"^EASGD_\w*TOKEN$")
 
 
 class SchedulerBusy(RuntimeError):
@@ -152,6 +156,12 @@ class Supervisor:
         )
 
     def _keep_lease(self) -> None:
+        """Renew the lease, or take it back; a lease taken back means another service may have
+        launched jobs meanwhile, so the store's running jobs are adopted before any launch.
+
+        Renewing succeeds only while the row still carries our random token, that is while no
+        other service has held the lease since.
+        """
         if time.monotonic() - self._lease_renewed < self.settings.lease_seconds / 6:
             return
         if self._lease_token and self.store.renew_lease(
@@ -167,6 +177,8 @@ class Supervisor:
             if lost:
                 print(f"easgd service: not scheduling any more: {exc}", file=sys.stderr, flush=True)
             self._lease_renewed = time.monotonic()  # try again later, not on every tick
+            return
+        self._adopt_running()
 
     # ------------------------------------------------------------------ life cycle
     def reconcile(self) -> list[str]:
@@ -174,8 +186,15 @@ class Supervisor:
         ones that were lost (their runs with them)."""
         if not self.holds_lease:
             self.acquire_lease()
+        return self._adopt_running()
+
+    def _adopt_running(self) -> list[str]:
+        """Supervise every running job of the store that this service does not yet watch, so
+        that their slots and GPUs count; fail the ones whose processes are gone."""
         notes = []
         for job in self.store.list_jobs(status=JobStatus.RUNNING, limit=100000):
+            if job.id in self.handles:
+                continue
             if self._is_same_process(job.pid, job.pid_start_time):
                 self.handles[job.id] = Handle(
                     job.id,
@@ -228,6 +247,7 @@ class Supervisor:
                 return
             self._keep_lease()
             self._watch_running()
+            self._keep_lease()  # cancels may have taken long: the lease is checked again
             if self.holds_lease:
                 self._launch_queued()
 
@@ -284,12 +304,22 @@ class Supervisor:
     def _launch_queued(self) -> None:
         for job in self.store.queued_jobs():
             if job.cancel_requested:
-                self._finish(job, JobStatus.CANCELLED, message="cancelled before it started")
+                self._finish(
+                    job,
+                    JobStatus.CANCELLED,
+                    expected=JobStatus.QUEUED,
+                    message="cancelled before it started",
+                )
                 continue
             allocation = self._allocate(job)
             if allocation is None:
                 return  # strict order: a later job does not overtake the head of the queue
-            self._launch(job, allocation)
+            try:
+                self._launch(job, allocation)
+            except LeaseLost as exc:
+                print(f"easgd service: launch refused: {exc}", file=sys.stderr, flush=True)
+                self._lease_renewed = float("-inf")  # check it on the next pass
+                return
 
     # ------------------------------------------------------------------ capacity
     def _used(self) -> tuple[dict[str, int], set[str]]:
@@ -307,6 +337,7 @@ class Supervisor:
             self._finish(
                 job,
                 JobStatus.FAILED,
+                expected=JobStatus.QUEUED,
                 message=(
                     f"needs {job.workers} slots; this service has {self.settings.slots} "
                     f"({', '.join(f'{h}:{n}' for h, n in self.settings.hosts.items())})"
@@ -322,6 +353,7 @@ class Supervisor:
                 self._finish(
                     job,
                     JobStatus.FAILED,
+                    expected=JobStatus.QUEUED,
                     message=(
                         f"needs {gpus_needed} GPUs; this service has {len(self.settings.gpus)}"
                     ),
@@ -373,6 +405,8 @@ class Supervisor:
         ]
 
     def _launch(self, job: JobRecord, allocation: Allocation) -> None:
+        """Claim the job (refused if it was asked to cancel, or the lease is no longer ours:
+        LeaseLost), then start it."""
         job_dir = self.settings.jobs_dir / str(job.id)
         job_dir.mkdir(parents=True, exist_ok=True)
         config_path = job_dir / "config.yaml"
@@ -390,11 +424,13 @@ class Supervisor:
                 gpus=",".join(allocation.gpus) or None,
                 hosts=allocation.host_arg(),
                 launch_token=token,
+                expected=JobStatus.QUEUED,
+                lease_token=self._lease_token,
             )
         except InvalidTransition:
             return  # cancelled meanwhile
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not _SECRET_ENV.match(k)},
             processes.JOB_ENV: str(job.id),
             processes.TOKEN_ENV: token,
             "PYTHONUNBUFFERED": "1",
@@ -418,19 +454,31 @@ class Supervisor:
         self.store.update_job(job.id, pid=popen.pid, pid_start_time=started)
 
     def _finish(
-        self, job: JobRecord, status: JobStatus, run_error: str | None = None, **fields
-    ) -> None:
-        """Move the job to a terminal status; a run still open is closed with it."""
+        self,
+        job: JobRecord,
+        status: JobStatus,
+        run_error: str | None = None,
+        expected: JobStatus | None = None,
+        **fields,
+    ) -> bool:
+        """Move the job to a terminal status; a run still open is closed with it. False when
+        the job had moved on meanwhile (ended, or claimed when `expected` is queued)."""
         run_status = {
             JobStatus.FAILED: RunStatus.FAILED,
             JobStatus.CANCELLED: RunStatus.CANCELLED,
         }.get(status)
         try:
             self.store.transition_job(
-                job.id, status, run_status=run_status, run_error=run_error, **fields
+                job.id,
+                status,
+                expected=expected,
+                run_status=run_status,
+                run_error=run_error,
+                **fields,
             )
         except InvalidTransition:
-            pass
+            return False
+        return True
 
     def _cancel_running(self, job: JobRecord, handle: Handle) -> None:
         ended_by = self._terminate_job(
@@ -455,13 +503,25 @@ class Supervisor:
 
     # ------------------------------------------------------------------ requests
     def cancel(self, job_id: int) -> JobRecord:
-        """Cancel a queued job at once, or a running one (its whole tree) on the next pass."""
-        job = self.store.get_job(job_id)
-        if job.status.is_terminal():
-            return job
-        self.store.update_job(job_id, cancel_requested=True)
-        if job.status is JobStatus.QUEUED:
-            self._finish(job, JobStatus.CANCELLED, message="cancelled before it started")
-        else:
+        """Cancel a queued job at once, or a running one (its whole tree) at once when this
+        service runs it, else on its supervisor's next pass. Never raises for a job that ended
+        meanwhile: the job is returned as it is.
+
+        Under the lock, so this service's launch cannot slip between the read and the cancel;
+        the store refuses to claim a job asked to cancel, and cancels a queued job only while it
+        is still queued, so another service's launch cannot either.
+        """
+        with self._lock:
+            job = self.store.get_job(job_id)
+            if job.status.is_terminal():
+                return job
+            self.store.update_job(job_id, cancel_requested=True)
+            if job.status is JobStatus.QUEUED and self._finish(
+                job,
+                JobStatus.CANCELLED,
+                expected=JobStatus.QUEUED,
+                message="cancelled before it started",
+            ):
+                return self.store.get_job(job_id)
             self.tick()
-        return self.store.get_job(job_id)
+            return self.store.get_job(job_id)

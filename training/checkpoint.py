@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from db.errors import EasgdError
 
-class CheckpointError(RuntimeError):
-    pass
+
+class CheckpointError(EasgdError, RuntimeError):
+    exit_code = 1
 
 
 def step_dir(run_dir: Path, step: int) -> Path:

@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from db.errors import EasgdError
+
 
 class Algorithm(StrEnum):
     SYNC = "sync"
@@ -322,12 +324,17 @@ class ExperimentConfig(_Section):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-class ConfigError(ValueError):
+class ConfigError(EasgdError, ValueError):
     """A configuration was refused; `problems` holds one line per wrong field."""
+
+    http_status = 422
 
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("; ".join(problems))
+
+    def cli_message(self) -> str:
+        return f"invalid configuration: {self}"
 
 
 def _loc_part(part: Any) -> str:

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from db.errors import EasgdError
 from training.config import DataConfig
 
 
-class DataError(RuntimeError):
-    pass
+class DataError(EasgdError, RuntimeError):
+    exit_code = 1
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sqlalchemy import event
 
 from db.entities import JobStatus, RunStatus
 from db.store import (
     InvalidTransition,
     LeaseHeld,
+    LeaseLost,
     NotFound,
     Store,
     StoreError,
@@ -317,3 +319,94 @@ def test_only_one_of_many_concurrent_takers_gets_the_lease(store_url):
     assert stores[0].get_lease().token == f"s{winner}"
     for s in stores:
         s.dispose()
+
+
+def test_a_queued_job_asked_to_cancel_is_never_claimed(store):
+    job = store.create_job(config={}, workers=2)
+    store.update_job(job.id, cancel_requested=True)
+    with pytest.raises(InvalidTransition, match="cancel"):
+        store.transition_job(job.id, JobStatus.RUNNING, launch_token="t")
+    assert store.get_job(job.id).status is JobStatus.QUEUED
+    assert store.get_job(job.id).launch_token is None
+
+
+def test_a_queued_cancel_applies_only_to_a_job_still_queued(store):
+    job = store.create_job(config={}, workers=2)
+    store.transition_job(job.id, JobStatus.RUNNING, launch_token="t")
+    with pytest.raises(InvalidTransition, match="running, not queued"):
+        store.transition_job(job.id, JobStatus.CANCELLED, expected=JobStatus.QUEUED)
+    assert store.get_job(job.id).status is JobStatus.RUNNING
+    other = store.create_job(config={}, workers=2)
+    done = store.transition_job(other.id, JobStatus.CANCELLED, expected=JobStatus.QUEUED)
+    assert done.status is JobStatus.CANCELLED
+
+
+def test_a_claim_by_a_service_that_no_longer_holds_the_lease_is_refused(store):
+    now = time.time()
+    _take(store, "a", now)
+    job = store.create_job(config={}, workers=2)
+    with pytest.raises(LeaseLost, match="lease"):
+        store.transition_job(job.id, JobStatus.RUNNING, lease_token="b")
+    store.release_lease("a")
+    _take(store, "b", now - 100.0)  # taken long ago, never renewed: expired
+    with pytest.raises(LeaseLost, match="lease"):
+        store.transition_job(job.id, JobStatus.RUNNING, lease_token="b")
+    assert store.get_job(job.id).status is JobStatus.QUEUED
+    assert store.renew_lease("b", ttl=30.0)
+    claimed = store.transition_job(job.id, JobStatus.RUNNING, lease_token="b")
+    assert claimed.status is JobStatus.RUNNING
+
+
+@pytest.mark.parametrize("job_id", [0, -1, 2**63, 2**64, 10**30])
+def test_ids_no_row_can_have_are_not_found(store, job_id):
+    with pytest.raises(NotFound, match="no job"):
+        store.get_job(job_id)
+    with pytest.raises(NotFound, match="no job"):
+        store.update_job(job_id, message="x")
+    with pytest.raises(NotFound, match="no job"):
+        store.transition_job(job_id, JobStatus.CANCELLED)
+
+
+def test_a_run_cannot_name_a_job_no_row_can_have(store):
+    with pytest.raises(StoreError, match="job id"):
+        store.create_run("r", params={}, job_id=2**63)
+
+
+def test_rank_0_closing_its_run_never_overwrites_a_cancel_committed_meanwhile(store_url):
+    """The cancel commits from another connection just before rank 0's UPDATE. Where it can
+    (PostgreSQL), the run stays cancelled; where it must wait (SQLite's one writer), rank 0's
+    close came first and stands. Never a cancelled job beside a run rank 0 reopened."""
+    Store(store_url).init()
+    rank0, service = Store(store_url), Store(store_url)
+    job_id = _running_job_with_run(service)
+    run_id = f"job-{job_id}"
+    cancelled = threading.Event()
+
+    def cancel() -> None:
+        service.transition_job(
+            job_id, JobStatus.CANCELLED, run_status=RunStatus.CANCELLED, run_error="cancelled"
+        )
+        cancelled.set()
+
+    threads: list[threading.Thread] = []
+
+    @event.listens_for(rank0.engine, "before_cursor_execute")
+    def cancel_first(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE RUNS") and not threads:
+            threads.append(threading.Thread(target=cancel))
+            threads[0].start()
+            threads[0].join(timeout=2)
+
+    rank0.finish_run(run_id, "failed", "KeyboardInterrupt")
+    threads[0].join()
+    cancel_came_first = cancelled.is_set() and rank0.engine.dialect.name == "postgresql"
+    run = service.get_run(run_id)
+    assert service.get_job(job_id).status is JobStatus.CANCELLED
+    if cancel_came_first:
+        assert (run.status, run.error) == ("cancelled", "cancelled")
+    else:
+        assert (run.status, run.error) == ("failed", "KeyboardInterrupt")
+    with pytest.raises(NotFound):
+        rank0.finish_run("missing", "finished")
+    rank0.dispose()
+    service.dispose()

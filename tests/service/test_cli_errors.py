@@ -54,3 +54,20 @@ def test_submit_of_a_file_that_is_not_utf8_is_one_line(tmp_path, easgd_home):
     assert proc.stderr.splitlines() == [
         f"easgd: submit: {bad}: is not UTF-8 text (byte 0xe9 at offset 9); save it as UTF-8"
     ]
+
+
+def test_an_uninitialized_store_and_a_missing_run_exit_1_and_2(easgd_home):
+    proc = _easgd(["runs", "list"], {})
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1
+    assert "run `easgd init` once" in proc.stderr
+    assert _easgd(["init"], {}).returncode == 0
+    proc = _easgd(["runs", "show", "no-such-run"], {})
+    assert proc.returncode == 2 and proc.stderr.startswith("easgd: no run 'no-such-run'")
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_an_invalid_filter_shows_where(easgd_home):
+    assert _easgd(["init"], {}).returncode == 0
+    proc = _easgd(["runs", "query", "status = "], {})
+    assert proc.returncode == 2 and proc.stderr.startswith("easgd: invalid filter: ")
+    assert "Traceback" not in proc.stderr

@@ -30,7 +30,7 @@ SECONDS = 60
 CONFIG = """
 [[operations]]
 include-name = ["POST /jobs", "GET /runs"]
-checks.positive_data_acceptance.expected-statuses = ["2xx", 401, 404, 409, 422]
+checks.positive_data_acceptance.expected-statuses = ["2xx", 401, 404, 422]
 
 [[operations]]
 include-name = "GET /jobs/{job_id}/logs"

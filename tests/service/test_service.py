@@ -68,6 +68,13 @@ def test_job_runs_to_success_and_is_recorded(service):
     assert "finished run job-" in followed.stdout
     listed = service.easgd("jobs", "list")
     assert "succeeded" in listed.stdout
+    # The store keeps each job's launch token; no reply and no output shows it.
+    token = _store(service.home).get_job(job["id"]).launch_token
+    assert token and "launch_token" not in done and "launch_token" not in job
+    shown = service.easgd("jobs", "show", str(job["id"]), "--format", "json")
+    assert shown.returncode == 0 and f'"id": {job["id"]}' in shown.stdout, shown.stderr
+    every_reply = [shown.stdout, listed.stdout, httpx.get(f"{service.url}/jobs").text]
+    assert not [text for text in every_reply if token in text or "launch_token" in text]
 
 
 def test_second_job_waits_for_capacity(service):
@@ -312,7 +319,8 @@ def test_a_second_service_on_the_same_store_is_refused_until_the_first_is_gone(t
         assert "listening" not in out and "supervised again" not in out
         first.kill9()  # its lease stays behind, held by a dead pid on this host
         second.start()
-        assert httpx.get(f"{second.url}/health", timeout=10).status_code == 200
+        health = httpx.get(f"{second.url}/health", timeout=10)
+        assert health.status_code == 200 and health.json()["scheduling"] is True
     finally:
         second.stop()
         first.stop()

@@ -5,10 +5,15 @@ the real ones)."""
 from __future__ import annotations
 
 import os
+import random
 import signal
+import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
 
 from db.entities import JobStatus
@@ -107,7 +112,8 @@ def test_each_launch_gets_its_own_token_in_the_store_and_the_environment(store, 
     envs = [env for _, env in fake.spawned]
     assert [e[processes.TOKEN_ENV] for e in envs] == tokens
     assert [e[processes.JOB_ENV] for e in envs] == [str(i) for i in ids]
-    assert "launch_token" not in store.get_job(ids[0]).to_dict()  # never shown to clients
+    # The store's record carries it; the API's reply leaves it out (tests/service/test_service.py).
+    assert store.get_job(ids[0]).to_dict()["launch_token"] == tokens[0]
 
 
 def test_cancel_sweeps_by_token_and_closes_the_run_as_cancelled(store, settings, fake):
@@ -241,7 +247,151 @@ def test_a_service_whose_lease_was_taken_over_launches_nothing(store, fake, capf
     job = store.create_job(config=CONFIG, workers=2)
     sup.tick()
     assert fake.spawned == [] and store.get_job(job.id).status is JobStatus.QUEUED
+    assert not sup.holds_lease  # what /health reports as "scheduling"
     assert (
         "not scheduling any more: another easgd service (http://elsewhere:1"
         in capfd.readouterr().err
     )
+
+
+class YieldingStore(Store):
+    """A real store whose job reads and writes first hand the interpreter to other threads for a
+    random moment, as a busy machine would, so that two racing threads meet in every order
+    within a few rounds, not thousands."""
+
+    def get_job(self, job_id):
+        time.sleep(random.uniform(0, 0.004))
+        return super().get_job(job_id)
+
+    def update_job(self, job_id, **fields):
+        time.sleep(random.uniform(0, 0.004))
+        return super().update_job(job_id, **fields)
+
+    def transition_job(self, job_id, to, **kw):
+        time.sleep(random.uniform(0, 0.004))
+        return super().transition_job(job_id, to, **kw)
+
+
+def _after(barrier: threading.Barrier, call, *args) -> None:
+    barrier.wait()
+    call(*args)
+
+
+def test_a_cancel_racing_a_launch_never_leaves_a_cancelled_job_running(easgd_home, settings):
+    store = YieldingStore()
+    store.init()
+    fake = FakeProcesses()
+    sup = fake.supervisor(store, settings)
+    sup.reconcile()
+    for _ in range(40):
+        job = store.create_job(config=CONFIG, workers=4)
+        barrier = threading.Barrier(2)
+        threads = [
+            threading.Thread(target=_after, args=(barrier, sup.tick)),
+            threading.Thread(target=_after, args=(barrier, sup.cancel, job.id)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done = store.get_job(job.id)
+        assert done.status is JobStatus.CANCELLED
+        if done.pid is not None:  # it was launched before the cancel: then it was stopped
+            assert (done.launch_token, done.pid, done.pid_start_time) in fake.terminated
+        assert not fake.alive, "a cancelled job's horovodrun still runs, holding its slots"
+        assert sup.handles == {}
+    store.dispose()
+
+
+def test_a_service_that_gets_the_lease_back_counts_the_jobs_launched_meanwhile(store, fake):
+    four = ServiceSettings(hosts={"localhost": 4})
+    a = fake.supervisor(store, four)
+    a.reconcile()
+    # a stalls; b, on the same store, finds a's process gone and takes over ...
+    b = fake.supervisor(store, ServiceSettings(port=9999, hosts={"localhost": 4}))
+    b.reconcile()
+    big = store.create_job(config=CONFIG, workers=4)
+    b.tick()
+    assert store.get_job(big.id).status is JobStatus.RUNNING
+    b.stop()  # ... and stops cleanly: its job runs on, holding all 4 slots
+    small = store.create_job(config=CONFIG, workers=2)
+    a.tick()
+    a.tick()
+    assert len(fake.spawned) == 1, "a launched onto slots b's job holds"
+    assert store.get_job(small.id).status is JobStatus.QUEUED
+    assert a.holds_lease and big.id in a.handles
+    fake.alive.discard(store.get_job(big.id).pid)  # the big job ends: its slots are free
+    a.tick()
+    assert store.get_job(small.id).status is JobStatus.RUNNING and len(fake.spawned) == 2
+
+
+def test_a_launch_after_the_lease_was_lost_is_refused_by_the_store(store, settings, fake):
+    sup = fake.supervisor(store, settings)
+    sup.reconcile()
+    store.take_lease(
+        holder="http://elsewhere:1",
+        token="other",
+        pid=1,
+        hostname="far",
+        ttl=30.0,
+        holder_gone=lambda lease: True,
+    )
+    job = store.create_job(config=CONFIG, workers=2)
+    sup.tick()  # within the renewal interval: it still believes it holds the lease
+    assert fake.spawned == [] and store.get_job(job.id).status is JobStatus.QUEUED
+
+
+def test_a_job_gets_no_token_of_the_services_own(store, settings, fake, monkeypatch):
+    monkeypatch.setenv("EASGD_API_TOKEN", "the-services-secret")
+    monkeypatch.setenv("EASGD_UI_TOKEN", "another-secret")
+    monkeypatch.setenv(processes.TOKEN_ENV, "a-token-inherited-from-elsewhere")
+    monkeypatch.setenv("EASGD_KEPT", "kept")
+    sup = fake.supervisor(store, settings)
+    sup.reconcile()
+    job = store.create_job(config=CONFIG, workers=2)
+    sup.tick()
+    ((_, env),) = fake.spawned
+    assert "EASGD_API_TOKEN" not in env and "EASGD_UI_TOKEN" not in env
+    assert env[processes.TOKEN_ENV] == store.get_job(job.id).launch_token
+    assert env["EASGD_KEPT"] == "kept"
+    assert "the-services-secret" not in " ".join(env.values())
+
+
+TREE = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_job_recorded_before_launch_tokens_is_adopted_and_cancelled_whole(
+    store, settings, tmp_path
+):
+    """Its row has no token: the cancel finds its processes through its own root's tree."""
+    log = tmp_path / "job.log"
+    proc, started = processes.spawn([sys.executable, "-c", TREE], dict(os.environ), log, tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while "ready" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        assert len(tree) == 2
+        job = store.create_job(config=CONFIG, workers=2)
+        store.transition_job(job.id, JobStatus.RUNNING, log_path=str(log))
+        store.update_job(job.id, pid=proc.pid, pid_start_time=started)
+        assert store.get_job(job.id).launch_token is None
+        sup = Supervisor(store, settings)  # the real process functions
+        assert "supervised again" in sup.reconcile()[0]
+        done = sup.cancel(job.id)
+        assert done.status is JobStatus.CANCELLED and done.exit_code == -signal.SIGTERM
+        proc.wait(timeout=10)
+        gone, alive = psutil.wait_procs(tree, timeout=10)
+        assert alive == []
+        sup.stop()
+    finally:
+        for p in [proc.pid]:
+            try:
+                psutil.Process(p).kill()
+            except psutil.NoSuchProcess:
+                pass
