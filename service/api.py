@@ -32,7 +32,7 @@ from db.errors import EasgdError
 from db.query import MAX_ORDERINGS, FilterError, parse_order_by
 from db.store import KEY_PATTERN, RUN_ID_PATTERN, NotFound, Store, StoreError
 from service import formatting
-from service.processes import tail
+from service.logs import tail
 from service.settings import ServiceSettings
 from service.submission import prepare
 from service.supervisor import Supervisor

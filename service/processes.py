@@ -153,15 +153,3 @@ def terminate_job(
         psutil.wait_procs(alive, timeout=2)
         time.sleep(0.1)
     return ended_by
-
-
-def tail(path: Path | str | None, lines: int = 50) -> str:
-    if not path or not Path(path).exists():
-        return ""
-    with Path(path).open("rb") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        block = min(size, max(4096, lines * 400))
-        f.seek(size - block)
-        data = f.read().decode("utf-8", "replace")
-    return "\n".join(data.splitlines()[-lines:])

@@ -31,7 +31,7 @@ import yaml
 
 from db.entities import JobRecord, JobStatus, LeaseRecord, RunStatus
 from db.store import InvalidTransition, LeaseHeld, LeaseLost, NotFound, Store
-from service import processes
+from service import logs, processes
 from service.settings import ServiceSettings
 
 LOST_MESSAGE = "lost: the service stopped while it ran"
@@ -282,8 +282,8 @@ class Supervisor:
     def _fail(self, job: JobRecord, code: int | None) -> None:
         """Failed, with the program's own reason first, then the exit code and the log's end."""
         what = f"exit code {code}" if code is not None else "exited after a restart"
-        reason = failure_reason(processes.tail(job.log_path, _REASON_SCAN_LINES))
-        message = f"{what}; last lines of the log:\n{processes.tail(job.log_path, 20)}"
+        reason = failure_reason(logs.tail(job.log_path, _REASON_SCAN_LINES))
+        message = f"{what}; last lines of the log:\n{logs.tail(job.log_path, 20)}"
         self._finish(
             job,
             JobStatus.FAILED,

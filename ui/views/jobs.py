@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from service.client import ApiError
-from service.processes import tail
+from service.logs import tail
 from ui import state
 
 st.title("Jobs")

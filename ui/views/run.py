@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from service.processes import tail
+from service.logs import tail
 from ui import state
 from ui.charts import curve_chart
 from ui.curve_view import show_curves
