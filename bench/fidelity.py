@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bench.common import sweep
 from db.store import Store
+from training.algorithms import REGISTRY
 from training.config import stability_bound
 from training.metrics import read_jsonl
 
@@ -32,10 +33,9 @@ TAUS = (1, 4, 16, 64)
 
 def _config(algorithm: str, tau: int, seed: int, epochs: float, **optimizer) -> dict:
     opt = {"algorithm": algorithm, "learning_rate": LR[algorithm], "tau": tau, **optimizer}
-    if algorithm == "eamsgd":
-        opt.setdefault("momentum", 0.99)
-    if algorithm == "mdownpour":
-        opt.setdefault("momentum", 0.9)
+    # The algorithm's own momentum written out (the schema's default too), so the store has it.
+    if "momentum" in REGISTRY[algorithm].defaults:
+        opt.setdefault("momentum", REGISTRY[algorithm].defaults["momentum"])
     return {
         "name": f"fidelity-{algorithm}-tau{tau}-s{seed}",
         "seed": seed,

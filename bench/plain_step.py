@@ -22,6 +22,7 @@ def main(config_path: str, out: str, steps: int = 150, warmup: int = 10) -> None
     import tensorflow as tf
 
     from training import collectives, data, models
+    from training.algorithms import WITH_MOMENTUM
     from training.config import resolve
     from training.optimizer import ElasticAveragingOptimizer, inner_optimizer
 
@@ -32,8 +33,8 @@ def main(config_path: str, out: str, steps: int = 150, warmup: int = 10) -> None
     ds = data.load(cfg.data, cfg.seed)
     shard = data.Shard(ds.x_train, ds.y_train, rank, size, cfg.data.batch_size, cfg.seed)
     opt_cfg = cfg.optimizer
-    kind = opt_cfg.inner_optimizer.value
-    momentum = opt_cfg.resolved_momentum if kind in ("momentum", "nesterov") else 0.0
+    kind = opt_cfg.resolved_inner.value
+    momentum = opt_cfg.resolved_momentum if kind in WITH_MOMENTUM else 0.0
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     batch = min(cfg.data.batch_size, len(shard.x))
     spec = [tf.TensorSpec((batch, *ds.input_shape), tf.float32), tf.TensorSpec((batch,), tf.int64)]

@@ -29,6 +29,7 @@ import yaml
 from bench.common import horovodrun_command
 from db.settings import runs_dir
 from db.store import Store
+from training.algorithms import REGISTRY
 from training.metrics import read_jsonl
 
 RANKS = 2
@@ -165,12 +166,8 @@ def bracket(before: dict | None, after: dict | None) -> dict | None:
 
 
 def communicated(algorithm: str, step: int) -> bool:
-    """Whether 1-based step `step` ran a collective (see training/optimizer.py)."""
-    if algorithm == "sync":
-        return True
-    if algorithm in ("easgd", "eamsgd"):
-        return (step - 1) % TAU == 0
-    return step % TAU == 0
+    """Whether 1-based step `step` ran a collective (its schedule in the algorithm registry)."""
+    return bool(REGISTRY[algorithm].communicates(step - 1, TAU))
 
 
 def _ms(values: list[float], how) -> float | None:

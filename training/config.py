@@ -30,24 +30,19 @@ from pydantic import (
 )
 
 from db.errors import EasgdError
+from training.algorithms import REGISTRY, AlgorithmSpec
 
 
-class Algorithm(StrEnum):
-    SYNC = "sync"
-    EASGD = "easgd"
-    EAMSGD = "eamsgd"
-    DOWNPOUR = "downpour"
-    MDOWNPOUR = "mdownpour"
-    MVADOWNPOUR = "mvadownpour"
-    LOCALSGD = "localsgd"
-
+class _AlgorithmName(StrEnum):
     @property
-    def is_elastic(self) -> bool:
-        return self in (Algorithm.EASGD, Algorithm.EAMSGD)
+    def spec(self) -> AlgorithmSpec:
+        return REGISTRY[self.value]
 
-    @property
-    def is_periodic(self) -> bool:
-        return self is not Algorithm.SYNC
+
+# The schema's algorithms are the registry's, in its order (a str enum, as the form expects).
+Algorithm = _AlgorithmName(
+    "Algorithm", [(name.upper(), name) for name in REGISTRY], module=__name__
+)
 
 
 class InnerOptimizer(StrEnum):
@@ -59,18 +54,6 @@ class InnerOptimizer(StrEnum):
 
 DATASETS = ("mnist5k", "digits", "synthetic", "npz", "mnist", "fashion_mnist", "cifar10")
 MODELS = ("mlp", "lenet5", "convnet", "resnet")
-
-# The inner optimizer each algorithm uses when the configuration does not name one.
-DEFAULT_INNER = {
-    Algorithm.SYNC: InnerOptimizer.SGD,
-    Algorithm.EASGD: InnerOptimizer.SGD,
-    Algorithm.EAMSGD: InnerOptimizer.NESTEROV,
-    Algorithm.DOWNPOUR: InnerOptimizer.SGD,
-    Algorithm.MDOWNPOUR: InnerOptimizer.SGD,
-    Algorithm.MVADOWNPOUR: InnerOptimizer.SGD,
-    Algorithm.LOCALSGD: InnerOptimizer.SGD,
-}
-DEFAULT_MOMENTUM = {Algorithm.EAMSGD: 0.99, Algorithm.MDOWNPOUR: 0.9}
 
 # Upper bounds the code downstream can honour: NumPy and Keras take 32-bit seeds, and a step
 # count fits the store's 64-bit columns with room to spare.
@@ -226,16 +209,19 @@ class OptimizerConfig(_Section):
         return self
 
     @property
-    def inner_optimizer(self) -> InnerOptimizer:
-        return self.inner or DEFAULT_INNER[self.algorithm]
+    def spec(self) -> AlgorithmSpec:
+        return self.algorithm.spec
+
+    @property
+    def resolved_inner(self) -> InnerOptimizer:
+        """The inner optimizer: the configuration's, else the algorithm's default."""
+        return self.inner or InnerOptimizer(self.spec.inner())
 
     @property
     def resolved_momentum(self) -> float:
         if self.momentum is not None:
             return self.momentum
-        if self.inner_optimizer in (InnerOptimizer.MOMENTUM, InnerOptimizer.NESTEROV):
-            return DEFAULT_MOMENTUM.get(self.algorithm, 0.9)
-        return DEFAULT_MOMENTUM.get(self.algorithm, 0.0)
+        return self.spec.momentum(self.resolved_inner.value)
 
     def resolved_alpha(self, workers: int) -> float:
         if self.alpha is not None:
@@ -704,7 +690,8 @@ def warnings_for(config: ExperimentConfig, workers: int | None = None) -> list[s
     out: list[str] = []
     opt = config.optimizer
     p = workers or config.resources.workers
-    if opt.algorithm.is_elastic:
+    spec = opt.spec
+    if "alpha" in spec.fields:
         alpha = opt.resolved_alpha(p)
         bound = stability_bound(opt.learning_rate)
         if not (0 <= alpha <= bound) or math.isnan(alpha):
@@ -718,8 +705,10 @@ def warnings_for(config: ExperimentConfig, workers: int | None = None) -> list[s
                 f"optimizer.alpha: beta = workers x alpha = {p * alpha:g} > 1 pulls the center "
                 "past the workers' mean"
             )
-    if not opt.algorithm.is_periodic and opt.tau != 10:
-        out.append("optimizer.tau: ignored by algorithm 'sync' (it communicates every step)")
+    if not spec.periodic and opt.tau != 10:
+        out.append(
+            f"optimizer.tau: ignored by algorithm '{spec.name}' (it communicates every step)"
+        )
     return out
 
 
@@ -735,26 +724,28 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def fields_for(algorithm: Algorithm) -> set[str]:
-    """Optimizer fields that matter for an algorithm: the UI shows only these."""
-    common = {"algorithm", "inner", "learning_rate", "momentum"}
-    if algorithm is Algorithm.SYNC:
-        return common
-    periodic = common | {"tau"}
-    if algorithm.is_elastic:
-        return periodic | {"beta", "alpha"}
-    if algorithm is Algorithm.MVADOWNPOUR:
-        return periodic | {"average_rate"}
-    return periodic
+def recorded_params(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved configuration as the run store records it: dotted keys, and of the optimizer
+    section only the fields its algorithm uses (a `sync` run has no `optimizer.tau`)."""
+    used = fields_for((config.get("optimizer") or {}).get("algorithm", Algorithm.EAMSGD))
+    return {
+        key: value
+        for key, value in flatten(config).items()
+        if not key.startswith("optimizer.") or key.removeprefix("optimizer.") in used
+    }
+
+
+def fields_for(algorithm: str) -> set[str]:
+    """Optimizer fields that matter for an algorithm (the registry's): the UI shows only these."""
+    return set(REGISTRY[Algorithm(algorithm)].fields)
 
 
 def visible_fields(data: dict[str, Any]) -> set[str]:
     """Dotted paths a form should show for a configuration: only what its choices use."""
     cfg_data = data.get("data", {}) or {}
     model = (data.get("model", {}) or {}).get("name", "lenet5")
-    try:
-        algorithm = Algorithm((data.get("optimizer", {}) or {}).get("algorithm", "eamsgd"))
-    except ValueError:
+    algorithm = (data.get("optimizer", {}) or {}).get("algorithm", Algorithm.EAMSGD)
+    if not isinstance(algorithm, str) or algorithm not in REGISTRY:
         algorithm = Algorithm.EAMSGD
     shown = {
         "name",

@@ -1,6 +1,8 @@
 """A Keras 3 optimizer that wraps any inner optimizer and adds a periodic exchange over Horovod.
 
-The exchange is what tells the algorithms apart; the inner optimizer is each worker's own step:
+The exchange is what tells the algorithms apart; the inner optimizer is each worker's own step.
+When each exchange runs, whether it keeps a center and what is evaluated are declared in
+`training.algorithms.EXCHANGES`; its equations are here, one round method each:
 
 - ``elastic`` (EASGD with SGD inside, EAMSGD with Nesterov momentum inside), every tau steps,
   on the step whose 0-based index t has t mod tau == 0, before the inner step, with the
@@ -30,9 +32,7 @@ import tensorflow as tf
 from keras.src.utils import tracking
 
 from training import collectives
-
-EXCHANGES = ("elastic", "sync", "downpour", "mdownpour", "mvadownpour", "localsgd")
-_AFTER_STEP = ("downpour", "mdownpour", "mvadownpour", "localsgd")
+from training.algorithms import EXCHANGES, WITH_MOMENTUM
 
 
 def _in_xla_context() -> bool:
@@ -51,7 +51,8 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         tau: communication period, in local steps.
         beta: moving rate, beta = workers x alpha (default 0.9). Give beta or alpha.
         alpha: elastic rate (default beta / workers).
-        exchange: one of `EXCHANGES` (the baselines run in this same harness).
+        exchange: a name in `training.algorithms.EXCHANGES` (the baselines run in this same
+            harness).
         center_momentum: delta of the center's Nesterov momentum (`mdownpour`).
         average_rate: rate a of the center's moving average (`mvadownpour`).
         root_rank: the rank whose weights everyone starts from.
@@ -87,7 +88,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             )
         if exchange not in EXCHANGES:
             raise ValueError(
-                f"exchange must be one of {EXCHANGES}. Received: exchange={exchange!r}"
+                f"exchange must be one of {tuple(EXCHANGES)}. Received: exchange={exchange!r}"
             )
         if not isinstance(tau, int) or tau < 1:
             raise ValueError(f"tau must be an integer >= 1. Received: tau={tau!r}")
@@ -107,6 +108,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         self.tau = tau
         self.beta = beta
         self.exchange = exchange
+        self._exchange = EXCHANGES[exchange]
         self.workers = collectives.size()
         self.alpha = float(alpha) if alpha is not None else (beta or 0.9) / self.workers
         self.center_momentum = float(center_momentum)
@@ -124,7 +126,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         self.center = []
         self.center_velocity = []
         self.average = []
-        if self.exchange != "sync":
+        if self._exchange.has_center:
             self.center = [self.add_variable_from_reference(v, name="center") for v in var_list]
         if self.exchange == "mdownpour":
             self.center_velocity = [
@@ -160,9 +162,11 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
     @property
     def evaluation_variables(self) -> list:
         """What to evaluate and export: the center (or its moving average), or the weights."""
-        if self.exchange == "mvadownpour":
-            return self.average
-        return self.center or self._trainable_variables
+        return {
+            "center": self.center,
+            "average": self.average,
+            "weights": self._trainable_variables,
+        }[self._exchange.evaluated]
 
     def apply(self, grads, trainable_variables=None):
         if not self.built:
@@ -183,21 +187,14 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         variables = list(trainable_variables or self._trainable_variables)
         grads = [tf.convert_to_tensor(g) if g is not None else None for g in grads]
         step = tf.identity(self.iterations.value)
-        if self.exchange == "sync":
-            grads = self._average_gradients(grads)
-        elif self.exchange == "elastic":
-            tf.cond(
-                tf.equal(step % self.tau, 0),
-                lambda: self._elastic_round(variables),
-                lambda: tf.constant(0.0, tf.float64),
-            )
+        when = self._exchange.when
+        if when == "every":
+            grads = self._round(grads)
+        elif when == "before":
+            self._maybe_round(step, variables)
         self.inner_optimizer.apply(grads, variables)
-        if self.exchange in _AFTER_STEP:
-            tf.cond(
-                tf.equal((step + 1) % self.tau, 0),
-                lambda: self._averaging_round(variables),
-                lambda: tf.constant(0.0, tf.float64),
-            )
+        if when == "after":
+            self._maybe_round(step, variables)
         if self.exchange == "mvadownpour":
             a = self.average_rate
             for z, c in zip(self.average, self.center):
@@ -209,7 +206,18 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         self.rounds.assign_add(1)
         return seconds
 
-    def _average_gradients(self, grads):
+    def _round(self, values):
+        return self._ROUNDS[self.exchange](self, values)
+
+    def _maybe_round(self, step: tf.Tensor, variables) -> None:
+        """The exchange's round on the steps its schedule names, without a Python branch."""
+        tf.cond(
+            self._exchange.communicates(step, self.tau),
+            lambda: self._round(variables),
+            lambda: tf.constant(0.0, tf.float64),
+        )
+
+    def _sync_round(self, grads):
         present = [i for i, g in enumerate(grads) if g is not None]
         averaged, nbytes, seconds = collectives.timed_mean(
             [grads[i] for i in present], "easgd_sync_grads"
@@ -232,15 +240,17 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             self.assign_add(c, s)
         return self._account(nbytes, seconds)
 
-    def _averaging_round(self, variables) -> tf.Tensor:
-        if self.exchange == "localsgd":
-            mean, nbytes, seconds = collectives.timed_mean(
-                [x.value for x in variables], "easgd_localsgd"
-            )
-            for x, c, m in zip(variables, self.center, mean):
-                self.assign(c, m)
-                self.assign(x, m)
-            return self._account(nbytes, seconds)
+    def _localsgd_round(self, variables) -> tf.Tensor:
+        mean, nbytes, seconds = collectives.timed_mean(
+            [x.value for x in variables], "easgd_localsgd"
+        )
+        for x, c, m in zip(variables, self.center, mean):
+            self.assign(c, m)
+            self.assign(x, m)
+        return self._account(nbytes, seconds)
+
+    def _downpour_round(self, variables) -> tf.Tensor:
+        """downpour, mdownpour (momentum on the center) and mvadownpour's center."""
         deltas = [x.value - c.value for x, c in zip(variables, self.center)]
         total, nbytes, seconds = collectives.timed_sum(deltas, "easgd_downpour")
         if self.exchange == "mdownpour":
@@ -254,6 +264,16 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         for x, c in zip(variables, self.center):
             self.assign(x, c.value)
         return self._account(nbytes, seconds)
+
+    # Each exchange's equations: the round that runs when `training.algorithms` schedules it.
+    _ROUNDS = {
+        "sync": _sync_round,
+        "elastic": _elastic_round,
+        "downpour": _downpour_round,
+        "mdownpour": _downpour_round,
+        "mvadownpour": _downpour_round,
+        "localsgd": _localsgd_round,
+    }
 
     def communication(self) -> dict[str, float]:
         """Bytes this rank has handed to collectives, the seconds spent in them, and rounds."""
@@ -320,31 +340,16 @@ def eamsgd(
     return ElasticAveragingOptimizer(inner, tau=tau, **kwargs)
 
 
-_EXCHANGE_OF = {
-    "sync": "sync",
-    "easgd": "elastic",
-    "eamsgd": "elastic",
-    "downpour": "downpour",
-    "mdownpour": "mdownpour",
-    "mvadownpour": "mvadownpour",
-    "localsgd": "localsgd",
-}
-
-
 def make_optimizer(opt) -> ElasticAveragingOptimizer:
-    """The optimizer an `OptimizerConfig` describes; it broadcasts rank 0's weights when built."""
-    algorithm = opt.algorithm.value
-    inner_kind = opt.inner_optimizer.value
+    """The optimizer an `OptimizerConfig` describes, from its algorithm's registry entry: the
+    inner optimizer, the exchange, and the exchange's arguments from the fields that give them.
+    It broadcasts rank 0's weights when built."""
+    spec = opt.spec
+    inner_kind = opt.resolved_inner.value
     momentum = opt.resolved_momentum
     inner = inner_optimizer(
-        inner_kind, opt.learning_rate, momentum if inner_kind in ("momentum", "nesterov") else 0.0
+        inner_kind, opt.learning_rate, momentum if inner_kind in WITH_MOMENTUM else 0.0
     )
-    return ElasticAveragingOptimizer(
-        inner,
-        tau=opt.tau if algorithm != "sync" else 1,
-        beta=opt.beta,
-        alpha=opt.alpha,
-        exchange=_EXCHANGE_OF[algorithm],
-        center_momentum=momentum if algorithm == "mdownpour" else 0.9,
-        average_rate=opt.average_rate,
-    )
+    resolved = {**opt.model_dump(), "momentum": momentum}
+    arguments = {arg: resolved[f] for arg, f in spec.exchange.arguments.items()}
+    return ElasticAveragingOptimizer(inner, exchange=spec.exchange.name, **arguments)

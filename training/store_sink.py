@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from db.store import Store, StoreNotInitialized
-from training.config import flatten
+from training.config import recorded_params
 from training.metrics import MetricsSink, RunInfo
 
 HEARTBEAT_SECONDS = float(os.environ.get("EASGD_HEARTBEAT_SECONDS", "10"))
@@ -53,7 +53,7 @@ class StoreSink:
         self._beat.start()
 
     def _create(self, info: RunInfo, job: str | None) -> None:
-        params = flatten(info.config)
+        params = recorded_params(info.config)
         params["workers"] = info.workers
         params["hosts"] = info.hosts
         self.store.create_run(

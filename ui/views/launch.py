@@ -6,6 +6,7 @@ import streamlit as st
 import yaml
 
 from service.client import ApiError
+from training.algorithms import REGISTRY
 from training.config import (
     ConfigError,
     ExperimentConfig,
@@ -159,6 +160,8 @@ else:
             for path, spec in SPECS.items():
                 if path in shown and any(path == p or path.startswith(p) for p in prefixes):
                     _widget(spec)
+                    if path == "optimizer.algorithm" and _value(path) in REGISTRY:
+                        st.caption(REGISTRY[_value(path)].description)
                     for reason in errors.get(path, []):
                         st.error(f"{spec.label}: {reason}")
                     placed.add(path)

@@ -1,0 +1,208 @@
+"""The algorithm registry: every algorithm declared once.
+
+An *exchange* is what the workers do together, implemented once in `training/optimizer.py`
+(its equations) and tested against `tests/training/reference.py`. An *algorithm* is an exchange
+with the defaults of its inner optimizer: EASGD and EAMSGD share the elastic exchange and differ
+in their inner step. The schema (its choice of algorithms, their defaults, the fields a form
+shows), the optimizer factory, parameter recording and the benchmark all read `REGISTRY`.
+
+This module imports neither TensorFlow nor Horovod: the schema imports it.
+
+Adding an algorithm: its equations in the optimizer (a round method), one entry here (and an
+`Exchange` when it brings new equations), and its case in the reference test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+# The optimizer fields every algorithm uses: the inner step.
+INNER_FIELDS = ("algorithm", "inner", "learning_rate", "momentum")
+INNER_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+# Inner optimizers that take a momentum; with no momentum given, they use 0.9.
+WITH_MOMENTUM = ("momentum", "nesterov")
+DEFAULT_MOMENTUM = 0.9
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """What workers do together, and when.
+
+    `when` places the round around the inner step of the step with 0-based index t:
+    ``every`` (on the gradients, every step, tau unused), ``before`` (on steps with
+    t mod tau == 0, with the x at which the step's gradient was taken) or ``after`` (once tau
+    inner steps are done: (t + 1) mod tau == 0).
+    `arguments` maps the optimizer's keyword arguments to the OptimizerConfig fields that give
+    them; those fields are what the exchange adds to the inner step's.
+    `evaluated`: what is evaluated and exported, the center, its moving average or (no center)
+    the worker's own weights.
+    """
+
+    name: str
+    when: Literal["every", "before", "after"]
+    evaluated: Literal["center", "average", "weights"]
+    summary: str
+    arguments: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arguments", MappingProxyType(dict(self.arguments)))
+
+    @property
+    def has_center(self) -> bool:
+        return self.evaluated != "weights"
+
+    def communicates(self, t: Any, tau: Any) -> Any:
+        """Whether the step with 0-based index `t` runs a round. `t` may be an int or a tensor:
+        the optimizer builds its condition from this same expression."""
+        if self.when == "every":
+            return True
+        return (t + (1 if self.when == "after" else 0)) % tau == 0
+
+
+_PERIOD = {"tau": "tau"}
+EXCHANGES: Mapping[str, Exchange] = MappingProxyType(
+    {
+        e.name: e
+        for e in (
+            Exchange(
+                "sync",
+                "every",
+                "weights",
+                "gradients averaged by one all-reduce every step",
+            ),
+            Exchange(
+                "elastic",
+                "before",
+                "center",
+                "every tau steps, the elastic exchange with the center",
+                {**_PERIOD, "beta": "beta", "alpha": "alpha"},
+            ),
+            Exchange(
+                "downpour",
+                "after",
+                "center",
+                "every tau steps, center += sum of the workers' updates; workers restart from it",
+                _PERIOD,
+            ),
+            Exchange(
+                "mdownpour",
+                "after",
+                "center",
+                "as downpour, with Nesterov momentum on the center's update",
+                {**_PERIOD, "center_momentum": "momentum"},
+            ),
+            Exchange(
+                "mvadownpour",
+                "after",
+                "average",
+                "as downpour, and a moving average of the center is the model evaluated",
+                {**_PERIOD, "average_rate": "average_rate"},
+            ),
+            Exchange(
+                "localsgd",
+                "after",
+                "center",
+                "every tau steps, every worker is set to the workers' mean",
+                _PERIOD,
+            ),
+        )
+    }
+)
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """One algorithm: its exchange, and the defaults that differ from the schema's."""
+
+    name: str
+    exchange: Exchange
+    description: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The OptimizerConfig fields this algorithm reads: the inner step's and its exchange's."""
+        extra = [f for f in self.exchange.arguments.values() if f not in INNER_FIELDS]
+        return INNER_FIELDS + tuple(dict.fromkeys(extra))
+
+    @property
+    def has_center(self) -> bool:
+        return self.exchange.has_center
+
+    @property
+    def evaluated(self) -> str:
+        return self.exchange.evaluated
+
+    @property
+    def periodic(self) -> bool:
+        return "tau" in self.fields
+
+    def communicates(self, t: Any, tau: Any) -> Any:
+        """Whether the step with 0-based index `t` communicates, with period `tau`."""
+        return self.exchange.communicates(t, tau)
+
+    def inner(self) -> str:
+        """The inner optimizer when the configuration names none."""
+        return self.defaults.get("inner", "sgd")
+
+    def momentum(self, inner: str) -> float:
+        """The momentum when the configuration gives none, for the inner optimizer `inner`."""
+        if "momentum" in self.defaults:
+            return self.defaults["momentum"]
+        return DEFAULT_MOMENTUM if inner in WITH_MOMENTUM else 0.0
+
+
+REGISTRY: Mapping[str, AlgorithmSpec] = MappingProxyType(
+    {
+        s.name: s
+        for s in (
+            AlgorithmSpec(
+                "sync",
+                EXCHANGES["sync"],
+                "Synchronous SGD: gradients averaged by all-reduce every step (Horovod's own).",
+            ),
+            AlgorithmSpec(
+                "easgd",
+                EXCHANGES["elastic"],
+                "EASGD: plain SGD on each worker, the elastic exchange with the center every tau "
+                "steps.",
+            ),
+            AlgorithmSpec(
+                "eamsgd",
+                EXCHANGES["elastic"],
+                "EAMSGD: Nesterov momentum (0.99) on each worker, the elastic exchange every tau "
+                "steps.",
+                {"inner": "nesterov", "momentum": 0.99},
+            ),
+            AlgorithmSpec(
+                "downpour",
+                EXCHANGES["downpour"],
+                "DOWNPOUR: every tau steps the center adds the workers' updates; workers restart "
+                "from it.",
+            ),
+            AlgorithmSpec(
+                "mdownpour",
+                EXCHANGES["mdownpour"],
+                "MDOWNPOUR: DOWNPOUR with Nesterov momentum (momentum, 0.9) on the center.",
+                {"momentum": 0.9},
+            ),
+            AlgorithmSpec(
+                "mvadownpour",
+                EXCHANGES["mvadownpour"],
+                "MVADOWNPOUR: DOWNPOUR; a moving average of the center (average_rate) is "
+                "evaluated.",
+            ),
+            AlgorithmSpec(
+                "localsgd",
+                EXCHANGES["localsgd"],
+                "Local SGD: every tau steps every worker is set to the workers' mean.",
+            ),
+        )
+    }
+)
