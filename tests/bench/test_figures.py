@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from bench.run import NAMES, WORKLOADS, bracket, figures, goals, tuned_settings
+from bench.run import NAMES, WORKLOADS, bracket, communicated, figures, goals, tuned_settings
 from bench.seeds import time_ratios
 from bench.tune import candidates, choose, label_for, widen
+from training.algorithms import REGISTRY
 
 
 def _rows(step_times: dict[int, float], accuracy: dict[int, float], bytes_per_step: float):
@@ -39,6 +40,15 @@ def test_first_step_counts_as_a_typical_communication_step():
     assert f["steps_to_target"] == 30
     assert f["bytes_per_step"] == pytest.approx(100.0)
     assert f["final_accuracy"] == 0.96
+
+
+def test_communicated_steps_follow_the_registry_schedule():
+    """1-based steps, tau = 10; tests/training/test_schedule.py checks them against the
+    optimizer's own round counter."""
+    assert [s for s in range(1, 22) if communicated("eamsgd", s)] == [1, 11, 21]
+    assert [s for s in range(1, 22) if communicated("localsgd", s)] == [10, 20]
+    assert all(communicated("sync", s) for s in range(1, 22))
+    assert set(NAMES) <= set(REGISTRY)
 
 
 def test_target_not_reached_is_none():

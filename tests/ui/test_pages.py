@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from db.store import Store
 from tests.conftest import Service
+from training.algorithms import REGISTRY
 
 APP = "ui/app.py"
 
@@ -154,9 +155,11 @@ def test_launch_form_follows_the_algorithm_and_shows_errors(ui_store):
     assert {"form.optimizer.tau", "form.optimizer.beta", "form.optimizer.alpha"} <= keys
     tau = at.number_input(key="form.optimizer.tau")
     assert tau.value == 10 and "Communication period" in tau.help and "range: >= 1" in tau.help
+    assert REGISTRY["eamsgd"].description in [c.value for c in at.caption]
     at.selectbox(key="form.optimizer.algorithm").set_value("sync").run()
     keys = {w.key for w in at.number_input}
     assert "form.optimizer.tau" not in keys and "form.optimizer.beta" not in keys
+    assert REGISTRY["sync"].description in [c.value for c in at.caption]
     at.selectbox(key="form.optimizer.algorithm").set_value("easgd").run()
     at.number_input(key="form.optimizer.tau").set_value(0).run()
     assert [e.value for e in at.error] == [

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from db.entities import LatestValue, MetricPoint, RunRecord
+from training.algorithms import REGISTRY
 from training.config import ExperimentConfig, visible_fields
 from ui import form
 from ui.shaping import config_of, curves, differing_params, runs_frame, smooth, summary
@@ -60,6 +61,14 @@ def test_only_the_fields_an_algorithm_uses_are_shown():
     assert "model.hidden" in visible_fields({"model": {"name": "mlp"}})
     assert "model.hidden" not in visible_fields({"model": {"name": "lenet5"}})
     assert "data.path" in visible_fields({"data": {"dataset": "npz"}})
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_the_form_shows_the_optimizer_fields_the_registry_names(name):
+    assert form.field_specs()["optimizer.algorithm"].choices == tuple(REGISTRY)
+    shown = visible_fields({"optimizer": {"algorithm": name}})
+    optimizer = {p.removeprefix("optimizer.") for p in shown if p.startswith("optimizer.")}
+    assert optimizer == set(REGISTRY[name].fields)
 
 
 def test_flat_and_nested_round_trip():

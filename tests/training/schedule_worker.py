@@ -1,0 +1,68 @@
+"""Every registry algorithm through the optimizer factory, in one plain process (one rank):
+prints, as JSON, the 1-based steps on which each one's round counter went up and what it
+evaluates, and the optimizer's exchanges and keyword arguments.
+
+Usage: python tests/training/schedule_worker.py TAU STEPS
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from training.algorithms import REGISTRY  # noqa: E402
+from training.config import parse_config  # noqa: E402
+from training.optimizer import ElasticAveragingOptimizer, make_optimizer  # noqa: E402
+
+
+def rounds_of(name: str, tau: int, steps: int) -> dict:
+    opt = make_optimizer(parse_config({"optimizer": {"algorithm": name, "tau": tau}}).optimizer)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    x, y = tf.ones((4, 3)), tf.zeros((4, 1))
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(x) - y))
+        opt.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+
+    on, seen = [], 0
+    for s in range(1, steps + 1):
+        step()
+        rounds = opt.communication()["rounds"]
+        if rounds > seen:
+            on.append(s)
+        seen = rounds
+    evaluated = opt.evaluation_variables
+    kinds = {"center": opt.center, "average": opt.average, "weights": model.trainable_variables}
+    return {
+        "exchange": opt.exchange,
+        "rounds_on": on,
+        "has_center": bool(opt.center),
+        "evaluated": [
+            k for k, v in kinds.items() if v and all(a is b for a, b in zip(v, evaluated))
+        ],
+    }
+
+
+def main(tau: int, steps: int) -> None:
+    print(
+        json.dumps(
+            {
+                "algorithms": {name: rounds_of(name, tau, steps) for name in REGISTRY},
+                "rounds": sorted(ElasticAveragingOptimizer._ROUNDS),
+                "keywords": sorted(inspect.signature(ElasticAveragingOptimizer).parameters),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]))

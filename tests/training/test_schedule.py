@@ -1,0 +1,48 @@
+"""The optimizer built from each registry entry communicates when the registry (and so the
+benchmark) says, keeps a center when it says, and evaluates what it says."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.run import TAU, communicated
+from tests.conftest import QUIET_TF, ROOT
+from training.algorithms import EXCHANGES, REGISTRY
+
+pytestmark = pytest.mark.horovod  # Horovod in one plain process (one rank): no horovodrun
+STEPS = 2 * TAU + 1
+
+
+@pytest.fixture(scope="module")
+def observed():
+    proc = subprocess.run(
+        [sys.executable, "tests/training/schedule_worker.py", str(TAU), str(STEPS)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, **QUIET_TF, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_bench_counts_the_rounds_the_optimizer_runs(observed, name):
+    got = observed["algorithms"][name]
+    spec = REGISTRY[name]
+    assert got["exchange"] == spec.exchange.name
+    assert got["rounds_on"] == [s for s in range(1, STEPS + 1) if communicated(name, s)]
+    assert got["has_center"] == spec.has_center
+    assert got["evaluated"] == [spec.evaluated]
+
+
+def test_every_exchange_has_equations_and_takes_its_arguments(observed):
+    assert observed["rounds"] == sorted(EXCHANGES)
+    for exchange in EXCHANGES.values():
+        assert set(exchange.arguments) <= set(observed["keywords"]), exchange.name
