@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 # The optimizer fields every algorithm uses: the inner step.
 INNER_FIELDS = ("algorithm", "inner", "learning_rate", "momentum")
-INNER_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 # Inner optimizers that take a momentum; with no momentum given, they use 0.9.
 WITH_MOMENTUM = ("momentum", "nesterov")
 DEFAULT_MOMENTUM = 0.9
