@@ -102,6 +102,15 @@ def _start_rank0(store: Store, job_id: int) -> str:
     return run_id
 
 
+def _launched(fake, store, settings):
+    """A supervisor that has launched one 2-worker job (with the fake process functions)."""
+    sup = fake.supervisor(store, settings)
+    sup.reconcile()
+    job = store.create_job(config=CONFIG, workers=2)
+    sup.tick()
+    return sup, job
+
+
 def test_each_launch_gets_its_own_token_in_the_store_and_the_environment(store, settings, fake):
     sup = fake.supervisor(store, settings)
     sup.reconcile()
@@ -117,10 +126,7 @@ def test_each_launch_gets_its_own_token_in_the_store_and_the_environment(store, 
 
 
 def test_cancel_sweeps_by_token_and_closes_the_run_as_cancelled(store, settings, fake):
-    sup = fake.supervisor(store, settings)
-    sup.reconcile()
-    job = store.create_job(config=CONFIG, workers=2)
-    sup.tick()
+    sup, job = _launched(fake, store, settings)
     running = store.get_job(job.id)
     run_id = _start_rank0(store, job.id)
     done = sup.cancel(job.id)
@@ -134,18 +140,12 @@ def test_cancel_sweeps_by_token_and_closes_the_run_as_cancelled(store, settings,
 
 def test_a_cancel_that_needed_sigkill_reports_it(store, settings, fake):
     fake.ended_by = -signal.SIGKILL
-    sup = fake.supervisor(store, settings)
-    sup.reconcile()
-    job = store.create_job(config=CONFIG, workers=2)
-    sup.tick()
+    sup, job = _launched(fake, store, settings)
     assert sup.cancel(job.id).exit_code == -signal.SIGKILL
 
 
 def test_a_failed_job_says_the_programs_reason_first_and_closes_its_run(store, settings, fake):
-    sup = fake.supervisor(store, settings)
-    sup.reconcile()
-    job = store.create_job(config=CONFIG, workers=2)
-    sup.tick()
+    sup, job = _launched(fake, store, settings)
     running = store.get_job(job.id)
     run_id = _start_rank0(store, job.id)
     reason = "run failed: DataError: data.path: cannot read '/d/x.npz' as .npz"
@@ -166,10 +166,7 @@ def test_a_failed_job_says_the_programs_reason_first_and_closes_its_run(store, s
 
 
 def test_a_job_that_fails_before_its_run_exists_fails_cleanly(store, settings, fake):
-    sup = fake.supervisor(store, settings)
-    sup.reconcile()
-    job = store.create_job(config=CONFIG, workers=2)
-    sup.tick()
+    sup, job = _launched(fake, store, settings)
     fake.popens[store.get_job(job.id).pid].returncode = 2
     sup.tick()
     failed = store.get_job(job.id)
@@ -178,10 +175,7 @@ def test_a_job_that_fails_before_its_run_exists_fails_cleanly(store, settings, f
 
 
 def test_a_run_closed_by_rank_0_keeps_its_own_status(store, settings, fake):
-    sup = fake.supervisor(store, settings)
-    sup.reconcile()
-    job = store.create_job(config=CONFIG, workers=2)
-    sup.tick()
+    sup, job = _launched(fake, store, settings)
     run_id = _start_rank0(store, job.id)
     store.finish_run(run_id, "failed", "ValueError: own reason")
     fake.popens[store.get_job(job.id).pid].returncode = 1
@@ -346,10 +340,7 @@ def test_a_job_gets_no_token_of_the_services_own(store, settings, fake, monkeypa
     monkeypatch.setenv("EASGD_UI_TOKEN", "another-secret")
     monkeypatch.setenv(processes.TOKEN_ENV, "a-token-inherited-from-elsewhere")
     monkeypatch.setenv("EASGD_KEPT", "kept")
-    sup = fake.supervisor(store, settings)
-    sup.reconcile()
-    job = store.create_job(config=CONFIG, workers=2)
-    sup.tick()
+    sup, job = _launched(fake, store, settings)
     ((_, env),) = fake.spawned
     assert "EASGD_API_TOKEN" not in env and "EASGD_UI_TOKEN" not in env
     assert env[processes.TOKEN_ENV] == store.get_job(job.id).launch_token
