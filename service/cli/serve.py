@@ -1,8 +1,9 @@
-"""Job commands of `easgd`: serve, submit, jobs, up."""
+"""`easgd serve` and `easgd up`: the process orchestration of the service and the UI."""
 
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import signal
 import socket
@@ -11,43 +12,33 @@ import sys
 import time
 from pathlib import Path
 
-from service import formatting as fmt
+from service.cli.errors import CliError
 from service.client import ApiError, Client
 from service.settings import (
     DEFAULT_PORT,
     DEFAULT_UI_PORT,
     ServiceSettings,
-    SettingsError,
     http_url,
     parse_hosts,
 )
 
 
-def _client(args) -> Client:
-    return Client(getattr(args, "api", None))
-
-
 def _settings(args) -> ServiceSettings:
-    try:
-        hosts = parse_hosts(args.hosts) if args.hosts else None
-        s = ServiceSettings.from_env(
-            host=args.host, port=args.port, hosts=hosts, db_url=getattr(args, "db_url", None)
-        )
-        if args.slots:
-            s.hosts = {"localhost": args.slots}
-        s.check()
-        return s
-    except SettingsError as exc:
-        from service.cli import CliError
-
-        raise CliError(str(exc)) from None
+    """A bad --hosts or --slots is a SettingsError, which the command line reports as it is."""
+    hosts = parse_hosts(args.hosts) if args.hosts else None
+    s = ServiceSettings.from_env(
+        host=args.host, port=args.port, hosts=hosts, db_url=getattr(args, "db_url", None)
+    )
+    if args.slots:
+        s.hosts = {"localhost": args.slots}
+    s.check()
+    return s
 
 
 def cmd_serve(args) -> int:
     import uvicorn
 
     from service.api import create_app
-    from service.cli import CliError
     from service.supervisor import SchedulerBusy
 
     settings = _settings(args)
@@ -75,8 +66,6 @@ def cmd_serve(args) -> int:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    from service.cli import CliError
-
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -92,110 +81,18 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _ui_app() -> Path:
+    """The Streamlit app's file, found without importing the UI: the service is below it."""
+    spec = importlib.util.find_spec("ui")
+    locations = spec.submodule_search_locations if spec else None
+    return Path(next(iter(locations or ["."]))) / "app.py"
+
+
 def _die_with_parent() -> None:
     """Run in `easgd up`'s children: if `easgd up` is killed outright, they get SIGTERM instead
     of living on and holding its ports (Linux; jobs are unaffected, the flag is not inherited)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def cmd_submit(args) -> int:
-    from service.cli import CliError
-    from training.config import ConfigError, read_config_text
-
-    if not Path(args.config).is_file():
-        raise CliError(f"submit: no such configuration file (received: {args.config!r})")
-    try:
-        text = read_config_text(args.config)
-    except ConfigError as exc:
-        raise CliError("submit: " + "; ".join(exc.problems)) from None
-    job = _client(args).submit(
-        text,
-        args.set,
-        args.workers,
-        args.name,
-        args.priority,
-        source="cli",
-    )
-    for w in job.get("warnings", []):
-        print(f"warning: {w}", file=sys.stderr)
-    print(job["id"])
-    return 0
-
-
-def cmd_jobs_list(args) -> int:
-    jobs = _client(args).jobs(args.status)
-    if args.format == "json":
-        print(fmt.dumps(jobs))
-        return 0
-    if not jobs:
-        print("no jobs. Submit one with: easgd submit configs/lenet-mnist5k-eamsgd.yaml")
-        return 0
-    print(
-        fmt.table(
-            ["id", "name", "status", "workers", "hosts", "run", "created", "ended"],
-            [
-                [
-                    j["id"],
-                    j["name"] or "-",
-                    j["status"],
-                    j["workers"],
-                    j["hosts"] or "-",
-                    j["run_id"] or "-",
-                    fmt.when(j["created_at"]),
-                    fmt.when(j["ended_at"]),
-                ]
-                for j in jobs
-            ],
-        )
-    )
-    return 0
-
-
-def cmd_jobs_show(args) -> int:
-    j = _client(args).job(args.job_id)
-    if args.format == "json":
-        print(fmt.dumps(j))
-        return 0
-    for key in (
-        "id",
-        "name",
-        "status",
-        "workers",
-        "hosts",
-        "gpus",
-        "run_id",
-        "run_dir",
-        "log_path",
-        "pid",
-        "exit_code",
-    ):
-        print(f"{key:10s}{fmt.printable(str(j[key])) if j[key] is not None else '-'}")
-    print(
-        f"{'created':10s}{fmt.when(j['created_at'])}   started {fmt.when(j['started_at'])}   "
-        f"ended {fmt.when(j['ended_at'])}"
-    )
-    if j["message"]:
-        # The message spans lines (the log's tail); each line is escaped on its own.
-        print("message\n" + "\n".join(fmt.printable(x) for x in j["message"].splitlines()))
-    return 0
-
-
-def cmd_jobs_logs(args) -> int:
-    client = _client(args)
-    if args.follow:
-        for chunk in client.follow_logs(args.job_id, args.tail):
-            sys.stdout.write(chunk)
-            sys.stdout.flush()
-        return 0
-    sys.stdout.write(client.logs(args.job_id, args.tail))
-    return 0
-
-
-def cmd_jobs_cancel(args) -> int:
-    j = _client(args).cancel(args.job_id)
-    print(f"job {j['id']}: {j['status']}")
-    return 0
 
 
 _preexec = _die_with_parent if sys.platform.startswith("linux") else None
@@ -225,7 +122,7 @@ def cmd_up(args) -> int:
     if args.slots:
         serve += ["--slots", str(args.slots)]
     children.append(subprocess.Popen(serve, env=env, preexec_fn=_preexec))
-    ui_app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+    ui_app = _ui_app()
     ui_url = None
     if ui_app.exists() and not args.no_ui:
         ui_url = http_url(args.ui_host, args.ui_port)
@@ -322,41 +219,3 @@ def add_commands(sub, add) -> None:
         help="address of the UI (it has no login: keep it on a trusted network)",
     )
     up.add_argument("--no-ui", action="store_true", help="start only the service")
-
-    def api_arg(p):
-        p.add_argument(
-            "--api",
-            help=f"service URL (default: $EASGD_API_URL or http://127.0.0.1:{DEFAULT_PORT})",
-        )
-
-    sb = add(sub, "submit", cmd_submit, "queue a training job; prints its id")
-    sb.add_argument("config", help="experiment YAML file")
-    sb.add_argument("--workers", type=int, help="ranks (overrides resources.workers)")
-    sb.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
-    sb.add_argument("--name")
-    sb.add_argument("--priority", type=int, default=0)
-    api_arg(sb)
-
-    jobs = sub.add_parser("jobs", help="list, show, follow and cancel jobs").add_subparsers(
-        dest="jobs_command", required=True, metavar="ACTION"
-    )
-    ls = add(jobs, "list", cmd_jobs_list, "recent jobs")
-    ls.add_argument(
-        "--status",
-        action="append",
-        choices=["queued", "running", "succeeded", "failed", "cancelled"],
-    )
-    ls.add_argument("--format", choices=["table", "json"], default="table")
-    api_arg(ls)
-    sh = add(jobs, "show", cmd_jobs_show, "one job")
-    sh.add_argument("job_id", type=int)
-    sh.add_argument("--format", choices=["text", "json"], default="text")
-    api_arg(sh)
-    lg = add(jobs, "logs", cmd_jobs_logs, "a job's log")
-    lg.add_argument("job_id", type=int)
-    lg.add_argument("--tail", type=int, default=200)
-    lg.add_argument("-f", "--follow", action="store_true", help="follow until the job ends")
-    api_arg(lg)
-    cn = add(jobs, "cancel", cmd_jobs_cancel, "cancel a queued or running job")
-    cn.add_argument("job_id", type=int)
-    api_arg(cn)

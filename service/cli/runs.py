@@ -1,26 +1,14 @@
-"""The `easgd` command line.
-
-Errors are one line on stderr (what is wrong, what to do, what was received) and exit code 2
-for bad input, 1 for a failure of the system.
-"""
+"""Store commands of `easgd`: init, validate and runs; they read the store directly, no service
+needed."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import sys
-from collections.abc import Callable
 
-from db.errors import EasgdError
 from db.store import Store
 from service import formatting as fmt
-
-
-class CliError(EasgdError):
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.exit_code = code
 
 
 def _store(args, check: bool = True) -> Store:
@@ -137,21 +125,7 @@ def cmd_validate(args) -> int:
 
 
 # ---------------------------------------------------------------------- the parser
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="easgd", description="Elastic averaging SGD on Horovod: run store, job service and UI."
-    )
-    p.add_argument(
-        "--db-url",
-        help="run store URL (default: $EASGD_DB_URL, else sqlite:///$EASGD_HOME/easgd.db)",
-    )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def add(parent, name: str, func: Callable, help: str) -> argparse.ArgumentParser:
-        sp = parent.add_parser(name, help=help, description=help)
-        sp.set_defaults(func=func)
-        return sp
-
+def add_commands(sub, add) -> None:
     add(sub, "init", cmd_init, "create or upgrade the run store's tables")
     v = add(sub, "validate", cmd_validate, "check a configuration and print it resolved")
     v.add_argument("config")
@@ -188,23 +162,3 @@ def build_parser() -> argparse.ArgumentParser:
     me.add_argument("--format", choices=["csv", "json"], default="csv")
     de = add(runs, "delete", cmd_runs_delete, "remove a run from the store")
     de.add_argument("run_id")
-
-    from service import cli_jobs
-
-    cli_jobs.add_commands(sub, add)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args) or 0
-    except EasgdError as exc:
-        print(f"easgd: {exc.cli_message()}", file=sys.stderr)
-        return exc.exit_code
-    except BrokenPipeError:
-        return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

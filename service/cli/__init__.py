@@ -1,0 +1,50 @@
+"""The `easgd` command line.
+
+Errors are one line on stderr (what is wrong, what to do, what was received) and exit code 2
+for bad input, 1 for a failure of the system: every error a command can meet belongs to
+`db.errors.EasgdError`, which says which, and is mapped here once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from db.errors import EasgdError
+from service.cli import jobs, runs, serve
+from service.cli.errors import CliError
+
+__all__ = ["CliError", "build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="easgd", description="Elastic averaging SGD on Horovod: run store, job service and UI."
+    )
+    p.add_argument(
+        "--db-url",
+        help="run store URL (default: $EASGD_DB_URL, else sqlite:///$EASGD_HOME/easgd.db)",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(parent, name: str, func: Callable, help: str) -> argparse.ArgumentParser:
+        sp = parent.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=func)
+        return sp
+
+    runs.add_commands(sub, add)
+    serve.add_commands(sub, add)
+    jobs.add_commands(sub, add)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except EasgdError as exc:
+        print(f"easgd: {exc.cli_message()}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        return 0

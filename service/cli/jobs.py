@@ -1,0 +1,153 @@
+"""Job commands of `easgd`: submit and jobs, through the service's REST API."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from service import formatting as fmt
+from service.cli.errors import CliError
+from service.client import Client
+from service.settings import DEFAULT_PORT
+
+
+def _client(args) -> Client:
+    return Client(getattr(args, "api", None))
+
+
+def cmd_submit(args) -> int:
+    from training.config import ConfigError, read_config_text
+
+    if not Path(args.config).is_file():
+        raise CliError(f"submit: no such configuration file (received: {args.config!r})")
+    try:
+        text = read_config_text(args.config)
+    except ConfigError as exc:
+        raise CliError("submit: " + "; ".join(exc.problems)) from None
+    job = _client(args).submit(
+        text,
+        args.set,
+        args.workers,
+        args.name,
+        args.priority,
+        source="cli",
+    )
+    for w in job.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
+    print(job["id"])
+    return 0
+
+
+def cmd_jobs_list(args) -> int:
+    jobs = _client(args).jobs(args.status)
+    if args.format == "json":
+        print(fmt.dumps(jobs))
+        return 0
+    if not jobs:
+        print("no jobs. Submit one with: easgd submit configs/lenet-mnist5k-eamsgd.yaml")
+        return 0
+    print(
+        fmt.table(
+            ["id", "name", "status", "workers", "hosts", "run", "created", "ended"],
+            [
+                [
+                    j["id"],
+                    j["name"] or "-",
+                    j["status"],
+                    j["workers"],
+                    j["hosts"] or "-",
+                    j["run_id"] or "-",
+                    fmt.when(j["created_at"]),
+                    fmt.when(j["ended_at"]),
+                ]
+                for j in jobs
+            ],
+        )
+    )
+    return 0
+
+
+def cmd_jobs_show(args) -> int:
+    j = _client(args).job(args.job_id)
+    if args.format == "json":
+        print(fmt.dumps(j))
+        return 0
+    for key in (
+        "id",
+        "name",
+        "status",
+        "workers",
+        "hosts",
+        "gpus",
+        "run_id",
+        "run_dir",
+        "log_path",
+        "pid",
+        "exit_code",
+    ):
+        print(f"{key:10s}{fmt.printable(str(j[key])) if j[key] is not None else '-'}")
+    print(
+        f"{'created':10s}{fmt.when(j['created_at'])}   started {fmt.when(j['started_at'])}   "
+        f"ended {fmt.when(j['ended_at'])}"
+    )
+    if j["message"]:
+        # The message spans lines (the log's tail); each line is escaped on its own.
+        print("message\n" + "\n".join(fmt.printable(x) for x in j["message"].splitlines()))
+    return 0
+
+
+def cmd_jobs_logs(args) -> int:
+    client = _client(args)
+    if args.follow:
+        for chunk in client.follow_logs(args.job_id, args.tail):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+        return 0
+    sys.stdout.write(client.logs(args.job_id, args.tail))
+    return 0
+
+
+def cmd_jobs_cancel(args) -> int:
+    j = _client(args).cancel(args.job_id)
+    print(f"job {j['id']}: {j['status']}")
+    return 0
+
+
+def add_commands(sub, add) -> None:
+    def api_arg(p):
+        p.add_argument(
+            "--api",
+            help=f"service URL (default: $EASGD_API_URL or http://127.0.0.1:{DEFAULT_PORT})",
+        )
+
+    sb = add(sub, "submit", cmd_submit, "queue a training job; prints its id")
+    sb.add_argument("config", help="experiment YAML file")
+    sb.add_argument("--workers", type=int, help="ranks (overrides resources.workers)")
+    sb.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    sb.add_argument("--name")
+    sb.add_argument("--priority", type=int, default=0)
+    api_arg(sb)
+
+    jobs = sub.add_parser("jobs", help="list, show, follow and cancel jobs").add_subparsers(
+        dest="jobs_command", required=True, metavar="ACTION"
+    )
+    ls = add(jobs, "list", cmd_jobs_list, "recent jobs")
+    ls.add_argument(
+        "--status",
+        action="append",
+        choices=["queued", "running", "succeeded", "failed", "cancelled"],
+    )
+    ls.add_argument("--format", choices=["table", "json"], default="table")
+    api_arg(ls)
+    sh = add(jobs, "show", cmd_jobs_show, "one job")
+    sh.add_argument("job_id", type=int)
+    sh.add_argument("--format", choices=["text", "json"], default="text")
+    api_arg(sh)
+    lg = add(jobs, "logs", cmd_jobs_logs, "a job's log")
+    lg.add_argument("job_id", type=int)
+    lg.add_argument("--tail", type=int, default=200)
+    lg.add_argument("-f", "--follow", action="store_true", help="follow until the job ends")
+    api_arg(lg)
+    cn = add(jobs, "cancel", cmd_jobs_cancel, "cancel a queued or running job")
+    cn.add_argument("job_id", type=int)
+    api_arg(cn)
