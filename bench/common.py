@@ -13,8 +13,7 @@ from pathlib import Path
 import yaml
 
 from db.settings import runs_dir
-
-BIN = Path(sys.executable).parent
+from training.launch import horovodrun_argv
 
 # Without the background-networking flags Chromium keeps calling hosts this machine cannot reach.
 CHROMIUM_ARGS = [
@@ -47,19 +46,9 @@ def write_timed(out: str | Path, result: dict, started: float, who: str) -> None
 
 
 def horovodrun_command(ranks: int, args: list[str]) -> list[str]:
-    """`horovodrun` on this machine's ranks over loopback, running this Python with `args`."""
-    return [
-        str(BIN / "horovodrun"),
-        "-np",
-        str(ranks),
-        "-H",
-        f"localhost:{ranks}",
-        "--gloo",
-        "--network-interface",
-        "lo",
-        sys.executable,
-        *args,
-    ]
+    """This machine's ranks over loopback, running this Python with `args` (through
+    training.launch, so that benchmarks start runs as the service starts jobs)."""
+    return horovodrun_argv(ranks, [sys.executable, *args])
 
 
 def sweep(entries: list[tuple[str, dict]], ranks: int, work: Path, prefix: str) -> dict[str, Path]:

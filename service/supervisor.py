@@ -33,6 +33,7 @@ from db.entities import JobRecord, JobStatus, LeaseRecord, RunStatus
 from db.store import InvalidTransition, LeaseHeld, LeaseLost, NotFound, Store
 from service import logs, processes
 from service.settings import ServiceSettings
+from training.launch import horovodrun_argv, host_arg
 
 LOST_MESSAGE = "lost: the service stopped while it ran"
 CANCELLED_MESSAGE = "cancelled by request"
@@ -80,7 +81,7 @@ class Allocation:
     gpus: list[str] = field(default_factory=list)
 
     def host_arg(self) -> str:
-        return ",".join(f"{h}:{n}" for h, n in self.hosts.items())
+        return host_arg(self.hosts)
 
 
 @dataclass
@@ -384,25 +385,23 @@ class Supervisor:
     def command(
         self, job: JobRecord, allocation: Allocation, config_path: Path, run_dir: Path
     ) -> list[str]:
-        """The horovodrun argument list (never a shell string)."""
-        bindir = Path(sys.executable).parent
-        horovodrun = (
-            str(bindir / "horovodrun") if (bindir / "horovodrun").exists() else "horovodrun"
+        """Through training.launch, so that jobs start as the benchmarks and the tests start
+        theirs."""
+        return horovodrun_argv(
+            job.workers,
+            [
+                sys.executable,
+                "-m",
+                "training",
+                "--config",
+                str(config_path),
+                "--out",
+                str(run_dir),
+                "--source",
+                job.source,
+            ],
+            allocation.hosts,
         )
-        argv = [horovodrun, "-np", str(job.workers), "-H", allocation.host_arg(), "--gloo"]
-        if set(allocation.hosts) <= {"localhost", "127.0.0.1"}:
-            argv += ["--network-interface", "lo"]
-        return argv + [
-            sys.executable,
-            "-m",
-            "training",
-            "--config",
-            str(config_path),
-            "--out",
-            str(run_dir),
-            "--source",
-            job.source,
-        ]
 
     def _launch(self, job: JobRecord, allocation: Allocation) -> None:
         """Claim the job (refused if it was asked to cancel, or the lease is no longer ours:

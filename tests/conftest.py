@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from training.launch import horovodrun_argv
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
@@ -21,16 +23,8 @@ QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 def horovodrun(
     np: int, args: list[str], env: dict | None = None, timeout: float = 300, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
-    cmd = [
-        str(BIN / "horovodrun"),
-        "-np",
-        str(np),
-        "-H",
-        f"localhost:{np}",
-        "--gloo",
-        sys.executable,
-        *args,
-    ]
+    # Without --network-interface: the plain command the README gives users.
+    cmd = horovodrun_argv(np, [sys.executable, *args], pin_loopback=False)
     full_env = {**os.environ, **QUIET_TF, **(env or {})}
     return subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT
