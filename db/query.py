@@ -56,7 +56,6 @@ PREFIXES = {
     "attr": "attribute",
     "run": "attribute",
 }
-OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN", "NOT IN")
 MAX_LENGTH = 10_000
 MAX_DEPTH = 32
 MAX_COMPARISONS = 100

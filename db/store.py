@@ -277,16 +277,6 @@ class Store:
                 ],
             )
 
-    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
-        with self._write() as s:
-            self._require_run(s, run_id)
-            self._put_params(s, run_id, params)
-
-    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        with self._write() as s:
-            self._require_run(s, run_id)
-            self._put_tags(s, run_id, tags)
-
     def _require_run(self, s: Session, run_id: str) -> Run:
         _check_run_id(run_id)
         run = s.get(Run, run_id)

@@ -102,6 +102,3 @@ class Client:
                 yield from r.iter_text()
         except httpx.TransportError as exc:
             raise ApiError(f"cannot reach the job service at {self.url} ({exc})") from None
-
-    def runs(self, filter: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        return self._call("GET", "/runs", params={"filter": filter or "", "limit": limit})

@@ -47,8 +47,6 @@ class StoreSink:
                 self.store.log_metrics(info.run_id, _rows_from_file(info))
         else:
             self._create(info, job)
-        if job and job.isdigit():
-            self.store.update_job(int(job), run_id=info.run_id, run_dir=info.run_dir)
         self._beat = threading.Thread(target=self._heartbeat, name="easgd-heartbeat", daemon=True)
         self._beat.start()
 

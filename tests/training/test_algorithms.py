@@ -98,29 +98,16 @@ def test_a_sync_run_records_no_tau():
     assert "optimizer.average_rate" not in easgd
 
 
-class _Store:
-    def __init__(self):
-        self.created = {}
+def test_the_store_sink_records_only_the_fields_the_algorithm_uses(easgd_home, monkeypatch):
+    from db.store import Store
 
-    def create_run(self, run_id, params, **kwargs):
-        self.created = params
-
-    def heartbeat(self, run_id):
-        pass
-
-    def finish_run(self, run_id, status, error):
-        pass
-
-    def dispose(self):
-        pass
-
-
-def test_the_store_sink_records_only_the_fields_the_algorithm_uses(tmp_path, monkeypatch):
     monkeypatch.delenv("EASGD_JOB_ID", raising=False)
-    store = _Store()
+    store = Store()
+    store.init()
     sink = StoreSink(store, heartbeat_seconds=60)
     config = parse_config({"optimizer": {"algorithm": "sync", "tau": 3}}).to_dict()
-    sink.start(RunInfo("r1", str(tmp_path), None, config, 2, 1, "shell"))
+    sink.start(RunInfo("r1", str(easgd_home), None, config, 2, 1, "shell"))
     sink.finish("finished")
-    assert "optimizer.tau" not in store.created
-    assert store.created["optimizer.algorithm"] == "sync" and store.created["workers"] == 2
+    params = Store().get_run("r1").params
+    assert "optimizer.tau" not in params
+    assert params["optimizer.algorithm"] == "sync" and str(params["workers"]) == "2"
