@@ -102,6 +102,8 @@ class LeaseLost(EasgdError, RuntimeError):
 class LeaseHeld(EasgdError, RuntimeError):
     """Another holder has the lease and it has not expired."""
 
+    http_status = 409
+
     def __init__(self, lease: LeaseRecord):
         super().__init__(
             f"lease {lease.name!r} is held by {lease.holder} (pid {lease.pid} on "

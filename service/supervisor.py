@@ -30,6 +30,7 @@ import psutil
 import yaml
 
 from db.entities import JobRecord, JobStatus, LeaseRecord, RunStatus
+from db.errors import EasgdError
 from db.store import InvalidTransition, LeaseHeld, LeaseLost, NotFound, Store
 from service import logs, processes
 from service.settings import ServiceSettings
@@ -50,8 +51,10 @@ _REASON_SCAN_LINES = 400
 _SECRET_ENV = re.compile(r"^EASGD_\w*TOKEN$")
 
 
-class SchedulerBusy(RuntimeError):
+class SchedulerBusy(EasgdError, RuntimeError):
     """Another live service holds this store's scheduler lease."""
+
+    http_status = 409
 
     def __init__(self, lease: LeaseRecord):
         super().__init__(
@@ -385,8 +388,7 @@ class Supervisor:
     def command(
         self, job: JobRecord, allocation: Allocation, config_path: Path, run_dir: Path
     ) -> list[str]:
-        """Through training.launch, so that jobs start as the benchmarks and the tests start
-        theirs."""
+        """Through training.launch, the builder the benchmarks and the tests use too."""
         return horovodrun_argv(
             job.workers,
             [

@@ -8,8 +8,9 @@ shows), the optimizer factory, parameter recording and the benchmark all read `R
 
 This module imports neither TensorFlow nor Horovod: the schema imports it.
 
-Adding an algorithm: its equations in the optimizer (a round method), one entry here (and an
-`Exchange` when it brings new equations), and its case in the reference test.
+Adding an algorithm: one entry here and its case in the reference test; when it brings new
+equations, also an `Exchange` here and its round method in the optimizer, listed in `_ROUNDS`
+(with any state of its own created in the optimizer's `build`).
 """
 
 from __future__ import annotations

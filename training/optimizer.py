@@ -352,4 +352,6 @@ def make_optimizer(opt) -> ElasticAveragingOptimizer:
     )
     resolved = {**opt.model_dump(), "momentum": momentum}
     arguments = {arg: resolved[f] for arg, f in spec.exchange.arguments.items()}
+    if not spec.periodic:
+        arguments["tau"] = 1  # every step; what a saved model's config then says
     return ElasticAveragingOptimizer(inner, exchange=spec.exchange.name, **arguments)

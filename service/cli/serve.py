@@ -39,7 +39,6 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     from service.api import create_app
-    from service.supervisor import SchedulerBusy
 
     settings = _settings(args)
     # The port is taken before the store is touched: a second service on the same address must
@@ -50,9 +49,9 @@ def cmd_serve(args) -> int:
     try:
         app.state.store.init()
         app.state.supervisor.acquire_lease()
-    except SchedulerBusy as exc:
-        sock.close()
-        raise CliError(str(exc)) from None
+    except BaseException:
+        sock.close()  # the refusal (SchedulerBusy, a store error) is the command line's to say
+        raise
     print(
         f"easgd service: listening on {settings.url} "
         f"(store {app.state.store.display_url}, {settings.slots} slots)",
@@ -81,11 +80,14 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _ui_app() -> Path:
-    """The Streamlit app's file, found without importing the UI: the service is below it."""
+def _ui_app() -> Path | None:
+    """The Streamlit app's file, found without importing the UI (the service is below it);
+    None where the UI is not installed."""
     spec = importlib.util.find_spec("ui")
-    locations = spec.submodule_search_locations if spec else None
-    return Path(next(iter(locations or ["."]))) / "app.py"
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    app = Path(next(iter(spec.submodule_search_locations))) / "app.py"
+    return app if app.is_file() else None
 
 
 def _die_with_parent() -> None:
@@ -124,7 +126,9 @@ def cmd_up(args) -> int:
     children.append(subprocess.Popen(serve, env=env, preexec_fn=_preexec))
     ui_app = _ui_app()
     ui_url = None
-    if ui_app.exists() and not args.no_ui:
+    if ui_app is None and not args.no_ui:
+        print("easgd: the UI is not installed here; starting the service alone", flush=True)
+    if ui_app is not None and not args.no_ui:
         ui_url = http_url(args.ui_host, args.ui_port)
         children.append(
             subprocess.Popen(

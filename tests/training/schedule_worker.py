@@ -44,10 +44,13 @@ def rounds_of(name: str, tau: int, steps: int) -> dict:
     kinds = {"center": opt.center, "average": opt.average, "weights": model.trainable_variables}
     return {
         "exchange": opt.exchange,
+        "saved_tau": opt.get_config()["tau"],
         "rounds_on": on,
         "has_center": bool(opt.center),
         "evaluated": [
-            k for k, v in kinds.items() if v and all(a is b for a, b in zip(v, evaluated))
+            k
+            for k, v in kinds.items()
+            if v and len(v) == len(evaluated) and all(a is b for a, b in zip(v, evaluated))
         ],
     }
 

@@ -37,7 +37,17 @@ def test_bench_counts_the_rounds_the_optimizer_runs(observed, name):
     got = observed["algorithms"][name]
     spec = REGISTRY[name]
     assert got["exchange"] == spec.exchange.name
+    # A saved model's optimizer says what ran: sync exchanges every step.
+    assert got["saved_tau"] == (TAU if spec.periodic else 1)
     assert got["rounds_on"] == [s for s in range(1, STEPS + 1) if communicated(name, s)]
+    # Written out, not read from the registry: the paper's schedules, by 1-based step s.
+    written = {
+        "every": list(range(1, STEPS + 1)),
+        "before": [s for s in range(1, STEPS + 1) if (s - 1) % TAU == 0],
+        "after": [s for s in range(1, STEPS + 1) if s % TAU == 0],
+    }
+    kind = "every" if name == "sync" else "before" if name in ("easgd", "eamsgd") else "after"
+    assert got["rounds_on"] == written[kind]
     assert got["has_center"] == spec.has_center
     assert got["evaluated"] == [spec.evaluated]
 

@@ -15,6 +15,7 @@ import pytest
 
 from db.store import Store
 from tests.conftest import BIN, QUIET_TF, ROOT, horovodrun
+from training.launch import horovodrun_argv
 from training.metrics import read_jsonl
 
 pytestmark = pytest.mark.horovod
@@ -124,23 +125,21 @@ def test_failed_run_records_the_error(store, tmp_path):
 def test_killed_writer_is_shown_lost(easgd_home, tmp_path):
     store = Store(lost_after=3)
     store.init()
-    cmd = [
-        str(BIN / "horovodrun"),
-        "-np",
-        "2",
-        "-H",
-        "localhost:2",
-        "--gloo",
-        sys.executable,
-        "-m",
-        "training",
-        "--config",
-        TINY,
-        "--out",
-        str(tmp_path / "victim"),
-        "--set",
-        "training.epochs=400",
-    ]
+    cmd = horovodrun_argv(
+        2,
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "--config",
+            TINY,
+            "--out",
+            str(tmp_path / "victim"),
+            "--set",
+            "training.epochs=400",
+        ],
+        pin_loopback=False,
+    )
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
