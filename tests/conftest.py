@@ -104,3 +104,38 @@ class Service:
         return subprocess.run(
             [str(BIN / "easgd"), *args], capture_output=True, text=True, env=self.env, timeout=120
         )
+
+
+def run_record(run_id: str, params: dict | None = None, metrics: dict | None = None, **kw):
+    """A finished run as the store returns it, for tests of what shows runs."""
+    from db.entities import RunRecord
+
+    base = dict(
+        id=run_id,
+        name=None,
+        status="finished",
+        source="shell",
+        run_dir=None,
+        workers=2,
+        hosts=1,
+        job_id=None,
+        start_time=100.0,
+        end_time=160.0,
+        heartbeat_time=160.0,
+        last_step=10,
+        total_steps=10,
+        error=None,
+    )
+    base.update(kw)
+    return RunRecord(**base, params=params or {}, metrics=metrics or {})
+
+
+@pytest.fixture
+def store(easgd_home):
+    """A real SQLite store with its tables, in the test's own EASGD_HOME."""
+    from db.store import Store
+
+    s = Store()
+    s.init()
+    yield s
+    s.dispose()

@@ -8,10 +8,9 @@ import subprocess
 
 import pytest
 
-from db.entities import RunRecord
 from db.store import Store
 from service import formatting as fmt
-from tests.conftest import BIN
+from tests.conftest import BIN, run_record
 
 HOSTILE = ["two\nlines", "nul\x00byte", "\x1b[31mred\x1b[0m", "cr\rreturn", "bidi\u202eevil"]
 
@@ -41,25 +40,7 @@ def test_table_keeps_one_line_per_row_whatever_the_values():
 
 
 def test_runs_table_escapes_names():
-    runs = [
-        RunRecord(
-            id=f"r{i}",
-            name=name,
-            status="finished",
-            source="cli",
-            run_dir=None,
-            workers=2,
-            hosts=1,
-            job_id=None,
-            start_time=0.0,
-            end_time=1.0,
-            heartbeat_time=None,
-            last_step=3,
-            total_steps=None,
-            error=None,
-        )
-        for i, name in enumerate(HOSTILE)
-    ]
+    runs = [run_record(f"r{i}", name=name, source="cli") for i, name in enumerate(HOSTILE)]
     lines = fmt.runs_table(runs).split("\n")
     assert len(lines) == 2 + len(HOSTILE)
     assert lines[3].split()[:2] == ["r1", r"nul\x00byte"]

@@ -78,14 +78,6 @@ class FakeProcesses:
 
 
 @pytest.fixture
-def store(easgd_home):
-    s = Store()
-    s.init()
-    yield s
-    s.dispose()
-
-
-@pytest.fixture
 def settings(easgd_home) -> ServiceSettings:
     return ServiceSettings(hosts={"localhost": 4}, grace_seconds=0.1)
 

@@ -22,14 +22,6 @@ pytestmark = pytest.mark.horovod
 TINY = str(Path(__file__).with_name("tiny.yaml"))
 
 
-@pytest.fixture
-def store(easgd_home):
-    s = Store()
-    s.init()
-    yield s
-    s.dispose()
-
-
 def _values_in(path: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for row in read_jsonl(path):

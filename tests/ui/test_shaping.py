@@ -5,32 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from db.entities import LatestValue, MetricPoint, RunRecord
+from db.entities import LatestValue, MetricPoint
+from tests.conftest import run_record
 from training.algorithms import REGISTRY
 from training.config import ExperimentConfig, visible_fields
 from ui import form
 from ui.shaping import config_of, curves, differing_params, runs_frame, smooth, summary
-
-
-def _run(run_id, params, metrics=None, **kw) -> RunRecord:
-    base = dict(
-        id=run_id,
-        name=None,
-        status="finished",
-        source="shell",
-        run_dir=None,
-        workers=2,
-        hosts=1,
-        job_id=None,
-        start_time=100.0,
-        end_time=160.0,
-        heartbeat_time=160.0,
-        last_step=10,
-        total_steps=10,
-        error=None,
-    )
-    base.update(kw)
-    return RunRecord(**base, params=params, metrics=metrics or {})
 
 
 def test_specs_come_from_the_schema():
@@ -74,12 +54,12 @@ def test_flat_and_nested_round_trip():
 
 
 def test_differing_params_and_table():
-    a = _run(
+    a = run_record(
         "a",
         {"optimizer.algorithm": "eamsgd", "optimizer.tau": "10", "seed": "1"},
         {"center_accuracy": LatestValue(10, 0.9, 0.1, 0.95, 5.0)},
     )
-    b = _run("b", {"optimizer.algorithm": "sync", "optimizer.tau": "10", "seed": "1"})
+    b = run_record("b", {"optimizer.algorithm": "sync", "optimizer.tau": "10", "seed": "1"})
     assert differing_params([a, b]) == ["optimizer.algorithm"]
     frame = runs_frame([a, b])
     assert list(frame["run"]) == ["a", "b"] and frame["center_accuracy"][0] == 0.9
@@ -91,7 +71,7 @@ def _points(run_id, key, pairs):
 
 
 def test_curves_against_bytes_sent_interpolate_sparse_metrics():
-    run = _run("a", {})
+    run = run_record("a", {})
     hist = {
         ("a", "center_accuracy"): _points("a", "center_accuracy", [(0, 0.1), (10, 0.5)]),
         ("a", "bytes_sent"): _points("a", "bytes_sent", [(s, 100.0 * s) for s in range(11)]),
@@ -113,7 +93,7 @@ def test_smoothing_is_debiased_and_bounded():
 
 
 def test_summary_best_is_max_for_accuracy_min_for_loss():
-    r = _run(
+    r = run_record(
         "a",
         {},
         {
@@ -126,7 +106,7 @@ def test_summary_best_is_max_for_accuracy_min_for_loss():
 
 
 def test_config_rebuilt_from_params():
-    r = _run(
+    r = run_record(
         "a",
         {
             "optimizer.tau": "4",
