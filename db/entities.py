@@ -18,6 +18,16 @@ class JobStatus(StrEnum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+class RunSource(StrEnum):
+    """Where a run or job was started: a shell's horovodrun, or one of the product's doors."""
+
+    SHELL = "shell"
+    CLI = "cli"
+    UI = "ui"
+    API = "api"
+    BENCH = "bench"
+
+
 class RunStatus(StrEnum):
     RUNNING = "running"
     FINISHED = "finished"

@@ -15,7 +15,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
@@ -27,10 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from db.entities import JobStatus
-from db.errors import EasgdError
+from db.entities import JobStatus, RunSource
+from db.errors import EasgdError, StoreError
 from db.query import MAX_ORDERINGS, FilterError, parse_order_by
-from db.store import KEY_PATTERN, RUN_ID_PATTERN, Store, StoreError
+from db.sql import KEY_PATTERN, RUN_ID_PATTERN
+from db.store import Store
 from service import formatting
 from service.logs import tail
 from service.settings import ServiceSettings
@@ -74,7 +75,7 @@ class JobRequest(BaseModel):
         None, description="Shown in tables: no control characters."
     )
     priority: int = Field(0, ge=-100, le=100, description="Higher runs first.")
-    source: Literal["api", "cli", "ui", "bench"] = "api"
+    source: RunSource = RunSource.API
 
     @field_validator("name", mode="before")
     @classmethod
@@ -300,10 +301,13 @@ def create_app(
         except ConfigError as exc:
             raise RequestValidationError([_config_problem(p) for p in exc.problems]) from None
         cfg = prepared.config
+        res = cfg.resources
+        problem = supervisor.placement_problem(res.workers, res.gpus_per_worker, res.host_map)
+        if problem:
+            raise RequestValidationError([_config_problem(problem)])
         job = store.create_job(
             config=prepared.frozen,
-            workers=cfg.resources.workers,
-            hosts=cfg.resources.hosts,
+            workers=res.workers,
             name=req.name or cfg.name,
             priority=req.priority,
             source=req.source,

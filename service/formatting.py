@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from db.entities import RunRecord
-
-DEFAULT_RUN_METRICS = ("center_accuracy", "train_loss", "bytes_sent")
+from training.metrics import KEY_METRICS
 
 
 def when(ts: float | None) -> str:
@@ -63,7 +62,7 @@ def run_json(run: RunRecord) -> dict[str, Any]:
     return d
 
 
-def runs_table(runs: Sequence[RunRecord], metrics: Sequence[str] = DEFAULT_RUN_METRICS) -> str:
+def runs_table(runs: Sequence[RunRecord], metrics: Sequence[str] = KEY_METRICS) -> str:
     headers = [
         "id",
         "name",

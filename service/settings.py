@@ -12,6 +12,7 @@ from pathlib import Path
 from db.errors import EasgdError
 from db.settings import home
 from db.settings import runs_dir as store_runs_dir
+from training.hosts import Hosts, local_slots, parse_hosts
 
 DEFAULT_PORT = 8765
 DEFAULT_UI_PORT = 8501
@@ -42,17 +43,6 @@ def http_url(host: str, port: int) -> str:
     return f"http://{bare}:{port}"
 
 
-def parse_hosts(text: str) -> dict[str, int]:
-    """'h1:4,h2:2' -> {'h1': 4, 'h2': 2}, as horovodrun -H reads it."""
-    out: dict[str, int] = {}
-    for part in text.split(","):
-        name, _, slots = part.strip().partition(":")
-        if not name or not slots.isdigit() or int(slots) < 1:
-            raise SettingsError(f"hosts: expected host:slots[,host:slots...] (received: {text!r})")
-        out[name] = out.get(name, 0) + int(slots)
-    return out
-
-
 def detect_gpus() -> list[str]:
     if "EASGD_GPUS" in os.environ:
         return [g for g in os.environ["EASGD_GPUS"].split(",") if g.strip()]
@@ -75,7 +65,7 @@ def detect_gpus() -> list[str]:
 class ServiceSettings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    hosts: dict[str, int] = field(default_factory=lambda: {"localhost": os.cpu_count() or 1})
+    hosts: Hosts = field(default_factory=lambda: {"localhost": os.cpu_count() or 1})
     gpus: list[str] = field(default_factory=list)
     token: str | None = None
     db_url: str | None = None
@@ -95,9 +85,9 @@ class ServiceSettings:
             gpus=detect_gpus(),
         )
         if env.get("EASGD_HOSTS"):
-            s.hosts = parse_hosts(env["EASGD_HOSTS"])
+            s.hosts = parse_hosts(env["EASGD_HOSTS"], "EASGD_HOSTS")
         elif env.get("EASGD_SLOTS"):
-            s.hosts = {"localhost": int(env["EASGD_SLOTS"])}
+            s.hosts = local_slots(env["EASGD_SLOTS"], "EASGD_SLOTS")
         dirs = env.get("EASGD_DATA_DIRS")
         s.data_dirs = (
             [Path(d).expanduser().resolve() for d in dirs.split(os.pathsep) if d]

@@ -30,11 +30,12 @@ import psutil
 import yaml
 
 from db.entities import JobRecord, JobStatus, LeaseRecord, RunStatus
-from db.errors import EasgdError
-from db.store import InvalidTransition, LeaseHeld, LeaseLost, NotFound, Store
+from db.errors import EasgdError, InvalidTransition, LeaseHeld, LeaseLost, NotFound
+from db.store import Store
 from service import logs, processes
 from service.settings import ServiceSettings
-from training.launch import horovodrun_argv, host_arg
+from training.hosts import Hosts, format_hosts, parse_hosts
+from training.launch import horovodrun_argv
 
 LOST_MESSAGE = "lost: the service stopped while it ran"
 CANCELLED_MESSAGE = "cancelled by request"
@@ -80,11 +81,11 @@ def failure_reason(log_text: str) -> str | None:
 
 @dataclass
 class Allocation:
-    hosts: dict[str, int]
+    hosts: Hosts
     gpus: list[str] = field(default_factory=list)
 
     def host_arg(self) -> str:
-        return host_arg(self.hosts)
+        return format_hosts(self.hosts)
 
 
 @dataclass
@@ -327,7 +328,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ capacity
     def _used(self) -> tuple[dict[str, int], set[str]]:
-        hosts: dict[str, int] = {}
+        hosts: Hosts = {}
         gpus: set[str] = set()
         for h in self.handles.values():
             for name, n in h.allocation.hosts.items():
@@ -335,41 +336,56 @@ class Supervisor:
             gpus.update(h.allocation.gpus)
         return hosts, gpus
 
-    def _allocate(self, job: JobRecord) -> Allocation | None:
-        used_hosts, used_gpus = self._used()
-        if job.workers > self.settings.slots:
-            self._finish(
-                job,
-                JobStatus.FAILED,
-                expected=JobStatus.QUEUED,
-                message=(
-                    f"needs {job.workers} slots; this service has {self.settings.slots} "
-                    f"({', '.join(f'{h}:{n}' for h, n in self.settings.hosts.items())})"
-                ),
-            )
-            return None
-        config = json.loads(job.config)
-        gpus_needed = job.workers * int(config.get("resources", {}).get("gpus_per_worker", 0))
-        gpus: list[str] = []
-        if gpus_needed:
-            free = [g for g in self.settings.gpus if g not in used_gpus]
-            if len(self.settings.gpus) < gpus_needed:
-                self._finish(
-                    job,
-                    JobStatus.FAILED,
-                    expected=JobStatus.QUEUED,
-                    message=(
-                        f"needs {gpus_needed} GPUs; this service has {len(self.settings.gpus)}"
-                    ),
+    def placement_problem(
+        self, workers: int, gpus_per_worker: int = 0, requested: Hosts | None = None
+    ) -> str | None:
+        """Why this service can never place such a job, or None when it can once slots are free.
+
+        The API asks before it queues a job; the scheduler asks again before each placement,
+        since the service may have restarted with fewer hosts, slots or GPUs since.
+        """
+        ours = self.settings.hosts
+        mine = f"this service has {format_hosts(ours)}"
+        if requested:
+            unknown = [h for h in requested if h not in ours]
+            if unknown:
+                return (
+                    f"resources.hosts: {', '.join(unknown)} is not among this service's hosts; "
+                    f"{mine}; name those, or start the service with --hosts"
                 )
-                return None
-            if len(free) < gpus_needed:
-                return None
-            gpus = free[:gpus_needed]
+            over = [f"{h}:{n}" for h, n in requested.items() if n > ours[h]]
+            if over:
+                return f"resources.hosts: {', '.join(over)} asks more slots than {mine}"
+        elif workers > self.settings.slots:
+            return (
+                f"resources.workers: needs {workers} slots; {mine} ({self.settings.slots} "
+                "slots); lower the workers, or start the service with more --slots or --hosts"
+            )
+        gpus = workers * gpus_per_worker
+        if gpus > len(self.settings.gpus):
+            return (
+                f"resources.gpus_per_worker: needs {gpus} GPUs; this service has "
+                f"{len(self.settings.gpus)}"
+            )
+        return None
+
+    def _allocate(self, job: JobRecord) -> Allocation | None:
+        resources = json.loads(job.config).get("resources", {})
+        gpus_per_worker = int(resources.get("gpus_per_worker", 0))
+        requested = parse_hosts(resources["hosts"]) if resources.get("hosts") else None
+        problem = self.placement_problem(job.workers, gpus_per_worker, requested)
+        if problem:
+            self._finish(job, JobStatus.FAILED, expected=JobStatus.QUEUED, message=problem)
+            return None
+        used_hosts, used_gpus = self._used()
+        gpus_needed = job.workers * gpus_per_worker
+        gpus = [g for g in self.settings.gpus if g not in used_gpus][:gpus_needed]
+        if len(gpus) < gpus_needed:
+            return None
         remaining = job.workers
-        hosts: dict[str, int] = {}
-        for name, slots in self.settings.hosts.items():
-            take = min(slots - used_hosts.get(name, 0), remaining)
+        hosts: Hosts = {}
+        for name, cap in (requested or self.settings.hosts).items():
+            take = min(cap, self.settings.hosts[name] - used_hosts.get(name, 0), remaining)
             if take > 0:
                 hosts[name] = take
                 remaining -= take
@@ -378,10 +394,7 @@ class Supervisor:
         return None
 
     def _allocation_of(self, job: JobRecord) -> Allocation:
-        hosts = {}
-        for part in (job.hosts or f"localhost:{job.workers}").split(","):
-            name, _, n = part.partition(":")
-            hosts[name] = int(n or 1)
+        hosts = parse_hosts(job.hosts) if job.hosts else {"localhost": job.workers}
         return Allocation(hosts, job.gpus.split(",") if job.gpus else [])
 
     # ------------------------------------------------------------------ launch and finish

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 
+from db.entities import RunSource
 from training.config import ConfigError, load_config_file, parse_config, resolve
 
 # horovodrun terminates every rank as soon as one exits non-zero, so a quiet rank that failed
@@ -42,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--source",
         default=os.environ.get("EASGD_SOURCE", "shell"),
-        choices=["shell", "cli", "ui", "api", "bench"],
+        choices=[s.value for s in RunSource],
         help=argparse.SUPPRESS,
     )
     return p

@@ -41,6 +41,12 @@ def size() -> int:
     return hvd.size()
 
 
+def host_count() -> int:
+    """Hosts in the job, as Horovod placed it (rank 0 has local rank 0, so its cross size is the
+    number of hosts), whatever the configuration or -H said."""
+    return hvd.cross_size()
+
+
 def _payload_bytes(tensors: Sequence[tf.Tensor]) -> int:
     total = 0
     for t in tensors:

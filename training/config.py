@@ -31,6 +31,7 @@ from pydantic import (
 
 from db.errors import EasgdError
 from training.algorithms import REGISTRY, AlgorithmSpec
+from training.hosts import HOSTS_PATTERN, Hosts, HostsError, format_hosts, parse_hosts
 
 
 class _AlgorithmName(StrEnum):
@@ -258,25 +259,38 @@ class ResourcesConfig(_Section):
     hosts: str | None = Field(
         None,
         max_length=4096,
-        pattern=r"^[A-Za-z0-9._-]+(:[0-9]+)?(,[A-Za-z0-9._-]+(:[0-9]+)?)*$",
-        description="horovodrun -H host:slots list (default: all on localhost).",
+        description=(
+            "Where the ranks may run, as horovodrun -H reads it: host:slots[,host:slots...] "
+            "(default: the service places them; a shell run uses its own -H)."
+        ),
+        json_schema_extra={"pattern": HOSTS_PATTERN},
     )
     gpus_per_worker: int = Field(0, ge=0, le=1, description="GPUs per rank (0 or 1).")
 
     @field_validator("hosts")
     @classmethod
-    def _slots_in_range(cls, hosts: str | None) -> str | None:
-        for part in (hosts or "").split(","):
-            slots = part.partition(":")[2]
-            if slots and not 1 <= int(slots) <= 1024:
+    def _hosts(cls, hosts: str | None) -> str | None:
+        if hosts is None:
+            return None
+        try:
+            return format_hosts(parse_hosts(hosts))
+        except HostsError as exc:
+            raise ValueError(exc.detail) from None
+
+    @model_validator(mode="after")
+    def _enough_slots(self) -> ResourcesConfig:
+        if self.hosts is not None:
+            slots = sum(parse_hosts(self.hosts).values())
+            if slots < self.workers:
                 raise ValueError(
-                    f"slots must be between 1 and 1024 per host (received: {_short(hosts)})"
+                    f"hosts {self.hosts} give {slots} slot{'s' if slots > 1 else ''}, fewer "
+                    f"than workers ({self.workers}); add slots or lower workers"
                 )
-        return hosts
+        return self
 
     @property
-    def host_count(self) -> int:
-        return len(self.hosts.split(",")) if self.hosts else 1
+    def host_map(self) -> Hosts | None:
+        return None if self.hosts is None else parse_hosts(self.hosts)
 
 
 class ExperimentConfig(_Section):

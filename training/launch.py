@@ -10,6 +10,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from training.hosts import format_hosts
+
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1"})
 
 
@@ -18,11 +20,6 @@ def horovodrun_executable() -> str:
     against this TensorFlow even when the environment is not activated; PATH's otherwise."""
     beside = Path(sys.executable).parent / "horovodrun"
     return str(beside) if beside.exists() else "horovodrun"
-
-
-def host_arg(hosts: Mapping[str, int]) -> str:
-    """`-H`'s value, in the mapping's order."""
-    return ",".join(f"{host}:{slots}" for host, slots in hosts.items())
 
 
 def horovodrun_argv(
@@ -40,7 +37,7 @@ def horovodrun_argv(
     and loopback is the only one local ranks need. `pin_loopback=False` leaves the discovery to
     horovodrun, as the plain command the README gives users does."""
     hosts = {"localhost": np} if hosts is None else hosts
-    argv = [horovodrun_executable(), "-np", str(np), "-H", host_arg(hosts), "--gloo"]
+    argv = [horovodrun_executable(), "-np", str(np), "-H", format_hosts(hosts), "--gloo"]
     if pin_loopback and set(hosts) <= LOCAL_HOSTS:
         argv += ["--network-interface", "lo"]
     return argv + list(program)

@@ -127,7 +127,7 @@ class Trainer:
             name=config.name,
             config=config.to_dict(),
             workers=self.size,
-            hosts=config.resources.host_count,
+            hosts=self.collectives.host_count(),
             source=source,
             resumed_from_step=self.resumed_from,
             total_steps=self.total_steps,
@@ -375,7 +375,7 @@ def run(
                             config.name,
                             config.to_dict(),
                             size,
-                            config.resources.host_count,
+                            collectives.host_count(),
                             source,
                         )
                     )

@@ -11,7 +11,8 @@ import threading
 import time
 from pathlib import Path
 
-from db.store import Store, StoreNotInitialized
+from db.errors import StoreNotInitialized
+from db.runs import RunStore
 from training.config import recorded_params
 from training.metrics import MetricsSink, RunInfo
 
@@ -21,7 +22,7 @@ HEARTBEAT_SECONDS = float(os.environ.get("EASGD_HEARTBEAT_SECONDS", "10"))
 class StoreSink:
     def __init__(
         self,
-        store: Store,
+        store: RunStore,
         batch_rows: int = 2000,
         batch_seconds: float = 2.0,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
@@ -122,7 +123,7 @@ def sinks_factory(db_url: str | None):
 
     def make(run_dir: Path) -> list[MetricsSink]:
         try:
-            store = Store(db_url)
+            store = RunStore(db_url)
             store.check()
         except (StoreNotInitialized, ValueError) as exc:
             print(

@@ -12,7 +12,7 @@ if ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from db.store import StoreNotInitialized  # noqa: E402
+from db.errors import StoreNotInitialized  # noqa: E402
 from ui import state  # noqa: E402
 
 st.set_page_config(page_title="easgd", page_icon=":material/hub:", layout="wide")

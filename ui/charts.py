@@ -7,10 +7,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from training.metrics import BYTES_SENT, EPOCH
 from ui.shaping import X_AXES
 
 # How the browser formats x values: counts and bytes compactly, seconds with a unit.
-X_KINDS = {"step": "number", "epoch": "number", "wall_time": "seconds", "bytes_sent": "bytes"}
+X_KINDS = {"step": "number", EPOCH: "number", "wall_time": "seconds", BYTES_SENT: "bytes"}
 
 
 def curve_chart(

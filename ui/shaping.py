@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 
 from db.entities import MetricPoint, RunRecord
+from training.metrics import BYTES_SENT, EPOCH, KEY_METRICS
 
 X_AXES = {
     "step": "Step",
-    "epoch": "Epoch",
+    EPOCH: "Epoch",
     "wall_time": "Wall time (s)",
-    "bytes_sent": "Bytes sent per rank",
+    BYTES_SENT: "Bytes sent per rank",
 }
-SUMMARY_METRICS = ("center_accuracy", "train_loss", "bytes_sent")
 
 
 def run_label(run: RunRecord) -> str:
@@ -33,7 +33,7 @@ def differing_params(runs: Sequence[RunRecord]) -> list[str]:
     return [k for k in keys if len({r.params.get(k) for r in runs}) > 1]
 
 
-def runs_frame(runs: Sequence[RunRecord], metrics: Sequence[str] = SUMMARY_METRICS) -> pd.DataFrame:
+def runs_frame(runs: Sequence[RunRecord], metrics: Sequence[str] = KEY_METRICS) -> pd.DataFrame:
     params = differing_params(runs)
     rows = []
     for r in runs:
@@ -135,7 +135,7 @@ def summary(runs: Sequence[RunRecord], metric: str) -> pd.DataFrame:
                 "final": None if m is None else m.value,
                 "best": None if m is None else (m.max if higher else m.min),
                 "at step": None if m is None else m.step,
-                "bytes sent": r.metrics["bytes_sent"].value if "bytes_sent" in r.metrics else None,
+                "bytes sent": r.metrics[BYTES_SENT].value if BYTES_SENT in r.metrics else None,
                 "duration (s)": None if r.duration is None else round(r.duration, 1),
             }
         )

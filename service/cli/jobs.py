@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from db.entities import JobStatus
 from service import formatting as fmt
 from service.cli.errors import CliError
 from service.client import Client
@@ -135,7 +136,7 @@ def add_commands(sub, add) -> None:
     ls.add_argument(
         "--status",
         action="append",
-        choices=["queued", "running", "succeeded", "failed", "cancelled"],
+        choices=[s.value for s in JobStatus],
     )
     ls.add_argument("--format", choices=["table", "json"], default="table")
     api_arg(ls)

@@ -19,18 +19,18 @@ from service.settings import (
     DEFAULT_UI_PORT,
     ServiceSettings,
     http_url,
-    parse_hosts,
 )
+from training.hosts import local_slots, parse_hosts
 
 
 def _settings(args) -> ServiceSettings:
-    """A bad --hosts or --slots is a SettingsError, which the command line reports as it is."""
-    hosts = parse_hosts(args.hosts) if args.hosts else None
+    """A bad --hosts or --slots is an error of the family, which the command line reports."""
+    hosts = parse_hosts(args.hosts, "--hosts") if args.hosts else None
     s = ServiceSettings.from_env(
         host=args.host, port=args.port, hosts=hosts, db_url=getattr(args, "db_url", None)
     )
-    if args.slots:
-        s.hosts = {"localhost": args.slots}
+    if args.slots is not None:
+        s.hosts = local_slots(args.slots, "--slots")
     s.check()
     return s
 
@@ -121,7 +121,7 @@ def cmd_up(args) -> int:
         "--port",
         str(settings.port),
     ]
-    if args.slots:
+    if args.slots is not None:
         serve += ["--slots", str(args.slots)]
     children.append(subprocess.Popen(serve, env=env, preexec_fn=_preexec))
     ui_app = _ui_app()

@@ -58,7 +58,7 @@ def test_each_error_says_how_to_exit_and_answer(cls):
 
 
 def test_the_statuses_that_clients_rely_on():
-    from db.store import InvalidTransition, NotFound, StoreError, StoreNotInitialized
+    from db.errors import InvalidTransition, NotFound, StoreError, StoreNotInitialized
     from service.client import ApiError
     from training.config import ConfigError
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from db.errors import StoreError
 from db.models import Metric, Param, Run
 from db.query import FilterError, parse_filter, parse_order_by
-from db.store import StoreError
 
 
 def _seed(store):

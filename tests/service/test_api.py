@@ -250,3 +250,29 @@ def test_the_bearer_scheme_is_case_insensitive(easgd_home, header, status):
         r = c.get("/jobs", headers={"Authorization": header})
         assert r.status_code == status, r.text
         assert c.get("/jobs").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (["resources.workers=3"], "resources.workers"),  # the service has 2 slots
+        (["resources.hosts=elsewhere:2"], "resources.hosts"),
+        (["resources.gpus_per_worker=1"], "resources.gpus_per_worker"),
+    ],
+)
+def test_a_job_the_service_cannot_place_is_refused_before_it_is_queued(
+    client, store, overrides, field
+):
+    r = client.post("/jobs", json={"config": TINY, "set": overrides})
+    assert r.status_code == 422, r.text
+    _validation_error(client, r.json())
+    (error,) = r.json()["detail"]
+    assert error["field"] == field and "this service has" in error["msg"]
+    assert error["loc"] == ["body", "config", *field.split(".")]
+    assert store.list_jobs() == []
+    assert (
+        client.post(
+            "/jobs", json={"config": TINY, "set": ["resources.hosts=localhost:2"]}
+        ).status_code
+        == 201
+    )

@@ -378,3 +378,47 @@ def test_a_job_recorded_before_launch_tokens_is_adopted_and_cancelled_whole(
                 psutil.Process(p).kill()
             except psutil.NoSuchProcess:
                 pass
+
+
+def _hosts_of(fake: FakeProcesses, n: int) -> str:
+    argv = fake.spawned[n][0]
+    return argv[argv.index("-H") + 1]
+
+
+def test_a_jobs_hosts_are_honoured_and_slots_shared(store, easgd_home, fake):
+    settings = ServiceSettings(hosts={"a": 2, "b": 2}, grace_seconds=0.1)
+    sup = fake.supervisor(store, settings)
+    sup.reconcile()
+    on_b = store.create_job(config={"resources": {"workers": 2, "hosts": "b:2"}}, workers=2)
+    anywhere = store.create_job(config=CONFIG, workers=2)
+    waits = store.create_job(config={"resources": {"workers": 1, "hosts": "b:1"}}, workers=1)
+    sup.tick()
+    assert _hosts_of(fake, 0) == "b:2" and store.get_job(on_b.id).hosts == "b:2"
+    assert _hosts_of(fake, 1) == "a:2" and store.get_job(anywhere.id).hosts == "a:2"
+    assert store.get_job(waits.id).status is JobStatus.QUEUED  # b is full: it waits, not fails
+    assert len(fake.spawned) == 2
+
+
+@pytest.mark.parametrize(
+    "resources, workers, phrase",
+    [
+        (
+            {"hosts": "c:2"},
+            2,
+            "resources.hosts: c is not among this service's hosts; this service has a:2,b:2",
+        ),
+        ({"hosts": "a:3"}, 3, "resources.hosts: a:3 asks more slots than this service has"),
+        ({}, 5, "resources.workers: needs 5 slots; this service has a:2,b:2 (4 slots)"),
+        ({"gpus_per_worker": 1}, 1, "resources.gpus_per_worker: needs 1 GPUs; this service has 0"),
+    ],
+)
+def test_a_job_the_service_can_never_place_fails_with_the_reason(
+    store, easgd_home, fake, resources, workers, phrase
+):
+    sup = fake.supervisor(store, ServiceSettings(hosts={"a": 2, "b": 2}))
+    sup.reconcile()
+    job = store.create_job(config={"resources": {"workers": workers, **resources}}, workers=workers)
+    sup.tick()
+    done = store.get_job(job.id)
+    assert done.status is JobStatus.FAILED and phrase in done.message
+    assert fake.spawned == []

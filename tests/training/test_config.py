@@ -52,7 +52,7 @@ def test_defaults_are_valid_and_complete():
         (
             {"resources": {"hosts": "a b;rm -rf /"}},
             "resources.hosts",
-            "should match pattern",
+            "host:slots[,host:slots...]",
             "rm -rf",
         ),
     ],

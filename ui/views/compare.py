@@ -6,6 +6,7 @@ from functools import partial
 
 import streamlit as st
 
+from training.metrics import BYTES_SENT, CENTER_ACCURACY, EPOCH
 from ui import state
 from ui.charts import curve_chart
 from ui.curve_view import show_curves
@@ -28,19 +29,19 @@ st.session_state[state.COMPARE] = ids
 by_id = {r.id: r for r in recent}
 runs = [by_id[i] for i in ids]  # in the order the user picked them
 
-keys = [k for k in store.metric_keys(ids) if k != "epoch"]
+keys = [k for k in store.metric_keys(ids) if k != EPOCH]
 cols = st.columns([2, 2, 2, 1])
 metric = cols[0].selectbox(
     "Metric",
     keys,
     key="compare.metric",
-    index=keys.index("center_accuracy") if "center_accuracy" in keys else 0,
+    index=keys.index(CENTER_ACCURACY) if CENTER_ACCURACY in keys else 0,
 )
 x_axis = cols[1].selectbox("X axis", list(X_AXES), format_func=X_AXES.get, key="compare.x")
 smoothing = cols[2].slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key="compare.smoothing")
 log_scale = cols[3].toggle("Log scale", key="compare.log")
 
-wanted = [metric] + ([x_axis] if x_axis in ("epoch", "bytes_sent") else [])
+wanted = [metric] + ([x_axis] if x_axis in (EPOCH, BYTES_SENT) else [])
 histories = store.metric_histories(ids, wanted, max_points=1000)
 data = curves(histories, runs, metric, x_axis, smoothing)
 if data.empty:

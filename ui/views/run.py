@@ -10,6 +10,7 @@ import streamlit as st
 import yaml
 
 from service.logs import tail
+from training.metrics import CENTER_ACCURACY, RUN_PAGE_CURVES
 from ui import state
 from ui.charts import curve_chart
 from ui.curve_view import show_curves
@@ -34,7 +35,7 @@ run = store.get_run(run_id)
 cols = st.columns(5)
 cols[0].metric("status", run.status)
 cols[1].metric("step", f"{run.last_step}/{run.total_steps}" if run.total_steps else run.last_step)
-acc = run.metrics.get("center_accuracy")
+acc = run.metrics.get(CENTER_ACCURACY)
 cols[2].metric("center accuracy", f"{acc.value:.4f}" if acc and acc.value is not None else "-")
 cols[3].metric("workers", run.workers)
 cols[4].metric("duration", f"{run.duration:.0f} s" if run.duration is not None else "-")
@@ -52,9 +53,7 @@ curves_tab, config_tab, events_tab, log_tab, files_tab = st.tabs(
     ["Curves", "Configuration", "Events", "Log", "Files"]
 )
 with curves_tab:
-    metrics = [
-        k for k in ("center_accuracy", "train_loss", "spread", "bytes_sent") if k in run.metrics
-    ]
+    metrics = [k for k in RUN_PAGE_CURVES if k in run.metrics]
     histories = store.metric_histories([run.id], metrics, max_points=1000)
     for m in metrics:
         data = curves(histories, [run], m)

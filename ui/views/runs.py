@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from db.errors import StoreError
 from db.query import FilterError
-from db.store import StoreError
+from training.metrics import BYTES_SENT, CENTER_ACCURACY, TRAIN_LOSS
 from ui import state
 from ui.shaping import run_label, runs_frame
 
@@ -36,9 +37,9 @@ else:
         runs_frame(runs),
         hide_index=True,
         column_config={
-            "center_accuracy": st.column_config.NumberColumn(format="%.4f"),
-            "train_loss": st.column_config.NumberColumn(format="%.4f"),
-            "bytes_sent": st.column_config.NumberColumn(format="%d"),
+            CENTER_ACCURACY: st.column_config.NumberColumn(format="%.4f"),
+            TRAIN_LOSS: st.column_config.NumberColumn(format="%.4f"),
+            BYTES_SENT: st.column_config.NumberColumn(format="%d"),
         },
     )
     st.caption(f"{len(runs)} runs; parameters shown are those that differ between them")

@@ -1,4 +1,4 @@
-"""The store's behaviour, on SQLite and PostgreSQL alike."""
+"""The job queue and the scheduler's lease (db/jobs.py), on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ import pytest
 from sqlalchemy import event
 
 from db.entities import JobStatus, RunStatus
-from db.store import (
+from db.errors import (
     InvalidTransition,
     LeaseHeld,
     LeaseLost,
     NotFound,
-    Store,
     StoreError,
-    StoreNotInitialized,
 )
+from db.store import Store
 
 PARAMS = {
     "optimizer.algorithm": "eamsgd",
@@ -28,135 +27,6 @@ PARAMS = {
     "data.path": None,
     "workers": 2,
 }
-
-
-def test_init_creates_every_table_once(store):
-    assert {
-        "runs",
-        "params",
-        "tags",
-        "metrics",
-        "latest_metrics",
-        "run_events",
-        "jobs",
-        "service_leases",
-        "alembic_version",
-    } <= set(store.table_names())
-    assert store.init() == "0002"  # idempotent
-    store.check()
-
-
-def test_uninitialized_store_is_refused_with_advice(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'empty.db'}")
-    with pytest.raises(StoreNotInitialized, match="easgd init"):
-        s.check()
-
-
-def test_run_lifecycle_and_parameters(store):
-    run = store.create_run(
-        "r1",
-        params=PARAMS,
-        name="first",
-        source="shell",
-        run_dir="/x",
-        workers=2,
-        hosts=1,
-        total_steps=100,
-        tags={"team": "vision"},
-    )
-    assert run.status == "running" and run.workers == 2 and run.total_steps == 100
-    assert run.params["optimizer.algorithm"] == "eamsgd"
-    assert run.params["optimizer.tau"] == "10" and run.params["model.hidden"] == "[32]"
-    assert run.params["data.path"] is None and run.tags == {"team": "vision"}
-    store.finish_run("r1", "finished")
-    done = store.get_run("r1")
-    assert done.status == "finished" and done.end_time >= done.start_time
-    with pytest.raises(StoreError, match="exists already"):
-        store.create_run("r1", params={})
-
-
-def test_metrics_history_and_latest_summary(store):
-    store.create_run("r1", params={})
-    assert (
-        store.log_metrics(
-            "r1", [("loss", 2, 2.0, 0.5), ("loss", 1, 1.0, 0.9), ("acc", 1, 1.0, 0.3)]
-        )
-        == 3
-    )
-    store.log_metrics("r1", [("loss", 3, 3.0, 0.7), ("acc", 3, 3.0, float("nan"))])
-    run = store.get_run("r1")
-    loss = run.metrics["loss"]
-    assert (loss.step, loss.value, loss.min, loss.max) == (3, 0.7, 0.5, 0.9)
-    assert run.metrics["acc"].value is None and run.metrics["acc"].max == 0.3
-    assert run.last_step == 3
-    history = store.metric_history("r1", "loss")
-    assert [(p.step, p.value) for p in history] == [(1, 0.9), (2, 0.5), (3, 0.7)]
-    assert len(store.metric_history("r1")) == 5
-
-
-def test_bad_input_is_refused_and_nothing_written(store):
-    store.create_run("r1", params={})
-    with pytest.raises(StoreError, match=r"metric step: .*received: -1"):
-        store.log_metrics("r1", [("loss", 1, 0.0, 1.0), ("loss", -1, 0.0, 1.0)])
-    with pytest.raises(StoreError, match=r"metric value: .*received: 'high'"):
-        store.log_metrics("r1", [("loss", 1, 0.0, "high")])
-    with pytest.raises(StoreError, match=r"metric key: .*received: 'a b'"):
-        store.log_metrics("r1", [("a b", 1, 0.0, 1.0)])
-    assert store.metric_history("r1") == []
-    with pytest.raises(StoreError, match=r"run id: .*received: '../etc'"):
-        store.create_run("../etc", params={})
-    with pytest.raises(NotFound, match="easgd runs list"):
-        store.get_run("nope")
-
-
-def test_resume_drops_history_after_checkpoint_and_rebuilds_summary(store):
-    store.create_run("r1", params={})
-    store.log_metrics("r1", [("loss", s, float(s), 10.0 - s) for s in range(10)])
-    store.finish_run("r1", "failed", "killed")
-    store.resume_run("r1", 4, total_steps=20)
-    run = store.get_run("r1")
-    assert run.status == "running" and run.error is None and run.total_steps == 20
-    assert run.metrics["loss"].step == 4 and run.metrics["loss"].min == 6.0
-    assert [p.step for p in store.metric_history("r1", "loss")] == [0, 1, 2, 3, 4]
-
-
-def test_silent_writer_is_shown_lost(store_url):
-    s = Store(store_url, lost_after=0.5)
-    s.init()
-    s.create_run("r1", params={})
-    assert s.get_run("r1").status == "running"
-    time.sleep(0.8)
-    assert s.get_run("r1").status == "lost"
-    assert [r.id for r in s.search_runs("status = 'lost'")] == ["r1"]
-    s.heartbeat("r1")
-    assert s.get_run("r1").status == "running"
-    s.finish_run("r1", "finished")
-    time.sleep(0.8)
-    assert s.get_run("r1").status == "finished"  # a finished run is never lost
-    s.dispose()
-
-
-def test_events(store):
-    store.create_run("r1", params={})
-    store.add_event("r1", "started", "go", 0)
-    store.add_event("r1", "evaluated", "center accuracy 0.5", 10)
-    assert [(e.kind, e.step) for e in store.events("r1")] == [("started", 0), ("evaluated", 10)]
-
-
-def test_downsampled_histories_keep_shape_and_last_point(store):
-    for i in range(3):
-        store.create_run(f"r{i}", params={})
-        store.log_metrics(f"r{i}", [("loss", s, s * 0.1, 1.0 / (s + 1)) for s in range(5000)])
-    store.create_run("short", params={})
-    store.log_metrics("short", [("loss", s, 0.0, 1.0) for s in range(10)])
-    out = store.metric_histories(["r0", "r1", "r2", "short"], ["loss", "absent"], max_points=1000)
-    for i in range(3):
-        points = out[(f"r{i}", "loss")]
-        assert 500 < len(points) <= 1000
-        steps = [p.step for p in points]
-        assert steps == sorted(steps) and steps[0] == 0 and steps[-1] == 4999
-    assert len(out[("short", "loss")]) == 10
-    assert out[("r0", "absent")] == []
 
 
 def test_job_transitions_never_leave_a_terminal_state(store):
@@ -187,19 +57,6 @@ def test_queue_order_is_priority_then_age(store):
         store.list_jobs(status="done")
 
 
-def test_get_runs_reads_several_at_once(store):
-    store.create_run("a", params={"x": 1}, total_steps=10)
-    store.create_run("b", params={})
-    store.log_metrics("a", [("loss", 4, 1.0, 0.5)])
-    runs = store.get_runs(["a", "b", "missing"])
-    assert set(runs) == {"a", "b"}
-    assert runs["a"].last_step == 4 and runs["a"].total_steps == 10
-    assert runs["a"].params == {"x": "1"} and runs["a"].metrics["loss"].value == 0.5
-    assert store.get_runs([]) == {}
-    with pytest.raises(StoreError, match="run id"):
-        store.get_runs(["../x"])
-
-
 def _running_job_with_run(store: Store) -> int:
     job = store.create_job(config={}, workers=2)
     store.transition_job(job.id, JobStatus.RUNNING, run_id=f"job-{job.id}", launch_token="t")
@@ -218,20 +75,6 @@ def test_a_job_transition_closes_its_run_in_the_same_transaction(store, job_stat
     assert run.status == run_status.value and run.error == "why it ended"
     assert run.end_time is not None and store.get_job(job_id).status is job_status
     assert [r.id for r in store.search_runs(f"status = '{run_status.value}'")] == [run.id]
-
-
-def test_a_closed_run_is_never_reopened_by_its_dying_writer(store):
-    job_id = _running_job_with_run(store)
-    store.transition_job(
-        job_id, JobStatus.CANCELLED, run_status=RunStatus.CANCELLED, run_error="cancelled"
-    )
-    closed = store.get_run(f"job-{job_id}")
-    store.finish_run(closed.id, "failed", "KeyboardInterrupt")  # rank 0, dying late
-    store.heartbeat(closed.id)
-    store.log_metrics(closed.id, [("loss", 7, 1.0, 0.5)])
-    run = store.get_run(closed.id)
-    assert run.status == "cancelled" and run.error == "cancelled"
-    assert run.heartbeat_time == closed.heartbeat_time and run.end_time == closed.end_time
 
 
 def test_a_job_that_fails_before_its_run_exists_still_fails(store):
@@ -367,11 +210,6 @@ def test_ids_no_row_can_have_are_not_found(store, job_id):
         store.transition_job(job_id, JobStatus.CANCELLED)
 
 
-def test_a_run_cannot_name_a_job_no_row_can_have(store):
-    with pytest.raises(StoreError, match="job id"):
-        store.create_run("r", params={}, job_id=2**63)
-
-
 def test_rank_0_closing_its_run_never_overwrites_a_cancel_committed_meanwhile(store_url):
     """The cancel commits from another connection just before rank 0's UPDATE. Where it can
     (PostgreSQL), the run stays cancelled; where it must wait (SQLite's one writer), rank 0's
@@ -410,3 +248,17 @@ def test_rank_0_closing_its_run_never_overwrites_a_cancel_committed_meanwhile(st
         rank0.finish_run("missing", "finished")
     rank0.dispose()
     service.dispose()
+
+
+def test_a_closed_run_is_never_reopened_by_its_dying_writer(store):
+    job_id = _running_job_with_run(store)
+    store.transition_job(
+        job_id, JobStatus.CANCELLED, run_status=RunStatus.CANCELLED, run_error="cancelled"
+    )
+    closed = store.get_run(f"job-{job_id}")
+    store.finish_run(closed.id, "failed", "KeyboardInterrupt")  # rank 0, dying late
+    store.heartbeat(closed.id)
+    store.log_metrics(closed.id, [("loss", 7, 1.0, 0.5)])
+    run = store.get_run(closed.id)
+    assert run.status == "cancelled" and run.error == "cancelled"
+    assert run.heartbeat_time == closed.heartbeat_time and run.end_time == closed.end_time
