@@ -1,317 +1,60 @@
-"""The program each Horovod rank runs: data shard, model, optimizer, loop, evaluation, checkpoints.
+"""The program each Horovod rank runs, from a validated configuration to an exit code.
 
-Rank 0 evaluates the center, writes the run directory and the metrics; other ranks stay quiet.
+It settles the run directory (rank 0 decides, every rank follows), writes config.yaml, builds the
+Trainer (training/trainer.py) and records how the run ended, failures included, in every sink.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import sys
-import time
 import traceback
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
-
 from training.config import ExperimentConfig, warnings_for
-from training.metrics import (
-    BYTES_SENT,
-    CENTER_ACCURACY,
-    CENTER_LOSS,
-    COMM_SECONDS,
-    EPOCH,
-    LEARNING_RATE,
-    SPREAD,
-    STEP_TIME,
-    TRAIN_LOSS,
-    WORKER_ACCURACY,
-    WORKER_LOSS,
-    FanOut,
-    JsonlSink,
-    MetricsSink,
-    RunInfo,
-)
+from training.console import complain, finished_line, say
+from training.metrics import CENTER_ACCURACY, FanOut, JsonlSink, MetricsSink, RunInfo
+from training.run_dir import prepare_run_dir, write_config
 
 
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+def _agree_on_run_dir(collectives, out: str | None, resume: str | None) -> tuple[Path, bool] | str:
+    """Rank 0's decision, on every rank: (directory, resuming), or the one-line refusal."""
+    decision: tuple[str, bool] | str = ""
+    if collectives.rank() == 0:
+        try:
+            d, resuming = prepare_run_dir(out, resume)
+            decision = (str(d), resuming)
+        except (OSError, ValueError) as exc:
+            decision = str(exc)
+    decision = collectives.broadcast_object(decision, 0)
+    return decision if isinstance(decision, str) else (Path(decision[0]), decision[1])
 
 
-def _say(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def _format_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n:.0f} B"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
-class Trainer:
-    """One rank's training; built by `run()`."""
-
-    def __init__(
-        self,
-        config: ExperimentConfig,
-        run_dir: Path,
-        sinks: list[MetricsSink],
-        source: str,
-        resume: bool,
-    ):
-        import keras
-        import numpy as np
-        import tensorflow as tf
-
-        from training import checkpoint, collectives, data, models
-        from training.optimizer import make_optimizer
-
-        self.tf, self.np, self.keras = tf, np, keras
-        self.ckpt = checkpoint
-        self.collectives = collectives
-        self.config = config
-        self.run_dir = run_dir
-        self.rank = collectives.rank()
-        self.size = collectives.size()
-        self.source = source
-        keras.utils.set_random_seed(config.seed)
-
-        ds = data.load(config.data, config.seed)
-        self.dataset = ds
-        self.shard = data.Shard(
-            ds.x_train, ds.y_train, self.rank, self.size, config.data.batch_size, config.seed
+def _with_actual_workers(config: ExperimentConfig, size: int, rank: int) -> ExperimentConfig:
+    """horovodrun's -np wins over resources.workers: the record says what ran."""
+    if config.resources.workers == size:
+        return config
+    if rank == 0:
+        say(
+            f"easgd: note: resources.workers is {config.resources.workers} but horovodrun "
+            f"started {size} ranks; recording {size}"
         )
-        self.model = models.build(config.model, ds.input_shape, ds.num_classes)
-        self.center_model = models.build(config.model, ds.input_shape, ds.num_classes)
-        self.optimizer = make_optimizer(config.optimizer)
-        self.optimizer.build(self.model.trainable_variables)
-        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-        epochs_steps = math.ceil(config.training.epochs * self.shard.steps_per_epoch)
-        max_steps = config.training.max_steps
-        self.total_steps = min(max_steps, epochs_steps) if max_steps else epochs_steps
-        self.step = 0
-        self.wall_offset = 0.0
-        self.resumed_from: int | None = None
-        self.diverged_at: int | None = None
-        if resume:
-            found = checkpoint.latest(run_dir)
-            if found is None:
-                raise checkpoint.CheckpointError(
-                    f"--resume: {run_dir} has no complete checkpoint to resume from"
-                )
-            d, meta = found
-            if meta.get("workers") != self.size:
-                raise checkpoint.CheckpointError(
-                    f"--resume: the checkpoint was written by {meta.get('workers')} workers, this "
-                    f"job has {self.size}; start it with -np {meta.get('workers')}"
-                )
-            checkpoint.restore_rank(d, self.rank, self.model.variables, self.optimizer.variables)
-            self.step = int(meta["step"])
-            self.wall_offset = float(meta.get("wall_time", 0.0))
-            self.resumed_from = self.step
-
-        batch = min(config.data.batch_size, len(self.shard.x))
-        spec_x = tf.TensorSpec((batch, *ds.input_shape), tf.float32)
-        spec_y = tf.TensorSpec((batch,), tf.int64)
-        self._train_step = tf.function(self._train_step_impl, input_signature=[spec_x, spec_y])
-        self._predict = tf.function(lambda m, x: m(x, training=False), reduce_retracing=True)
-        self.sink = FanOut(sinks) if self.rank == 0 else None
-        self.info = RunInfo(
-            run_id=run_dir.name,
-            run_dir=str(run_dir),
-            name=config.name,
-            config=config.to_dict(),
-            workers=self.size,
-            hosts=self.collectives.host_count(),
-            source=source,
-            resumed_from_step=self.resumed_from,
-            total_steps=self.total_steps,
-            tags=dict(config.tags),
-        )
-
-    def _train_step_impl(self, x, y):
-        tf = self.tf
-        with tf.GradientTape() as tape:
-            logits = self.model(x, training=True)
-            loss = self.loss_fn(y, logits)
-        grads = tape.gradient(loss, self.model.trainable_variables)
-        self.optimizer.apply(grads, self.model.trainable_variables)
-        return loss
-
-    def _evaluate(self, model) -> tuple[float, float]:
-        np = self.np
-        x, y = self.dataset.x_test, self.dataset.y_test
-        total_loss, correct = 0.0, 0
-        for i in range(0, len(x), 500):
-            logits = self._predict(model, x[i : i + 500]).numpy()
-            total_loss += float(self.loss_fn(y[i : i + 500], logits).numpy()) * len(logits)
-            correct += int((np.argmax(logits, axis=1) == y[i : i + 500]).sum())
-        return total_loss / len(x), correct / len(x)
-
-    def _evaluation(self) -> dict[str, float]:
-        """Spread needs every rank (one scalar all-reduce); the center is scored on rank 0."""
-        tf = self.tf
-        center = self.optimizer.evaluation_variables
-        local = tf.add_n(
-            [
-                tf.reduce_sum(
-                    tf.square(tf.cast(x.value, tf.float64) - tf.cast(c.value, tf.float64))
-                )
-                for x, c in zip(self.model.trainable_variables, center)
-            ]
-        )
-        # One all-reduce carries the spread and how many ranks saw a non-finite loss, so that
-        # every rank stops on the same step when training diverged.
-        total = self.collectives.sum_scalar(
-            tf.stack([local, tf.constant(float(self.diverged_at is not None), tf.float64)]),
-            "easgd_spread",
-        ).numpy()
-        spread = float(total[0])
-        if total[1] > 0:
-            raise FloatingPointError(
-                f"training diverged (non-finite train loss on {int(total[1])} of {self.size} "
-                f"ranks, first here at step {self.diverged_at or self.step}); lower "
-                "optimizer.learning_rate or alpha"
-            )
-        if self.rank != 0:
-            return {}
-        self._load_center()
-        c_loss, c_acc = self._evaluate(self.center_model)
-        w_loss, w_acc = self._evaluate(self.model)
-        return {
-            CENTER_LOSS: c_loss,
-            CENTER_ACCURACY: c_acc,
-            WORKER_LOSS: w_loss,
-            WORKER_ACCURACY: w_acc,
-            SPREAD: spread,
-        }
-
-    def _load_center(self) -> None:
-        for target, value in zip(
-            self.center_model.trainable_variables, self.optimizer.evaluation_variables
-        ):
-            target.assign(value.value)
-        for target, value in zip(
-            self.center_model.non_trainable_variables, self.model.non_trainable_variables
-        ):
-            target.assign(value.value)
-
-    def _checkpoint(self, wall_time: float) -> None:
-        self.ckpt.save_rank(
-            self.run_dir, self.step, self.rank, self.model.variables, self.optimizer.variables
-        )
-        self.collectives.barrier()
-        if self.rank == 0:
-            comm = self.optimizer.communication()
-            self.ckpt.commit(
-                self.run_dir,
-                self.step,
-                {
-                    "wall_time": wall_time,
-                    "workers": self.size,
-                    **comm,
-                },
-                keep=self.config.checkpoint.keep,
-            )
-            self.sink.event("checkpointed", f"checkpoint at step {self.step}", self.step)
-
-    def run(self) -> dict[str, float]:
-        cfg = self.config
-        lr = float(self.optimizer.learning_rate.numpy())
-        if self.rank == 0:
-            self.sink.start(self.info)
-            what = f"resumed at step {self.step}" if self.resumed_from is not None else "started"
-            self.sink.event(
-                "started",
-                f"{what}: {cfg.optimizer.algorithm.value} on {self.size} "
-                f"workers, {self.total_steps} steps",
-                self.step,
-            )
-            _say(
-                f"easgd: run {self.info.run_id} {what}: {cfg.optimizer.algorithm.value}, "
-                f"{self.size} workers, {self.total_steps} steps "
-                f"({self.shard.steps_per_epoch} per epoch), directory {self.run_dir}"
-            )
-        start = time.perf_counter() - self.wall_offset
-        last: dict[str, float] = {}
-        if self.step == 0:
-            values = self._evaluation()
-            if self.rank == 0:
-                self.sink.log(0, 0.0, {EPOCH: 0.0, BYTES_SENT: 0.0, COMM_SECONDS: 0.0, **values})
-                self._progress(0, values)
-        every = cfg.checkpoint.every
-        while self.step < self.total_steps:
-            x, y = self.shard.batch_at(self.step)
-            t0 = time.perf_counter()
-            loss = float(self._train_step(x, y).numpy())
-            step_time = time.perf_counter() - t0
-            self.step += 1
-            if not math.isfinite(loss) and self.diverged_at is None:
-                self.diverged_at = self.step
-            evaluate = self.step % cfg.training.eval_every == 0 or self.step == self.total_steps
-            values = self._evaluation() if evaluate else {}
-            if self.rank == 0 and (evaluate or self.step % cfg.training.log_every == 0):
-                comm = self.optimizer.communication()
-                row = {
-                    EPOCH: self.step / self.shard.steps_per_epoch,
-                    TRAIN_LOSS: loss,
-                    LEARNING_RATE: lr,
-                    BYTES_SENT: comm["bytes_sent"],
-                    COMM_SECONDS: comm["comm_seconds"],
-                    STEP_TIME: step_time,
-                    **values,
-                }
-                self.sink.log(self.step, time.perf_counter() - start, row)
-                last.update(row)
-                if evaluate:
-                    self.sink.event(
-                        "evaluated", f"center accuracy {values[CENTER_ACCURACY]:.4f}", self.step
-                    )
-                    self.sink.flush()
-                    self._progress(self.step, row)
-            if (every and self.step % every == 0) or self.step == self.total_steps:
-                self._checkpoint(time.perf_counter() - start)
-        if self.rank == 0:
-            self._load_center()
-            self.center_model.save(self.run_dir / "center.keras")
-        return last
-
-    def _progress(self, step: int, row: dict[str, float]) -> None:
-        parts = [
-            f"step {step}/{self.total_steps}",
-            f"epoch {step / self.shard.steps_per_epoch:.2f}",
-        ]
-        if TRAIN_LOSS in row:
-            parts.append(f"loss {row[TRAIN_LOSS]:.4f}")
-        if CENTER_ACCURACY in row:
-            parts.append(f"center acc {row[CENTER_ACCURACY]:.4f}")
-        if SPREAD in row:
-            parts.append(f"spread {row[SPREAD]:.3g}")
-        if BYTES_SENT in row:
-            parts.append(f"sent {_format_bytes(row[BYTES_SENT])}")
-        _say("easgd: " + ", ".join(parts))
+    return config.model_copy(
+        update={"resources": config.resources.model_copy(update={"workers": size})}
+    )
 
 
-def prepare_run_dir(out: str | None, resume: str | None) -> tuple[Path, bool]:
-    """Rank 0 decides where the run lives, refusing to overwrite another run."""
-    from db.settings import runs_dir
-
-    if resume:
-        d = Path(resume).expanduser().resolve()
-        if not (d / "config.yaml").is_file():
-            raise FileNotFoundError(f"--resume: {d} is not a run directory (no config.yaml)")
-        return d, True
-    d = Path(out).expanduser().resolve() if out else runs_dir() / new_run_id()
-    if (d / "metrics.jsonl").exists() or (d / "config.yaml").exists():
-        raise FileExistsError(
-            f"--out: {d} already holds a run; resume it with --resume {d}, or choose a new --out"
-        )
-    return d, False
+def _record_failure(exc: BaseException, trainer, sinks: list[MetricsSink], info: RunInfo) -> None:
+    """Rank 0 closes the run as failed with the reason, opening it first if the Trainer never
+    did; a sink's own failure here must not hide the original error."""
+    message = f"{type(exc).__name__}: {exc}"
+    fan = trainer.sink if trainer and trainer.sink else FanOut(sinks)
+    try:
+        if trainer is None:
+            fan.start(info)
+        fan.event("failed", message, trainer.step if trainer else None)
+        fan.finish("failed", message)
+    except Exception:  # noqa: BLE001 - the original error matters more
+        pass
 
 
 def run(
@@ -319,41 +62,21 @@ def run(
 ) -> int:
     """Called on every rank after the configuration validated. Returns the exit code."""
     from training import collectives
+    from training.trainer import Trainer
 
     collectives.init()
     rank, size = collectives.rank(), collectives.size()
-    decision: tuple[str, bool] | str
-    if rank == 0:
-        try:
-            d, resuming = prepare_run_dir(out, resume)
-            decision = (str(d), resuming)
-        except (OSError, ValueError) as exc:
-            decision = str(exc)
-    else:
-        decision = ""
-    decision = collectives.broadcast_object(decision, 0)
-    if isinstance(decision, str):
+    agreed = _agree_on_run_dir(collectives, out, resume)
+    if isinstance(agreed, str):
         if rank == 0:
-            print(f"easgd: {decision}", file=sys.stderr, flush=True)
+            complain(agreed)
         return 2
-    run_dir, resuming = Path(decision[0]), decision[1]
-    if config.resources.workers != size:
-        if rank == 0:
-            _say(
-                f"easgd: note: resources.workers is {config.resources.workers} but horovodrun "
-                f"started {size} ranks; recording {size}"
-            )
-        config = config.model_copy(
-            update={"resources": config.resources.model_copy(update={"workers": size})}
-        )
+    run_dir, resuming = agreed
+    config = _with_actual_workers(config, size, rank)
     if rank == 0:
         for w in warnings_for(config, size):
-            _say(f"easgd: warning: {w}")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        # Written on resume too: --set may have changed values (training.max_steps, say).
-        tmp = run_dir / "config.yaml.tmp"
-        tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-        tmp.replace(run_dir / "config.yaml")
+            say(f"easgd: warning: {w}")
+        write_config(run_dir, config)
     collectives.barrier()
     sinks: list[MetricsSink] = [JsonlSink(run_dir)]
     if rank == 0 and sinks_factory is not None:
@@ -364,39 +87,25 @@ def run(
         last = trainer.run()
     except BaseException as exc:
         if rank == 0:
-            message = f"{type(exc).__name__}: {exc}"
-            fan = trainer.sink if trainer and trainer.sink else FanOut(sinks)
-            try:
-                if trainer is None:
-                    fan.start(
-                        RunInfo(
-                            run_dir.name,
-                            str(run_dir),
-                            config.name,
-                            config.to_dict(),
-                            size,
-                            collectives.host_count(),
-                            source,
-                        )
-                    )
-                fan.event("failed", message, trainer.step if trainer else None)
-                fan.finish("failed", message)
-            except Exception:  # noqa: BLE001 - the original error matters more
-                pass
+            info = RunInfo(
+                run_dir.name,
+                str(run_dir),
+                config.name,
+                config.to_dict(),
+                size,
+                collectives.host_count(),
+                source,
+            )
+            _record_failure(exc, trainer, sinks, info)
             if isinstance(exc, KeyboardInterrupt):
                 raise
             traceback.print_exc()
-            print(f"easgd: run failed: {message}", file=sys.stderr, flush=True)
+            complain(f"run failed: {type(exc).__name__}: {exc}")
         return 1
     if rank == 0:
         trainer.sink.event("finished", f"finished at step {trainer.step}", trainer.step)
         trainer.sink.finish("finished")
-        acc = last.get(CENTER_ACCURACY)
-        _say(
-            f"easgd: finished run {run_dir.name}: center accuracy {acc:.4f}, results in {run_dir}"
-            if acc is not None
-            else f"easgd: finished run {run_dir.name}, results in {run_dir}"
-        )
+        say(finished_line(run_dir.name, str(run_dir), last.get(CENTER_ACCURACY)))
     return 0
 
 

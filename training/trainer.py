@@ -1,0 +1,264 @@
+"""One rank's training: data shard, model, optimizer, the loop, evaluation and checkpoints.
+
+Rank 0 evaluates the center and feeds the metrics sinks; the other ranks take part in the
+collectives and stay quiet. TensorFlow, Keras and Horovod are imported only when a Trainer is
+built, so that importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from training.config import ExperimentConfig
+from training.console import progress_line, say
+from training.metrics import (
+    BYTES_SENT,
+    CENTER_ACCURACY,
+    CENTER_LOSS,
+    COMM_SECONDS,
+    EPOCH,
+    LEARNING_RATE,
+    SPREAD,
+    STEP_TIME,
+    TRAIN_LOSS,
+    WORKER_ACCURACY,
+    WORKER_LOSS,
+    FanOut,
+    MetricsSink,
+    RunInfo,
+)
+
+
+class Trainer:
+    """One rank's training; built by `run()`."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        run_dir: Path,
+        sinks: list[MetricsSink],
+        source: str,
+        resume: bool,
+    ):
+        import keras
+        import numpy as np
+        import tensorflow as tf
+
+        from training import checkpoint, collectives, data, models
+        from training.optimizer import make_optimizer
+
+        self.tf, self.np, self.keras = tf, np, keras
+        self.ckpt = checkpoint
+        self.collectives = collectives
+        self.config = config
+        self.run_dir = run_dir
+        self.rank = collectives.rank()
+        self.size = collectives.size()
+        self.source = source
+        keras.utils.set_random_seed(config.seed)
+
+        ds = data.load(config.data, config.seed)
+        self.dataset = ds
+        self.shard = data.Shard(
+            ds.x_train, ds.y_train, self.rank, self.size, config.data.batch_size, config.seed
+        )
+        self.model = models.build(config.model, ds.input_shape, ds.num_classes)
+        self.center_model = models.build(config.model, ds.input_shape, ds.num_classes)
+        self.optimizer = make_optimizer(config.optimizer)
+        self.optimizer.build(self.model.trainable_variables)
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        epochs_steps = math.ceil(config.training.epochs * self.shard.steps_per_epoch)
+        max_steps = config.training.max_steps
+        self.total_steps = min(max_steps, epochs_steps) if max_steps else epochs_steps
+        self.step = 0
+        self.wall_offset = 0.0
+        self.resumed_from: int | None = None
+        self.diverged_at: int | None = None
+        if resume:
+            found = checkpoint.latest(run_dir)
+            if found is None:
+                raise checkpoint.CheckpointError(
+                    f"--resume: {run_dir} has no complete checkpoint to resume from"
+                )
+            d, meta = found
+            if meta.get("workers") != self.size:
+                raise checkpoint.CheckpointError(
+                    f"--resume: the checkpoint was written by {meta.get('workers')} workers, this "
+                    f"job has {self.size}; start it with -np {meta.get('workers')}"
+                )
+            checkpoint.restore_rank(d, self.rank, self.model.variables, self.optimizer.variables)
+            self.step = int(meta["step"])
+            self.wall_offset = float(meta.get("wall_time", 0.0))
+            self.resumed_from = self.step
+
+        batch = min(config.data.batch_size, len(self.shard.x))
+        spec_x = tf.TensorSpec((batch, *ds.input_shape), tf.float32)
+        spec_y = tf.TensorSpec((batch,), tf.int64)
+        self._train_step = tf.function(self._train_step_impl, input_signature=[spec_x, spec_y])
+        self._predict = tf.function(lambda m, x: m(x, training=False), reduce_retracing=True)
+        self.sink = FanOut(sinks) if self.rank == 0 else None
+        self.info = RunInfo(
+            run_id=run_dir.name,
+            run_dir=str(run_dir),
+            name=config.name,
+            config=config.to_dict(),
+            workers=self.size,
+            hosts=self.collectives.host_count(),
+            source=source,
+            resumed_from_step=self.resumed_from,
+            total_steps=self.total_steps,
+            tags=dict(config.tags),
+        )
+
+    def _train_step_impl(self, x, y):
+        tf = self.tf
+        with tf.GradientTape() as tape:
+            logits = self.model(x, training=True)
+            loss = self.loss_fn(y, logits)
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        self.optimizer.apply(grads, self.model.trainable_variables)
+        return loss
+
+    def _evaluate(self, model) -> tuple[float, float]:
+        np = self.np
+        x, y = self.dataset.x_test, self.dataset.y_test
+        total_loss, correct = 0.0, 0
+        for i in range(0, len(x), 500):
+            logits = self._predict(model, x[i : i + 500]).numpy()
+            total_loss += float(self.loss_fn(y[i : i + 500], logits).numpy()) * len(logits)
+            correct += int((np.argmax(logits, axis=1) == y[i : i + 500]).sum())
+        return total_loss / len(x), correct / len(x)
+
+    def _evaluation(self) -> dict[str, float]:
+        """Spread needs every rank (one scalar all-reduce); the center is scored on rank 0."""
+        tf = self.tf
+        center = self.optimizer.evaluation_variables
+        local = tf.add_n(
+            [
+                tf.reduce_sum(
+                    tf.square(tf.cast(x.value, tf.float64) - tf.cast(c.value, tf.float64))
+                )
+                for x, c in zip(self.model.trainable_variables, center)
+            ]
+        )
+        # One all-reduce carries the spread and how many ranks saw a non-finite loss, so that
+        # every rank stops on the same step when training diverged.
+        total = self.collectives.sum_scalar(
+            tf.stack([local, tf.constant(float(self.diverged_at is not None), tf.float64)]),
+            "easgd_spread",
+        ).numpy()
+        spread = float(total[0])
+        if total[1] > 0:
+            raise FloatingPointError(
+                f"training diverged (non-finite train loss on {int(total[1])} of {self.size} "
+                f"ranks, first here at step {self.diverged_at or self.step}); lower "
+                "optimizer.learning_rate or alpha"
+            )
+        if self.rank != 0:
+            return {}
+        self._load_center()
+        c_loss, c_acc = self._evaluate(self.center_model)
+        w_loss, w_acc = self._evaluate(self.model)
+        return {
+            CENTER_LOSS: c_loss,
+            CENTER_ACCURACY: c_acc,
+            WORKER_LOSS: w_loss,
+            WORKER_ACCURACY: w_acc,
+            SPREAD: spread,
+        }
+
+    def _load_center(self) -> None:
+        for target, value in zip(
+            self.center_model.trainable_variables, self.optimizer.evaluation_variables
+        ):
+            target.assign(value.value)
+        for target, value in zip(
+            self.center_model.non_trainable_variables, self.model.non_trainable_variables
+        ):
+            target.assign(value.value)
+
+    def _checkpoint(self, wall_time: float) -> None:
+        self.ckpt.save_rank(
+            self.run_dir, self.step, self.rank, self.model.variables, self.optimizer.variables
+        )
+        self.collectives.barrier()
+        if self.rank == 0:
+            comm = self.optimizer.communication()
+            self.ckpt.commit(
+                self.run_dir,
+                self.step,
+                {
+                    "wall_time": wall_time,
+                    "workers": self.size,
+                    **comm,
+                },
+                keep=self.config.checkpoint.keep,
+            )
+            self.sink.event("checkpointed", f"checkpoint at step {self.step}", self.step)
+
+    def run(self) -> dict[str, float]:
+        cfg = self.config
+        lr = float(self.optimizer.learning_rate.numpy())
+        if self.rank == 0:
+            self.sink.start(self.info)
+            what = f"resumed at step {self.step}" if self.resumed_from is not None else "started"
+            self.sink.event(
+                "started",
+                f"{what}: {cfg.optimizer.algorithm.value} on {self.size} "
+                f"workers, {self.total_steps} steps",
+                self.step,
+            )
+            say(
+                f"easgd: run {self.info.run_id} {what}: {cfg.optimizer.algorithm.value}, "
+                f"{self.size} workers, {self.total_steps} steps "
+                f"({self.shard.steps_per_epoch} per epoch), directory {self.run_dir}"
+            )
+        start = time.perf_counter() - self.wall_offset
+        last: dict[str, float] = {}
+        if self.step == 0:
+            values = self._evaluation()
+            if self.rank == 0:
+                self.sink.log(0, 0.0, {EPOCH: 0.0, BYTES_SENT: 0.0, COMM_SECONDS: 0.0, **values})
+                self._progress(0, values)
+        every = cfg.checkpoint.every
+        while self.step < self.total_steps:
+            x, y = self.shard.batch_at(self.step)
+            t0 = time.perf_counter()
+            loss = float(self._train_step(x, y).numpy())
+            step_time = time.perf_counter() - t0
+            self.step += 1
+            if not math.isfinite(loss) and self.diverged_at is None:
+                self.diverged_at = self.step
+            evaluate = self.step % cfg.training.eval_every == 0 or self.step == self.total_steps
+            values = self._evaluation() if evaluate else {}
+            if self.rank == 0 and (evaluate or self.step % cfg.training.log_every == 0):
+                comm = self.optimizer.communication()
+                row = {
+                    EPOCH: self.step / self.shard.steps_per_epoch,
+                    TRAIN_LOSS: loss,
+                    LEARNING_RATE: lr,
+                    BYTES_SENT: comm["bytes_sent"],
+                    COMM_SECONDS: comm["comm_seconds"],
+                    STEP_TIME: step_time,
+                    **values,
+                }
+                self.sink.log(self.step, time.perf_counter() - start, row)
+                last.update(row)
+                if evaluate:
+                    self.sink.event(
+                        "evaluated", f"center accuracy {values[CENTER_ACCURACY]:.4f}", self.step
+                    )
+                    self.sink.flush()
+                    self._progress(self.step, row)
+            if (every and self.step % every == 0) or self.step == self.total_steps:
+                self._checkpoint(time.perf_counter() - start)
+        if self.rank == 0:
+            self._load_center()
+            self.center_model.save(self.run_dir / "center.keras")
+        return last
+
+    def _progress(self, step: int, row: dict[str, float]) -> None:
+        say(progress_line(step, self.total_steps, step / self.shard.steps_per_epoch, row))
