@@ -314,7 +314,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         return cls(inner, **config)
 
 
-def inner_optimizer(kind: str, learning_rate: float, momentum: float = 0.0):
+def build_inner(kind: str, learning_rate: float, momentum: float = 0.0):
     """The local optimizer by name: sgd, momentum, nesterov (the paper's EAMSGD inner step), adam."""
     if kind == "sgd":
         return keras.optimizers.SGD(learning_rate)
@@ -347,7 +347,7 @@ def make_optimizer(opt) -> ElasticAveragingOptimizer:
     spec = opt.spec
     inner_kind = opt.resolved_inner.value
     momentum = opt.resolved_momentum
-    inner = inner_optimizer(
+    inner = build_inner(
         inner_kind, opt.learning_rate, momentum if inner_kind in WITH_MOMENTUM else 0.0
     )
     resolved = {**opt.model_dump(), "momentum": momentum}

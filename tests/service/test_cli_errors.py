@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import BIN
+from tests.support import BIN
 
 BAD_URLS = ["nope://", "sqlite+nodriver:///x.db", "postgresql+nodriver://u@h/db", "::"]
 

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from db.store import Store
-from tests.conftest import BIN
+from tests.support import BIN
 
 
 def easgd(*args: str) -> subprocess.CompletedProcess:

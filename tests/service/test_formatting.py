@@ -10,7 +10,7 @@ import pytest
 
 from db.store import Store
 from service import formatting as fmt
-from tests.conftest import BIN, run_record
+from tests.support import BIN, run_record
 
 HOSTILE = ["two\nlines", "nul\x00byte", "\x1b[31mred\x1b[0m", "cr\rreturn", "bidi\u202eevil"]
 

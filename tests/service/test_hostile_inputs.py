@@ -31,7 +31,7 @@ from db.store import Store
 from service import cli
 from service.api import create_app
 from service.settings import ServiceSettings
-from tests.conftest import BIN, ROOT
+from tests.support import BIN, ROOT
 from training import __main__ as training_main
 from training.config import ExperimentConfig
 

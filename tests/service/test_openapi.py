@@ -19,7 +19,7 @@ import uvicorn
 from db.store import Store
 from service.api import create_app
 from service.settings import ServiceSettings
-from tests.conftest import BIN
+from tests.support import BIN
 
 pytestmark = [pytest.mark.service, pytest.mark.fuzz]
 

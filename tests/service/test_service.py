@@ -15,7 +15,7 @@ import pytest
 
 from db.store import Store
 from service.processes import job_processes
-from tests.conftest import BIN, Service, _free_port
+from tests.support import BIN, Service, free_port
 
 pytestmark = [pytest.mark.service, pytest.mark.horovod]
 TINY = (Path(__file__).parent.parent / "training" / "tiny.yaml").read_text()
@@ -247,14 +247,14 @@ def test_non_loopback_needs_a_token(tmp_path):
     env = {**os.environ, "EASGD_HOME": str(tmp_path)}
     env.pop("EASGD_API_TOKEN", None)
     refused = subprocess.run(
-        [str(BIN / "easgd"), "serve", "--host", "0.0.0.0", "--port", str(_free_port())],
+        [str(BIN / "easgd"), "serve", "--host", "0.0.0.0", "--port", str(free_port())],
         capture_output=True,
         text=True,
         env=env,
         timeout=60,
     )
     assert refused.returncode == 2 and "EASGD_API_TOKEN" in refused.stderr
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(BIN / "easgd"), "serve", "--host", "0.0.0.0", "--port", str(port)],
         env={**env, "EASGD_API_TOKEN": "s3cret"},
@@ -339,7 +339,7 @@ def _ipv6_loopback() -> bool:
 def test_a_service_on_ipv6_loopback_prints_a_url_that_works(tmp_path):
     env = {**os.environ, "EASGD_HOME": str(tmp_path)}
     env.pop("EASGD_DB_URL", None)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(BIN / "easgd"), "serve", "--host", "::1", "--port", str(port)],
         env=env,
@@ -359,7 +359,7 @@ def test_a_service_on_ipv6_loopback_prints_a_url_that_works(tmp_path):
 
 
 def test_up_killed_outright_takes_its_service_with_it(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "EASGD_HOME": str(tmp_path)}
     env.pop("EASGD_DB_URL", None)
     up = subprocess.Popen(

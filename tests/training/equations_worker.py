@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference  # noqa: E402
 
 from training import collectives  # noqa: E402
-from training.optimizer import ElasticAveragingOptimizer, inner_optimizer  # noqa: E402
+from training.optimizer import ElasticAveragingOptimizer, build_inner  # noqa: E402
 
 # Each case: (label, exchange, inner, momentum, tau, beta, steps, path)
 CASES = [
@@ -51,7 +51,7 @@ def run_case(exchange, inner, momentum, tau, beta, steps, path):
     model = keras.Sequential([keras.Input((reference.DIM,)), keras.layers.Dense(1, use_bias=False)])
     model.layers[0].kernel.assign(x0.astype("float32"))
     opt = ElasticAveragingOptimizer(
-        inner_optimizer(inner, LR, momentum),
+        build_inner(inner, LR, momentum),
         tau=tau,
         beta=beta,
         exchange=exchange,

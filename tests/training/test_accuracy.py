@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from db.store import Store
-from tests.conftest import BIN, ROOT, horovodrun
+from tests.support import BIN, ROOT, horovodrun
 from training.metrics import read_jsonl
 
 pytestmark = [pytest.mark.horovod, pytest.mark.slow]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import horovodrun
+from tests.support import horovodrun
 from tests.training import reference
 from tests.training.equations_worker import CASES
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import horovodrun
+from tests.support import horovodrun
 
 pytestmark = pytest.mark.horovod
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import QUIET_TF, ROOT, horovodrun
+from tests.support import QUIET_TF, ROOT, horovodrun
 from training.metrics import read_jsonl
 
 pytestmark = pytest.mark.horovod

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from db.store import Store
-from tests.conftest import BIN, QUIET_TF, ROOT, horovodrun
+from tests.support import BIN, QUIET_TF, ROOT, horovodrun
 from training.launch import horovodrun_argv
 from training.metrics import read_jsonl
 

@@ -10,7 +10,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from db.store import Store
-from tests.conftest import Service
+from tests.support import Service
 from training.algorithms import REGISTRY
 
 APP = "ui/app.py"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from db.entities import LatestValue, MetricPoint
-from tests.conftest import run_record
+from tests.support import run_record
 from training.algorithms import REGISTRY
 from training.config import ExperimentConfig, visible_fields
 from ui import form
