@@ -21,7 +21,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.common import sweep
+from bench.harness import outcome, sweep
 from db.store import Store
 from training.algorithms import REGISTRY
 from training.config import stability_bound
@@ -48,17 +48,16 @@ def _config(algorithm: str, tau: int, seed: int, epochs: float, **optimizer) -> 
     }
 
 
-def _outcome(run_dir: Path) -> dict:
-    path = run_dir / "metrics.jsonl"
-    rows = read_jsonl(path) if path.exists() else []
-    evals = [r for r in rows if r.get("center_accuracy") is not None]
+def _outcome(run_dir: Path, algorithm: str, tau: int) -> dict:
+    o = outcome(run_dir, algorithm, tau=tau)
     events = read_jsonl(run_dir / "events.jsonl") if (run_dir / "events.jsonl").exists() else []
     failed = [e["message"] for e in events if e["kind"] == "failed"]
+    best, final = o["best_accuracy"], o["final_accuracy"]
     return {
-        "run_id": run_dir.name,
-        "steps": rows[-1]["step"] if rows else 0,
-        "best_error": round(1 - max(r["center_accuracy"] for r in evals), 4) if evals else None,
-        "final_error": round(1 - evals[-1]["center_accuracy"], 4) if evals else None,
+        "run_id": o["run_id"],
+        "steps": o["steps"],
+        "best_error": None if best is None else round(1 - best, 4),
+        "final_error": None if final is None else round(1 - final, 4),
         "diverged": bool(failed) and "diverged" in failed[0],
         "error": failed[0] if failed else None,
     }
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             work,
             f"fidelity-{stamp}",
         )
-        workers[ranks] = [_outcome(v) for v in d.values()]
+        workers[ranks] = [_outcome(v, "easgd", 4) for v in d.values()]
     eta = LR["easgd"]
     bound = stability_bound(eta)
     alphas = {"inside": 0.45, "inside, beta > 1": 0.95, "outside": 1.5}
@@ -102,12 +101,16 @@ def main(argv: list[str] | None = None) -> int:
         work,
         f"fidelity-{stamp}",
     )
-    stability = {name: {"alpha": a, **_outcome(d[f"alpha-{a}"])} for name, a in alphas.items()}
+    stability = {
+        name: {"alpha": a, **_outcome(d[f"alpha-{a}"], "easgd", 4)} for name, a in alphas.items()
+    }
 
     table: dict = {}
     for label, run_dir in dirs.items():
         algo, tau, _ = label.split("-")
-        table.setdefault(algo, {}).setdefault(tau, []).append(_outcome(run_dir))
+        table.setdefault(algo, {}).setdefault(tau, []).append(
+            _outcome(run_dir, algo, int(tau.removeprefix("tau")))
+        )
     summary = {
         algo: {
             tau: {

@@ -24,7 +24,7 @@ def main(config_path: str, out: str, steps: int = 150, warmup: int = 10) -> None
     from training import collectives, data, models
     from training.algorithms import WITH_MOMENTUM
     from training.config import resolve
-    from training.optimizer import ElasticAveragingOptimizer, inner_optimizer
+    from training.optimizer import ElasticAveragingOptimizer, build_inner
 
     cfg = resolve(config_path)
     collectives.init()
@@ -54,9 +54,9 @@ def main(config_path: str, out: str, steps: int = 150, warmup: int = 10) -> None
     # A/B in one process, alternating, so both see the same machine: the plain inner optimizer,
     # and the same one inside the wrapper with a period it never reaches (its
     # non-communication step; the first step's exchange falls in the warm-up).
-    plain = make_step(inner_optimizer(kind, opt_cfg.learning_rate, momentum))
+    plain = make_step(build_inner(kind, opt_cfg.learning_rate, momentum))
     wrapped = make_step(
-        ElasticAveragingOptimizer(inner_optimizer(kind, opt_cfg.learning_rate, momentum), tau=10**9)
+        ElasticAveragingOptimizer(build_inner(kind, opt_cfg.learning_rate, momentum), tau=10**9)
     )
     times: dict[str, list[float]] = {"plain": [], "wrapped": []}
     for i in range(warmup + steps):

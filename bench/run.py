@@ -26,65 +26,26 @@ from pathlib import Path
 
 import yaml
 
-from bench.common import horovodrun_command
+from bench.harness import (
+    NAMES,
+    RANKS,
+    SEED,
+    TAU,
+    TUNED,
+    WORKLOADS,
+    config_for,
+    horovodrun_command,
+    outcome,
+    tuned_settings,
+)
 from db.settings import runs_dir
 from db.store import Store
-from training.algorithms import REGISTRY
-from training.metrics import read_jsonl
 
-RANKS = 2
-TAU = 10
-SEED = 7
 NETNS = "easgd-bench-slow"
-WORKLOADS = {
-    "lenet": {
-        "model": {"name": "lenet5"},
-        "target": 0.95,
-        "max_steps": 450,
-        "networks": ("loopback",),
-        "title": "LeNet-5 on mnist5k (61,706 parameters)",
-    },
-    "mlp": {
-        "model": {"name": "mlp", "hidden": [1024, 1024]},
-        "target": 0.90,
-        "max_steps": 300,
-        "networks": ("loopback", "slow"),
-        "title": "MLP 784-1024-1024-10 on mnist5k (1,863,690 parameters)",
-    },
-}
-NAMES = ("sync", "easgd", "eamsgd", "downpour", "localsgd")
-TUNED = Path(__file__).resolve().parent / "results" / "tune.json"
-
-
-def tuned_settings(path: Path = TUNED) -> dict[str, dict[str, dict]]:
-    """Each workload's optimizer settings as `python -m bench.tune` chose them (its record), so
-    that the benchmark runs exactly what the tuner picked."""
-    if not path.is_file():
-        raise SystemExit(
-            f"bench: {path} is missing: run `make bench-tune` first (it chooses each algorithm's "
-            "learning rate)"
-        )
-    record = json.loads(path.read_text())
-    return {wl: v["chosen"] for wl, v in record["workloads"].items()}
 
 
 def say(msg: str) -> None:
     print(f"bench: {msg}", flush=True)
-
-
-def config_for(workload: str, algorithm: str, optimizer: dict, seed: int = SEED) -> dict:
-    w = WORKLOADS[workload]
-    return {
-        "name": f"bench-{workload}-{algorithm}",
-        "seed": seed,
-        "tags": {"bench": "run", "workload": workload},
-        "data": {"dataset": "mnist5k", "batch_size": 32},
-        "model": w["model"],
-        "optimizer": optimizer,
-        "training": {"epochs": 100, "max_steps": w["max_steps"], "eval_every": 10},
-        "checkpoint": {"every": None, "keep": 1},
-        "resources": {"workers": RANKS},
-    }
 
 
 def slow_network() -> str | None:
@@ -162,54 +123,6 @@ def bracket(before: dict | None, after: dict | None) -> dict | None:
         "ab_ratio": round(statistics.mean(m["wrapped_ms"] / m["plain_ms"] for m in both), 4),
         "before": before,
         "after": after,
-    }
-
-
-def communicated(algorithm: str, step: int) -> bool:
-    """Whether 1-based step `step` ran a collective (its schedule in the algorithm registry)."""
-    return bool(REGISTRY[algorithm].communicates(step - 1, TAU))
-
-
-def _ms(values: list[float], how) -> float | None:
-    return round(1000 * how(values), 3) if values else None
-
-
-def figures(rows: list[dict], algorithm: str, target: float) -> dict:
-    steps = [r for r in rows if r["step"] >= 1 and "step_time" in r]
-    timed = steps[1:]
-    comm = [r["step_time"] for r in timed if communicated(algorithm, r["step"])]
-    local = [r["step_time"] for r in timed if not communicated(algorithm, r["step"])]
-    # The first step traces and builds the training function, a one-off cost of seconds whatever
-    # the algorithm; it is counted as a typical step of its kind (it communicates).
-    first = statistics.median(comm) if comm else steps[0]["step_time"]
-    train_time, reached, curve = 0.0, None, []
-    cumulative = {}
-    for r in steps:
-        train_time += first if r is steps[0] else r["step_time"]
-        cumulative[r["step"]] = train_time
-    for r in rows:
-        if "center_accuracy" in r:
-            t = cumulative.get(r["step"], 0.0)
-            curve.append([r["step"], round(t, 4), r.get("bytes_sent", 0.0), r["center_accuracy"]])
-            if reached is None and r["center_accuracy"] >= target:
-                reached = (r["step"], t)
-    last = steps[-1]
-    return {
-        "steps": last["step"],
-        "bytes_per_step": last["bytes_sent"] / last["step"],
-        "comm_seconds": last["comm_seconds"],
-        "first_step_seconds": round(steps[0]["step_time"], 3),
-        "mean_comm_step_ms": _ms(comm, statistics.mean),
-        "median_comm_step_ms": _ms(comm, statistics.median),
-        "mean_local_step_ms": _ms(local, statistics.mean),
-        "median_local_step_ms": _ms(local, statistics.median),
-        "train_seconds": round(train_time, 3),
-        "target": target,
-        "steps_to_target": reached[0] if reached else None,
-        "seconds_to_target": round(reached[1], 3) if reached else None,
-        "final_accuracy": [r for r in rows if "center_accuracy" in r][-1]["center_accuracy"],
-        "best_accuracy": max(r["center_accuracy"] for r in rows if "center_accuracy" in r),
-        "curve": curve,
     }
 
 
@@ -452,10 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                     if code != 0:
                         say(f"{net} {wl} {algo}: failed (exit {code}), see the log")
                         continue
-                    f = figures(
-                        read_jsonl(run_dir / "metrics.jsonl"), algo, WORKLOADS[wl]["target"]
-                    )
-                    f["run_id"] = run_dir.name
+                    f = outcome(run_dir, algo, WORKLOADS[wl]["target"])
                     f["optimizer"] = settings[wl][algo]
                     results[net][wl][algo] = f
                     say(

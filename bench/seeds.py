@@ -18,9 +18,15 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.common import write_timed
-from bench.run import WORKLOADS, communicated, tuned_settings
-from bench.tune import label_for, outcome, train_missing
+from bench.harness import (
+    WORKLOADS,
+    communicated,
+    label_for,
+    outcome,
+    train_missing,
+    tuned_settings,
+    write_timed,
+)
 from db.store import Store
 
 ALGOS = ("sync", "eamsgd")
@@ -64,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             {label: (wl, a, settings[wl][a], s) for (a, s), label in labels.items()}, work
         )
         steps = {
-            a: {s: outcome(dirs[labels[(a, s)]], target)["steps_to_target"] for s in seeds}
+            a: {s: outcome(dirs[labels[(a, s)]], a, target)["steps_to_target"] for s in seeds}
             for a in ALGOS
         }
         ratios = [

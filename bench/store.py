@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import write_result
+from bench.harness import write_result
 from db.store import Store
 
 RUNS, STEPS, BATCH = 20, 10_000, 2000

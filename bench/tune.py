@@ -16,19 +16,25 @@ configuration and kept in the store, so a rerun trains only new settings.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import time
 from pathlib import Path
 
-from bench.common import sweep, write_timed
-from bench.run import NAMES, RANKS, TAU, WORKLOADS, config_for
-from db.settings import runs_dir
+from bench.harness import (
+    NAMES,
+    RANKS,
+    TAU,
+    WORKLOADS,
+    label_for,
+    outcome,
+    train_missing,
+    write_timed,
+)
 from db.store import Store
-from training.metrics import read_jsonl
 
 MOMENTUM_GRID = ((0.99, 0.002), (0.99, 0.005), (0.9, 0.02), (0.9, 0.05), (0.9, 0.1))
 SGD_GRID = (0.02, 0.05, 0.1, 0.2)
+# What the record keeps of each run tried.
+TRIED_FIGURES = ("run_id", "steps_to_target", "best_accuracy", "final_accuracy")
 
 
 def candidates(algorithm: str) -> list[dict]:
@@ -39,18 +45,6 @@ def candidates(algorithm: str) -> list[dict]:
             for m, lr in MOMENTUM_GRID
         ]
     return [{"algorithm": algorithm, "learning_rate": lr, "tau": TAU} for lr in SGD_GRID]
-
-
-def outcome(run_dir: Path, target: float) -> dict:
-    path = run_dir / "metrics.jsonl"
-    evals = [r for r in read_jsonl(path) if "center_accuracy" in r] if path.exists() else []
-    reached = next((r["step"] for r in evals if r["center_accuracy"] >= target), None)
-    return {
-        "run_id": run_dir.name,
-        "steps_to_target": reached,
-        "best_accuracy": max((r["center_accuracy"] for r in evals), default=None),
-        "final_accuracy": evals[-1]["center_accuracy"] if evals else None,
-    }
 
 
 def choose(tried: list[dict]) -> dict | None:
@@ -65,27 +59,6 @@ def choose(tried: list[dict]) -> dict | None:
             -t["best_accuracy"],
         ),
     )
-
-
-def label_for(workload: str, algorithm: str, optimizer: dict, seed: int) -> str:
-    """A run's name from its whole configuration, so that a setting already trained is reused
-    (the tuner can be rerun after a grid change and trains only what is new)."""
-    cfg = json.dumps(config_for(workload, algorithm, optimizer, seed=seed), sort_keys=True)
-    return f"{workload}-{algorithm}-s{seed}-{hashlib.sha1(cfg.encode()).hexdigest()[:10]}"
-
-
-def train_missing(entries: dict[str, tuple[str, str, dict, int]], work: Path) -> dict[str, Path]:
-    """Train, in one sweep, each (workload, algorithm, optimizer, seed) whose run does not exist
-    yet; returns every label's run directory."""
-    dirs = {label: runs_dir() / f"tune-{label}" for label in entries}
-    new = [
-        (label, config_for(*entries[label][:3], seed=entries[label][3]))
-        for label, d in dirs.items()
-        if not d.exists()
-    ]
-    if new:
-        sweep(new, RANKS, work, "tune")
-    return dirs
 
 
 def widen(chosen: dict, tried: list[dict]) -> dict | None:
@@ -124,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             }
             for label, d in train_missing(entries, work).items():
                 _, a, opt, _ = entries[label]
-                by_algo.setdefault(a, []).append({"optimizer": opt, **outcome(d, target)})
+                o = outcome(d, a, target)
+                by_algo.setdefault(a, []).append(
+                    {"optimizer": opt, **{k: o[k] for k in TRIED_FIGURES}}
+                )
             pending = []
             for a, tried in by_algo.items():
                 best = choose(tried)

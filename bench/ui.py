@@ -22,10 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
-from bench.common import CHROMIUM_ARGS, write_result
+from bench.harness import write_result
 from db.store import Store
+from ui.testing import CHROMIUM_ARGS, DRAWN, chromium, wait_until_serving
 
 RUNS, STEPS = 20, 10_000
 
@@ -55,7 +54,7 @@ def _seed(store: Store) -> list[str]:
     return ids
 
 
-DRAWN = f'.easgd-curves[data-drawn="1"][data-series="{RUNS}"]'
+ALL_DRAWN = f'{DRAWN}[data-series="{RUNS}"]'
 
 SCENARIOS = {
     "first visit": (
@@ -91,7 +90,7 @@ def _measure(browser, base: str, ids: list[str], repeat: int) -> dict:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         t0 = time.perf_counter()
         page.goto(link)
-        page.locator(DRAWN).wait_for(timeout=60000)
+        page.locator(ALL_DRAWN).wait_for(timeout=60000)
         _idle(page)
         first = time.perf_counter() - t0
 
@@ -99,7 +98,7 @@ def _measure(browser, base: str, ids: list[str], repeat: int) -> dict:
         t0 = time.perf_counter()
         box.click()
         page.get_by_role("option", name="train_loss", exact=True).click()
-        page.locator(f'{DRAWN}[data-y="train_loss"]').wait_for(timeout=60000)
+        page.locator(f'{ALL_DRAWN}[data-y="train_loss"]').wait_for(timeout=60000)
         _idle(page)
         metric = time.perf_counter() - t0
         page.get_by_test_id("stSidebarNavLink").filter(has_text="Runs").click()
@@ -108,7 +107,7 @@ def _measure(browser, base: str, ids: list[str], repeat: int) -> dict:
         page.wait_for_timeout(300)
         t0 = time.perf_counter()
         page.get_by_test_id("stSidebarNavLink").filter(has_text="Compare").click()
-        page.locator(DRAWN).wait_for(timeout=60000)
+        page.locator(ALL_DRAWN).wait_for(timeout=60000)
         _idle(page)
         in_app = time.perf_counter() - t0
 
@@ -132,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m bench.ui")
     p.add_argument("--out", default="bench/results/ui.json")
-    p.add_argument("--chromium", default=os.environ.get("EASGD_TEST_CHROMIUM", "/usr/bin/chromium"))
+    p.add_argument("--chromium", default=chromium())
     p.add_argument("--repeat", type=int, default=5)
     args = p.parse_args(argv)
     home = tempfile.TemporaryDirectory()
@@ -167,12 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(120):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
+        if not wait_until_serving([f"http://127.0.0.1:{port}/"], timeout=60):
+            raise SystemExit(f"bench: the UI did not answer on port {port} within 60 s")
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
             timings = _measure(browser, f"http://127.0.0.1:{port}", ids, args.repeat)

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from bench.run import NAMES, WORKLOADS, bracket, communicated, figures, goals, tuned_settings
+from bench.harness import NAMES, WORKLOADS, communicated, label_for, outcome, tuned_settings
+from bench.run import bracket, goals
 from bench.seeds import time_ratios
-from bench.tune import candidates, choose, label_for, widen
+from bench.tune import candidates, choose, widen
 from training.algorithms import REGISTRY
 
 
@@ -27,11 +28,17 @@ def _rows(step_times: dict[int, float], accuracy: dict[int, float], bytes_per_st
     return rows
 
 
-def test_first_step_counts_as_a_typical_communication_step():
+def _run(tmp_path, rows: list[dict]):
+    """A run directory holding `rows` as its metrics.jsonl."""
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp_path
+
+
+def test_first_step_counts_as_a_typical_communication_step(tmp_path):
     # eamsgd with tau = 10 communicates on steps 1, 11, 21: those take 0.05 s, the others 0.01 s.
     times = {s: (0.05 if (s - 1) % 10 == 0 else 0.01) for s in range(1, 31)}
     times[1] = 3.0  # tracing the training function
-    f = figures(_rows(times, {20: 0.5, 30: 0.96}, 100.0), "eamsgd", 0.95)
+    f = outcome(_run(tmp_path, _rows(times, {20: 0.5, 30: 0.96}, 100.0)), "eamsgd", 0.95)
     assert f["first_step_seconds"] == 3.0
     assert f["median_comm_step_ms"] == pytest.approx(50.0)
     assert f["median_local_step_ms"] == pytest.approx(10.0)
@@ -40,6 +47,52 @@ def test_first_step_counts_as_a_typical_communication_step():
     assert f["steps_to_target"] == 30
     assert f["bytes_per_step"] == pytest.approx(100.0)
     assert f["final_accuracy"] == 0.96
+
+
+# easgd with tau = 2 communicates on steps 1, 3, 5, 7; the evaluation at step 6 was not finite.
+METRICS = """\
+{"step": 0, "wall_time": 0.0, "bytes_sent": 0.0, "comm_seconds": 0.0, "center_accuracy": 0.1}
+{"step": 1, "step_time": 2.0, "bytes_sent": 400.0, "comm_seconds": 0.01}
+{"step": 2, "step_time": 0.1, "bytes_sent": 400.0, "comm_seconds": 0.01, "center_accuracy": 0.6}
+{"step": 3, "step_time": 0.3, "bytes_sent": 800.0, "comm_seconds": 0.02}
+{"step": 4, "step_time": 0.1, "bytes_sent": 800.0, "comm_seconds": 0.02, "center_accuracy": 0.93}
+{"step": 5, "step_time": 0.5, "bytes_sent": 1200.0, "comm_seconds": 0.03}
+{"step": 6, "step_time": 0.1, "bytes_sent": 1200.0, "comm_seconds": 0.03, "center_accuracy": null}
+{"step": 7, "step_time": 0.3, "bytes_sent": 1600.0, "comm_seconds": 0.04}
+{"step": 8, "step_time": 0.1, "bytes_sent": 1600.0, "comm_seconds": 0.04, "center_accuracy": 0.91}
+"""
+
+
+def test_outcome_of_a_hand_written_run(tmp_path):
+    run_dir = tmp_path / "tune-lenet-easgd"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text(METRICS)
+    f = outcome(run_dir, "easgd", 0.9, tau=2)
+    assert f["run_id"] == "tune-lenet-easgd"
+    assert f["steps"] == 8
+    assert f["bytes_per_step"] == 200.0
+    assert f["comm_seconds"] == 0.04
+    assert f["first_step_seconds"] == 2.0
+    # Steps 3, 5, 7 communicate (0.3, 0.5, 0.3 s); 2, 4, 6, 8 do not (0.1 s each).
+    assert f["median_comm_step_ms"] == pytest.approx(300.0)
+    assert f["mean_comm_step_ms"] == pytest.approx(366.667)
+    assert f["median_local_step_ms"] == pytest.approx(100.0)
+    # The first step counted at the median communication step: 0.3 + 0.1 + 0.3 + 0.1 to step 4.
+    assert f["steps_to_target"] == 4
+    assert f["seconds_to_target"] == pytest.approx(0.8)
+    assert f["train_seconds"] == pytest.approx(0.3 + 0.1 + 0.3 + 0.1 + 0.5 + 0.1 + 0.3 + 0.1)
+    assert f["best_accuracy"] == 0.93
+    assert f["final_accuracy"] == 0.91
+    assert [p[0] for p in f["curve"]] == [0, 2, 4, 8]
+    assert f["curve"][2] == [4, pytest.approx(0.8), 800.0, 0.93]
+
+
+def test_a_run_that_wrote_no_metrics_has_no_figures(tmp_path):
+    f = outcome(tmp_path / "failed-run", "sync", 0.95)
+    assert f["run_id"] == "failed-run" and f["steps"] == 0
+    assert f["steps_to_target"] is None and f["best_accuracy"] is None
+    assert f["final_accuracy"] is None and f["bytes_per_step"] is None
+    assert choose([{"optimizer": "x", **f}]) is None
 
 
 def test_communicated_steps_follow_the_registry_schedule():
@@ -51,9 +104,9 @@ def test_communicated_steps_follow_the_registry_schedule():
     assert set(NAMES) <= set(REGISTRY)
 
 
-def test_target_not_reached_is_none():
+def test_target_not_reached_is_none(tmp_path):
     times = {s: 0.02 for s in range(1, 11)}
-    f = figures(_rows(times, {10: 0.9}, 10.0), "sync", 0.95)
+    f = outcome(_run(tmp_path, _rows(times, {10: 0.9}, 10.0)), "sync", 0.95)
     assert f["steps_to_target"] is None and f["seconds_to_target"] is None
     assert f["best_accuracy"] == 0.9
 

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from bench.run import TAU, communicated
-from tests.conftest import QUIET_TF, ROOT
+from bench.harness import TAU
+from tests.support import QUIET_TF, ROOT
 from training.algorithms import EXCHANGES, REGISTRY
 
 pytestmark = pytest.mark.horovod  # Horovod in one plain process (one rank): no horovodrun
@@ -39,7 +39,7 @@ def test_bench_counts_the_rounds_the_optimizer_runs(observed, name):
     assert got["exchange"] == spec.exchange.name
     # A saved model's optimizer says what ran: sync exchanges every step.
     assert got["saved_tau"] == (TAU if spec.periodic else 1)
-    assert got["rounds_on"] == [s for s in range(1, STEPS + 1) if communicated(name, s)]
+    assert got["rounds_on"] == [s for s in range(1, STEPS + 1) if spec.communicates(s - 1, TAU)]
     # Written out, not read from the registry: the paper's schedules, by 1-based step s.
     written = {
         "every": list(range(1, STEPS + 1)),

@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.common import CHROMIUM_ARGS
-from tests.conftest import BIN, QUIET_TF, ROOT, _free_port
+from tests.support import BIN, QUIET_TF, ROOT, free_port
+from ui.testing import CHROMIUM_ARGS, DRAWN, chromium, wait_until_serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.service, pytest.mark.horovod]
-CHROMIUM = os.environ.get("EASGD_TEST_CHROMIUM") or "/usr/bin/chromium"
+CHROMIUM = chromium()
 SHOTS = ROOT / "test-artifacts" / "browser"
 
 
@@ -29,7 +29,7 @@ SHOTS = ROOT / "test-artifacts" / "browser"
 def product(tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium")
-    api, ui = _free_port(), _free_port()
+    api, ui = free_port(), free_port()
     home = tmp_path / "home"
     env = {**os.environ, **QUIET_TF, "EASGD_HOME": str(home)}
     env.pop("EASGD_DB_URL", None)
@@ -41,17 +41,9 @@ def product(tmp_path):
         text=True,
         start_new_session=True,
     )
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if (
-                httpx.get(f"http://127.0.0.1:{ui}/", timeout=1).status_code == 200
-                and httpx.get(f"http://127.0.0.1:{api}/health", timeout=1).status_code == 200
-            ):
-                break
-        except httpx.TransportError:
-            time.sleep(0.5)
-    else:
+    if not wait_until_serving(
+        [f"http://127.0.0.1:{ui}/", f"http://127.0.0.1:{api}/health"], timeout=90
+    ):
         proc.kill()
         raise AssertionError("easgd up did not start: " + (proc.stdout.read() or ""))
     yield {
@@ -64,9 +56,6 @@ def product(tmp_path):
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-
-
-DRAWN = '.easgd-curves[data-drawn="1"]'
 
 
 def _no_exception(page, name: str) -> None:
