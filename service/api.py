@@ -133,8 +133,7 @@ def _about(*loc: str) -> Iterator[None]:
         raise _invalid(loc, str(exc), "value_error") from None
 
 
-def _config_problem(problem: str) -> dict[str, Any]:
-    field = problem.split(":", 1)[0]
+def _config_problem(problem: str, field: str) -> dict[str, Any]:
     if field in ("set", "--set", "workers"):
         loc: tuple[str, ...] = ("body", field.lstrip("-"))
     elif re.fullmatch(r"[A-Za-z0-9_.\-]+", field) and field != "config":
@@ -298,13 +297,15 @@ def create_app(
     def submit(req: JobRequest) -> JobOut:
         try:
             prepared = prepare(req.config, req.set, req.workers, settings.data_dirs, req.name)
+            res = prepared.config.resources
+            problem = supervisor.placement_problem(res.workers, res.gpus_per_worker, res.host_map)
+            if problem:
+                raise ConfigError([problem])
         except ConfigError as exc:
-            raise RequestValidationError([_config_problem(p) for p in exc.problems]) from None
+            raise RequestValidationError(
+                [_config_problem(p, f) for p, (f, _) in zip(exc.problems, exc.by_field())]
+            ) from None
         cfg = prepared.config
-        res = cfg.resources
-        problem = supervisor.placement_problem(res.workers, res.gpus_per_worker, res.host_map)
-        if problem:
-            raise RequestValidationError([_config_problem(problem)])
         job = store.create_job(
             config=prepared.frozen,
             workers=res.workers,

@@ -333,6 +333,15 @@ class ConfigError(EasgdError, ValueError):
         self.problems = problems
         super().__init__("; ".join(problems))
 
+    def by_field(self) -> list[tuple[str, str]]:
+        """(field, reason) for each problem. Every problem is written `field: reason`, the field
+        being a dotted path (`optimizer.tau`), a section, or a flag (`--set`, `--config`)."""
+        out = []
+        for p in self.problems:
+            field, sep, reason = p.partition(": ")
+            out.append((field, reason) if sep and field.isprintable() else ("", p))
+        return out
+
     def cli_message(self) -> str:
         return f"invalid configuration: {self}"
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import annotated_types
 from pydantic import BaseModel
 
-from training.config import ExperimentConfig
+from training.config import ConfigError, ExperimentConfig
 
 SECTIONS = ("data", "model", "optimizer", "training", "checkpoint", "resources")
 # Where a field's own name would be ambiguous on the page.
@@ -154,10 +154,9 @@ def flat_values(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def errors_by_field(problems: list[str]) -> dict[str, list[str]]:
-    """ConfigError lines keyed by the field path each one names."""
+def errors_by_field(error: ConfigError | None) -> dict[str, list[str]]:
+    """A ConfigError's reasons keyed by the field path each one names."""
     out: dict[str, list[str]] = {}
-    for p in problems:
-        path, _, reason = p.partition(": ")
-        out.setdefault(path, []).append(reason or p)
+    for path, reason in error.by_field() if error else []:
+        out.setdefault(path, []).append(reason)
     return out

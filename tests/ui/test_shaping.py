@@ -8,7 +8,7 @@ import pytest
 from db.entities import LatestValue, MetricPoint
 from tests.support import run_record
 from training.algorithms import REGISTRY
-from training.config import ExperimentConfig, visible_fields
+from training.config import ConfigError, ExperimentConfig, visible_fields
 from ui import form
 from ui.shaping import config_of, curves, differing_params, runs_frame, smooth, summary
 
@@ -48,9 +48,12 @@ def test_flat_and_nested_round_trip():
     assert flat["optimizer.algorithm"] == "eamsgd" and flat["optimizer.beta"] is None
     again = ExperimentConfig.model_validate(form.nested(flat)).to_dict()
     assert again == config
-    assert form.errors_by_field(["optimizer.tau: too small (received: 0)"]) == {
+    assert form.errors_by_field(ConfigError(["optimizer.tau: too small (received: 0)"])) == {
         "optimizer.tau": ["too small (received: 0)"]
     }
+    assert form.errors_by_field(None) == {}
+    # A problem that names no field is kept whole, under no field.
+    assert form.errors_by_field(ConfigError(["not a mapping"])) == {"": ["not a mapping"]}
 
 
 def test_differing_params_and_table():

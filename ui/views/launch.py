@@ -146,12 +146,12 @@ if mode == "YAML":
         st.rerun()
 else:
     shown, data = _form_config()
+    refused: ConfigError | None = None
     try:
         config = parse_config(data)
-        problems = []
     except ConfigError as exc:
-        config, problems = None, exc.problems
-    errors = form.errors_by_field(problems)
+        config, refused = None, exc
+    errors = form.errors_by_field(refused)
     placed: set[str] = set()
     columns = st.columns(3)
     for i, (title, prefixes) in enumerate(SECTIONS):
@@ -169,7 +169,7 @@ else:
     for path, reasons in errors.items():
         if path not in placed:
             for reason in reasons:
-                st.error(f"{path}: {reason}")
+                st.error(f"{path}: {reason}" if path else reason)
     with st.expander("The same configuration as YAML"):
         st.code(
             yaml.safe_dump(config.to_dict() if config else data, sort_keys=False), language="yaml"
