@@ -10,6 +10,7 @@ import os
 import traceback
 from pathlib import Path
 
+from db.entities import RunStatus
 from training.config import ExperimentConfig, warnings_for
 from training.console import complain, finished_line, say
 from training.metrics import CENTER_ACCURACY, FanOut, JsonlSink, MetricsSink, RunInfo
@@ -52,7 +53,7 @@ def _record_failure(exc: BaseException, trainer, sinks: list[MetricsSink], info:
         if trainer is None:
             fan.start(info)
         fan.event("failed", message, trainer.step if trainer else None)
-        fan.finish("failed", message)
+        fan.finish(RunStatus.FAILED, message)
     except Exception:  # noqa: BLE001 - the original error matters more
         pass
 
@@ -104,7 +105,7 @@ def run(
         return 1
     if rank == 0:
         trainer.sink.event("finished", f"finished at step {trainer.step}", trainer.step)
-        trainer.sink.finish("finished")
+        trainer.sink.finish(RunStatus.FINISHED)
         say(finished_line(run_dir.name, str(run_dir), last.get(CENTER_ACCURACY)))
     return 0
 
