@@ -57,19 +57,45 @@ def _payload_bytes(tensors: Sequence[tf.Tensor]) -> int:
     return total
 
 
-def timed_sum(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tensor], int, tf.Tensor]:
-    """All-reduce (Sum) a group of tensors in one collective: (results, payload bytes, seconds)."""
+def _timed(tensors: Sequence[tf.Tensor], collective) -> tuple[list[tf.Tensor], int, tf.Tensor]:
+    """`collective` (inputs -> results) timed with `tf.timestamp` around it: (results, payload
+    bytes of `tensors`, seconds). With one rank the inputs are the results."""
     tensors = list(tensors)
     start = tf.timestamp()
     with tf.control_dependencies([start]):
         inputs = [tf.identity(t) for t in tensors]
-    if hvd.size() == 1:
-        results = inputs
-    else:
-        results = hvd.grouped_allreduce(inputs, op=hvd.Sum, name=name)
+    results = inputs if hvd.size() == 1 else list(collective(inputs))
     with tf.control_dependencies(results):
         seconds = tf.timestamp() - start
-    return list(results), _payload_bytes(tensors), seconds
+    return results, _payload_bytes(tensors), seconds
+
+
+def timed_sum(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tensor], int, tf.Tensor]:
+    """All-reduce (Sum) a group of tensors in one collective: (results, payload bytes, seconds)."""
+    return _timed(tensors, lambda inputs: hvd.grouped_allreduce(inputs, op=hvd.Sum, name=name))
+
+
+def timed_allgather(tensor: tf.Tensor, name: str) -> tuple[tf.Tensor, int, tf.Tensor]:
+    """Every rank's `tensor`, concatenated along the first dimension in rank order: (result,
+    payload bytes this rank hands over, seconds). A ring all-gather forwards p - 1 payloads
+    of this size through each rank."""
+    (result,), nbytes, seconds = _timed(
+        [tensor], lambda inputs: [hvd.allgather(inputs[0], name=name)]
+    )
+    return result, nbytes, seconds
+
+
+def timed_alltoall(
+    tensor: tf.Tensor, splits: Sequence[int], name: str
+) -> tuple[tf.Tensor, int, tf.Tensor]:
+    """Rows `splits[l]` of `tensor` (taken in rank order) go to rank l; returns the rows this
+    rank received, in the order of the ranks that sent them, the payload bytes this rank hands
+    over (what it sends), and the seconds."""
+    splits = tf.constant(list(splits), tf.int32)
+    (result,), nbytes, seconds = _timed(
+        [tensor], lambda inputs: [hvd.alltoall(inputs[0], splits=splits, name=name)[0]]
+    )
+    return result, nbytes, seconds
 
 
 def timed_mean(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tensor], int, tf.Tensor]:
