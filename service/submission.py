@@ -14,6 +14,7 @@ from training.config import (
     apply_overrides,
     load_yaml_text,
     parse_config,
+    topology_problem,
     warnings_for,
 )
 
@@ -45,4 +46,7 @@ def prepare(
     if name is not None:
         data = {**data, "name": name}  # the job's name is its run's name
     cfg = parse_config(data, data_dirs)
+    # A job runs on exactly resources.workers ranks: a mixing matrix for another number fails.
+    if (problem := topology_problem(cfg, cfg.resources.workers)) is not None:
+        raise ConfigError([problem])
     return Prepared(cfg, warnings_for(cfg))

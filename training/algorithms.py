@@ -34,16 +34,17 @@ class Exchange:
     `when` places the round around the inner step of the step with 0-based index t:
     ``every`` (on the gradients, every step, tau unused), ``before`` (on steps with
     t mod tau == 0, with the x at which the step's gradient was taken) or ``after`` (once tau
-    inner steps are done: (t + 1) mod tau == 0).
+    inner steps are done: (t + 1) mod tau == 0). An exchange that takes no tau runs its round
+    on every step.
     `arguments` maps the optimizer's keyword arguments to the OptimizerConfig fields that give
     them; those fields are what the exchange adds to the inner step's.
     `evaluated`: what is evaluated and exported, the center, its moving average or (no center)
-    the worker's own weights.
+    the worker's own weights, or the workers' mean (computed for evaluation only).
     """
 
     name: str
     when: Literal["every", "before", "after"]
-    evaluated: Literal["center", "average", "weights"]
+    evaluated: Literal["center", "average", "weights", "mean"]
     summary: str
     arguments: Mapping[str, str] = field(default_factory=dict)
 
@@ -52,12 +53,12 @@ class Exchange:
 
     @property
     def has_center(self) -> bool:
-        return self.evaluated != "weights"
+        return self.evaluated in ("center", "average")
 
     def communicates(self, t: Any, tau: Any) -> Any:
         """Whether the step with 0-based index `t` runs a round. `t` may be an int or a tensor:
         the optimizer builds its condition from this same expression."""
-        if self.when == "every":
+        if self.when == "every" or "tau" not in self.arguments:
             return True
         return (t + (1 if self.when == "after" else 0)) % tau == 0
 
@@ -107,6 +108,21 @@ EXCHANGES: Mapping[str, Exchange] = MappingProxyType(
                 "center",
                 "every tau steps, every worker is set to the workers' mean",
                 _PERIOD,
+            ),
+            Exchange(
+                "consensus",
+                "before",
+                "mean",
+                "every step, each worker mixes its neighbours' weights with its row of the "
+                "topology's mixing matrix",
+                {"topology": "topology"},
+            ),
+            Exchange(
+                "mconsensus",
+                "before",
+                "mean",
+                "as consensus, with Nesterov momentum on the mixed step (CDMSGD)",
+                {"topology": "topology", "consensus_momentum": "momentum"},
             ),
         )
     }
@@ -202,6 +218,18 @@ REGISTRY: Mapping[str, AlgorithmSpec] = MappingProxyType(
                 "localsgd",
                 EXCHANGES["localsgd"],
                 "Local SGD: every tau steps every worker is set to the workers' mean.",
+            ),
+            AlgorithmSpec(
+                "cdsgd",
+                EXCHANGES["consensus"],
+                "CDSGD: every step each worker mixes its neighbours' weights (topology) and takes "
+                "its SGD step; no center, the workers' mean is evaluated.",
+            ),
+            AlgorithmSpec(
+                "cdmsgd",
+                EXCHANGES["mconsensus"],
+                "CDMSGD: CDSGD with Nesterov momentum (momentum, 0.95) on the mixed step.",
+                {"momentum": 0.95},
             ),
         )
     }

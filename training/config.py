@@ -32,6 +32,8 @@ from pydantic import (
 from db.errors import EasgdError
 from training.algorithms import REGISTRY, AlgorithmSpec
 from training.hosts import HOSTS_PATTERN, Hosts, HostsError, format_hosts, parse_hosts
+from training.topology import TopologyError, connected, mixing_matrix
+from training.topology import parse as parse_topology
 
 
 class _AlgorithmName(StrEnum):
@@ -199,6 +201,21 @@ class OptimizerConfig(_Section):
         le=1,
         description="Moving-average rate of MVADOWNPOUR's evaluated model.",
     )
+    topology: Literal["ring", "full"] | list[list[float]] = Field(
+        "ring",
+        description=(
+            "CDSGD's fixed topology: ring or full (Metropolis-Hastings weights), or a workers x "
+            "workers doubly stochastic mixing matrix as a list of rows: [[0.5, 0.5], [0.5, 0.5]]."
+        ),
+    )
+
+    @field_validator("topology", mode="before")
+    @classmethod
+    def _topology(cls, value: Any) -> Any:
+        try:
+            return parse_topology(value)
+        except TopologyError as exc:
+            raise ValueError(f"{exc} (received: {_short(value)})") from None
 
     @model_validator(mode="after")
     def _one_of_alpha_beta(self) -> OptimizerConfig:
@@ -728,11 +745,33 @@ def warnings_for(config: ExperimentConfig, workers: int | None = None) -> list[s
                 f"optimizer.alpha: beta = workers x alpha = {p * alpha:g} > 1 pulls the center "
                 "past the workers' mean"
             )
+    if (problem := topology_problem(config, p)) is not None:
+        out.append(problem)
+    elif (
+        "topology" in spec.fields and isinstance(opt.topology, list) and not connected(opt.topology)
+    ):
+        out.append(
+            "optimizer.topology: the graph of the mixing matrix is not connected; workers in "
+            "different parts never agree"
+        )
     if not spec.periodic and opt.tau != 10:
         out.append(
             f"optimizer.tau: ignored by algorithm '{spec.name}' (it communicates every step)"
         )
     return out
+
+
+def topology_problem(config: ExperimentConfig, workers: int) -> str | None:
+    """Why the configuration's mixing matrix does not fit `workers` workers (the schema cannot
+    know how many ranks a shell run starts); None when it fits, or the algorithm takes none."""
+    opt = config.optimizer
+    if "topology" not in opt.spec.fields or isinstance(opt.topology, str):
+        return None
+    try:
+        mixing_matrix(opt.topology, workers)
+    except TopologyError as exc:
+        return f"optimizer.topology: {exc}"
+    return None
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -24,6 +24,8 @@ CENTER_ACCURACY = "center_accuracy"
 WORKER_LOSS = "worker_loss"
 WORKER_ACCURACY = "worker_accuracy"
 SPREAD = "spread"
+# Algorithms with no center (cdsgd, cdmsgd): mean over workers of ||x_i - mean||^2.
+CONSENSUS = "consensus"
 # What tables show first, and the curves a run's page draws.
 KEY_METRICS = (CENTER_ACCURACY, TRAIN_LOSS, BYTES_SENT)
 RUN_PAGE_CURVES = (CENTER_ACCURACY, TRAIN_LOSS, SPREAD, BYTES_SENT)

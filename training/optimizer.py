@@ -20,6 +20,14 @@ When each exchange runs, whether it keeps a center and what is evaluated are dec
   look-ahead form Keras uses: v <- delta v + D;  c <- c + delta v + D, with D = sum_i (x_i - c).
 - ``mvadownpour``: downpour, and z <- (1 - a) z + a c after every step; z is the evaluated model.
 - ``localsgd``: after every tau inner steps, every worker is set to the mean of the workers.
+- ``consensus`` (CDSGD, Jiang et al., NIPS 2017): every step, before the inner step, worker j
+  mixes with its row of the topology's doubly stochastic matrix pi, so that with SGD inside
+  x_j <- sum_l pi_jl x_l - eta g_j(x_j), the gradient taken at the x_j before mixing. One
+  collective: an all-gather of the flattened weights, or, when no rank mixes with all others,
+  an all-to-all that sends them to the ranks that mix them only. No center: the evaluated
+  model is the workers' mean, computed by `prepare_evaluation` (a monitoring all-reduce).
+- ``mconsensus`` (CDMSGD): the same round; the inner step then gives v_{k+1} = sum_l pi_jl x_l
+  - eta g_j(x_j), and after it x <- v_{k+1} + mu (v_{k+1} - v_k), with v_0 = x_0.
 
 The center is the root rank's. Every rank keeps a replica because the all-reduce hands every rank
 the same sum, so the center needs no broadcast; the test suite checks the replicas bit for bit.
@@ -33,6 +41,8 @@ from keras.src.utils import tracking
 
 from training import collectives
 from training.algorithms import EXCHANGES, WITH_MOMENTUM
+from training.topology import TopologyError, mixing_matrix
+from training.topology import parse as parse_topology
 
 
 def _in_xla_context() -> bool:
@@ -55,6 +65,9 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             harness).
         center_momentum: delta of the center's Nesterov momentum (`mdownpour`).
         average_rate: rate a of the center's moving average (`mvadownpour`).
+        topology: "ring", "full" or a workers x workers doubly stochastic mixing matrix
+            (`consensus`, `mconsensus`).
+        consensus_momentum: mu of CDMSGD's momentum (`mconsensus`).
         root_rank: the rank whose weights everyone starts from.
         broadcast_on_build: broadcast the root's weights when the optimizer is built, so that
             every worker and the center start equal (what Horovod's broadcast callback does).
@@ -71,6 +84,8 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         exchange: str = "elastic",
         center_momentum: float = 0.9,
         average_rate: float = 0.001,
+        topology: str | list = "ring",
+        consensus_momentum: float = 0.95,
         root_rank: int = 0,
         broadcast_on_build: bool = True,
         name: str | None = None,
@@ -102,6 +117,14 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             raise ValueError(f"center_momentum must be in [0, 1). Received: {center_momentum}")
         if not 0 < average_rate <= 1:
             raise ValueError(f"average_rate must be in (0, 1]. Received: {average_rate}")
+        if not 0 <= consensus_momentum < 1:
+            raise ValueError(
+                f"consensus_momentum must be in [0, 1). Received: {consensus_momentum}"
+            )
+        try:
+            topology = parse_topology(topology)
+        except TopologyError as exc:
+            raise ValueError(f"topology: {exc}. Received: topology={topology!r:.200}") from None
         super().__init__(learning_rate=0.0, name=name or "elastic_averaging")
         collectives.init()
         self.inner_optimizer = inner_optimizer
@@ -113,6 +136,17 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         self.alpha = float(alpha) if alpha is not None else (beta or 0.9) / self.workers
         self.center_momentum = float(center_momentum)
         self.average_rate = float(average_rate)
+        self.topology = topology
+        self.consensus_momentum = float(consensus_momentum)
+        self._mixing = None
+        if exchange in ("consensus", "mconsensus"):
+            # Every rank holds the whole matrix: who it receives from and who it sends to.
+            try:
+                self._mixing = mixing_matrix(topology, self.workers)
+            except TopologyError as exc:
+                # The schema cannot know how many ranks a shell run starts: this is where a
+                # matrix of the wrong size is refused.
+                raise ValueError(f"optimizer.topology: {exc}") from None
         self.root_rank = root_rank
         self.broadcast_on_build = broadcast_on_build
 
@@ -126,6 +160,14 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         self.center = []
         self.center_velocity = []
         self.average = []
+        self.mean = []
+        self.previous = []
+        if self._exchange.evaluated == "mean":
+            self.mean = [self.add_variable_from_reference(v, name="mean") for v in var_list]
+        if self.exchange == "mconsensus":
+            self.previous = [
+                self.add_variable_from_reference(v, name="consensus_previous") for v in var_list
+            ]
         if self._exchange.has_center:
             self.center = [self.add_variable_from_reference(v, name="center") for v in var_list]
         if self.exchange == "mdownpour":
@@ -138,7 +180,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         with tf.init_scope():
             if self.broadcast_on_build:
                 collectives.broadcast_variables(var_list, self.root_rank)
-            for state in (self.center, self.average):
+            for state in (self.center, self.average, self.mean, self.previous):
                 for s, v in zip(state, var_list):
                     s.assign(v.value)
         super().build(var_list)
@@ -161,12 +203,26 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
 
     @property
     def evaluation_variables(self) -> list:
-        """What to evaluate and export: the center (or its moving average), or the weights."""
+        """What to evaluate and export: the center (or its moving average), the weights, or the
+        workers' mean as of the last `prepare_evaluation`."""
         return {
             "center": self.center,
             "average": self.average,
             "weights": self._trainable_variables,
+            "mean": self.mean,
         }[self._exchange.evaluated]
+
+    def prepare_evaluation(self) -> None:
+        """Every rank calls it before `evaluation_variables` are read. With no center
+        (`consensus`), it sets them to the workers' mean: one all-reduce, for monitoring, so
+        not counted in `communication()`. Otherwise it does nothing."""
+        if not self.mean:
+            return
+        mean, _, _ = collectives.timed_mean(
+            [tf.identity(x.value) for x in self._trainable_variables], "easgd_consensus_mean"
+        )
+        for m, value in zip(self.mean, mean):
+            m.assign(value)
 
     def apply(self, grads, trainable_variables=None):
         if not self.built:
@@ -199,6 +255,8 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             a = self.average_rate
             for z, c in zip(self.average, self.center):
                 self.assign(z, (1.0 - a) * z.value + a * c.value)
+        if self.exchange == "mconsensus":
+            self._consensus_momentum(variables)
 
     def _account(self, nbytes: int, seconds: tf.Tensor) -> tf.Tensor:
         self.bytes_sent.assign_add(tf.constant(float(nbytes), tf.float64))
@@ -211,6 +269,9 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
 
     def _maybe_round(self, step: tf.Tensor, variables) -> None:
         """The exchange's round on the steps its schedule names, without a Python branch."""
+        if self._exchange.communicates(step, self.tau) is True:  # every step
+            self._round(variables)
+            return
         tf.cond(
             self._exchange.communicates(step, self.tau),
             lambda: self._round(variables),
@@ -265,6 +326,50 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             self.assign(x, c.value)
         return self._account(nbytes, seconds)
 
+    def _consensus_round(self, variables) -> tf.Tensor:
+        """x_j <- sum_l pi_jl x_l, on the flattened weights, with one collective."""
+        flat = tf.concat([tf.reshape(x.value, [-1]) for x in variables], axis=0)
+        mixed, nbytes, seconds = self._mix(flat)
+        sizes = [x.shape.num_elements() for x in variables]
+        for x, part in zip(variables, tf.split(mixed, sizes)):
+            self.assign(x, tf.reshape(part, x.shape))
+        return self._account(nbytes, seconds)
+
+    def _mix(self, flat: tf.Tensor) -> tuple[tf.Tensor, int, tf.Tensor]:
+        """This rank's row of pi times every rank's `flat`: (mixed, payload bytes, seconds).
+
+        An all-gather brings every rank's weights; when no rank mixes with all the others (a
+        ring of 4 or more, most explicit matrices), an all-to-all sends each rank's weights
+        only to the ranks that mix them, d copies instead of the p - 1 payloads an all-gather
+        forwards. With no weights to mix at all (one rank, the identity) nothing is sent."""
+        pi, j, p = self._mixing, collectives.rank(), self.workers
+        sources = [k for k in range(p) if k != j and pi[j][k] > 0]
+        linked = [[k for k in range(p) if k != i and pi[k][i] > 0] for i in range(p)]
+        dtype = flat.dtype
+        if not any(linked):
+            return flat, 0, tf.constant(0.0, tf.float64)
+        if max(len(t) for t in linked) == p - 1:
+            gathered, nbytes, seconds = collectives.timed_allgather(
+                flat[tf.newaxis], "easgd_consensus"
+            )
+            return tf.linalg.matvec(gathered, tf.constant(pi[j], dtype), True), nbytes, seconds
+        targets = linked[j]
+        send = tf.tile(flat[tf.newaxis], [len(targets), 1])
+        splits = [1 if k in targets else 0 for k in range(p)]
+        received, nbytes, seconds = collectives.timed_alltoall(send, splits, "easgd_consensus")
+        received = tf.reshape(received, [len(sources), flat.shape[0]])
+        weights = tf.constant([pi[j][k] for k in sources], dtype)
+        mixed = tf.cast(pi[j][j], dtype) * flat + tf.linalg.matvec(received, weights, True)
+        return mixed, nbytes, seconds
+
+    def _consensus_momentum(self, variables) -> None:
+        """CDMSGD after the inner step gave v_{k+1}: x <- v_{k+1} + mu (v_{k+1} - v_k)."""
+        mu = self.consensus_momentum
+        for x, v in zip(variables, self.previous):
+            new = tf.identity(x.value)
+            self.assign(x, new + tf.cast(mu, new.dtype) * (new - v.value))
+            self.assign(v, new)
+
     # Each exchange's equations: the round that runs when `training.algorithms` schedules it.
     _ROUNDS = {
         "sync": _sync_round,
@@ -273,6 +378,8 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         "mdownpour": _downpour_round,
         "mvadownpour": _downpour_round,
         "localsgd": _localsgd_round,
+        "consensus": _consensus_round,
+        "mconsensus": _consensus_round,
     }
 
     def communication(self) -> dict[str, float]:
@@ -298,6 +405,8 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             "exchange": self.exchange,
             "center_momentum": self.center_momentum,
             "average_rate": self.average_rate,
+            "topology": self.topology,
+            "consensus_momentum": self.consensus_momentum,
             "root_rank": self.root_rank,
         }
 

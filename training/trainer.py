@@ -18,6 +18,7 @@ from training.metrics import (
     CENTER_ACCURACY,
     CENTER_LOSS,
     COMM_SECONDS,
+    CONSENSUS,
     EPOCH,
     LEARNING_RATE,
     SPREAD,
@@ -133,8 +134,10 @@ class Trainer:
         return total_loss / len(x), correct / len(x)
 
     def _evaluation(self) -> dict[str, float]:
-        """Spread needs every rank (one scalar all-reduce); the center is scored on rank 0."""
+        """Spread needs every rank (one scalar all-reduce; the workers' mean, with no center, one
+        more); the center is scored on rank 0."""
         tf = self.tf
+        self.optimizer.prepare_evaluation()
         center = self.optimizer.evaluation_variables
         local = tf.add_n(
             [
@@ -162,13 +165,18 @@ class Trainer:
         self._load_center()
         c_loss, c_acc = self._evaluate(self.center_model)
         w_loss, w_acc = self._evaluate(self.model)
-        return {
+        values = {
             CENTER_LOSS: c_loss,
             CENTER_ACCURACY: c_acc,
             WORKER_LOSS: w_loss,
             WORKER_ACCURACY: w_acc,
             SPREAD: spread,
         }
+        if self.config.optimizer.spec.evaluated == "mean":
+            # No center: the spread is around the workers' mean; per worker, it is CDSGD's
+            # consensus distance.
+            values[CONSENSUS] = spread / self.size
+        return values
 
     def _load_center(self) -> None:
         for target, value in zip(

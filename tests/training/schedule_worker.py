@@ -41,7 +41,12 @@ def rounds_of(name: str, tau: int, steps: int) -> dict:
             on.append(s)
         seen = rounds
     evaluated = opt.evaluation_variables
-    kinds = {"center": opt.center, "average": opt.average, "weights": model.trainable_variables}
+    kinds = {
+        "center": opt.center,
+        "average": opt.average,
+        "weights": model.trainable_variables,
+        "mean": opt.mean,
+    }
     return {
         "exchange": opt.exchange,
         "saved_tau": opt.get_config()["tau"],

@@ -55,6 +55,8 @@ def test_every_exchange_is_used():
         ("mdownpour", "sgd", 0.9),
         ("mvadownpour", "sgd", 0.0),
         ("localsgd", "sgd", 0.0),
+        ("cdsgd", "sgd", 0.0),
+        ("cdmsgd", "sgd", 0.95),
     ],
 )
 def test_the_algorithm_defaults_resolve_as_before(name, inner, momentum):
@@ -73,7 +75,9 @@ def test_fields_and_schedule_of_each_kind():
     assert [t for t in range(7) if REGISTRY["easgd"].communicates(t, 3)] == [0, 3, 6]
     assert [t for t in range(7) if REGISTRY["downpour"].communicates(t, 3)] == [2, 5]
     assert all(REGISTRY["sync"].communicates(t, 3) for t in range(7))
-    assert [s.name for s in REGISTRY.values() if not s.has_center] == ["sync"]
+    assert [s.name for s in REGISTRY.values() if not s.has_center] == ["sync", "cdsgd", "cdmsgd"]
+    assert all(REGISTRY["cdsgd"].communicates(t, 3) for t in range(7))
+    assert fields_for("cdmsgd") == set(INNER_FIELDS) | {"topology"}
     assert REGISTRY["mvadownpour"].evaluated == "average"
     assert REGISTRY["sync"].evaluated == "weights"
 

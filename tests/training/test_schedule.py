@@ -46,7 +46,8 @@ def test_bench_counts_the_rounds_the_optimizer_runs(observed, name):
         "before": [s for s in range(1, STEPS + 1) if (s - 1) % TAU == 0],
         "after": [s for s in range(1, STEPS + 1) if s % TAU == 0],
     }
-    kind = "every" if name == "sync" else "before" if name in ("easgd", "eamsgd") else "after"
+    every = ("sync", "cdsgd", "cdmsgd")
+    kind = "every" if name in every else "before" if name in ("easgd", "eamsgd") else "after"
     assert got["rounds_on"] == written[kind]
     assert got["has_center"] == spec.has_center
     assert got["evaluated"] == [spec.evaluated]
