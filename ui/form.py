@@ -36,7 +36,7 @@ TOP_LEVEL = ("name", "seed")
 @dataclass(frozen=True)
 class FieldSpec:
     path: str
-    kind: Literal["choice", "int", "float", "text", "int_list"]
+    kind: Literal["choice", "int", "float", "text", "int_list", "yaml"]
     default: Any
     help: str
     choices: tuple[Any, ...] = ()
@@ -101,6 +101,9 @@ def _spec(path: str, field) -> FieldSpec:
         exclusive_min=ex_lo,
         exclusive_max=ex_hi,
     )
+    if any(typing.get_origin(a) is list for a in typing.get_args(field.annotation)):
+        # A name or a structure (optimizer.topology: ring, full or a matrix), typed as YAML.
+        return FieldSpec(kind="yaml", **common)
     if typing.get_origin(ann) is Literal:
         return FieldSpec(kind="choice", choices=typing.get_args(ann), **common)
     if isinstance(ann, type) and issubclass(ann, Enum):

@@ -206,3 +206,51 @@ def test_launch_submits_through_the_service_and_jobs_page_shows_it(
         assert ui_store.get_job(job.id).status.value == "succeeded"
     finally:
         service.stop()
+
+
+def test_the_launch_form_shows_the_topology_and_keeps_a_matrix(ui_store):
+    at = _app("views/launch.py")
+    assert "form.optimizer.topology" not in {w.key for w in at.text_input}
+    at.selectbox(key="form.optimizer.algorithm").set_value("cdsgd").run()
+    topology = at.text_input(key="form.optimizer.topology")
+    assert topology.value == "ring" and "Metropolis-Hastings" in topology.help
+    assert REGISTRY["cdsgd"].description in [c.value for c in at.caption]
+    assert "form.optimizer.tau" not in {w.key for w in at.number_input}
+    topology.set_value("[[0.5, 0.5], [0.6, 0.4]]").run()
+    assert [e.value for e in at.error] == [
+        "topology: column 0 sums to 1.1, not 1: a mixing matrix must be doubly stochastic "
+        "(every row and column summing to 1, within 1e-06) (received: [[0.5, 0.5], [0.6, 0.4]])"
+    ]
+    at.text_input(key="form.optimizer.topology").set_value("[[0.5, 0.5], [0.5, 0.5]]").run()
+    assert not at.error
+    # Through the YAML editor and back, the matrix stays a matrix.
+    at.segmented_control(key="form.mode").set_value("YAML").run()
+    assert "- - 0.5" in at.text_area(key="form.yaml").value
+    next(b for b in at.button if b.label == "Edit this in the form").click().run()
+    assert at.text_input(key="form.optimizer.topology").value == "[[0.5, 0.5], [0.5, 0.5]]"
+
+
+@pytest.mark.service
+def test_cdsgd_launched_from_the_form_runs_on_three_workers(ui_store, easgd_home, monkeypatch):
+    service = Service(easgd_home, slots=3).start()
+    monkeypatch.setenv("EASGD_API_URL", service.url)
+    try:
+        at = _app("views/launch.py")
+        at.selectbox(key="form.data.dataset").set_value("digits").run()
+        at.selectbox(key="form.model.name").set_value("mlp").run()
+        at.selectbox(key="form.optimizer.algorithm").set_value("cdsgd").run()
+        at.number_input(key="form.optimizer.learning_rate").set_value(0.1).run()
+        # 1,438 digits make shards of 480, 479 and 479: one epoch would be 15 steps on rank 0
+        # and 14 on the others; max_steps keeps every rank on the same count.
+        at.number_input(key="form.training.max_steps").set_value(30).run()
+        at.number_input(key="form.resources.workers").set_value(3).run()
+        next(b for b in at.button if b.label == "Launch").click().run()
+        assert any("queued" in s.value for s in at.success), [e.value for e in at.error]
+        (job,) = ui_store.list_jobs()
+        assert job.workers == 3 and json.loads(job.config)["optimizer"]["topology"] == "ring"
+        service.wait(job.id, {"succeeded", "failed"})
+        assert ui_store.get_job(job.id).status.value == "succeeded"
+        metrics = ui_store.get_run(f"job-{job.id}").metrics
+        assert metrics["consensus"].value > 0 and metrics["center_accuracy"].value > 0.3
+    finally:
+        service.stop()

@@ -43,6 +43,8 @@ def _load(config: dict) -> None:
             value = ", ".join(str(v) for v in value or [])
         elif spec.kind == "text":
             value = "" if value is None else str(value)
+        elif spec.kind == "yaml" and not isinstance(value, str):
+            value = "" if value is None else yaml.safe_dump(value, default_flow_style=True).strip()
         saved[path] = value
         st.session_state[_key(path)] = value
     st.session_state[SAVED] = saved
@@ -71,6 +73,12 @@ def _value(path: str):
         try:
             return [int(v) for v in text.replace(",", " ").split()]
         except ValueError:
+            return text  # the schema explains what is wrong
+    if spec.kind == "yaml":
+        text = (raw or "").strip()
+        try:
+            return load_yaml_text(text, spec.path) if text else None
+        except ConfigError:
             return text  # the schema explains what is wrong
     if spec.kind == "text":
         return raw or None
