@@ -5,6 +5,7 @@ Fixtures live in conftest.py; tests import these by name, as they would any help
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,8 +13,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy
 
 from training.launch import horovodrun_argv
 
@@ -31,6 +34,20 @@ def horovodrun(
     return subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT
     )
+
+
+def worker_results(np: int, script: str, out: Path, timeout: float = 400) -> tuple[dict, Any]:
+    """Run a reference-test worker under horovodrun; rank 0 saved its results to `out` (.npz)
+    with a JSON `meta` entry: (meta, the arrays)."""
+    proc = horovodrun(np, [script, str(out)], timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = numpy.load(out)
+    return json.loads(str(data["meta"])), data
+
+
+def relative_error(actual: numpy.ndarray, expected: numpy.ndarray) -> float:
+    """max |actual - expected| / max |expected|, as the reference tests compare weights."""
+    return float(numpy.max(numpy.abs(actual - expected)) / numpy.max(numpy.abs(expected)))
 
 
 def free_port() -> int:

@@ -3,7 +3,6 @@ NumPy transcription of the paper, and the topologies the schema and the optimize
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,8 @@ import numpy as np
 import pytest
 
 from service.submission import prepare
-from tests.support import QUIET_TF, ROOT, horovodrun
+from tests.support import QUIET_TF, ROOT, worker_results
+from tests.support import relative_error as _relative
 from tests.training import reference_consensus as ref
 from tests.training.consensus_worker import CASES
 from training import topology
@@ -26,14 +26,8 @@ THIRD = 1 / 3
 @pytest.fixture(scope="module", params=[3, 4], ids=lambda n: f"{n}rank")
 def results(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("consensus") / "results.npz"
-    proc = horovodrun(request.param, ["tests/training/consensus_worker.py", str(out)], timeout=500)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    data = np.load(out)
-    return request.param, json.loads(str(data["meta"])), data
-
-
-def _relative(actual: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
+    meta, data = worker_results(request.param, "tests/training/consensus_worker.py", out, 500)
+    return request.param, meta, data
 
 
 @pytest.mark.horovod

@@ -59,6 +59,14 @@ def _app(page: str | None = None) -> AppTest:
     return at
 
 
+def _small_job_form() -> AppTest:
+    """The Launch page set to a job that trains in seconds: scikit-learn's digits, an MLP."""
+    at = _app("views/launch.py")
+    at.selectbox(key="form.data.dataset").set_value("digits").run()
+    at.selectbox(key="form.model.name").set_value("mlp").run()
+    return at
+
+
 def _charts(at: AppTest) -> list[dict]:
     """The payloads of the curve charts on the page, as the browser receives them."""
     return [json.loads(c.proto.json) for c in at.get("bidi_component")]
@@ -191,9 +199,7 @@ def test_launch_submits_through_the_service_and_jobs_page_shows_it(
     service = Service(easgd_home, slots=2).start()
     monkeypatch.setenv("EASGD_API_URL", service.url)
     try:
-        at = _app("views/launch.py")
-        at.selectbox(key="form.data.dataset").set_value("digits").run()
-        at.selectbox(key="form.model.name").set_value("mlp").run()
+        at = _small_job_form()
         at.number_input(key="form.training.epochs").set_value(1.0).run()
         next(b for b in at.button if b.label == "Launch").click().run()
         assert not at.exception
@@ -235,9 +241,7 @@ def test_cdsgd_launched_from_the_form_runs_on_three_workers(ui_store, easgd_home
     service = Service(easgd_home, slots=3).start()
     monkeypatch.setenv("EASGD_API_URL", service.url)
     try:
-        at = _app("views/launch.py")
-        at.selectbox(key="form.data.dataset").set_value("digits").run()
-        at.selectbox(key="form.model.name").set_value("mlp").run()
+        at = _small_job_form()
         at.selectbox(key="form.optimizer.algorithm").set_value("cdsgd").run()
         at.number_input(key="form.optimizer.learning_rate").set_value(0.1).run()
         # 1,438 digits make shards of 480, 479 and 479: one epoch would be 15 steps on rank 0
