@@ -25,6 +25,8 @@ INNER_FIELDS = ("algorithm", "inner", "learning_rate", "momentum")
 # Inner optimizers that take a momentum; with no momentum given, they use 0.9.
 WITH_MOMENTUM = ("momentum", "nesterov")
 DEFAULT_MOMENTUM = 0.9
+# The order in which the center takes the workers' elastic pulls within one round.
+ORDERS = ("simultaneous", "round_robin")
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ EXCHANGES: Mapping[str, Exchange] = MappingProxyType(
                 "before",
                 "center",
                 "every tau steps, the elastic exchange with the center",
-                {**_PERIOD, "beta": "beta", "alpha": "alpha"},
+                {**_PERIOD, "beta": "beta", "alpha": "alpha", "order": "order"},
             ),
             Exchange(
                 "downpour",
@@ -100,6 +102,13 @@ EXCHANGES: Mapping[str, Exchange] = MappingProxyType(
                 "average",
                 "as downpour, and a moving average of the center is the model evaluated",
                 {**_PERIOD, "average_rate": "average_rate"},
+            ),
+            Exchange(
+                "adownpour",
+                "after",
+                "average",
+                "as downpour, and the time average of the centers is the model evaluated",
+                _PERIOD,
             ),
             Exchange(
                 "localsgd",
@@ -189,14 +198,20 @@ REGISTRY: Mapping[str, AlgorithmSpec] = MappingProxyType(
             AlgorithmSpec(
                 "mdownpour",
                 EXCHANGES["mdownpour"],
-                "MDOWNPOUR: DOWNPOUR with Nesterov momentum (momentum, 0.9) on the center.",
-                {"momentum": 0.9},
+                "MDOWNPOUR: DOWNPOUR with Nesterov momentum (momentum, 0.99 as in the paper) on "
+                "the center.",
+                {"momentum": 0.99},
             ),
             AlgorithmSpec(
                 "mvadownpour",
                 EXCHANGES["mvadownpour"],
-                "MVADOWNPOUR: DOWNPOUR; a moving average of the center (average_rate) is "
-                "evaluated.",
+                "MVADOWNPOUR: DOWNPOUR; the master's moving average of the center (average_rate, "
+                "taken at each center update) is evaluated.",
+            ),
+            AlgorithmSpec(
+                "adownpour",
+                EXCHANGES["adownpour"],
+                "ADOWNPOUR: DOWNPOUR; the master's time average of the centers is evaluated.",
             ),
             AlgorithmSpec(
                 "localsgd",

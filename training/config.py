@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from db.errors import EasgdError
-from training.algorithms import REGISTRY, AlgorithmSpec
+from training.algorithms import ORDERS, REGISTRY, AlgorithmSpec
 from training.hosts import HOSTS_PATTERN, Hosts, HostsError, format_hosts, parse_hosts
 
 
@@ -181,16 +181,23 @@ class OptimizerConfig(_Section):
     beta: float | None = Field(
         None,
         allow_inf_nan=False,
-        gt=0,
+        ge=-1,
         le=1,
-        description="Moving rate beta = workers x alpha (default 0.9).",
+        description="Moving rate beta = workers x alpha (default 0.9; negative: see the README).",
     )
     alpha: float | None = Field(
         None,
         allow_inf_nan=False,
-        gt=0,
+        ge=-10_000,
         le=10_000,
         description="Elastic rate alpha; overrides beta (default beta / workers).",
+    )
+    order: Literal[ORDERS] = Field(  # type: ignore[valid-type]
+        "simultaneous",
+        description=(
+            "How the center takes the workers' pulls in a round: all at once (the paper's "
+            "synchronous EASGD) or round_robin, one rank after another (its stability analysis)."
+        ),
     )
     average_rate: float = Field(
         0.001,
@@ -208,6 +215,16 @@ class OptimizerConfig(_Section):
                 f"(received alpha={self.alpha}, beta={self.beta})"
             )
         return self
+
+    @field_validator("alpha", "beta")
+    @classmethod
+    def _not_zero(cls, value: float | None) -> float | None:
+        if value == 0:
+            raise ValueError(
+                "0 is no elastic force at all; for workers that never meet, use localsgd with a "
+                "large tau (received: 0)"
+            )
+        return value
 
     @property
     def spec(self) -> AlgorithmSpec:
@@ -717,7 +734,13 @@ def warnings_for(config: ExperimentConfig, workers: int | None = None) -> list[s
     if "alpha" in spec.fields:
         alpha = opt.resolved_alpha(p)
         bound = stability_bound(opt.learning_rate)
-        if not (0 <= alpha <= bound) or math.isnan(alpha):
+        if alpha < 0:
+            out.append(
+                f"optimizer.alpha: {alpha:g} is a negative moving rate: workers and center push "
+                "each other apart (the thesis relates it to momentum SGD); it is outside the "
+                f"stability region 0 <= alpha <= {bound:.4g}, so keep |alpha| small"
+            )
+        elif not (0 <= alpha <= bound) or math.isnan(alpha):
             out.append(
                 f"optimizer.alpha: {alpha:g} is outside the paper's stability region "
                 f"0 <= alpha <= (4 - 2 eta) / (4 - eta) = {bound:.4g} for eta = "
