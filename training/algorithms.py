@@ -20,10 +20,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-# The optimizer fields every algorithm uses: the inner step.
-INNER_FIELDS = ("algorithm", "inner", "learning_rate", "momentum")
+# The optimizer fields every algorithm uses: the inner step (and its rate's schedule).
+INNER_FIELDS = ("algorithm", "inner", "learning_rate", "momentum", "lr_scaling", "warmup_steps")
 # Inner optimizers that take a momentum; with no momentum given, they use 0.9.
-WITH_MOMENTUM = ("momentum", "nesterov")
+WITH_MOMENTUM = ("momentum", "nesterov", "lars")
+# Fields that only one inner optimizer reads: used (shown, recorded) when it is the inner one.
+INNER_OPTION_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"lars": ("lars_eta", "lars_weight_decay")}
+)
 DEFAULT_MOMENTUM = 0.9
 # The order in which the center takes the workers' elastic pulls within one round.
 ORDERS = ("simultaneous", "round_robin")
@@ -139,6 +143,10 @@ class AlgorithmSpec:
         """The OptimizerConfig fields this algorithm reads: the inner step's and its exchange's."""
         extra = [f for f in self.exchange.arguments.values() if f not in INNER_FIELDS]
         return INNER_FIELDS + tuple(dict.fromkeys(extra))
+
+    def fields_with(self, inner: str | None) -> tuple[str, ...]:
+        """`fields`, and those the inner optimizer `inner` (default: this algorithm's) adds."""
+        return self.fields + INNER_OPTION_FIELDS.get(inner or self.inner(), ())
 
     @property
     def has_center(self) -> bool:

@@ -32,6 +32,7 @@ from pydantic import (
 from db.errors import EasgdError
 from training.algorithms import ORDERS, REGISTRY, AlgorithmSpec
 from training.hosts import HOSTS_PATTERN, Hosts, HostsError, format_hosts, parse_hosts
+from training.lr_scaling import lr_scale
 
 
 class _AlgorithmName(StrEnum):
@@ -51,6 +52,7 @@ class InnerOptimizer(StrEnum):
     MOMENTUM = "momentum"
     NESTEROV = "nesterov"
     ADAM = "adam"
+    LARS = "lars"
 
 
 DATASETS = ("mnist5k", "digits", "synthetic", "npz", "mnist", "fashion_mnist", "cifar10")
@@ -205,6 +207,30 @@ class OptimizerConfig(_Section):
         gt=0,
         le=1,
         description="Moving-average rate of MVADOWNPOUR's evaluated model.",
+    )
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none",
+        description="Scale learning_rate with the workers p: x p (linear), x sqrt(p), or none.",
+    )
+    warmup_steps: int = Field(
+        0,
+        ge=0,
+        le=STEPS_MAX,
+        description="Steps of linear warm-up from learning_rate to the scaled rate (0: none).",
+    )
+    lars_eta: float = Field(
+        0.001,
+        allow_inf_nan=False,
+        gt=0,
+        le=1,
+        description="LARS trust coefficient eta (You et al. 2017: 0.001).",
+    )
+    lars_weight_decay: float = Field(
+        0.0,
+        allow_inf_nan=False,
+        ge=0,
+        le=1,
+        description="LARS weight decay beta: L2, inside the trust ratio, as in the paper.",
     )
 
     @model_validator(mode="after")
@@ -751,6 +777,17 @@ def warnings_for(config: ExperimentConfig, workers: int | None = None) -> list[s
                 f"optimizer.alpha: beta = workers x alpha = {p * alpha:g} > 1 pulls the center "
                 "past the workers' mean"
             )
+    scale = lr_scale(opt.lr_scaling, p)
+    if opt.warmup_steps and scale == 1:
+        out.append(
+            f"optimizer.warmup_steps: no effect with lr_scaling '{opt.lr_scaling}' on {p} "
+            "worker(s): the warm-up ramps from learning_rate to learning_rate x scale, here x 1"
+        )
+    if opt.learning_rate * scale > 10:
+        out.append(
+            f"optimizer.lr_scaling: the scaled learning rate {opt.learning_rate:g} x {scale:g} = "
+            f"{opt.learning_rate * scale:g} on {p} workers is above 10; training may diverge"
+        )
     if not spec.periodic and opt.tau != 10:
         out.append(
             f"optimizer.tau: ignored by algorithm '{spec.name}' (it communicates every step)"
@@ -772,8 +809,10 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def recorded_params(config: dict[str, Any]) -> dict[str, Any]:
     """A resolved configuration as the run store records it: dotted keys, and of the optimizer
-    section only the fields its algorithm uses (a `sync` run has no `optimizer.tau`)."""
-    used = fields_for((config.get("optimizer") or {}).get("algorithm", Algorithm.EAMSGD))
+    section only the fields its algorithm and inner optimizer use (a `sync` run has no
+    `optimizer.tau`, a run without LARS no `optimizer.lars_eta`)."""
+    optimizer = config.get("optimizer") or {}
+    used = fields_for(optimizer.get("algorithm", Algorithm.EAMSGD), optimizer.get("inner"))
     return {
         key: value
         for key, value in flatten(config).items()
@@ -781,9 +820,12 @@ def recorded_params(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def fields_for(algorithm: str) -> set[str]:
-    """Optimizer fields that matter for an algorithm (the registry's): the UI shows only these."""
-    return set(REGISTRY[Algorithm(algorithm)].fields)
+def fields_for(algorithm: str, inner: str | None = None) -> set[str]:
+    """Optimizer fields that matter for an algorithm (the registry's), with those its inner
+    optimizer adds (`inner`, else the algorithm's default): the UI shows only these."""
+    return set(
+        REGISTRY[Algorithm(algorithm)].fields_with(inner if isinstance(inner, str) else None)
+    )
 
 
 def visible_fields(data: dict[str, Any]) -> set[str]:
@@ -793,6 +835,7 @@ def visible_fields(data: dict[str, Any]) -> set[str]:
     algorithm = (data.get("optimizer", {}) or {}).get("algorithm", Algorithm.EAMSGD)
     if not isinstance(algorithm, str) or algorithm not in REGISTRY:
         algorithm = Algorithm.EAMSGD
+    inner = (data.get("optimizer", {}) or {}).get("inner")
     shown = {
         "name",
         "seed",
@@ -814,5 +857,5 @@ def visible_fields(data: dict[str, Any]) -> set[str]:
         shown.add("model.hidden")
     if model in ("convnet", "resnet"):
         shown.add("model.width")
-    shown |= {f"optimizer.{f}" for f in fields_for(algorithm)}
+    shown |= {f"optimizer.{f}" for f in fields_for(algorithm, inner)}
     return shown

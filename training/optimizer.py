@@ -12,7 +12,8 @@ When each exchange runs, whether it keeps a center and what is evaluated are dec
 
   then the inner step adds its own update, which gives the paper's
   x_{t+1} = x_t - eta g(x_t) - alpha (x_t - c_t) exactly for inner optimizers whose update does
-  not depend on x's value (SGD, momentum, Adam; not weight decay). Keras' Nesterov SGD keeps the
+  not depend on x's value (SGD, momentum, Adam; not weight decay, nor LARS, whose trust ratio
+  reads ||x||: it sees the pulled x). Keras' Nesterov SGD keeps the
   look-ahead point y = x + delta m in the variable (m its momentum slot, the paper's v), so for
   it x = y - delta m: d = alpha (y - delta m - c) is applied to y, which moves x by d and leaves
   v alone; with the gradient Keras took at y, that is Algorithm 2's
@@ -44,6 +45,8 @@ from keras.src.utils import tracking
 
 from training import collectives
 from training.algorithms import EXCHANGES, ORDERS, WITH_MOMENTUM
+from training.lars import LARS
+from training.lr_schedule import scaled_learning_rate
 
 
 def _in_xla_context() -> bool:
@@ -367,8 +370,15 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         return cls(inner, **config)
 
 
-def build_inner(kind: str, learning_rate: float, momentum: float = 0.0):
-    """The local optimizer by name: sgd, momentum, nesterov (the paper's EAMSGD inner step), adam."""
+def build_inner(
+    kind: str,
+    learning_rate,
+    momentum: float = 0.0,
+    lars_eta: float = 0.001,
+    lars_weight_decay: float = 0.0,
+):
+    """The local optimizer by name: sgd, momentum, nesterov (the paper's EAMSGD inner step), adam,
+    lars (You et al. 2017); `learning_rate` is a float or a Keras schedule."""
     if kind == "sgd":
         return keras.optimizers.SGD(learning_rate)
     if kind == "momentum":
@@ -377,7 +387,11 @@ def build_inner(kind: str, learning_rate: float, momentum: float = 0.0):
         return keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=True)
     if kind == "adam":
         return keras.optimizers.Adam(learning_rate)
-    raise ValueError(f"inner optimizer must be sgd, momentum, nesterov or adam. Received: {kind!r}")
+    if kind == "lars":
+        return LARS(learning_rate, momentum, eta=lars_eta, weight_decay_rate=lars_weight_decay)
+    raise ValueError(
+        f"inner optimizer must be sgd, momentum, nesterov, adam or lars. Received: {kind!r}"
+    )
 
 
 def easgd(learning_rate: float, tau: int = 10, **kwargs) -> ElasticAveragingOptimizer:
@@ -396,12 +410,21 @@ def eamsgd(
 def make_optimizer(opt) -> ElasticAveragingOptimizer:
     """The optimizer an `OptimizerConfig` describes, from its algorithm's registry entry: the
     inner optimizer, the exchange, and the exchange's arguments from the fields that give them.
-    It broadcasts rank 0's weights when built."""
+    The inner optimizer's rate is scaled with this job's Horovod size and warmed up as the
+    configuration says (`training.lr_schedule`). It broadcasts rank 0's weights when built."""
     spec = opt.spec
     inner_kind = opt.resolved_inner.value
     momentum = opt.resolved_momentum
+    collectives.init()
+    learning_rate = scaled_learning_rate(
+        opt.learning_rate, opt.lr_scaling, collectives.size(), opt.warmup_steps
+    )
     inner = build_inner(
-        inner_kind, opt.learning_rate, momentum if inner_kind in WITH_MOMENTUM else 0.0
+        inner_kind,
+        learning_rate,
+        momentum if inner_kind in WITH_MOMENTUM else 0.0,
+        lars_eta=opt.lars_eta,
+        lars_weight_decay=opt.lars_weight_decay,
     )
     resolved = {**opt.model_dump(), "momentum": momentum}
     arguments = {arg: resolved[f] for arg, f in spec.exchange.arguments.items()}
