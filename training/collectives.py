@@ -75,16 +75,6 @@ def timed_sum(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tensor],
     return _timed(tensors, lambda inputs: hvd.grouped_allreduce(inputs, op=hvd.Sum, name=name))
 
 
-def timed_allgather(tensor: tf.Tensor, name: str) -> tuple[tf.Tensor, int, tf.Tensor]:
-    """Every rank's `tensor`, concatenated along the first dimension in rank order: (result,
-    payload bytes this rank hands over, seconds). A ring all-gather forwards p - 1 payloads
-    of this size through each rank."""
-    (result,), nbytes, seconds = _timed(
-        [tensor], lambda inputs: [hvd.allgather(inputs[0], name=name)]
-    )
-    return result, nbytes, seconds
-
-
 def timed_alltoall(
     tensor: tf.Tensor, splits: Sequence[int], name: str
 ) -> tuple[tf.Tensor, int, tf.Tensor]:
@@ -102,6 +92,25 @@ def timed_mean(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tensor]
     results, nbytes, seconds = timed_sum(tensors, name)
     scale = 1.0 / hvd.size()
     return [r * tf.cast(scale, r.dtype) for r in results], nbytes, seconds
+
+
+def timed_gather(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tensor], int, tf.Tensor]:
+    """Every rank's copy of each tensor, stacked by rank (shape [size, *shape]), from one
+    allgather of this rank's tensors flattened together: (results, payload bytes, seconds)."""
+    tensors = list(tensors)
+    dtypes = {t.dtype for t in tensors}
+    if len(dtypes) != 1:
+        raise ValueError(f"timed_gather needs one dtype; received {sorted(d.name for d in dtypes)}")
+    start = tf.timestamp()
+    with tf.control_dependencies([start]):
+        flat = tf.concat([tf.reshape(t, [-1]) for t in tensors], 0)[None, :]
+    gathered = flat if hvd.size() == 1 else hvd.allgather(flat, name=name)
+    with tf.control_dependencies([gathered]):
+        seconds = tf.timestamp() - start
+    sizes = [t.shape.num_elements() for t in tensors]
+    parts = tf.split(gathered, sizes, axis=1)
+    results = [tf.reshape(p, [-1, *t.shape]) for p, t in zip(parts, tensors)]
+    return results, _payload_bytes(tensors), seconds
 
 
 def sum_scalar(value: tf.Tensor, name: str) -> tf.Tensor:

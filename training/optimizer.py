@@ -6,25 +6,37 @@ When each exchange runs, whether it keeps a center and what is evaluated are dec
 
 - ``elastic`` (EASGD with SGD inside, EAMSGD with Nesterov momentum inside), every tau steps,
   on the step whose 0-based index t has t mod tau == 0, before the inner step, with the
-  current center c and the worker's x_t (the point where this step's gradient was taken)::
+  current center c and the worker's x_t (this step's gradient was taken before the round)::
 
       d = alpha (x - c);  x <- x - d;  c <- c + allreduce_sum(d)
 
-  then the inner step subtracts its own update from x, which gives the paper's
+  then the inner step adds its own update, which gives the paper's
   x_{t+1} = x_t - eta g(x_t) - alpha (x_t - c_t) exactly for inner optimizers whose update does
-  not depend on x's value (SGD, momentum, Nesterov, Adam; not weight decay).
+  not depend on x's value (SGD, momentum, Adam; not weight decay, nor LARS, whose trust ratio
+  reads ||x||: it sees the pulled x). Keras' Nesterov SGD keeps the
+  look-ahead point y = x + delta m in the variable (m its momentum slot, the paper's v), so for
+  it x = y - delta m: d = alpha (y - delta m - c) is applied to y, which moves x by d and leaves
+  v alone; with the gradient Keras took at y, that is Algorithm 2's
+  v <- delta v - eta g(x + delta v);  x <- x + v - alpha (x - c).
+  With ``order="round_robin"`` the center takes the workers' pulls one at a time in rank order,
+  c <- c + alpha (x_j - c) for j = 0..p-1 (the schedule of the paper's stability analysis): one
+  allgather of the x_j, then the same replay on every rank.
 - ``sync``: gradients averaged with one all-reduce every step (Horovod's DistributedOptimizer).
 - ``downpour``: after every tau inner steps, the center receives the sum of the workers'
   accumulated updates, c <- c + sum_i (x_i - c), and every worker restarts from c.
 - ``mdownpour``: as downpour, with Nesterov momentum (delta) on the center's update, in the
   look-ahead form Keras uses: v <- delta v + D;  c <- c + delta v + D, with D = sum_i (x_i - c).
-- ``mvadownpour``: downpour, and z <- (1 - a) z + a c after every step; z is the evaluated model.
+  The variable c is the look-ahead point the master hands out (the paper's x~ + delta v).
+- ``mvadownpour``: downpour, and the master's moving average z <- (1 - a) z + a c each time the
+  center changes; z is the evaluated model.
+- ``adownpour``: downpour, and the master's time average z <- z + (c - z) / (k + 1) after the
+  k-th center update (z is the mean of the centers c_0 .. c_k); z is the evaluated model.
 - ``localsgd``: after every tau inner steps, every worker is set to the mean of the workers.
 - ``consensus`` (CDSGD, Jiang et al., NIPS 2017): every step, before the inner step, worker j
   mixes with its row of the topology's doubly stochastic matrix pi, so that with SGD inside
   x_j <- sum_l pi_jl x_l - eta g_j(x_j), the gradient taken at the x_j before mixing. One
-  collective: an all-gather of the flattened weights, or, when no rank mixes with all others,
-  an all-to-all that sends them to the ranks that mix them only. No center: the evaluated
+  collective: an all-gather of the weights, or, when no rank mixes with all others, an
+  all-to-all that sends them to the ranks that mix them only. No center: the evaluated
   model is the workers' mean, computed by `prepare_evaluation` (a monitoring all-reduce).
 - ``mconsensus`` (CDMSGD): the same round; the inner step then gives v_{k+1} = sum_l pi_jl x_l
   - eta g_j(x_j), and after it x <- v_{k+1} + mu (v_{k+1} - v_k), with v_0 = x_0.
@@ -40,7 +52,9 @@ import tensorflow as tf
 from keras.src.utils import tracking
 
 from training import collectives
-from training.algorithms import EXCHANGES, WITH_MOMENTUM
+from training.algorithms import EXCHANGES, ORDERS, WITH_MOMENTUM
+from training.lars import LARS
+from training.lr_schedule import scaled_learning_rate
 from training.topology import TopologyError, mixing_matrix
 from training.topology import parse as parse_topology
 
@@ -65,6 +79,8 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             harness).
         center_momentum: delta of the center's Nesterov momentum (`mdownpour`).
         average_rate: rate a of the center's moving average (`mvadownpour`).
+        order: "simultaneous" (every worker's pull with the same center: the paper's
+            synchronous EASGD) or "round_robin" (the center takes them in rank order).
         topology: "ring", "full" or a workers x workers doubly stochastic mixing matrix
             (`consensus`, `mconsensus`).
         consensus_momentum: mu of CDMSGD's momentum (`mconsensus`).
@@ -82,8 +98,9 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         beta: float | None = None,
         alpha: float | None = None,
         exchange: str = "elastic",
-        center_momentum: float = 0.9,
+        center_momentum: float = 0.99,
         average_rate: float = 0.001,
+        order: str = "simultaneous",
         topology: str | list = "ring",
         consensus_momentum: float = 0.95,
         root_rank: int = 0,
@@ -109,10 +126,13 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             raise ValueError(f"tau must be an integer >= 1. Received: tau={tau!r}")
         if alpha is not None and beta is not None:
             raise ValueError(f"Give beta or alpha, not both. Received: beta={beta}, alpha={alpha}")
-        if beta is not None and not 0 < beta <= 1:
-            raise ValueError(f"beta must be in (0, 1]. Received: beta={beta}")
-        if alpha is not None and alpha <= 0:
-            raise ValueError(f"alpha must be > 0. Received: alpha={alpha}")
+        # A negative rate is the thesis' link between EASGD and momentum SGD: allowed.
+        if beta is not None and not (-1 <= beta <= 1 and beta != 0):
+            raise ValueError(f"beta must be in [-1, 1] and not 0. Received: beta={beta}")
+        if alpha is not None and alpha == 0:
+            raise ValueError(f"alpha must not be 0. Received: alpha={alpha}")
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}. Received: order={order!r}")
         if not 0 <= center_momentum < 1:
             raise ValueError(f"center_momentum must be in [0, 1). Received: {center_momentum}")
         if not 0 < average_rate <= 1:
@@ -136,6 +156,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         self.alpha = float(alpha) if alpha is not None else (beta or 0.9) / self.workers
         self.center_momentum = float(center_momentum)
         self.average_rate = float(average_rate)
+        self.order = order
         self.topology = topology
         self.consensus_momentum = float(consensus_momentum)
         self._mixing = None
@@ -174,7 +195,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             self.center_velocity = [
                 self.add_variable_from_reference(v, name="center_velocity") for v in var_list
             ]
-        if self.exchange == "mvadownpour":
+        if self._exchange.evaluated == "average":
             self.average = [self.add_variable_from_reference(v, name="average") for v in var_list]
         # Runs eagerly even while a tf.function traces, and so only once.
         with tf.init_scope():
@@ -251,10 +272,6 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         self.inner_optimizer.apply(grads, variables)
         if when == "after":
             self._maybe_round(step, variables)
-        if self.exchange == "mvadownpour":
-            a = self.average_rate
-            for z, c in zip(self.average, self.center):
-                self.assign(z, (1.0 - a) * z.value + a * c.value)
         if self.exchange == "mconsensus":
             self._consensus_momentum(variables)
 
@@ -289,16 +306,43 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             out[i] = g
         return out
 
-    def _elastic_round(self, variables) -> tf.Tensor:
-        alpha = self.alpha
-        diffs = [
-            tf.cast(alpha, x.dtype) * (x.value - c.value) for x, c in zip(variables, self.center)
+    def _elastic_points(self, variables) -> list[tf.Tensor]:
+        """The x on which the elastic force acts: Keras' Nesterov SGD holds y = x + delta m."""
+        inner = self.inner_optimizer
+        if not (isinstance(inner, keras.optimizers.SGD) and inner.nesterov and inner.momentum):
+            return [x.value for x in variables]
+        delta = inner.momentum
+        return [
+            x.value - tf.cast(delta, x.dtype) * inner.momentums[inner._get_variable_index(x)].value
+            for x in variables
         ]
+
+    def _elastic_round(self, variables) -> tf.Tensor:
+        points = self._elastic_points(variables)
+        if self.order == "round_robin":
+            return self._round_robin(variables, points)
+        alpha = self.alpha
+        diffs = [tf.cast(alpha, p.dtype) * (p - c.value) for p, c in zip(points, self.center)]
         for x, d in zip(variables, diffs):
             self.assign_sub(x, d)
         total, nbytes, seconds = collectives.timed_sum(diffs, "easgd_elastic")
         for c, s in zip(self.center, total):
             self.assign_add(c, s)
+        return self._account(nbytes, seconds)
+
+    def _round_robin(self, variables, points) -> tf.Tensor:
+        """Every rank replays the same sequence on the gathered x_j, so the replicas agree."""
+        gathered, nbytes, seconds = collectives.timed_gather(points, "easgd_elastic_rr")
+        rank = collectives.rank()
+        for x, c, xs in zip(variables, self.center, gathered):
+            alpha = tf.cast(self.alpha, c.dtype)
+            center, own = c.value, None
+            for j in range(self.workers):
+                e = alpha * (xs[j] - center)
+                center = center + e
+                own = e if j == rank else own
+            self.assign(c, center)
+            self.assign_sub(x, own)
         return self._account(nbytes, seconds)
 
     def _localsgd_round(self, variables) -> tf.Tensor:
@@ -311,7 +355,8 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         return self._account(nbytes, seconds)
 
     def _downpour_round(self, variables) -> tf.Tensor:
-        """downpour, mdownpour (momentum on the center) and mvadownpour's center."""
+        """The DOWNPOUR family: mdownpour's momentum on the center, and the master's averages
+        (mvadownpour, adownpour), taken when the center changes."""
         deltas = [x.value - c.value for x, c in zip(variables, self.center)]
         total, nbytes, seconds = collectives.timed_sum(deltas, "easgd_downpour")
         if self.exchange == "mdownpour":
@@ -324,43 +369,52 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
                 self.assign_add(c, s)
         for x, c in zip(variables, self.center):
             self.assign(x, c.value)
-        return self._account(nbytes, seconds)
+        seconds = self._account(nbytes, seconds)
+        if self.exchange == "mvadownpour":
+            a = self.average_rate
+            for z, c in zip(self.average, self.center):
+                self.assign(z, (1.0 - a) * z.value + a * c.value)
+        if self.exchange == "adownpour":
+            k = tf.cast(self.rounds.value, self.average[0].dtype)  # this update's k, from 1
+            for z, c in zip(self.average, self.center):
+                self.assign_add(z, (c.value - z.value) / (k + 1.0))
+        return seconds
 
     def _consensus_round(self, variables) -> tf.Tensor:
-        """x_j <- sum_l pi_jl x_l, on the flattened weights, with one collective."""
-        flat = tf.concat([tf.reshape(x.value, [-1]) for x in variables], axis=0)
-        mixed, nbytes, seconds = self._mix(flat)
-        sizes = [x.shape.num_elements() for x in variables]
-        for x, part in zip(variables, tf.split(mixed, sizes)):
-            self.assign(x, tf.reshape(part, x.shape))
+        """x_j <- sum_l pi_jl x_l, with one collective."""
+        mixed, nbytes, seconds = self._mix([x.value for x in variables])
+        for x, m in zip(variables, mixed):
+            self.assign(x, m)
         return self._account(nbytes, seconds)
 
-    def _mix(self, flat: tf.Tensor) -> tuple[tf.Tensor, int, tf.Tensor]:
-        """This rank's row of pi times every rank's `flat`: (mixed, payload bytes, seconds).
+    def _mix(self, values: list) -> tuple[list[tf.Tensor], int, tf.Tensor]:
+        """This rank's row of pi times every rank's `values`: (mixed, payload bytes, seconds).
 
         An all-gather brings every rank's weights; when no rank mixes with all the others (a
-        ring of 4 or more, most explicit matrices), an all-to-all sends each rank's weights
-        only to the ranks that mix them, d copies instead of the p - 1 payloads an all-gather
-        forwards. With no weights to mix at all (one rank, the identity) nothing is sent."""
+        ring of 4 or more, most explicit matrices), an all-to-all of the flattened weights sends
+        them only to the ranks that mix them, d copies instead of the p - 1 payloads an
+        all-gather forwards. With nothing to mix at all (one rank, the identity) nothing is sent.
+        """
         pi, j, p = self._mixing, collectives.rank(), self.workers
-        sources = [k for k in range(p) if k != j and pi[j][k] > 0]
         linked = [[k for k in range(p) if k != i and pi[k][i] > 0] for i in range(p)]
-        dtype = flat.dtype
         if not any(linked):
-            return flat, 0, tf.constant(0.0, tf.float64)
+            return values, 0, tf.constant(0.0, tf.float64)
         if max(len(t) for t in linked) == p - 1:
-            gathered, nbytes, seconds = collectives.timed_allgather(
-                flat[tf.newaxis], "easgd_consensus"
-            )
-            return tf.linalg.matvec(gathered, tf.constant(pi[j], dtype), True), nbytes, seconds
+            gathered, nbytes, seconds = collectives.timed_gather(values, "easgd_consensus")
+            row = [tf.constant(pi[j], g.dtype) for g in gathered]
+            return [tf.tensordot(r, g, axes=1) for r, g in zip(row, gathered)], nbytes, seconds
+        sources = [k for k in range(p) if k != j and pi[j][k] > 0]
         targets = linked[j]
+        flat = tf.concat([tf.reshape(v, [-1]) for v in values], axis=0)
         send = tf.tile(flat[tf.newaxis], [len(targets), 1])
         splits = [1 if k in targets else 0 for k in range(p)]
         received, nbytes, seconds = collectives.timed_alltoall(send, splits, "easgd_consensus")
         received = tf.reshape(received, [len(sources), flat.shape[0]])
-        weights = tf.constant([pi[j][k] for k in sources], dtype)
-        mixed = tf.cast(pi[j][j], dtype) * flat + tf.linalg.matvec(received, weights, True)
-        return mixed, nbytes, seconds
+        weights = tf.constant([pi[j][k] for k in sources], flat.dtype)
+        mixed = tf.cast(pi[j][j], flat.dtype) * flat + tf.linalg.matvec(received, weights, True)
+        sizes = [v.shape.num_elements() for v in values]
+        parts = tf.split(mixed, sizes)
+        return [tf.reshape(m, v.shape) for m, v in zip(parts, values)], nbytes, seconds
 
     def _consensus_momentum(self, variables) -> None:
         """CDMSGD after the inner step gave v_{k+1}: x <- v_{k+1} + mu (v_{k+1} - v_k)."""
@@ -377,6 +431,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         "downpour": _downpour_round,
         "mdownpour": _downpour_round,
         "mvadownpour": _downpour_round,
+        "adownpour": _downpour_round,
         "localsgd": _localsgd_round,
         "consensus": _consensus_round,
         "mconsensus": _consensus_round,
@@ -405,6 +460,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             "exchange": self.exchange,
             "center_momentum": self.center_momentum,
             "average_rate": self.average_rate,
+            "order": self.order,
             "topology": self.topology,
             "consensus_momentum": self.consensus_momentum,
             "root_rank": self.root_rank,
@@ -423,8 +479,15 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         return cls(inner, **config)
 
 
-def build_inner(kind: str, learning_rate: float, momentum: float = 0.0):
-    """The local optimizer by name: sgd, momentum, nesterov (the paper's EAMSGD inner step), adam."""
+def build_inner(
+    kind: str,
+    learning_rate,
+    momentum: float = 0.0,
+    lars_eta: float = 0.001,
+    lars_weight_decay: float = 0.0,
+):
+    """The local optimizer by name: sgd, momentum, nesterov (the paper's EAMSGD inner step), adam,
+    lars (You et al. 2017); `learning_rate` is a float or a Keras schedule."""
     if kind == "sgd":
         return keras.optimizers.SGD(learning_rate)
     if kind == "momentum":
@@ -433,7 +496,11 @@ def build_inner(kind: str, learning_rate: float, momentum: float = 0.0):
         return keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=True)
     if kind == "adam":
         return keras.optimizers.Adam(learning_rate)
-    raise ValueError(f"inner optimizer must be sgd, momentum, nesterov or adam. Received: {kind!r}")
+    if kind == "lars":
+        return LARS(learning_rate, momentum, eta=lars_eta, weight_decay_rate=lars_weight_decay)
+    raise ValueError(
+        f"inner optimizer must be sgd, momentum, nesterov, adam or lars. Received: {kind!r}"
+    )
 
 
 def easgd(learning_rate: float, tau: int = 10, **kwargs) -> ElasticAveragingOptimizer:
@@ -452,12 +519,21 @@ def eamsgd(
 def make_optimizer(opt) -> ElasticAveragingOptimizer:
     """The optimizer an `OptimizerConfig` describes, from its algorithm's registry entry: the
     inner optimizer, the exchange, and the exchange's arguments from the fields that give them.
-    It broadcasts rank 0's weights when built."""
+    The inner optimizer's rate is scaled with this job's Horovod size and warmed up as the
+    configuration says (`training.lr_schedule`). It broadcasts rank 0's weights when built."""
     spec = opt.spec
     inner_kind = opt.resolved_inner.value
     momentum = opt.resolved_momentum
+    collectives.init()
+    learning_rate = scaled_learning_rate(
+        opt.learning_rate, opt.lr_scaling, collectives.size(), opt.warmup_steps
+    )
     inner = build_inner(
-        inner_kind, opt.learning_rate, momentum if inner_kind in WITH_MOMENTUM else 0.0
+        inner_kind,
+        learning_rate,
+        momentum if inner_kind in WITH_MOMENTUM else 0.0,
+        lars_eta=opt.lars_eta,
+        lars_weight_decay=opt.lars_weight_decay,
     )
     resolved = {**opt.model_dump(), "momentum": momentum}
     arguments = {arg: resolved[f] for arg, f in spec.exchange.arguments.items()}
