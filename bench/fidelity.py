@@ -1,16 +1,21 @@
-"""The paper's experiments in small, for docs/fidelity.md.
+"""The papers' experiments in small, for docs/fidelity.md.
 
-    python -m bench.fidelity [--seeds 1,2] [--epochs 4] [--out bench/results/fidelity.json]
+    python -m bench.fidelity [--sections period,workers,stability,tree,consensus]
+                             [--seeds 1,2,3,4,5] [--tune-seed 0] [--epochs 3]
+                             [--out bench/results/fidelity.json]
 
-1. Communication period: easgd, eamsgd, downpour, mdownpour at tau in {1, 4, 16, 64}, several
-   seeds, 2 ranks, LeNet-5 on mnist5k: the best center test error of each, and whether a run
-   diverged.
-2. Workers: easgd (tau = 4) with 1, 2 and 3 ranks.
-3. Stability of the elastic rate: easgd with alpha inside and outside the paper's round-robin
-   bound (4 - 2 eta) / (4 - eta).
+LeNet-5 on mnist5k, every setting an ordinary run in the store (source: bench); a sweep runs many
+inside one horovodrun launch. Learning rates are tuned per method and tau on the tuning seed
+(which is not one of the reported seeds) over a small grid per kind of method, then each setting
+runs on every reported seed: mean and standard deviation of the best and the final center test
+error.
 
-Each setting is an ordinary run in the store (source: bench); a sweep runs many inside one
-horovodrun launch.
+- period: easgd, eamsgd, downpour, mdownpour, mvadownpour, adownpour at tau in {1, 4, 16, 64}.
+- workers: easgd and eamsgd at tau = 4 with p in {1, 2, 4}.
+- stability: the paper's round-robin map on x^2 / 2 (bench/stability.py), and the real optimizer
+  on it (bench/stability_run.py): growth rate against spectral radius.
+- tree: tree_easgd against flat easgd at p = 4; consensus: cdsgd against sync and localsgd at
+  p = 4 (each where the algorithm exists).
 """
 
 from __future__ import annotations
@@ -18,37 +23,48 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
-from bench.harness import outcome, sweep
+from bench.harness import horovodrun_command, outcome, sweep
+from bench.stability import analysis, cycle_map, spectral_radius
 from db.store import Store
 from training.algorithms import REGISTRY
 from training.config import stability_bound
 from training.metrics import read_jsonl
 
-LR = {"easgd": 0.05, "eamsgd": 0.002, "downpour": 0.02, "mdownpour": 0.02}
 TAUS = (1, 4, 16, 64)
+PERIOD_METHODS = ("easgd", "eamsgd", "downpour", "mdownpour", "mvadownpour", "adownpour")
+# One grid per kind: momentum 0.99 (the paper's delta) multiplies the step by about 100.
+GRIDS = {"plain": (0.02, 0.06, 0.2), "momentum": (0.001, 0.003, 0.01)}
+MOMENTUM_METHODS = ("eamsgd", "mdownpour")
+EVAL_EVERY = 31
+SECTIONS = ("period", "workers", "stability", "tree", "consensus")
 
 
-def _config(algorithm: str, tau: int, seed: int, epochs: float, **optimizer) -> dict:
-    opt = {"algorithm": algorithm, "learning_rate": LR[algorithm], "tau": tau, **optimizer}
-    # The algorithm's own momentum written out (the schema's default too), so the store has it.
+def grid(algorithm: str) -> tuple[float, ...]:
+    return GRIDS["momentum" if algorithm in MOMENTUM_METHODS else "plain"]
+
+
+def config(algorithm: str, tau: int, lr: float, seed: int, epochs: float, **optimizer) -> dict:
+    opt = {"algorithm": algorithm, "learning_rate": lr, "tau": tau, **optimizer}
+    # The algorithm's own momentum written out, so that the store records it.
     if "momentum" in REGISTRY[algorithm].defaults:
         opt.setdefault("momentum", REGISTRY[algorithm].defaults["momentum"])
     return {
-        "name": f"fidelity-{algorithm}-tau{tau}-s{seed}",
+        "name": f"fidelity-{algorithm}-tau{tau}-lr{lr:g}-s{seed}",
         "seed": seed,
         "tags": {"bench": "fidelity"},
         "data": {"dataset": "mnist5k", "batch_size": 32},
         "model": {"name": "lenet5"},
         "optimizer": opt,
-        "training": {"epochs": epochs, "eval_every": 31},
+        "training": {"epochs": epochs, "eval_every": EVAL_EVERY},
         "checkpoint": {"every": None, "keep": 1},
     }
 
 
-def _outcome(run_dir: Path, algorithm: str, tau: int) -> dict:
+def result_of(run_dir: Path, algorithm: str, tau: int) -> dict:
     o = outcome(run_dir, algorithm, tau=tau)
     events = read_jsonl(run_dir / "events.jsonl") if (run_dir / "events.jsonl").exists() else []
     failed = [e["message"] for e in events if e["kind"] == "failed"]
@@ -63,91 +79,173 @@ def _outcome(run_dir: Path, algorithm: str, tau: int) -> dict:
     }
 
 
+def summary(runs: list[dict]) -> dict:
+    """Mean and standard deviation over seeds; a diverged run counts as error 1 (it learned
+    nothing it kept), and how many diverged is said."""
+    out: dict = {"runs": len(runs), "diverged": sum(r["diverged"] for r in runs)}
+    for key in ("best_error", "final_error"):
+        values = [1.0 if r[key] is None else r[key] for r in runs]
+        out[f"{key}_mean"] = round(statistics.mean(values), 4) if values else None
+        out[f"{key}_std"] = round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
+    return out
+
+
+class Runner:
+    """Sweeps grouped by world size, each setting labelled; results by label."""
+
+    def __init__(self, work: Path, epochs: float):
+        self.work, self.epochs = work, epochs
+        self.stamp = time.strftime("%Y%m%d-%H%M%S")
+
+    def run(self, ranks: int, settings: dict[str, tuple[str, int, float, int, dict]]) -> dict:
+        entries = [
+            (label, config(a, tau, lr, seed, self.epochs, **extra))
+            for label, (a, tau, lr, seed, extra) in settings.items()
+        ]
+        dirs = sweep(entries, ranks, self.work, f"fidelity-{self.stamp}")
+        return {
+            label: result_of(dirs[label], a, tau) for label, (a, tau, _, _, _) in settings.items()
+        }
+
+    def tune(self, ranks: int, candidates: dict[str, tuple[str, int, dict]], seed: int) -> dict:
+        """The learning rate with the lowest best error on the tuning seed, per candidate key."""
+        settings = {
+            f"tune-{key}-lr{lr:g}": (a, tau, lr, seed, extra)
+            for key, (a, tau, extra) in candidates.items()
+            for lr in grid(a)
+        }
+        results = self.run(ranks, settings)
+        chosen = {}
+        for key, (a, _, _) in candidates.items():
+            tried = [(results[f"tune-{key}-lr{lr:g}"], lr) for lr in grid(a)]
+            scored = [(1.0 if r["best_error"] is None else r["best_error"], lr) for r, lr in tried]
+            chosen[key] = {"lr": min(scored)[1], "tried": {f"{lr:g}": e for e, lr in scored}}
+        return chosen
+
+    def seeds(self, ranks: int, settings: dict[str, tuple[str, int, float, dict]], seeds) -> dict:
+        runs = self.run(
+            ranks,
+            {
+                f"{k}-s{s}": (a, tau, lr, s, extra)
+                for k, (a, tau, lr, extra) in settings.items()
+                for s in seeds
+            },
+        )
+        return {
+            k: {
+                **summary([runs[f"{k}-s{s}"] for s in seeds]),
+                "per_seed": [runs[f"{k}-s{s}"] for s in seeds],
+            }
+            for k in settings
+        }
+
+
+def period_section(r: Runner, seeds, tune_seed: int, ranks: int) -> dict:
+    candidates = {f"{a}-tau{t}": (a, t, {}) for a in PERIOD_METHODS for t in TAUS}
+    tuned = r.tune(ranks, candidates, tune_seed)
+    measured = r.seeds(
+        ranks, {k: (a, t, tuned[k]["lr"], {}) for k, (a, t, _) in candidates.items()}, seeds
+    )
+    return {"tuned": tuned, "results": measured}
+
+
+def workers_section(r: Runner, seeds, tuned: dict) -> dict:
+    out = {}
+    for p in (1, 2, 4):
+        out[str(p)] = r.seeds(
+            p, {a: (a, 4, tuned[f"{a}-tau4"]["lr"], {}) for a in ("easgd", "eamsgd")}, seeds
+        )
+    return out
+
+
+def stability_section() -> dict:
+    eta = 0.5
+    runs = {}
+    for p in (1, 2):
+        for factor in (0.9, 1.5):
+            alpha = factor * stability_bound(eta)
+            cmd = horovodrun_command(
+                p, ["-m", "bench.stability_run", str(eta), str(alpha), "round_robin", "80"]
+            )
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            line = next(x for x in out.splitlines() if '"norms"' in x)
+            norms = json.loads(line[line.index("{") :])["norms"]
+            runs[f"p{p}-x{factor}"] = {
+                "alpha": round(alpha, 6),
+                "measured_rate": round((norms[-1] / norms[39]) ** (1 / 40), 5),
+                "spectral_radius": round(
+                    spectral_radius(cycle_map(p, eta, alpha, "round_robin")), 5
+                ),
+            }
+    return {"eta": eta, "optimizer_runs": runs, "map": analysis()}
+
+
+def comparison_section(r: Runner, seeds, tune_seed: int, methods, extra: dict) -> dict:
+    """Methods at p = 4 and tau = 4, each at its own tuned learning rate."""
+    candidates = {a: (a, 4, extra.get(a, {})) for a in methods}
+    tuned = r.tune(4, candidates, tune_seed)
+    measured = r.seeds(4, {a: (a, 4, tuned[a]["lr"], extra.get(a, {})) for a in methods}, seeds)
+    return {"tuned": tuned, "results": measured}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.fidelity")
-    p.add_argument("--seeds", default="1,2")
-    p.add_argument("--epochs", type=float, default=4)
+    p.add_argument("--sections", default=",".join(SECTIONS))
+    p.add_argument("--seeds", default="1,2,3,4,5")
+    p.add_argument("--tune-seed", type=int, default=0)
+    p.add_argument("--epochs", type=float, default=3)
     p.add_argument("--out", default="bench/results/fidelity.json")
     args = p.parse_args(argv)
+    sections = [s for s in args.sections.split(",") if s]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        p.error(f"--sections: unknown {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    out_path = Path(args.out)
+    result = json.loads(out_path.read_text()) if out_path.exists() else {}
     Store().init()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    work = Path(args.out).parent / "fidelity-work"
+    work = out_path.parent / "fidelity-work"
     work.mkdir(parents=True, exist_ok=True)
+    r = Runner(work, args.epochs)
     started = time.time()
-
-    period = [
-        (f"{a}-tau{t}-s{s}", _config(a, t, s, args.epochs)) for a in LR for t in TAUS for s in seeds
-    ]
-    dirs = sweep(period, 2, work, f"fidelity-{stamp}")
-    workers = {}
-    for ranks in (1, 2, 3):
-        d = sweep(
-            [(f"workers{ranks}-s{s}", _config("easgd", 4, s, args.epochs)) for s in seeds],
-            ranks,
-            work,
-            f"fidelity-{stamp}",
-        )
-        workers[ranks] = [_outcome(v, "easgd", 4) for v in d.values()]
-    eta = LR["easgd"]
-    bound = stability_bound(eta)
-    alphas = {"inside": 0.45, "inside, beta > 1": 0.95, "outside": 1.5}
-    d = sweep(
-        [
-            (f"alpha-{a}", _config("easgd", 4, seeds[0], args.epochs, alpha=a))
-            for a in alphas.values()
-        ],
-        2,
-        work,
-        f"fidelity-{stamp}",
-    )
-    stability = {
-        name: {"alpha": a, **_outcome(d[f"alpha-{a}"], "easgd", 4)} for name, a in alphas.items()
-    }
-
-    table: dict = {}
-    for label, run_dir in dirs.items():
-        algo, tau, _ = label.split("-")
-        table.setdefault(algo, {}).setdefault(tau, []).append(
-            _outcome(run_dir, algo, int(tau.removeprefix("tau")))
-        )
-    summary = {
-        algo: {
-            tau: {
-                "best_error_mean": (
-                    round(statistics.mean(e), 4)
-                    if (e := [o["best_error"] for o in outs if o["best_error"] is not None])
-                    else None
-                ),
-                "best_error_min": min(e) if e else None,
-                "diverged": sum(o["diverged"] for o in outs),
-                "runs": len(outs),
-            }
-            for tau, outs in by_tau.items()
+    result.update(
+        {
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "seeds": seeds,
+            "tune_seed": args.tune_seed,
+            "epochs": args.epochs,
+            "grids": GRIDS,
+            "eval_every": EVAL_EVERY,
         }
-        for algo, by_tau in table.items()
-    }
-    result = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "seeds": seeds,
-        "epochs": args.epochs,
-        "learning_rates": LR,
-        "wall_seconds": round(time.time() - started),
-        "communication_period": {"summary": summary, "runs": table},
-        "workers": {
-            str(k): {
-                "best_error_mean": round(
-                    statistics.mean([o["best_error"] for o in v if o["best_error"] is not None]), 4
-                ),
-                "runs": v,
-            }
-            for k, v in workers.items()
-        },
-        "stability": {"eta": eta, "bound": round(bound, 4), "runs": stability},
-    }
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({k: result[k] for k in ("wall_seconds", "workers", "stability")}, indent=1))
-    print(json.dumps(summary, indent=1))
+    )
+    for section in sections:
+        t0 = time.time()
+        if section == "period":
+            result["period"] = period_section(r, seeds, args.tune_seed, 2)
+        elif section == "workers":
+            result["workers"] = workers_section(r, seeds, result["period"]["tuned"])
+        elif section == "stability":
+            result["stability"] = stability_section()
+        elif section == "tree":
+            if "tree_easgd" not in REGISTRY:
+                result["tree"] = {"skipped": "tree_easgd is not in this version"}
+                continue
+            result["tree"] = comparison_section(
+                r, seeds, args.tune_seed, ("easgd", "tree_easgd"), {"tree_easgd": {"group_size": 2}}
+            )
+        elif section == "consensus":
+            if "cdsgd" not in REGISTRY:
+                result["consensus"] = {"skipped": "cdsgd is not in this version"}
+                continue
+            result["consensus"] = comparison_section(
+                r, seeds, args.tune_seed, ("sync", "localsgd", "cdsgd"), {}
+            )
+        result.setdefault("section_seconds", {})[section] = round(time.time() - t0)
+        out_path.write_text(json.dumps(result, indent=1) + "\n")  # each section as it ends
+        print(f"fidelity: {section} done in {round(time.time() - t0)} s", flush=True)
+    result["wall_seconds"] = round(time.time() - started)
+    out_path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"fidelity: wrote {out_path} in {result['wall_seconds']} s")
     return 0
 
 

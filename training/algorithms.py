@@ -20,11 +20,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-# The optimizer fields every algorithm uses: the inner step.
-INNER_FIELDS = ("algorithm", "inner", "learning_rate", "momentum")
+# The optimizer fields every algorithm uses: the inner step (and its rate's schedule).
+INNER_FIELDS = ("algorithm", "inner", "learning_rate", "momentum", "lr_scaling", "warmup_steps")
 # Inner optimizers that take a momentum; with no momentum given, they use 0.9.
-WITH_MOMENTUM = ("momentum", "nesterov")
+WITH_MOMENTUM = ("momentum", "nesterov", "lars")
+# Fields that only one inner optimizer reads: used (shown, recorded) when it is the inner one.
+INNER_OPTION_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"lars": ("lars_eta", "lars_weight_decay")}
+)
 DEFAULT_MOMENTUM = 0.9
+# The order in which the center takes the workers' elastic pulls within one round.
+ORDERS = ("simultaneous", "round_robin")
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ EXCHANGES: Mapping[str, Exchange] = MappingProxyType(
                 "before",
                 "center",
                 "every tau steps, the elastic exchange with the center",
-                {**_PERIOD, "beta": "beta", "alpha": "alpha"},
+                {**_PERIOD, "beta": "beta", "alpha": "alpha", "order": "order"},
             ),
             Exchange(
                 "downpour",
@@ -105,6 +111,13 @@ EXCHANGES: Mapping[str, Exchange] = MappingProxyType(
                 "average",
                 "as downpour, and a moving average of the center is the model evaluated",
                 {**_PERIOD, "average_rate": "average_rate"},
+            ),
+            Exchange(
+                "adownpour",
+                "after",
+                "average",
+                "as downpour, and the time average of the centers is the model evaluated",
+                _PERIOD,
             ),
             Exchange(
                 "localsgd",
@@ -149,6 +162,10 @@ class AlgorithmSpec:
         """The OptimizerConfig fields this algorithm reads: the inner step's and its exchange's."""
         extra = [f for f in self.exchange.arguments.values() if f not in INNER_FIELDS]
         return INNER_FIELDS + tuple(dict.fromkeys(extra))
+
+    def fields_with(self, inner: str | None) -> tuple[str, ...]:
+        """`fields`, and those the inner optimizer `inner` (default: this algorithm's) adds."""
+        return self.fields + INNER_OPTION_FIELDS.get(inner or self.inner(), ())
 
     @property
     def has_center(self) -> bool:
@@ -209,14 +226,20 @@ REGISTRY: Mapping[str, AlgorithmSpec] = MappingProxyType(
             AlgorithmSpec(
                 "mdownpour",
                 EXCHANGES["mdownpour"],
-                "MDOWNPOUR: DOWNPOUR with Nesterov momentum (momentum, 0.9) on the center.",
-                {"momentum": 0.9},
+                "MDOWNPOUR: DOWNPOUR with Nesterov momentum (momentum, 0.99 as in the paper) on "
+                "the center.",
+                {"momentum": 0.99},
             ),
             AlgorithmSpec(
                 "mvadownpour",
                 EXCHANGES["mvadownpour"],
-                "MVADOWNPOUR: DOWNPOUR; a moving average of the center (average_rate) is "
-                "evaluated.",
+                "MVADOWNPOUR: DOWNPOUR; the master's moving average of the center (average_rate, "
+                "taken at each center update) is evaluated.",
+            ),
+            AlgorithmSpec(
+                "adownpour",
+                EXCHANGES["adownpour"],
+                "ADOWNPOUR: DOWNPOUR; the master's time average of the centers is evaluated.",
             ),
             AlgorithmSpec(
                 "localsgd",

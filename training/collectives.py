@@ -160,6 +160,25 @@ def timed_mean(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tensor]
     return [r * tf.cast(scale, r.dtype) for r in results], nbytes, seconds
 
 
+def timed_gather(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tensor], int, tf.Tensor]:
+    """Every rank's copy of each tensor, stacked by rank (shape [size, *shape]), from one
+    allgather of this rank's tensors flattened together: (results, payload bytes, seconds)."""
+    tensors = list(tensors)
+    dtypes = {t.dtype for t in tensors}
+    if len(dtypes) != 1:
+        raise ValueError(f"timed_gather needs one dtype; received {sorted(d.name for d in dtypes)}")
+    start = tf.timestamp()
+    with tf.control_dependencies([start]):
+        flat = tf.concat([tf.reshape(t, [-1]) for t in tensors], 0)[None, :]
+    gathered = flat if hvd.size() == 1 else hvd.allgather(flat, name=name)
+    with tf.control_dependencies([gathered]):
+        seconds = tf.timestamp() - start
+    sizes = [t.shape.num_elements() for t in tensors]
+    parts = tf.split(gathered, sizes, axis=1)
+    results = [tf.reshape(p, [-1, *t.shape]) for p, t in zip(parts, tensors)]
+    return results, _payload_bytes(tensors), seconds
+
+
 def sum_scalar(value: tf.Tensor, name: str) -> tf.Tensor:
     """A monitoring all-reduce (not counted as the algorithm's communication)."""
     if hvd.size() == 1:

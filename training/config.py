@@ -30,8 +30,9 @@ from pydantic import (
 )
 
 from db.errors import EasgdError
-from training.algorithms import REGISTRY, AlgorithmSpec
+from training.algorithms import ORDERS, REGISTRY, AlgorithmSpec
 from training.hosts import HOSTS_PATTERN, Hosts, HostsError, format_hosts, parse_hosts
+from training.lr_scaling import lr_scale
 
 
 class _AlgorithmName(StrEnum):
@@ -51,6 +52,7 @@ class InnerOptimizer(StrEnum):
     MOMENTUM = "momentum"
     NESTEROV = "nesterov"
     ADAM = "adam"
+    LARS = "lars"
 
 
 DATASETS = ("mnist5k", "digits", "synthetic", "npz", "mnist", "fashion_mnist", "cifar10")
@@ -181,16 +183,23 @@ class OptimizerConfig(_Section):
     beta: float | None = Field(
         None,
         allow_inf_nan=False,
-        gt=0,
+        ge=-1,
         le=1,
-        description="Moving rate beta = workers x alpha (default 0.9).",
+        description="Moving rate beta = workers x alpha (default 0.9; negative: see the README).",
     )
     alpha: float | None = Field(
         None,
         allow_inf_nan=False,
-        gt=0,
+        ge=-10_000,
         le=10_000,
         description="Elastic rate alpha; overrides beta (default beta / workers).",
+    )
+    order: Literal[ORDERS] = Field(  # type: ignore[valid-type]
+        "simultaneous",
+        description=(
+            "How the center takes the workers' pulls in a round: all at once (the paper's "
+            "synchronous EASGD) or round_robin, one rank after another (its stability analysis)."
+        ),
     )
     average_rate: float = Field(
         0.001,
@@ -221,6 +230,30 @@ class OptimizerConfig(_Section):
         le=1,
         description="Tree EASGD: root moving rate, beta_root = groups x alpha_root (default 0.9).",
     )
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none",
+        description="Scale learning_rate with the workers p: x p (linear), x sqrt(p), or none.",
+    )
+    warmup_steps: int = Field(
+        0,
+        ge=0,
+        le=STEPS_MAX,
+        description="Steps of linear warm-up from learning_rate to the scaled rate (0: none).",
+    )
+    lars_eta: float = Field(
+        0.001,
+        allow_inf_nan=False,
+        gt=0,
+        le=1,
+        description="LARS trust coefficient eta (You et al. 2017: 0.001).",
+    )
+    lars_weight_decay: float = Field(
+        0.0,
+        allow_inf_nan=False,
+        ge=0,
+        le=1,
+        description="LARS weight decay beta: L2, inside the trust ratio, as in the paper.",
+    )
 
     @model_validator(mode="after")
     def _one_of_alpha_beta(self) -> OptimizerConfig:
@@ -230,6 +263,16 @@ class OptimizerConfig(_Section):
                 f"(received alpha={self.alpha}, beta={self.beta})"
             )
         return self
+
+    @field_validator("alpha", "beta")
+    @classmethod
+    def _not_zero(cls, value: float | None) -> float | None:
+        if value == 0:
+            raise ValueError(
+                "0 is no elastic force at all; for workers that never meet, use localsgd with a "
+                "large tau (received: 0)"
+            )
+        return value
 
     @property
     def spec(self) -> AlgorithmSpec:
@@ -746,7 +789,13 @@ def warnings_for(config: ExperimentConfig, workers: int | None = None) -> list[s
     if "alpha" in spec.fields:
         alpha = opt.resolved_alpha(p)
         bound = stability_bound(opt.learning_rate)
-        if not (0 <= alpha <= bound) or math.isnan(alpha):
+        if alpha < 0:
+            out.append(
+                f"optimizer.alpha: {alpha:g} is a negative moving rate: workers and center push "
+                "each other apart (the thesis relates it to momentum SGD); it is outside the "
+                f"stability region 0 <= alpha <= {bound:.4g}, so keep |alpha| small"
+            )
+        elif not (0 <= alpha <= bound) or math.isnan(alpha):
             out.append(
                 f"optimizer.alpha: {alpha:g} is outside the paper's stability region "
                 f"0 <= alpha <= (4 - 2 eta) / (4 - eta) = {bound:.4g} for eta = "
@@ -757,6 +806,17 @@ def warnings_for(config: ExperimentConfig, workers: int | None = None) -> list[s
                 f"optimizer.alpha: beta = workers x alpha = {p * alpha:g} > 1 pulls the center "
                 "past the workers' mean"
             )
+    scale = lr_scale(opt.lr_scaling, p)
+    if opt.warmup_steps and scale == 1:
+        out.append(
+            f"optimizer.warmup_steps: no effect with lr_scaling '{opt.lr_scaling}' on {p} "
+            "worker(s): the warm-up ramps from learning_rate to learning_rate x scale, here x 1"
+        )
+    if opt.learning_rate * scale > 10:
+        out.append(
+            f"optimizer.lr_scaling: the scaled learning rate {opt.learning_rate:g} x {scale:g} = "
+            f"{opt.learning_rate * scale:g} on {p} workers is above 10; training may diverge"
+        )
     if not spec.periodic and opt.tau != 10:
         out.append(
             f"optimizer.tau: ignored by algorithm '{spec.name}' (it communicates every step)"
@@ -778,8 +838,10 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def recorded_params(config: dict[str, Any]) -> dict[str, Any]:
     """A resolved configuration as the run store records it: dotted keys, and of the optimizer
-    section only the fields its algorithm uses (a `sync` run has no `optimizer.tau`)."""
-    used = fields_for((config.get("optimizer") or {}).get("algorithm", Algorithm.EAMSGD))
+    section only the fields its algorithm and inner optimizer use (a `sync` run has no
+    `optimizer.tau`, a run without LARS no `optimizer.lars_eta`)."""
+    optimizer = config.get("optimizer") or {}
+    used = fields_for(optimizer.get("algorithm", Algorithm.EAMSGD), optimizer.get("inner"))
     return {
         key: value
         for key, value in flatten(config).items()
@@ -787,9 +849,12 @@ def recorded_params(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def fields_for(algorithm: str) -> set[str]:
-    """Optimizer fields that matter for an algorithm (the registry's): the UI shows only these."""
-    return set(REGISTRY[Algorithm(algorithm)].fields)
+def fields_for(algorithm: str, inner: str | None = None) -> set[str]:
+    """Optimizer fields that matter for an algorithm (the registry's), with those its inner
+    optimizer adds (`inner`, else the algorithm's default): the UI shows only these."""
+    return set(
+        REGISTRY[Algorithm(algorithm)].fields_with(inner if isinstance(inner, str) else None)
+    )
 
 
 def visible_fields(data: dict[str, Any]) -> set[str]:
@@ -799,6 +864,7 @@ def visible_fields(data: dict[str, Any]) -> set[str]:
     algorithm = (data.get("optimizer", {}) or {}).get("algorithm", Algorithm.EAMSGD)
     if not isinstance(algorithm, str) or algorithm not in REGISTRY:
         algorithm = Algorithm.EAMSGD
+    inner = (data.get("optimizer", {}) or {}).get("inner")
     shown = {
         "name",
         "seed",
@@ -820,5 +886,5 @@ def visible_fields(data: dict[str, Any]) -> set[str]:
         shown.add("model.hidden")
     if model in ("convnet", "resnet"):
         shown.add("model.width")
-    shown |= {f"optimizer.{f}" for f in fields_for(algorithm)}
+    shown |= {f"optimizer.{f}" for f in fields_for(algorithm, inner)}
     return shown

@@ -6,19 +6,31 @@ When each exchange runs, whether it keeps a center and what is evaluated are dec
 
 - ``elastic`` (EASGD with SGD inside, EAMSGD with Nesterov momentum inside), every tau steps,
   on the step whose 0-based index t has t mod tau == 0, before the inner step, with the
-  current center c and the worker's x_t (the point where this step's gradient was taken)::
+  current center c and the worker's x_t (this step's gradient was taken before the round)::
 
       d = alpha (x - c);  x <- x - d;  c <- c + allreduce_sum(d)
 
-  then the inner step subtracts its own update from x, which gives the paper's
+  then the inner step adds its own update, which gives the paper's
   x_{t+1} = x_t - eta g(x_t) - alpha (x_t - c_t) exactly for inner optimizers whose update does
-  not depend on x's value (SGD, momentum, Nesterov, Adam; not weight decay).
+  not depend on x's value (SGD, momentum, Adam; not weight decay, nor LARS, whose trust ratio
+  reads ||x||: it sees the pulled x). Keras' Nesterov SGD keeps the
+  look-ahead point y = x + delta m in the variable (m its momentum slot, the paper's v), so for
+  it x = y - delta m: d = alpha (y - delta m - c) is applied to y, which moves x by d and leaves
+  v alone; with the gradient Keras took at y, that is Algorithm 2's
+  v <- delta v - eta g(x + delta v);  x <- x + v - alpha (x - c).
+  With ``order="round_robin"`` the center takes the workers' pulls one at a time in rank order,
+  c <- c + alpha (x_j - c) for j = 0..p-1 (the schedule of the paper's stability analysis): one
+  allgather of the x_j, then the same replay on every rank.
 - ``sync``: gradients averaged with one all-reduce every step (Horovod's DistributedOptimizer).
 - ``downpour``: after every tau inner steps, the center receives the sum of the workers'
   accumulated updates, c <- c + sum_i (x_i - c), and every worker restarts from c.
 - ``mdownpour``: as downpour, with Nesterov momentum (delta) on the center's update, in the
   look-ahead form Keras uses: v <- delta v + D;  c <- c + delta v + D, with D = sum_i (x_i - c).
-- ``mvadownpour``: downpour, and z <- (1 - a) z + a c after every step; z is the evaluated model.
+  The variable c is the look-ahead point the master hands out (the paper's x~ + delta v).
+- ``mvadownpour``: downpour, and the master's moving average z <- (1 - a) z + a c each time the
+  center changes; z is the evaluated model.
+- ``adownpour``: downpour, and the master's time average z <- z + (c - z) / (k + 1) after the
+  k-th center update (z is the mean of the centers c_0 .. c_k); z is the evaluated model.
 - ``localsgd``: after every tau inner steps, every worker is set to the mean of the workers.
 - ``tree`` (Tree EASGD, Zhang's thesis): groups of ranks (`training.groups`), each with a group
   center c_g; on steps with t mod tau == 0 the elastic exchange within each group
@@ -41,7 +53,9 @@ import tensorflow as tf
 from keras.src.utils import tracking
 
 from training import collectives
-from training.algorithms import EXCHANGES, WITH_MOMENTUM
+from training.algorithms import EXCHANGES, ORDERS, WITH_MOMENTUM
+from training.lars import LARS
+from training.lr_schedule import scaled_learning_rate
 
 
 def _in_xla_context() -> bool:
@@ -67,6 +81,8 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         group_size: ranks per group (`tree`; default: the ranks of one host).
         tau_root: steps between the group centers' exchanges with the root center (`tree`).
         beta_root: root moving rate, beta_root = groups x alpha_root (`tree`, default 0.9).
+        order: "simultaneous" (every worker's pull with the same center: the paper's
+            synchronous EASGD) or "round_robin" (the center takes them in rank order).
         root_rank: the rank whose weights everyone starts from.
         broadcast_on_build: broadcast the root's weights when the optimizer is built, so that
             every worker and the center start equal (what Horovod's broadcast callback does).
@@ -81,11 +97,12 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         beta: float | None = None,
         alpha: float | None = None,
         exchange: str = "elastic",
-        center_momentum: float = 0.9,
+        center_momentum: float = 0.99,
         average_rate: float = 0.001,
         group_size: int | None = None,
         tau_root: int = 10,
         beta_root: float | None = None,
+        order: str = "simultaneous",
         root_rank: int = 0,
         broadcast_on_build: bool = True,
         name: str | None = None,
@@ -109,10 +126,13 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             raise ValueError(f"tau must be an integer >= 1. Received: tau={tau!r}")
         if alpha is not None and beta is not None:
             raise ValueError(f"Give beta or alpha, not both. Received: beta={beta}, alpha={alpha}")
-        if beta is not None and not 0 < beta <= 1:
-            raise ValueError(f"beta must be in (0, 1]. Received: beta={beta}")
-        if alpha is not None and alpha <= 0:
-            raise ValueError(f"alpha must be > 0. Received: alpha={alpha}")
+        # A negative rate is the thesis' link between EASGD and momentum SGD: allowed.
+        if beta is not None and not (-1 <= beta <= 1 and beta != 0):
+            raise ValueError(f"beta must be in [-1, 1] and not 0. Received: beta={beta}")
+        if alpha is not None and alpha == 0:
+            raise ValueError(f"alpha must not be 0. Received: alpha={alpha}")
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}. Received: order={order!r}")
         if not 0 <= center_momentum < 1:
             raise ValueError(f"center_momentum must be in [0, 1). Received: {center_momentum}")
         if not 0 < average_rate <= 1:
@@ -138,6 +158,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         self.group_size = group_size
         self.tau_root = tau_root
         self.beta_root = beta_root
+        self.order = order
         self.root_rank = root_rank
         self.broadcast_on_build = broadcast_on_build
 
@@ -157,7 +178,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             self.center_velocity = [
                 self.add_variable_from_reference(v, name="center_velocity") for v in var_list
             ]
-        if self.exchange == "mvadownpour":
+        if self._exchange.evaluated == "average":
             self.average = [self.add_variable_from_reference(v, name="average") for v in var_list]
         self.group_center = []
         if self.exchange == "tree":
@@ -227,10 +248,6 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         self.inner_optimizer.apply(grads, variables)
         if when == "after":
             self._maybe_round(step, variables)
-        if self.exchange == "mvadownpour":
-            a = self.average_rate
-            for z, c in zip(self.average, self.center):
-                self.assign(z, (1.0 - a) * z.value + a * c.value)
 
     def _account(self, nbytes: int, seconds: tf.Tensor) -> tf.Tensor:
         self.bytes_sent.assign_add(tf.constant(float(nbytes), tf.float64))
@@ -260,16 +277,43 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             out[i] = g
         return out
 
-    def _elastic_round(self, variables) -> tf.Tensor:
-        alpha = self.alpha
-        diffs = [
-            tf.cast(alpha, x.dtype) * (x.value - c.value) for x, c in zip(variables, self.center)
+    def _elastic_points(self, variables) -> list[tf.Tensor]:
+        """The x on which the elastic force acts: Keras' Nesterov SGD holds y = x + delta m."""
+        inner = self.inner_optimizer
+        if not (isinstance(inner, keras.optimizers.SGD) and inner.nesterov and inner.momentum):
+            return [x.value for x in variables]
+        delta = inner.momentum
+        return [
+            x.value - tf.cast(delta, x.dtype) * inner.momentums[inner._get_variable_index(x)].value
+            for x in variables
         ]
+
+    def _elastic_round(self, variables) -> tf.Tensor:
+        points = self._elastic_points(variables)
+        if self.order == "round_robin":
+            return self._round_robin(variables, points)
+        alpha = self.alpha
+        diffs = [tf.cast(alpha, p.dtype) * (p - c.value) for p, c in zip(points, self.center)]
         for x, d in zip(variables, diffs):
             self.assign_sub(x, d)
         total, nbytes, seconds = collectives.timed_sum(diffs, "easgd_elastic")
         for c, s in zip(self.center, total):
             self.assign_add(c, s)
+        return self._account(nbytes, seconds)
+
+    def _round_robin(self, variables, points) -> tf.Tensor:
+        """Every rank replays the same sequence on the gathered x_j, so the replicas agree."""
+        gathered, nbytes, seconds = collectives.timed_gather(points, "easgd_elastic_rr")
+        rank = collectives.rank()
+        for x, c, xs in zip(variables, self.center, gathered):
+            alpha = tf.cast(self.alpha, c.dtype)
+            center, own = c.value, None
+            for j in range(self.workers):
+                e = alpha * (xs[j] - center)
+                center = center + e
+                own = e if j == rank else own
+            self.assign(c, center)
+            self.assign_sub(x, own)
         return self._account(nbytes, seconds)
 
     def _localsgd_round(self, variables) -> tf.Tensor:
@@ -282,7 +326,8 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         return self._account(nbytes, seconds)
 
     def _downpour_round(self, variables) -> tf.Tensor:
-        """downpour, mdownpour (momentum on the center) and mvadownpour's center."""
+        """The DOWNPOUR family: mdownpour's momentum on the center, and the master's averages
+        (mvadownpour, adownpour), taken when the center changes."""
         deltas = [x.value - c.value for x, c in zip(variables, self.center)]
         total, nbytes, seconds = collectives.timed_sum(deltas, "easgd_downpour")
         if self.exchange == "mdownpour":
@@ -295,20 +340,16 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
                 self.assign_add(c, s)
         for x, c in zip(variables, self.center):
             self.assign(x, c.value)
-        return self._account(nbytes, seconds)
-
-    def _pull_points(self, variables) -> list[tf.Tensor]:
-        """Each variable's x in the paper's terms: Keras' Nesterov SGD keeps the look-ahead
-        y = x + delta m in the variable (m its momentum slot), so x = y - delta m there."""
-        inner = self.inner_optimizer
-        nesterov = isinstance(inner, keras.optimizers.SGD) and inner.nesterov and inner.momentum
-        if not nesterov:
-            return [x.value for x in variables]
-        delta = inner.momentum
-        return [
-            x.value - tf.cast(delta, x.dtype) * inner.momentums[inner._get_variable_index(x)].value
-            for x in variables
-        ]
+        seconds = self._account(nbytes, seconds)
+        if self.exchange == "mvadownpour":
+            a = self.average_rate
+            for z, c in zip(self.average, self.center):
+                self.assign(z, (1.0 - a) * z.value + a * c.value)
+        if self.exchange == "adownpour":
+            k = tf.cast(self.rounds.value, self.average[0].dtype)  # this update's k, from 1
+            for z, c in zip(self.average, self.center):
+                self.assign_add(z, (c.value - z.value) / (k + 1.0))
+        return seconds
 
     def _tree_round(self, variables) -> tf.Tensor:
         """Tree EASGD: the group level on steps with t mod tau == 0, the root level on steps with
@@ -323,7 +364,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         alpha_root = (self.beta_root if self.beta_root is not None else 0.9) / layout.count
         pulls = [
             tf.cast(alpha, x.dtype) * (x - c.value)
-            for x, c in zip(self._pull_points(variables), self.group_center)
+            for x, c in zip(self._elastic_points(variables), self.group_center)
         ]
         pushes = [
             tf.cast(alpha_root, g.dtype) * (g.value - c.value)
@@ -373,6 +414,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         "downpour": _downpour_round,
         "mdownpour": _downpour_round,
         "mvadownpour": _downpour_round,
+        "adownpour": _downpour_round,
         "localsgd": _localsgd_round,
         "tree": _tree_round,
     }
@@ -407,6 +449,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             "group_size": self.group_size,
             "tau_root": self.tau_root,
             "beta_root": self.beta_root,
+            "order": self.order,
             "root_rank": self.root_rank,
         }
 
@@ -440,8 +483,15 @@ def _check_tree(alpha, group_size, tau_root, beta_root) -> None:
         raise ValueError(f"beta_root must be in (0, 1]. Received: beta_root={beta_root}")
 
 
-def build_inner(kind: str, learning_rate: float, momentum: float = 0.0):
-    """The local optimizer by name: sgd, momentum, nesterov (the paper's EAMSGD inner step), adam."""
+def build_inner(
+    kind: str,
+    learning_rate,
+    momentum: float = 0.0,
+    lars_eta: float = 0.001,
+    lars_weight_decay: float = 0.0,
+):
+    """The local optimizer by name: sgd, momentum, nesterov (the paper's EAMSGD inner step), adam,
+    lars (You et al. 2017); `learning_rate` is a float or a Keras schedule."""
     if kind == "sgd":
         return keras.optimizers.SGD(learning_rate)
     if kind == "momentum":
@@ -450,7 +500,11 @@ def build_inner(kind: str, learning_rate: float, momentum: float = 0.0):
         return keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=True)
     if kind == "adam":
         return keras.optimizers.Adam(learning_rate)
-    raise ValueError(f"inner optimizer must be sgd, momentum, nesterov or adam. Received: {kind!r}")
+    if kind == "lars":
+        return LARS(learning_rate, momentum, eta=lars_eta, weight_decay_rate=lars_weight_decay)
+    raise ValueError(
+        f"inner optimizer must be sgd, momentum, nesterov, adam or lars. Received: {kind!r}"
+    )
 
 
 def easgd(learning_rate: float, tau: int = 10, **kwargs) -> ElasticAveragingOptimizer:
@@ -469,12 +523,21 @@ def eamsgd(
 def make_optimizer(opt) -> ElasticAveragingOptimizer:
     """The optimizer an `OptimizerConfig` describes, from its algorithm's registry entry: the
     inner optimizer, the exchange, and the exchange's arguments from the fields that give them.
-    It broadcasts rank 0's weights when built."""
+    The inner optimizer's rate is scaled with this job's Horovod size and warmed up as the
+    configuration says (`training.lr_schedule`). It broadcasts rank 0's weights when built."""
     spec = opt.spec
     inner_kind = opt.resolved_inner.value
     momentum = opt.resolved_momentum
+    collectives.init()
+    learning_rate = scaled_learning_rate(
+        opt.learning_rate, opt.lr_scaling, collectives.size(), opt.warmup_steps
+    )
     inner = build_inner(
-        inner_kind, opt.learning_rate, momentum if inner_kind in WITH_MOMENTUM else 0.0
+        inner_kind,
+        learning_rate,
+        momentum if inner_kind in WITH_MOMENTUM else 0.0,
+        lars_eta=opt.lars_eta,
+        lars_weight_decay=opt.lars_weight_decay,
     )
     resolved = {**opt.model_dump(), "momentum": momentum}
     arguments = {arg: resolved[f] for arg, f in spec.exchange.arguments.items()}

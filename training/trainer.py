@@ -114,13 +114,16 @@ class Trainer:
         )
 
     def _train_step_impl(self, x, y):
+        """One step; returns its loss and the learning rate it used (a schedule's value at this
+        step, read before the step advances the optimizer's iterations)."""
         tf = self.tf
+        lr = tf.convert_to_tensor(self.optimizer.learning_rate)
         with tf.GradientTape() as tape:
             logits = self.model(x, training=True)
             loss = self.loss_fn(y, logits)
         grads = tape.gradient(loss, self.model.trainable_variables)
         self.optimizer.apply(grads, self.model.trainable_variables)
-        return loss
+        return loss, lr
 
     def _evaluate(self, model) -> tuple[float, float]:
         np = self.np
@@ -201,7 +204,6 @@ class Trainer:
 
     def run(self) -> dict[str, float]:
         cfg = self.config
-        lr = float(self.optimizer.learning_rate.numpy())
         if self.rank == 0:
             self.sink.start(self.info)
             what = f"resumed at step {self.step}" if self.resumed_from is not None else "started"
@@ -227,7 +229,7 @@ class Trainer:
         while self.step < self.total_steps:
             x, y = self.shard.batch_at(self.step)
             t0 = time.perf_counter()
-            loss = float(self._train_step(x, y).numpy())
+            loss, lr = (float(v.numpy()) for v in self._train_step(x, y))
             step_time = time.perf_counter() - t0
             self.step += 1
             if not math.isfinite(loss) and self.diverged_at is None:

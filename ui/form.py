@@ -29,6 +29,10 @@ LABELS = {
     "optimizer.inner": "inner optimizer",
     "optimizer.algorithm": "algorithm",
     "data.path": "data file (.npz)",
+    "optimizer.lr_scaling": "learning-rate scaling",
+    "optimizer.warmup_steps": "warm-up steps",
+    "optimizer.lars_eta": "LARS trust coefficient (eta)",
+    "optimizer.lars_weight_decay": "LARS weight decay",
 }
 TOP_LEVEL = ("name", "seed")
 

@@ -19,15 +19,6 @@ from db.errors import (
 )
 from db.store import Store
 
-PARAMS = {
-    "optimizer.algorithm": "eamsgd",
-    "optimizer.tau": 10,
-    "optimizer.learning_rate": 0.002,
-    "model.hidden": [32],
-    "data.path": None,
-    "workers": 2,
-}
-
 
 def test_job_transitions_never_leave_a_terminal_state(store):
     job = store.create_job(config={"seed": 1}, workers=2, name="j", source="cli")

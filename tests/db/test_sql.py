@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from db.errors import (
-    StoreNotInitialized,
-)
+from db.errors import StoreNotInitialized
 from db.store import Store
-
-PARAMS = {
-    "optimizer.algorithm": "eamsgd",
-    "optimizer.tau": 10,
-    "optimizer.learning_rate": 0.002,
-    "model.hidden": [32],
-    "data.path": None,
-    "workers": 2,
-}
 
 
 def test_init_creates_every_table_once(store):

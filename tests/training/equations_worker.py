@@ -21,29 +21,39 @@ import reference  # noqa: E402
 from training import collectives  # noqa: E402
 from training.optimizer import ElasticAveragingOptimizer, build_inner  # noqa: E402
 
-# Each case: (label, exchange, inner, momentum, tau, beta, steps, path)
+# Each case: (label, exchange, inner, momentum, tau, beta, steps, path, order)
+SIM, RR = "simultaneous", "round_robin"
 CASES = [
-    ("sync-sgd", "sync", "sgd", 0.0, 1, 0.9, 12, "loop"),
-    ("easgd-tau2-b0.9", "elastic", "sgd", 0.0, 2, 0.9, 9, "loop"),
-    ("easgd-tau5-b0.5", "elastic", "sgd", 0.0, 5, 0.5, 16, "loop"),
-    ("eamsgd-tau3-b0.9", "elastic", "nesterov", 0.9, 3, 0.9, 10, "loop"),
-    ("eamsgd-tau4-b0.6", "elastic", "nesterov", 0.99, 4, 0.6, 13, "loop"),
-    ("elastic-adam-tau3", "elastic", "adam", 0.0, 3, 0.9, 10, "loop"),
-    ("downpour-tau2", "downpour", "sgd", 0.0, 2, 0.9, 8, "loop"),
-    ("downpour-tau4", "downpour", "sgd", 0.0, 4, 0.9, 13, "loop"),
-    ("mdownpour-tau3", "mdownpour", "sgd", 0.0, 3, 0.9, 10, "loop"),
-    ("mvadownpour-tau3", "mvadownpour", "sgd", 0.0, 3, 0.9, 10, "loop"),
-    ("localsgd-tau2", "localsgd", "sgd", 0.0, 2, 0.9, 8, "loop"),
-    ("localsgd-tau5", "localsgd", "sgd", 0.0, 5, 0.9, 16, "loop"),
-    ("easgd-fit-tau3", "elastic", "sgd", 0.0, 3, 0.9, 10, "fit"),
-    ("sync-fit", "sync", "sgd", 0.0, 1, 0.9, 6, "fit"),
+    ("sync-sgd", "sync", "sgd", 0.0, 1, 0.9, 12, "loop", SIM),
+    ("easgd-tau2-b0.9", "elastic", "sgd", 0.0, 2, 0.9, 9, "loop", SIM),
+    ("easgd-tau5-b0.5", "elastic", "sgd", 0.0, 5, 0.5, 16, "loop", SIM),
+    # EAMSGD (Algorithm 2): two values each of tau, beta and delta, and the issue's own case.
+    ("eamsgd-tau3-b0.9-d0.9", "elastic", "nesterov", 0.9, 3, 0.9, 10, "loop", SIM),
+    ("eamsgd-tau4-b0.6-d0.99", "elastic", "nesterov", 0.99, 4, 0.6, 13, "loop", SIM),
+    ("eamsgd-tau3-b0.8-d0.9", "elastic", "nesterov", 0.9, 3, 0.8, 11, "loop", SIM),
+    ("elastic-momentum-tau3", "elastic", "momentum", 0.9, 3, 0.9, 10, "loop", SIM),
+    ("elastic-adam-tau3", "elastic", "adam", 0.0, 3, 0.9, 10, "loop", SIM),
+    ("easgd-negative-beta", "elastic", "sgd", 0.0, 2, -0.3, 8, "loop", SIM),
+    ("easgd-round-robin-tau2", "elastic", "sgd", 0.0, 2, 0.9, 9, "loop", RR),
+    ("eamsgd-round-robin-tau3", "elastic", "nesterov", 0.9, 3, 0.8, 10, "loop", RR),
+    ("downpour-tau2", "downpour", "sgd", 0.0, 2, 0.9, 8, "loop", SIM),
+    ("downpour-tau4", "downpour", "sgd", 0.0, 4, 0.9, 13, "loop", SIM),
+    ("mdownpour-tau3", "mdownpour", "sgd", 0.0, 3, 0.9, 10, "loop", SIM),
+    ("mvadownpour-tau2", "mvadownpour", "sgd", 0.0, 2, 0.9, 9, "loop", SIM),
+    ("mvadownpour-tau3", "mvadownpour", "sgd", 0.0, 3, 0.9, 10, "loop", SIM),
+    ("adownpour-tau2", "adownpour", "sgd", 0.0, 2, 0.9, 9, "loop", SIM),
+    ("adownpour-tau3", "adownpour", "sgd", 0.0, 3, 0.9, 10, "loop", SIM),
+    ("localsgd-tau2", "localsgd", "sgd", 0.0, 2, 0.9, 8, "loop", SIM),
+    ("localsgd-tau5", "localsgd", "sgd", 0.0, 5, 0.9, 16, "loop", SIM),
+    ("easgd-fit-tau3", "elastic", "sgd", 0.0, 3, 0.9, 10, "fit", SIM),
+    ("sync-fit", "sync", "sgd", 0.0, 1, 0.9, 6, "fit", SIM),
 ]
 LR = 0.05
 CENTER_MOMENTUM = 0.5
 AVERAGE_RATE = 0.1
 
 
-def run_case(exchange, inner, momentum, tau, beta, steps, path):
+def run_case(exchange, inner, momentum, tau, beta, steps, path, order):
     rank = collectives.rank()
     a, b = reference.problem(rank)
     # Start every rank from different weights: the optimizer's broadcast must fix that.
@@ -57,6 +67,7 @@ def run_case(exchange, inner, momentum, tau, beta, steps, path):
         exchange=exchange,
         center_momentum=CENTER_MOMENTUM,
         average_rate=AVERAGE_RATE,
+        order=order,
     )
     xa, yb = tf.constant(a, tf.float32), tf.constant(b, tf.float32)
     if path == "loop":
@@ -77,11 +88,15 @@ def run_case(exchange, inner, momentum, tau, beta, steps, path):
         model.compile(optimizer=opt, loss="mse", jit_compile=False)
         model.fit(a, b, batch_size=len(a), epochs=steps, shuffle=False, verbose=0)
     worker = model.layers[0].kernel.numpy()
+    # The inner optimizer's momentum slot, as Keras keeps it (zeros when it has none).
+    slots = getattr(opt.inner_optimizer, "momentums", [])
+    velocity = slots[0].numpy() if slots else np.zeros_like(worker)
     evaluated = np.stack([v.numpy() for v in opt.evaluation_variables])[0]
     center = opt.center[0].numpy() if opt.center else worker
     comm = opt.communication()
     return {
         "workers": np.stack(collectives.allgather_object(worker)),
+        "velocities": np.stack(collectives.allgather_object(velocity)),
         "centers": np.stack(collectives.allgather_object(center)),
         "evaluated": np.stack(collectives.allgather_object(evaluated)),
         "bytes_sent": comm["bytes_sent"],
@@ -94,9 +109,9 @@ def main(out: str) -> None:
     collectives.init()
     results = {}
     meta = {}
-    for label, exchange, inner, momentum, tau, beta, steps, path in CASES:
-        r = run_case(exchange, inner, momentum, tau, beta, steps, path)
-        for key in ("workers", "centers", "evaluated"):
+    for label, exchange, inner, momentum, tau, beta, steps, path, order in CASES:
+        r = run_case(exchange, inner, momentum, tau, beta, steps, path, order)
+        for key in ("workers", "velocities", "centers", "evaluated"):
             results[f"{label}/{key}"] = r[key]
         meta[label] = {
             "exchange": exchange,
@@ -106,6 +121,7 @@ def main(out: str) -> None:
             "beta": beta,
             "steps": steps,
             "path": path,
+            "order": order,
             "bytes_sent": r["bytes_sent"],
             "rounds": r["rounds"],
             "iterations": r["iterations"],

@@ -1,7 +1,16 @@
-"""NumPy reference of every algorithm's equations, written from DESIGN.md and not from the code.
+"""NumPy transcription of every algorithm's equations, in the papers' own forms, not the code's.
 
 Problem: least squares per worker, loss_i(x) = 0.5 * mean((A_i x - b_i)^2), full batch, so every
 step is deterministic and the optimizer's trajectory can be reproduced exactly.
+
+Momentum is written in its classical (x, v) form throughout, as Zhang, Choromanska & LeCun write
+EAMSGD (NeurIPS 2015, section 3.2 and Algorithm 2) and the DOWNPOUR family (their supplement):
+
+    v <- delta v - eta g(x + delta v);   x <- x + v                    (Nesterov)
+    v <- delta v - eta g(x);             x <- x + v                    (heavy ball)
+
+Keras keeps other variables (Nesterov's look-ahead point x + delta v); mapping one to the other
+is the test's business, so that a wrong mapping in the code cannot hide in the reference.
 """
 
 from __future__ import annotations
@@ -27,34 +36,33 @@ def grad(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a.T @ (a @ x - b) / a.shape[0]
 
 
-class Inner:
-    """The local optimizer as Keras defines it (Nesterov in Keras' look-ahead form)."""
+class Worker:
+    """One worker's state: its weights x, and its inner optimizer's state in classical form."""
 
-    def __init__(self, kind: str, lr: float, momentum: float = 0.0):
-        self.kind, self.lr, self.momentum = kind, lr, momentum
-        self.v = None
-        self.m = None
-        self.t = 0
+    def __init__(self, x: np.ndarray, kind: str, lr: float, momentum: float):
+        self.x = x.copy()
+        self.v = np.zeros_like(x)
+        self.kind, self.lr, self.delta = kind, lr, momentum
+        self.adam_m, self.adam_v, self.t = np.zeros_like(x), np.zeros_like(x), 0
 
-    def step(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    def gradient_point(self) -> np.ndarray:
+        """Where this step's gradient is taken: Nesterov's look-ahead x + delta v, else x."""
+        return self.x + self.delta * self.v if self.kind == "nesterov" else self.x
+
+    def local_update(self, g: np.ndarray) -> np.ndarray:
+        """The inner step's change of x (the caller adds it, together with any elastic pull)."""
         if self.kind == "sgd":
-            return x - self.lr * g
+            return -self.lr * g
         if self.kind in ("momentum", "nesterov"):
-            if self.v is None:
-                self.v = np.zeros_like(x)
-            self.v = self.momentum * self.v - self.lr * g
-            if self.kind == "nesterov":
-                return x + self.momentum * self.v - self.lr * g
-            return x + self.v
-        if self.kind == "adam":
+            self.v = self.delta * self.v - self.lr * g
+            return self.v
+        if self.kind == "adam":  # Kingma & Ba, Algorithm 1, with Keras' epsilon placement
             b1, b2, eps = 0.9, 0.999, 1e-7
-            if self.m is None:
-                self.m, self.v = np.zeros_like(x), np.zeros_like(x)
             self.t += 1
-            self.m = self.m + (g - self.m) * (1 - b1)
-            self.v = self.v + (g * g - self.v) * (1 - b2)
+            self.adam_m = b1 * self.adam_m + (1 - b1) * g
+            self.adam_v = b2 * self.adam_v + (1 - b2) * g * g
             lr = self.lr * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
-            return x - lr * self.m / (np.sqrt(self.v) + eps)
+            return -lr * self.adam_m / (np.sqrt(self.adam_v) + eps)
         raise ValueError(self.kind)
 
 
@@ -67,43 +75,79 @@ def run(
     beta: float = 0.9,
     inner: str = "sgd",
     momentum: float = 0.0,
-    center_momentum: float = 0.9,
+    center_momentum: float = 0.99,
     average_rate: float = 0.001,
+    order: str = "simultaneous",
 ) -> dict[str, np.ndarray]:
+    """Synchronous forms: a round involves every worker at once, on the same step.
+
+    Returns each worker's x and v (classical), the center, and the evaluated model.
+    """
     data = [problem(r) for r in range(workers)]
     x0 = initial_weights()
-    xs = [x0.copy() for _ in range(workers)]
-    opts = [Inner(inner, lr, momentum) for _ in range(workers)]
-    center = x0.copy()
-    velocity = np.zeros_like(x0)
+    ws = [Worker(x0, inner, lr, momentum) for _ in range(workers)]
+    center = x0.copy()  # the master's x~ (for mdownpour: the center itself, not a look-ahead)
+    center_v = np.zeros_like(x0)
     average = x0.copy()
+    updates = 0  # center updates so far (k)
     alpha = beta / workers
     for t in range(steps):
-        grads = [grad(xs[i], *data[i]) for i in range(workers)]
+        grads = [grad(w.gradient_point(), *d) for w, d in zip(ws, data)]
         if algorithm == "sync":
             mean = sum(grads) / workers
             grads = [mean] * workers
+        # EASGD / EAMSGD, on t mod tau == 0, with x_t (before this step's own update):
+        #   x_{t+1} = x_t + local(x_t) - alpha (x_t - c_t);  c_{t+1} = c_t + sum_i alpha (x_i - c_t)
+        pulls = [np.zeros_like(x0)] * workers
         if algorithm == "elastic" and t % tau == 0:
-            # x_{t+1} = x_t - eta g(x_t) - alpha (x_t - c_t);  c_{t+1} = c_t + sum_i alpha (x_i - c_t)
-            diffs = [alpha * (x - center) for x in xs]
-            xs = [x - d for x, d in zip(xs, diffs)]
-            center = center + sum(diffs)
-        xs = [opts[i].step(xs[i], grads[i]) for i in range(workers)]
-        if algorithm in ("downpour", "mdownpour", "mvadownpour", "localsgd") and (t + 1) % tau == 0:
-            if algorithm == "localsgd":
-                center = sum(xs) / workers
+            if order == "round_robin":
+                # Gauss-Seidel: the center takes the workers' pulls one after another, rank order.
+                pulls = []
+                for w in ws:
+                    e = alpha * (w.x - center)
+                    center = center + e
+                    pulls.append(e)
             else:
-                accumulated = sum(x - center for x in xs)
-                if algorithm == "mdownpour":
-                    velocity = center_momentum * velocity + accumulated
-                    center = center + center_momentum * velocity + accumulated
-                else:
-                    center = center + accumulated
-            xs = [center.copy() for _ in range(workers)]
-        if algorithm == "mvadownpour":
-            average = (1 - average_rate) * average + average_rate * center
+                pulls = [alpha * (w.x - center) for w in ws]
+                center = center + sum(pulls)
+        for w, g, e in zip(ws, grads, pulls):
+            w.x = w.x + w.local_update(g) - e
+        if algorithm in DOWNPOUR_FAMILY and (t + 1) % tau == 0:
+            if algorithm == "localsgd":
+                center = sum(w.x for w in ws) / workers
+                for w in ws:
+                    w.x = center.copy()
+                continue
+            # Workers started this period from the point the master handed them.
+            handed = center + center_momentum * center_v if algorithm == "mdownpour" else center
+            accumulated = sum(w.x - handed for w in ws)
+            if algorithm == "mdownpour":
+                # The master's Nesterov step, with the accumulated update in the place of -eta g,
+                # the gradient having been taken at the look-ahead point it handed out.
+                center_v = center_momentum * center_v + accumulated
+                center = center + center_v
+                restart = center + center_momentum * center_v
+            else:
+                center = center + accumulated
+                restart = center
+            updates += 1
+            if algorithm == "mvadownpour":
+                average = (1 - average_rate) * average + average_rate * center
+            if algorithm == "adownpour":
+                # The time average of the centers x~_0 .. x~_k.
+                average = (1 - 1 / (updates + 1)) * average + 1 / (updates + 1) * center
+            for w in ws:
+                w.x = restart.copy()
     if algorithm == "sync":
-        center = xs[0]
-    if algorithm == "mvadownpour":
-        return {"workers": np.stack(xs), "center": center, "evaluated": average}
-    return {"workers": np.stack(xs), "center": center, "evaluated": center}
+        center = ws[0].x
+    evaluated = average if algorithm in ("mvadownpour", "adownpour") else center
+    return {
+        "workers": np.stack([w.x for w in ws]),
+        "velocities": np.stack([w.v for w in ws]),
+        "center": center,
+        "center_velocity": center_v,
+        "evaluated": evaluated,
+    }
+
+
+DOWNPOUR_FAMILY = ("downpour", "mdownpour", "mvadownpour", "adownpour", "localsgd")

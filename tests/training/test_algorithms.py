@@ -52,12 +52,13 @@ def test_every_exchange_is_used():
         ("easgd", "sgd", 0.0),
         ("eamsgd", "nesterov", 0.99),
         ("downpour", "sgd", 0.0),
-        ("mdownpour", "sgd", 0.9),
+        ("mdownpour", "sgd", 0.99),  # the paper's delta for every momentum method
         ("mvadownpour", "sgd", 0.0),
+        ("adownpour", "sgd", 0.0),
         ("localsgd", "sgd", 0.0),
     ],
 )
-def test_the_algorithm_defaults_resolve_as_before(name, inner, momentum):
+def test_the_algorithm_defaults_resolve_as_published(name, inner, momentum):
     opt = parse_config({"optimizer": {"algorithm": name}}).optimizer
     assert opt.resolved_inner is InnerOptimizer(inner)
     assert opt.resolved_momentum == momentum
@@ -67,7 +68,8 @@ def test_the_algorithm_defaults_resolve_as_before(name, inner, momentum):
 
 def test_fields_and_schedule_of_each_kind():
     assert fields_for(Algorithm.SYNC) == set(INNER_FIELDS)
-    assert fields_for("easgd") == set(INNER_FIELDS) | {"tau", "beta", "alpha"}
+    assert fields_for("easgd") == set(INNER_FIELDS) | {"tau", "beta", "alpha", "order"}
+    assert fields_for("adownpour") == set(INNER_FIELDS) | {"tau"}
     assert fields_for("mvadownpour") == set(INNER_FIELDS) | {"tau", "average_rate"}
     assert fields_for("mdownpour") == set(INNER_FIELDS) | {"tau"}
     assert [t for t in range(7) if REGISTRY["easgd"].communicates(t, 3)] == [0, 3, 6]

@@ -32,7 +32,10 @@ def test_defaults_are_valid_and_complete():
     [
         ({"optimizer": {"tau": 0}}, "optimizer.tau", "greater than or equal to 1", "0"),
         ({"optimizer": {"beta": 1.5}}, "optimizer.beta", "less than or equal to 1", "1.5"),
-        ({"optimizer": {"beta": 0}}, "optimizer.beta", "greater than 0", "0"),
+        ({"optimizer": {"beta": 0}}, "optimizer.beta", "no elastic force", "0"),
+        ({"optimizer": {"beta": -1.5}}, "optimizer.beta", "greater than or equal to -1", "-1.5"),
+        ({"optimizer": {"alpha": 0.0}}, "optimizer.alpha", "no elastic force", "0"),
+        ({"optimizer": {"order": "gauss"}}, "optimizer.order", "'round_robin'", "gauss"),
         (
             {"optimizer": {"learning_rate": -0.1}},
             "optimizer.learning_rate",
@@ -116,6 +119,14 @@ def test_stability_warning_not_refusal():
     )
     assert not [w for w in warnings_for(inside) if "stability" in w]
     assert any("stability region" in w for w in warnings_for(outside))
+
+
+def test_a_negative_moving_rate_is_accepted_with_a_warning():
+    cfg = parse_config({"optimizer": {"algorithm": "easgd", "beta": -0.4}})
+    assert cfg.optimizer.resolved_alpha(2) == pytest.approx(-0.2)
+    (warning,) = warnings_for(cfg, 2)
+    assert warning.startswith("optimizer.alpha: -0.2 is a negative moving rate")
+    assert "momentum SGD" in warning
 
 
 def test_flatten_gives_dotted_parameter_names():
@@ -327,7 +338,7 @@ def test_every_numeric_field_has_finite_bounds():
     from training.config import ExperimentConfig
 
     leaves = dict(_numeric_leaves(ExperimentConfig))
-    assert leaves["model.hidden"] and not leaves["seed"] and len(leaves) == 24
+    assert leaves["model.hidden"] and not leaves["seed"] and len(leaves) == 27
     for path, is_list in leaves.items():
         for bad in (2**70, float("inf"), float("nan"), True, -(2**70), 1e300, -1e300):
             data: dict = {}

@@ -45,13 +45,25 @@ def test_matches_reference(results, label):
         momentum=case["momentum"],
         center_momentum=meta["center_momentum"],
         average_rate=meta["average_rate"],
+        order=case["order"],
     )
     assert case["iterations"] == case["steps"]
-    got_workers = data[f"{label}/workers"]
-    assert got_workers.shape == expected["workers"].shape
-    assert _relative(got_workers, expected["workers"]) < RTOL
-    assert _relative(data[f"{label}/centers"][0], expected["center"]) < RTOL
-    assert _relative(data[f"{label}/evaluated"][0], expected["evaluated"]) < RTOL
+    kernels, slots = data[f"{label}/workers"], data[f"{label}/velocities"]
+    assert kernels.shape == expected["workers"].shape
+    # Keras' Nesterov SGD holds the look-ahead point y = x + delta v in the variable and v in
+    # its momentum slot: the paper's x is y - delta v.
+    delta = case["momentum"] if case["inner"] == "nesterov" else 0.0
+    assert _relative(kernels - delta * slots, expected["workers"]) < RTOL
+    if case["inner"] in ("momentum", "nesterov"):
+        assert _relative(slots, expected["velocities"]) < RTOL
+    # MDOWNPOUR's center variable is the look-ahead point the master hands out, x~ + delta v.
+    center = expected["center"]
+    if case["exchange"] == "mdownpour":
+        center = center + meta["center_momentum"] * expected["center_velocity"]
+    assert _relative(data[f"{label}/centers"][0], center) < RTOL
+    own = case["exchange"] in ("sync", "mvadownpour", "adownpour")
+    evaluated = expected["evaluated"] if own else center
+    assert _relative(data[f"{label}/evaluated"][0], evaluated) < RTOL
 
 
 @pytest.mark.parametrize("label", [c[0] for c in CASES])
@@ -85,3 +97,18 @@ def test_reference_distinguishes_algorithms():
     c = reference.run("downpour", 2, 9, 0.05, tau=3)
     assert _relative(a["center"], b["center"]) > 1e-3
     assert _relative(a["center"], c["center"]) > 1e-3
+    rr = reference.run("elastic", 3, 9, 0.05, tau=3, beta=0.9, order="round_robin")
+    assert _relative(rr["center"], reference.run("elastic", 3, 9, 0.05, tau=3)["center"]) > 1e-3
+    mva = reference.run("mvadownpour", 2, 9, 0.05, tau=3, average_rate=0.1)
+    ada = reference.run("adownpour", 2, 9, 0.05, tau=3)
+    assert _relative(mva["evaluated"], ada["evaluated"]) > 1e-3
+    assert _relative(ada["evaluated"], ada["center"]) > 1e-3
+
+
+def test_time_average_is_the_mean_of_the_centers():
+    """ADOWNPOUR's z after k updates is the plain mean of x~_0 .. x~_k, by its definition."""
+    centers = [reference.initial_weights()]
+    for steps in (3, 6, 9):
+        centers.append(reference.run("downpour", 2, steps, 0.05, tau=3)["center"])
+    z = reference.run("adownpour", 2, 9, 0.05, tau=3)["evaluated"]
+    assert np.allclose(z, np.mean(centers, axis=0), rtol=1e-12)

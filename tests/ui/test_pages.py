@@ -173,6 +173,30 @@ def test_yaml_editor_validates_the_same_way(ui_store):
     assert at.number_input(key="form.optimizer.tau").value == 3
 
 
+def test_launch_form_shows_the_large_batch_fields_where_they_apply(ui_store):
+    at = _app("views/launch.py")
+    scaling = at.selectbox(key="form.optimizer.lr_scaling")
+    assert scaling.value == "none" and list(scaling.options) == ["none", "linear", "sqrt"]
+    assert at.number_input(key="form.optimizer.warmup_steps").value == 0
+    assert "form.optimizer.lars_eta" not in {w.key for w in at.number_input}
+    at.selectbox(key="form.optimizer.algorithm").set_value("sync").run()
+    at.selectbox(key="form.optimizer.inner").set_value("lars").run()
+    eta = at.number_input(key="form.optimizer.lars_eta")
+    assert eta.value == 0.001 and "trust coefficient" in eta.help and "range: > 0" in eta.help
+    assert at.number_input(key="form.optimizer.lars_weight_decay").value == 0.0
+    at.number_input(key="form.optimizer.lars_eta").set_value(2.0).run()
+    assert [e.value for e in at.error] == [
+        "LARS trust coefficient (eta): input should be less than or equal to 1 (received: 2.0)"
+    ]
+    at.number_input(key="form.optimizer.lars_eta").set_value(0.01).run()
+    at.number_input(key="form.optimizer.warmup_steps").set_value(5).run()
+    assert any("optimizer.warmup_steps: no effect" in w.value for w in at.warning)
+    at.selectbox(key="form.optimizer.lr_scaling").set_value("linear").run()
+    assert not at.error and not any("warmup_steps" in w.value for w in at.warning)
+    at.selectbox(key="form.optimizer.inner").set_value("sgd").run()
+    assert "form.optimizer.lars_eta" not in {w.key for w in at.number_input}
+
+
 @pytest.mark.service
 def test_launch_submits_through_the_service_and_jobs_page_shows_it(
     ui_store, easgd_home, monkeypatch

@@ -18,7 +18,9 @@ def test_specs_come_from_the_schema():
     tau = specs["optimizer.tau"]
     assert tau.kind == "int" and tau.minimum == 1 and tau.default == 10
     assert "Communication period" in tau.help and "range: >= 1" in tau.full_help
-    assert specs["optimizer.beta"].optional and specs["optimizer.beta"].exclusive_min
+    beta = specs["optimizer.beta"]
+    assert beta.optional and beta.minimum == -1 and not beta.exclusive_min
+    assert specs["optimizer.order"].choices == ("simultaneous", "round_robin")
     assert specs["optimizer.algorithm"].choices == tuple(REGISTRY)
     assert specs["data.dataset"].choices[0] == "mnist5k"
     assert specs["model.hidden"].kind == "int_list"
