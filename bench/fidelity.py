@@ -152,9 +152,13 @@ def period_section(r: Runner, seeds, tune_seed: int, ranks: int) -> dict:
 def workers_section(r: Runner, seeds, tuned: dict) -> dict:
     out = {}
     for p in (1, 2, 4):
-        out[str(p)] = r.seeds(
-            p, {a: (a, 4, tuned[f"{a}-tau4"]["lr"], {}) for a in ("easgd", "eamsgd")}, seeds
+        # Labels name the world size: every label is a run directory of its own.
+        runs = r.seeds(
+            p,
+            {f"{a}-p{p}": (a, 4, tuned[f"{a}-tau4"]["lr"], {}) for a in ("easgd", "eamsgd")},
+            seeds,
         )
+        out[str(p)] = {key.removesuffix(f"-p{p}"): v for key, v in runs.items()}
     return out
 
 
@@ -180,12 +184,18 @@ def stability_section() -> dict:
     return {"eta": eta, "optimizer_runs": runs, "map": analysis()}
 
 
-def comparison_section(r: Runner, seeds, tune_seed: int, methods, extra: dict) -> dict:
-    """Methods at p = 4 and tau = 4, each at its own tuned learning rate."""
-    candidates = {a: (a, 4, extra.get(a, {})) for a in methods}
-    tuned = r.tune(4, candidates, tune_seed)
-    measured = r.seeds(4, {a: (a, 4, tuned[a]["lr"], extra.get(a, {})) for a in methods}, seeds)
-    return {"tuned": tuned, "results": measured}
+def comparison_section(r: Runner, name: str, seeds, tune_seed: int, methods, extra: dict) -> dict:
+    """Methods at p = 4 and tau = 4, each at its own tuned learning rate; labels carry the
+    section's name, so that no two sections share a run directory."""
+    keys = {a: f"{name}-{a}" for a in methods}
+    tuned = r.tune(4, {keys[a]: (a, 4, extra.get(a, {})) for a in methods}, tune_seed)
+    measured = r.seeds(
+        4, {keys[a]: (a, 4, tuned[keys[a]]["lr"], extra.get(a, {})) for a in methods}, seeds
+    )
+    return {
+        "tuned": {a: tuned[keys[a]] for a in methods},
+        "results": {a: measured[keys[a]] for a in methods},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,14 +241,19 @@ def main(argv: list[str] | None = None) -> int:
                 result["tree"] = {"skipped": "tree_easgd is not in this version"}
                 continue
             result["tree"] = comparison_section(
-                r, seeds, args.tune_seed, ("easgd", "tree_easgd"), {"tree_easgd": {"group_size": 2}}
+                r,
+                "tree",
+                seeds,
+                args.tune_seed,
+                ("easgd", "tree_easgd"),
+                {"tree_easgd": {"group_size": 2}},
             )
         elif section == "consensus":
             if "cdsgd" not in REGISTRY:
                 result["consensus"] = {"skipped": "cdsgd is not in this version"}
                 continue
             result["consensus"] = comparison_section(
-                r, seeds, args.tune_seed, ("sync", "localsgd", "cdsgd"), {}
+                r, "consensus", seeds, args.tune_seed, ("sync", "localsgd", "cdsgd"), {}
             )
         result.setdefault("section_seconds", {})[section] = round(time.time() - t0)
         out_path.write_text(json.dumps(result, indent=1) + "\n")  # each section as it ends

@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.program import env_rank
+    from training.program import check_groups, env_rank
 
     args = _parser().parse_args(argv)
     quiet = env_rank() != 0
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(["--config: required (an experiment YAML file, see configs/)"])
         else:
             config = resolve(args.config, args.set)
+        check_groups(config)
     except ConfigError as exc:
         if quiet:
             time.sleep(QUIET_RANK_EXIT_DELAY_S)

@@ -61,12 +61,17 @@ class Exchange:
     def has_center(self) -> bool:
         return self.evaluated in ("center", "average")
 
-    def communicates(self, t: Any, tau: Any) -> Any:
+    def communicates(self, t: Any, tau: Any, tau_root: Any = None) -> Any:
         """Whether the step with 0-based index `t` runs a round. `t` may be an int or a tensor:
-        the optimizer builds its condition from this same expression."""
+        the optimizer builds its condition from this same expression. An exchange with a root
+        period (the tree) also runs one on the steps of `tau_root`, when it is given."""
         if self.when == "every" or "tau" not in self.arguments:
             return True
-        return (t + (1 if self.when == "after" else 0)) % tau == 0
+        shift = 1 if self.when == "after" else 0
+        here = (t + shift) % tau == 0
+        if tau_root is None or "tau_root" not in self.arguments:
+            return here
+        return here | ((t + shift) % tau_root == 0)
 
 
 _PERIOD = {"tau": "tau"}
@@ -123,6 +128,20 @@ EXCHANGES: Mapping[str, Exchange] = MappingProxyType(
                 _PERIOD,
             ),
             Exchange(
+                "tree",
+                "before",
+                "center",
+                "every tau steps, the elastic exchange with the group's center; every tau_root "
+                "steps, the group centers' with the root center",
+                {
+                    **_PERIOD,
+                    "beta": "beta",
+                    "group_size": "group_size",
+                    "tau_root": "tau_root",
+                    "beta_root": "beta_root",
+                },
+            ),
+            Exchange(
                 "consensus",
                 "before",
                 "mean",
@@ -176,9 +195,10 @@ class AlgorithmSpec:
     def periodic(self) -> bool:
         return "tau" in self.fields
 
-    def communicates(self, t: Any, tau: Any) -> Any:
-        """Whether the step with 0-based index `t` communicates, with period `tau`."""
-        return self.exchange.communicates(t, tau)
+    def communicates(self, t: Any, tau: Any, tau_root: Any = None) -> Any:
+        """Whether the step with 0-based index `t` communicates, with period `tau` (and the
+        tree's root period `tau_root`)."""
+        return self.exchange.communicates(t, tau, tau_root)
 
     def inner(self) -> str:
         """The inner optimizer when the configuration names none."""
@@ -241,6 +261,13 @@ REGISTRY: Mapping[str, AlgorithmSpec] = MappingProxyType(
                 "localsgd",
                 EXCHANGES["localsgd"],
                 "Local SGD: every tau steps every worker is set to the workers' mean.",
+            ),
+            AlgorithmSpec(
+                "tree_easgd",
+                EXCHANGES["tree"],
+                "Tree EASGD (Zhang's thesis): groups of group_size ranks, each with a group center "
+                "(elastic every tau steps); the group centers are elastic with the root center "
+                "every tau_root steps.",
             ),
             AlgorithmSpec(
                 "cdsgd",

@@ -16,15 +16,33 @@ from collections.abc import Sequence
 import horovod.tensorflow as hvd
 import tensorflow as tf
 
+from training import groups
+
 _initialized = False
+# Tree EASGD's groups, and Horovod's process set for each rank set that needs one.
+_layout: groups.Layout | None = None
+_process_sets: dict[tuple[int, ...], hvd.ProcessSet] = {}
 
 
-def init() -> None:
-    """Initialise Horovod once; pin each rank to the GPU of its local rank when GPUs are visible."""
-    global _initialized
+def init(group_size: int | None = None) -> None:
+    """Initialise Horovod once; pin each rank to the GPU of its local rank when GPUs are visible.
+
+    `group_size` (Tree EASGD) also registers the process sets of its groups and of their leaders
+    (`training.groups`). Horovod 0.28.1 takes them only here, in `hvd.init`, the same on every
+    rank: a later `hvd.add_process_set` needs dynamic process sets, which slowed every collective
+    down on Gloo (README, "Tree EASGD")."""
+    global _initialized, _layout
     if _initialized:
         return
-    hvd.init()
+    if group_size is not None:
+        _layout = groups.layout(groups.launched().size, group_size)
+        _process_sets.update({r: hvd.ProcessSet(list(r)) for r in _layout.process_sets()})
+    hvd.init(process_sets=list(_process_sets.values()) or None)
+    if _layout is not None and _layout.size != hvd.size():
+        raise groups.GroupError(
+            f"optimizer.group_size: the launcher announced {_layout.size} ranks but Horovod "
+            f"started {hvd.size()}; launch with horovodrun (received: {group_size})"
+        )
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         for gpu in gpus:
@@ -57,22 +75,83 @@ def _payload_bytes(tensors: Sequence[tf.Tensor]) -> int:
     return total
 
 
-def _timed(tensors: Sequence[tf.Tensor], collective) -> tuple[list[tf.Tensor], int, tf.Tensor]:
-    """`collective` (inputs -> results) timed with `tf.timestamp` around it: (results, payload
-    bytes of `tensors`, seconds). With one rank the inputs are the results."""
-    tensors = list(tensors)
+def init_tree(group_size: int | None = None) -> groups.Layout:
+    """Initialise Horovod with Tree EASGD's groups, or check that it has their process sets, and
+    return the groups. `None`: the groups Horovod has, else the ranks of one host."""
+    if not _initialized:
+        layout = groups.resolve(group_size, groups.launched())
+        init(layout.group_size)
+        return layout
+    if group_size is not None:
+        layout = groups.layout(hvd.size(), group_size)
+    else:
+        placed = groups.Launch(hvd.size(), hvd.local_size(), hvd.cross_size())
+        layout = _layout or groups.resolve(None, placed)
+    if any(ranks not in _process_sets for ranks in layout.process_sets()):
+        have = f"groups of {_layout.group_size}" if _layout else "no groups"
+        raise groups.GroupError(
+            f"optimizer.group_size: Horovod was initialised with {have}, and Horovod 0.28.1 "
+            "registers process sets only when it starts; call "
+            f"training.collectives.init_tree({group_size}) before anything else "
+            f"(received: {'null' if group_size is None else group_size})"
+        )
+    return layout
+
+
+def _process_set(ranks: Sequence[int] | None):
+    """Horovod's process set for these ranks (None, or every rank: the global set)."""
+    if ranks is None or len(ranks) == hvd.size():
+        return hvd.global_process_set
+    return _process_sets[tuple(ranks)]
+
+
+def _timed(tensors: Sequence[tf.Tensor], collective) -> tuple[list[tf.Tensor], tf.Tensor]:
     start = tf.timestamp()
     with tf.control_dependencies([start]):
         inputs = [tf.identity(t) for t in tensors]
-    results = inputs if hvd.size() == 1 else list(collective(inputs))
+    results = collective(inputs)
     with tf.control_dependencies(results):
         seconds = tf.timestamp() - start
+    return list(results), seconds
+
+
+def timed_sum(
+    tensors: Sequence[tf.Tensor], name: str, ranks: Sequence[int] | None = None
+) -> tuple[list[tf.Tensor], int, tf.Tensor]:
+    """All-reduce (Sum) a group of tensors in one collective: (results, payload bytes, seconds).
+    `ranks`: only among these (a process set `init` registered); every rank by default."""
+    tensors = list(tensors)
+    if len(ranks or range(hvd.size())) == 1:
+        results, seconds = _timed(tensors, lambda inputs: inputs)
+    else:
+        process_set = _process_set(ranks)
+        results, seconds = _timed(
+            tensors,
+            lambda inputs: hvd.grouped_allreduce(
+                inputs, op=hvd.Sum, name=name, process_set=process_set
+            ),
+        )
     return results, _payload_bytes(tensors), seconds
 
 
-def timed_sum(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tensor], int, tf.Tensor]:
-    """All-reduce (Sum) a group of tensors in one collective: (results, payload bytes, seconds)."""
-    return _timed(tensors, lambda inputs: hvd.grouped_allreduce(inputs, op=hvd.Sum, name=name))
+def timed_broadcast(
+    tensors: Sequence[tf.Tensor], root_rank: int, name: str, ranks: Sequence[int]
+) -> tuple[list[tf.Tensor], int, tf.Tensor]:
+    """Broadcast tensors from `root_rank` (a global rank) to `ranks`: (results, bytes this rank
+    sends, seconds). Only the root sends: the others' bytes are 0."""
+    tensors = list(tensors)
+    if len(ranks) == 1:
+        results, seconds = _timed(tensors, lambda inputs: inputs)
+    else:
+        process_set = _process_set(ranks)
+        results, seconds = _timed(
+            tensors,
+            lambda inputs: [
+                hvd.broadcast(t, root_rank, name=f"{name}_{i}", process_set=process_set)
+                for i, t in enumerate(inputs)
+            ],
+        )
+    return results, _payload_bytes(tensors) if hvd.rank() == root_rank else 0, seconds
 
 
 def timed_alltoall(
@@ -81,11 +160,14 @@ def timed_alltoall(
     """Rows `splits[l]` of `tensor` (taken in rank order) go to rank l; returns the rows this
     rank received, in the order of the ranks that sent them, the payload bytes this rank hands
     over (what it sends), and the seconds."""
-    splits = tf.constant(list(splits), tf.int32)
-    (result,), nbytes, seconds = _timed(
-        [tensor], lambda inputs: [hvd.alltoall(inputs[0], splits=splits, name=name)[0]]
-    )
-    return result, nbytes, seconds
+    if hvd.size() == 1:
+        (result,), seconds = _timed([tensor], lambda inputs: inputs)
+    else:
+        splits_t = tf.constant(list(splits), tf.int32)
+        (result,), seconds = _timed(
+            [tensor], lambda inputs: [hvd.alltoall(inputs[0], splits=splits_t, name=name)[0]]
+        )
+    return result, _payload_bytes([tensor]), seconds
 
 
 def timed_mean(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tensor], int, tf.Tensor]:

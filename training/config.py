@@ -210,6 +210,28 @@ class OptimizerConfig(_Section):
         le=1,
         description="Moving-average rate of MVADOWNPOUR's evaluated model.",
     )
+    group_size: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description=(
+            "Tree EASGD: ranks per group, a divisor of the workers (default: the ranks of one "
+            "host)."
+        ),
+    )
+    tau_root: int = Field(
+        10,
+        ge=1,
+        le=100000,
+        description="Tree EASGD: steps between the group centers' exchanges with the root center.",
+    )
+    beta_root: float | None = Field(
+        None,
+        allow_inf_nan=False,
+        gt=0,
+        le=1,
+        description="Tree EASGD: root moving rate, beta_root = groups x alpha_root (default 0.9).",
+    )
     lr_scaling: Literal["none", "linear", "sqrt"] = Field(
         "none",
         description="Scale learning_rate with the workers p: x p (linear), x sqrt(p), or none.",
@@ -376,6 +398,13 @@ class ExperimentConfig(_Section):
     def _cross_checks(self) -> ExperimentConfig:
         if self.data.dataset == "npz" and not self.data.path:
             raise ValueError("data.path: required when data.dataset is 'npz' (received null)")
+        group_size, workers = self.optimizer.group_size, self.resources.workers
+        if group_size is not None and "group_size" in self.optimizer.spec.fields:
+            if workers % group_size:
+                raise ValueError(
+                    f"optimizer.group_size: {group_size} does not divide resources.workers "
+                    f"({workers}); choose a divisor of the workers (received: {group_size})"
+                )
         return self
 
     def to_dict(self) -> dict[str, Any]:

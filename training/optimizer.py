@@ -40,6 +40,15 @@ When each exchange runs, whether it keeps a center and what is evaluated are dec
   model is the workers' mean, computed by `prepare_evaluation` (a monitoring all-reduce).
 - ``mconsensus`` (CDMSGD): the same round; the inner step then gives v_{k+1} = sum_l pi_jl x_l
   - eta g_j(x_j), and after it x <- v_{k+1} + mu (v_{k+1} - v_k), with v_0 = x_0.
+- ``tree`` (Tree EASGD, Zhang's thesis): groups of ranks (`training.groups`), each with a group
+  center c_g; on steps with t mod tau == 0 the elastic exchange within each group
+  (d_i = alpha (x_i - c_g), alpha = beta / group size; x_i <- x_i - d_i; c_g <- c_g + sum_g d_i),
+  on steps with t mod tau_root == 0 the group centers' with the root center c
+  (e_g = alpha_root (c_g - c), alpha_root = beta_root / groups; c_g <- c_g - e_g;
+  c <- c + sum_g e_g). On a step where both run, every force is computed from the values before
+  the step, as the paper's synchronous rule computes all of them from time t. The root center is
+  evaluated; each group's members keep replicas of c_g, every rank one of c (the leaders'
+  all-reduce hands each leader the same sum; each leader broadcasts it to its group).
 
 The center is the root rank's. Every rank keeps a replica because the all-reduce hands every rank
 the same sum, so the center needs no broadcast; the test suite checks the replicas bit for bit.
@@ -79,6 +88,9 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             harness).
         center_momentum: delta of the center's Nesterov momentum (`mdownpour`).
         average_rate: rate a of the center's moving average (`mvadownpour`).
+        group_size: ranks per group (`tree`; default: the ranks of one host).
+        tau_root: steps between the group centers' exchanges with the root center (`tree`).
+        beta_root: root moving rate, beta_root = groups x alpha_root (`tree`, default 0.9).
         order: "simultaneous" (every worker's pull with the same center: the paper's
             synchronous EASGD) or "round_robin" (the center takes them in rank order).
         topology: "ring", "full" or a workers x workers doubly stochastic mixing matrix
@@ -100,6 +112,9 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         exchange: str = "elastic",
         center_momentum: float = 0.99,
         average_rate: float = 0.001,
+        group_size: int | None = None,
+        tau_root: int = 10,
+        beta_root: float | None = None,
         order: str = "simultaneous",
         topology: str | list = "ring",
         consensus_momentum: float = 0.95,
@@ -145,8 +160,13 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             topology = parse_topology(topology)
         except TopologyError as exc:
             raise ValueError(f"topology: {exc}. Received: topology={topology!r:.200}") from None
+        if exchange == "tree":
+            _check_tree(alpha, group_size, tau_root, beta_root)
         super().__init__(learning_rate=0.0, name=name or "elastic_averaging")
-        collectives.init()
+        if exchange == "tree" and broadcast_on_build:
+            collectives.init_tree(group_size)
+        else:
+            collectives.init()
         self.inner_optimizer = inner_optimizer
         self.tau = tau
         self.beta = beta
@@ -154,8 +174,13 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         self._exchange = EXCHANGES[exchange]
         self.workers = collectives.size()
         self.alpha = float(alpha) if alpha is not None else (beta or 0.9) / self.workers
+        if exchange == "tree":
+            self.alpha = None  # per level, from beta and beta_root once the groups are known
         self.center_momentum = float(center_momentum)
         self.average_rate = float(average_rate)
+        self.group_size = group_size
+        self.tau_root = tau_root
+        self.beta_root = beta_root
         self.order = order
         self.topology = topology
         self.consensus_momentum = float(consensus_momentum)
@@ -197,11 +222,18 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             ]
         if self._exchange.evaluated == "average":
             self.average = [self.add_variable_from_reference(v, name="average") for v in var_list]
+        self.group_center = []
+        if self.exchange == "tree":
+            self.group_center = [
+                self.add_variable_from_reference(v, name="group_center") for v in var_list
+            ]
+            self.group_bytes = self.add_variable((), dtype="float64", name="group_bytes")
+            self.root_bytes = self.add_variable((), dtype="float64", name="root_bytes")
         # Runs eagerly even while a tf.function traces, and so only once.
         with tf.init_scope():
             if self.broadcast_on_build:
                 collectives.broadcast_variables(var_list, self.root_rank)
-            for state in (self.center, self.average, self.mean, self.previous):
+            for state in (self.center, self.average, self.mean, self.previous, self.group_center):
                 for s, v in zip(state, var_list):
                     s.assign(v.value)
         super().build(var_list)
@@ -290,7 +322,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             self._round(variables)
             return
         tf.cond(
-            self._exchange.communicates(step, self.tau),
+            self._exchange.communicates(step, self.tau, self.tau_root),
             lambda: self._round(variables),
             lambda: tf.constant(0.0, tf.float64),
         )
@@ -424,6 +456,62 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             self.assign(x, new + tf.cast(mu, new.dtype) * (new - v.value))
             self.assign(v, new)
 
+    def _tree_round(self, variables) -> tf.Tensor:
+        """Tree EASGD: the group level on steps with t mod tau == 0, the root level on steps with
+        t mod tau_root == 0, every force from the values before the step."""
+        layout = collectives.init_tree(self.group_size)
+        rank = collectives.rank()
+        group = layout.group_of(rank)
+        step = self.iterations.value
+        on_group = step % self.tau == 0
+        on_root = step % self.tau_root == 0
+        alpha = (self.beta if self.beta is not None else 0.9) / layout.group_size
+        alpha_root = (self.beta_root if self.beta_root is not None else 0.9) / layout.count
+        pulls = [
+            tf.cast(alpha, x.dtype) * (x - c.value)
+            for x, c in zip(self._elastic_points(variables), self.group_center)
+        ]
+        pushes = [
+            tf.cast(alpha_root, g.dtype) * (g.value - c.value)
+            for g, c in zip(self.group_center, self.center)
+        ]
+
+        def group_level():
+            total, nbytes, seconds = collectives.timed_sum(pulls, "easgd_tree_group", group)
+            self._account_level(self.group_bytes, nbytes, seconds)
+            return total
+
+        def root_level():
+            centers = [c.value for c in self.center]
+            nbytes, seconds = 0, tf.constant(0.0, tf.float64)
+            if rank in layout.leaders:
+                total, nbytes, seconds = collectives.timed_sum(
+                    pushes, "easgd_tree_root", layout.leaders
+                )
+                centers = [c + s for c, s in zip(centers, total)]
+            centers, sent, more = collectives.timed_broadcast(
+                centers, group[0], "easgd_tree_center", group
+            )
+            self._account_level(self.root_bytes, nbytes + sent, seconds + more)
+            return centers
+
+        def unchanged(values):
+            return lambda: [tf.identity(v) for v in values]
+
+        sums = tf.cond(on_group, group_level, unchanged([tf.zeros_like(d) for d in pulls]))
+        centers = tf.cond(on_root, root_level, unchanged([c.value for c in self.center]))
+        for x, d in zip(variables, pulls):
+            self.assign_sub(x, tf.where(on_group, d, tf.zeros_like(d)))
+        for g, s, e in zip(self.group_center, sums, pushes):
+            self.assign(g, g.value + s - tf.where(on_root, e, tf.zeros_like(e)))
+        for c, value in zip(self.center, centers):
+            self.assign(c, value)
+        return tf.constant(0.0, tf.float64)
+
+    def _account_level(self, level_bytes, nbytes: int, seconds: tf.Tensor) -> None:
+        level_bytes.assign_add(tf.constant(float(nbytes), tf.float64))
+        self._account(nbytes, seconds)
+
     # Each exchange's equations: the round that runs when `training.algorithms` schedules it.
     _ROUNDS = {
         "sync": _sync_round,
@@ -435,17 +523,22 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         "localsgd": _localsgd_round,
         "consensus": _consensus_round,
         "mconsensus": _consensus_round,
+        "tree": _tree_round,
     }
 
     def communication(self) -> dict[str, float]:
         """Bytes this rank has handed to collectives, the seconds spent in them, and rounds."""
         if not self.built:
             return {"bytes_sent": 0.0, "comm_seconds": 0.0, "rounds": 0}
-        return {
+        out = {
             "bytes_sent": float(self.bytes_sent.numpy()),
             "comm_seconds": float(self.comm_seconds.numpy()),
             "rounds": int(self.rounds.numpy()),
         }
+        if self.exchange == "tree":  # bytes_sent split by level
+            out["group_bytes"] = float(self.group_bytes.numpy())
+            out["root_bytes"] = float(self.root_bytes.numpy())
+        return out
 
     def finalize_variable_values(self, var_list):
         self.inner_optimizer.finalize_variable_values(var_list)
@@ -460,6 +553,9 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             "exchange": self.exchange,
             "center_momentum": self.center_momentum,
             "average_rate": self.average_rate,
+            "group_size": self.group_size,
+            "tau_root": self.tau_root,
+            "beta_root": self.beta_root,
             "order": self.order,
             "topology": self.topology,
             "consensus_momentum": self.consensus_momentum,
@@ -472,11 +568,28 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         inner = keras.saving.deserialize_keras_object(
             config.pop("inner_optimizer"), custom_objects=custom_objects
         )
-        config.pop("beta", None)
+        if config.get("exchange") == "tree":
+            config.pop("alpha", None)  # the tree's rates come from beta and beta_root
+        else:
+            config.pop("beta", None)
         # A saved model may be loaded by one rank alone (to evaluate a checkpoint inside a
         # running job): deserializing must run no collective. Training's start broadcasts.
         config["broadcast_on_build"] = False
         return cls(inner, **config)
+
+
+def _check_tree(alpha, group_size, tau_root, beta_root) -> None:
+    if alpha is not None:
+        raise ValueError(
+            "The tree exchange takes beta (alpha = beta / group size) and beta_root, not alpha. "
+            f"Received: alpha={alpha}"
+        )
+    if group_size is not None and (not isinstance(group_size, int) or group_size < 1):
+        raise ValueError(f"group_size must be an integer >= 1. Received: group_size={group_size!r}")
+    if not isinstance(tau_root, int) or tau_root < 1:
+        raise ValueError(f"tau_root must be an integer >= 1. Received: tau_root={tau_root!r}")
+    if beta_root is not None and not 0 < beta_root <= 1:
+        raise ValueError(f"beta_root must be in (0, 1]. Received: beta_root={beta_root}")
 
 
 def build_inner(

@@ -11,7 +11,8 @@ import traceback
 from pathlib import Path
 
 from db.entities import RunStatus
-from training.config import ExperimentConfig, warnings_for
+from training import groups
+from training.config import ConfigError, ExperimentConfig, warnings_for
 from training.console import complain, finished_line, say
 from training.metrics import CENTER_ACCURACY, FanOut, JsonlSink, MetricsSink, RunInfo
 from training.run_dir import prepare_run_dir, write_config
@@ -65,7 +66,10 @@ def run(
     from training import collectives
     from training.trainer import Trainer
 
-    collectives.init()
+    if uses_groups(config):
+        collectives.init_tree(config.optimizer.group_size)
+    else:
+        collectives.init()
     rank, size = collectives.rank(), collectives.size()
     agreed = _agree_on_run_dir(collectives, out, resume)
     if isinstance(agreed, str):
@@ -108,6 +112,24 @@ def run(
         trainer.sink.finish(RunStatus.FINISHED)
         say(finished_line(run_dir.name, str(run_dir), last.get(CENTER_ACCURACY)))
     return 0
+
+
+def uses_groups(config: ExperimentConfig) -> bool:
+    return "group_size" in config.optimizer.spec.fields
+
+
+def check_groups(config: ExperimentConfig) -> None:
+    """Refuse, before TensorFlow is imported, a Tree EASGD group size that does not fit the ranks
+    horovodrun started. A refusal only some ranks see (hosts running different numbers of
+    ranks) is said by each of them, since rank 0 may not be one."""
+    if not uses_groups(config):
+        return
+    try:
+        groups.resolve(config.optimizer.group_size, groups.launched())
+    except groups.GroupError as exc:
+        if not exc.every_rank and env_rank() != 0:
+            complain(f"invalid configuration: {exc}")
+        raise ConfigError([str(exc)]) from None
 
 
 def env_rank() -> int:

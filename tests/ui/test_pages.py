@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from db.store import Store
@@ -14,16 +13,6 @@ from tests.support import Service
 from training.algorithms import REGISTRY
 
 APP = "ui/app.py"
-
-
-@pytest.fixture
-def ui_store(easgd_home, monkeypatch):
-    st.cache_resource.clear()  # the app caches its store per process
-    store = Store()
-    store.init()
-    yield store
-    st.cache_resource.clear()
-    store.dispose()
 
 
 def _seed(store: Store) -> None:
