@@ -38,7 +38,7 @@ TAUS = (1, 4, 16, 64)
 PERIOD_METHODS = ("easgd", "eamsgd", "downpour", "mdownpour", "mvadownpour", "adownpour")
 # One grid per kind: momentum 0.99 (the paper's delta) multiplies the step by about 100.
 GRIDS = {"plain": (0.02, 0.06, 0.2), "momentum": (0.001, 0.003, 0.01)}
-MOMENTUM_METHODS = ("eamsgd", "mdownpour")
+MOMENTUM_METHODS = ("eamsgd", "mdownpour", "cdmsgd")
 EVAL_EVERY = 31
 SECTIONS = ("period", "workers", "stability", "tree", "consensus")
 
@@ -198,6 +198,95 @@ def comparison_section(r: Runner, name: str, seeds, tune_seed: int, methods, ext
     }
 
 
+def _cell(s: dict, key: str = "best_error") -> str:
+    if not s or s.get(f"{key}_mean") is None:
+        return "-"
+    text = f"{s[f'{key}_mean']:.4f} ± {s[f'{key}_std']:.4f}"
+    return text + (f" ({s['diverged']} diverged)" if s.get("diverged") else "")
+
+
+def tables(result: dict) -> str:
+    """The report's tables, from the JSON alone (docs/fidelity.md quotes them)."""
+    out = [
+        f"Seeds {result.get('seeds')}, tuning seed {result.get('tune_seed')}, "
+        f"{result.get('epochs')} epochs per worker; mean ± standard deviation over the seeds.",
+        "",
+    ]
+    period = result.get("period")
+    if period:
+        taus = sorted({int(k.rsplit("tau", 1)[1]) for k in period["results"]})
+        for key, title in (("best_error", "Best"), ("final_error", "Final")):
+            out += [
+                f"{title} center test error (p = 2; tuned learning rate in brackets):",
+                "",
+                "| method | " + " | ".join(f"tau = {t}" for t in taus) + " |",
+                "| --- |" + " --- |" * len(taus),
+            ]
+            for a in PERIOD_METHODS:
+                cells = []
+                for t in taus:
+                    k = f"{a}-tau{t}"
+                    if k in period["results"]:
+                        cells.append(
+                            f"{_cell(period['results'][k], key)} [{period['tuned'][k]['lr']:g}]"
+                        )
+                    else:
+                        cells.append("-")
+                out.append(f"| {a} | " + " | ".join(cells) + " |")
+            out.append("")
+    workers = result.get("workers")
+    if workers:
+        out += [
+            "Workers (tau = 4, each algorithm at its tuned rate for tau = 4):",
+            "",
+            "| workers | easgd best | eamsgd best | steps per worker |",
+            "| --- | --- | --- | --- |",
+        ]
+        for p, v in sorted(workers.items(), key=lambda kv: int(kv[0])):
+            steps = v["easgd"]["per_seed"][0]["steps"]
+            out.append(f"| {p} | {_cell(v['easgd'])} | {_cell(v['eamsgd'])} | {steps} |")
+        out.append("")
+    for name in ("tree", "consensus"):
+        sec = result.get(name)
+        if sec and "results" in sec:
+            out += [
+                f"{name.capitalize()} (p = 4, tau = 4):",
+                "",
+                "| method | best error | final error | lr |",
+                "| --- | --- | --- | --- |",
+            ]
+            for a, v in sec["results"].items():
+                out.append(
+                    f"| {a} | {_cell(v)} | {_cell(v, 'final_error')} | {sec['tuned'][a]['lr']:g} |"
+                )
+            out.append("")
+    stab = result.get("stability")
+    if stab:
+        out += [
+            f"Stability, the real optimizer (round_robin, tau = 1, eta = {stab['eta']}):",
+            "",
+            "| setting | alpha | growth rate measured | spectral radius of the map |",
+            "| --- | --- | --- | --- |",
+        ]
+        for k, v in stab["optimizer_runs"].items():
+            out.append(f"| {k} | {v['alpha']} | {v['measured_rate']} | {v['spectral_radius']} |")
+        out += [
+            "",
+            "Stability, the map (stable exactly when 0 <= alpha <= (4 - 2 eta)/(4 - eta)?):",
+            "",
+            "| order, workers | grid points | holds | exceptions (eta, alpha / bound, spectral radius) |",
+            "| --- | --- | --- | --- |",
+        ]
+        for k, v in stab["map"].items():
+            ex = "; ".join(f"({e['eta']}, {e['factor']}, {e['rho']})" for e in v["exceptions"][:4])
+            more = f" and {len(v['exceptions']) - 4} more" if len(v["exceptions"]) > 4 else ""
+            out.append(
+                f"| {k} | {v['points']} | {'yes' if v['stable_iff_inside'] else 'no'} | {ex}{more} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.fidelity")
     p.add_argument("--sections", default=",".join(SECTIONS))
@@ -205,7 +294,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tune-seed", type=int, default=0)
     p.add_argument("--epochs", type=float, default=3)
     p.add_argument("--out", default="bench/results/fidelity.json")
+    p.add_argument(
+        "--tables", action="store_true", help="only write the tables (.md) from the JSON there is"
+    )
     args = p.parse_args(argv)
+    if args.tables:
+        out = Path(args.out)
+        out.with_suffix(".md").write_text(tables(json.loads(out.read_text())) + "\n")
+        print(f"fidelity: wrote {out.with_suffix('.md')}")
+        return 0
     sections = [s for s in args.sections.split(",") if s]
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
@@ -253,13 +350,14 @@ def main(argv: list[str] | None = None) -> int:
                 result["consensus"] = {"skipped": "cdsgd is not in this version"}
                 continue
             result["consensus"] = comparison_section(
-                r, "consensus", seeds, args.tune_seed, ("sync", "localsgd", "cdsgd"), {}
+                r, "consensus", seeds, args.tune_seed, ("sync", "localsgd", "cdsgd", "cdmsgd"), {}
             )
         result.setdefault("section_seconds", {})[section] = round(time.time() - t0)
         out_path.write_text(json.dumps(result, indent=1) + "\n")  # each section as it ends
         print(f"fidelity: {section} done in {round(time.time() - t0)} s", flush=True)
     result["wall_seconds"] = round(time.time() - started)
     out_path.write_text(json.dumps(result, indent=1) + "\n")
+    out_path.with_suffix(".md").write_text(tables(result) + "\n")
     print(f"fidelity: wrote {out_path} in {result['wall_seconds']} s")
     return 0
 

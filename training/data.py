@@ -159,15 +159,18 @@ class Shard:
     """One rank's disjoint part of the training split, in an order fixed by (seed, rank, epoch).
 
     Its position is a pure function of the step, so a resumed run sees exactly the batches it
-    would have seen.
+    would have seen. Shards differ by at most one example; every rank counts its batch and its
+    steps per epoch from the smallest, because ranks that disagree on the number of steps wait
+    for each other forever at the last collective.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, rank: int, size: int, batch: int, seed: int):
         if len(x) < size:
             raise DataError(f"{len(x)} training examples cannot be shared by {size} workers")
         self.x, self.y = x[rank::size], y[rank::size]
-        self.rank, self.batch, self.seed = rank, min(batch, len(self.x)), seed
-        self.steps_per_epoch = max(1, len(self.x) // self.batch)
+        smallest = len(x) // size
+        self.rank, self.batch, self.seed = rank, min(batch, smallest), seed
+        self.steps_per_epoch = max(1, smallest // self.batch)
         self._epoch = -1
         self._order = np.arange(len(self.x))
 

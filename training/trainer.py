@@ -95,7 +95,7 @@ class Trainer:
             self.wall_offset = float(meta.get("wall_time", 0.0))
             self.resumed_from = self.step
 
-        batch = min(config.data.batch_size, len(self.shard.x))
+        batch = self.shard.batch
         spec_x = tf.TensorSpec((batch, *ds.input_shape), tf.float32)
         spec_y = tf.TensorSpec((batch,), tf.int64)
         self._train_step = tf.function(self._train_step_impl, input_signature=[spec_x, spec_y])

@@ -36,6 +36,22 @@ def test_shards_are_disjoint_and_cover_training_split(size):
     assert not set().union(*seen) & _keys(ds.x_test)
 
 
+@pytest.mark.parametrize("n, size, batch", [(1438, 3, 32), (959, 3, 32), (10, 3, 32), (7, 2, 4)])
+def test_every_rank_takes_the_same_steps_from_uneven_shards(n, size, batch):
+    """Shards of 480, 479 and 479 once gave rank 0 one step more, and the job hung at the end."""
+    x, y = np.arange(n, dtype="float32")[:, None], np.zeros(n, "int64")
+    shards = [Shard(x, y, r, size, batch, seed=1) for r in range(size)]
+    assert len({len(s.x) for s in shards}) == (1 if n % size == 0 else 2)
+    assert len({s.steps_per_epoch for s in shards}) == 1 and len({s.batch for s in shards}) == 1
+    smallest = n // size
+    assert shards[0].batch == min(batch, smallest)
+    assert shards[0].steps_per_epoch == max(1, smallest // shards[0].batch)
+    for s in shards:  # every batch is full and of the rank's own examples
+        for step in range(2 * s.steps_per_epoch):
+            bx, _ = s.batch_at(step)
+            assert len(bx) == s.batch and set(bx[:, 0]) <= set(s.x[:, 0])
+
+
 def test_batches_are_a_pure_function_of_the_step():
     ds = load(DataConfig(dataset="digits"))
     a = Shard(ds.x_train, ds.y_train, 0, 2, 16, seed=3)
