@@ -98,11 +98,17 @@ class Runner:
         self.stamp = time.strftime("%Y%m%d-%H%M%S")
 
     def run(self, ranks: int, settings: dict[str, tuple[str, int, float, int, dict]]) -> dict:
-        entries = [
-            (label, config(a, tau, lr, seed, self.epochs, **extra))
-            for label, (a, tau, lr, seed, extra) in settings.items()
-        ]
-        dirs = sweep(entries, ranks, self.work, f"fidelity-{self.stamp}")
+        # Horovod registers Tree EASGD's process sets when it starts, so runs that need groups
+        # get a launch of their own, one per group size.
+        launches: dict = {}
+        for label, (a, tau, lr, seed, extra) in settings.items():
+            key = extra.get("group_size", 0) if "group_size" in REGISTRY[a].fields else None
+            launches.setdefault(key, []).append(
+                (label, config(a, tau, lr, seed, self.epochs, **extra))
+            )
+        dirs: dict[str, Path] = {}
+        for entries in launches.values():
+            dirs.update(sweep(entries, ranks, self.work, f"fidelity-{self.stamp}"))
         return {
             label: result_of(dirs[label], a, tau) for label, (a, tau, _, _, _) in settings.items()
         }
