@@ -34,7 +34,7 @@ from db.errors import EasgdError, InvalidTransition, LeaseHeld, LeaseLost, NotFo
 from db.store import Store
 from service import logs, processes
 from service.settings import ServiceSettings
-from training.hosts import Hosts, format_hosts, parse_hosts
+from training.hosts import Hosts, HostsError, format_hosts, parse_hosts
 from training.launch import horovodrun_argv
 
 LOST_MESSAGE = "lost: the service stopped while it ran"
@@ -372,8 +372,12 @@ class Supervisor:
     def _allocate(self, job: JobRecord) -> Allocation | None:
         resources = json.loads(job.config).get("resources", {})
         gpus_per_worker = int(resources.get("gpus_per_worker", 0))
-        requested = parse_hosts(resources["hosts"]) if resources.get("hosts") else None
-        problem = self.placement_problem(job.workers, gpus_per_worker, requested)
+        try:
+            requested = parse_hosts(resources["hosts"]) if resources.get("hosts") else None
+        except HostsError as exc:  # a job queued before hosts had one grammar
+            problem, requested = str(exc), None
+        else:
+            problem = self.placement_problem(job.workers, gpus_per_worker, requested)
         if problem:
             self._finish(job, JobStatus.FAILED, expected=JobStatus.QUEUED, message=problem)
             return None
@@ -394,6 +398,7 @@ class Supervisor:
         return None
 
     def _allocation_of(self, job: JobRecord) -> Allocation:
+        # A running job's hosts are the placement it was given: always host:slots.
         hosts = parse_hosts(job.hosts) if job.hosts else {"localhost": job.workers}
         return Allocation(hosts, job.gpus.split(",") if job.gpus else [])
 

@@ -16,7 +16,8 @@ from db.errors import EasgdError
 
 MAX_SLOTS = 1024
 MAX_HOSTS = 256
-_PART = re.compile(r"([A-Za-z0-9_.-]{1,253}):([0-9]{1,30})")
+# A name starts with a letter or digit: horovodrun would read "-x" as an option.
+_PART = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.-]{0,252}):([0-9]{1,30})")
 SYNTAX = "host:slots[,host:slots...], e.g. h1:4,h2:4"
 # For documents (JSON Schema, OpenAPI); the parser below is what decides.
 HOSTS_PATTERN = r"^\s*[A-Za-z0-9_.-]+:[0-9]+\s*(,\s*[A-Za-z0-9_.-]+:[0-9]+\s*)*$"
@@ -60,7 +61,7 @@ def parse_hosts(text: str, what: str = "hosts") -> Hosts:
 def local_slots(value: str | int, what: str = "slots") -> Hosts:
     """`--slots N` and `EASGD_SLOTS`: N ranks at once on this machine."""
     text = str(value).strip()
-    if not text.isdigit() or not 1 <= int(text) <= MAX_SLOTS:
+    if not re.fullmatch(r"[0-9]{1,5}", text) or not 1 <= int(text) <= MAX_SLOTS:
         raise HostsError(what, f"an integer from 1 to {MAX_SLOTS} (received: {value!r})")
     return {"localhost": int(text)}
 

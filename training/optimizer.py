@@ -637,7 +637,10 @@ def make_optimizer(opt) -> ElasticAveragingOptimizer:
     spec = opt.spec
     inner_kind = opt.resolved_inner.value
     momentum = opt.resolved_momentum
-    collectives.init()
+    if "group_size" in spec.fields:  # process sets are registered when Horovod starts
+        collectives.init_tree(opt.group_size)
+    else:
+        collectives.init()
     learning_rate = scaled_learning_rate(
         opt.learning_rate, opt.lr_scaling, collectives.size(), opt.warmup_steps
     )

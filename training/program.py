@@ -12,7 +12,7 @@ from pathlib import Path
 
 from db.entities import RunStatus
 from training import groups
-from training.config import ConfigError, ExperimentConfig, warnings_for
+from training.config import ConfigError, ExperimentConfig, topology_problem, warnings_for
 from training.console import complain, finished_line, say
 from training.metrics import CENTER_ACCURACY, FanOut, JsonlSink, MetricsSink, RunInfo
 from training.run_dir import prepare_run_dir, write_config
@@ -40,9 +40,11 @@ def _with_actual_workers(config: ExperimentConfig, size: int, rank: int) -> Expe
             f"easgd: note: resources.workers is {config.resources.workers} but horovodrun "
             f"started {size} ranks; recording {size}"
         )
-    return config.model_copy(
-        update={"resources": config.resources.model_copy(update={"workers": size})}
-    )
+    resources = {"workers": size}
+    hosts = config.resources.host_map
+    if hosts is not None and sum(hosts.values()) < size:
+        resources["hosts"] = None  # -H said otherwise; the recorded config must stay valid
+    return config.model_copy(update={"resources": config.resources.model_copy(update=resources)})
 
 
 def _record_failure(exc: BaseException, trainer, sinks: list[MetricsSink], info: RunInfo) -> None:
@@ -119,9 +121,12 @@ def uses_groups(config: ExperimentConfig) -> bool:
 
 
 def check_groups(config: ExperimentConfig) -> None:
-    """Refuse, before TensorFlow is imported, a Tree EASGD group size that does not fit the ranks
-    horovodrun started. A refusal only some ranks see (hosts running different numbers of
-    ranks) is said by each of them, since rank 0 may not be one."""
+    """Refuse, before TensorFlow is imported, a Tree EASGD group size or a consensus mixing matrix
+    that does not fit the ranks horovodrun started. A refusal only some ranks see (hosts running
+    different numbers of ranks) is said by each of them, since rank 0 may not be one."""
+    problem = topology_problem(config, groups.launched().size)
+    if problem:
+        raise ConfigError([problem])
     if not uses_groups(config):
         return
     try:

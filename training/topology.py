@@ -90,7 +90,11 @@ def check_matrix(rows: Any) -> Matrix:
         for k, w in enumerate(row):
             if isinstance(w, bool) or not isinstance(w, int | float):
                 raise TopologyError(f"entry [{j}][{k}] is not a number")
-            if not math.isfinite(w):
+            try:
+                finite = math.isfinite(w)
+            except OverflowError:  # an integer past any float
+                finite = False
+            if not finite:
                 raise TopologyError(f"entry [{j}][{k}] is not finite")
             if w < 0:
                 raise TopologyError(f"entry [{j}][{k}] is negative ({w:g}); weights are >= 0")

@@ -123,6 +123,8 @@ def cmd_up(args) -> int:
     ]
     if args.slots is not None:
         serve += ["--slots", str(args.slots)]
+    if args.hosts:
+        serve += ["--hosts", args.hosts]
     children.append(subprocess.Popen(serve, env=env, preexec_fn=_preexec))
     ui_app = _ui_app()
     ui_url = None

@@ -276,3 +276,13 @@ def test_a_job_the_service_cannot_place_is_refused_before_it_is_queued(
         ).status_code
         == 201
     )
+
+
+def test_a_mixing_matrix_entry_past_any_float_is_422(client, store):
+    big = 10**400
+    body = {"config": {"optimizer": {"algorithm": "cdsgd", "topology": [[big, 0], [0, 1]]}}}
+    r = client.post("/jobs", json=body)
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["field"] == "optimizer.topology" and "is not finite" in error["msg"]
+    assert store.list_jobs() == []

@@ -104,6 +104,7 @@ def test_a_ring_of_two_or_three_is_the_full_graph():
         ([[0.5, ".5"], [0.5, 0.5]], "entry [0][1] is not a number"),
         ([[True, False], [False, True]], "entry [0][0] is not a number"),
         ([[float("nan"), 1], [1, 0]], "entry [0][0] is not finite"),
+        ([[10**400, 0], [0, 1]], "entry [0][0] is not finite"),  # past any float
         ([[0.5, 0.4], [0.5, 0.6]], "row 0 sums to 0.9, not 1: a mixing matrix must be doubly"),
         ([[0.5, 0.5], [0.6, 0.4]], "column 0 sums to 1.1, not 1"),
         ([[1.0 / 65] * 65] * 65, "at most 64 rows, this one has 65; use ring or full"),

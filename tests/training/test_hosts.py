@@ -56,3 +56,15 @@ def test_resources_hosts_is_normalised_and_must_hold_the_workers():
         "resources: hosts h1:2,h2:1 give 3 slots, fewer than workers (4); "
         "add slots or lower workers"
     ]
+
+
+@pytest.mark.parametrize("text", ["-x:2", ".h:1", "h1:2,-H:1"])
+def test_a_name_horovodrun_would_read_as_an_option_is_refused(text):
+    with pytest.raises(HostsError, match="host:slots"):
+        parse_hosts(text, "--hosts")
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "1e3"])
+def test_slots_are_ascii_digits(value):
+    with pytest.raises(HostsError, match="an integer from 1 to 1024"):
+        local_slots(value, "EASGD_SLOTS")
