@@ -154,7 +154,8 @@ def test_a_matrix_that_does_not_fit_the_workers_is_a_warning_or_a_refusal():
 
 @pytest.mark.horovod
 def test_the_training_program_refuses_a_matrix_of_the_wrong_size(tmp_path):
-    """One rank and a 2 x 2 matrix: the optimizer says so, on one line, naming the field."""
+    """One rank and a 2 x 2 matrix: refused before TensorFlow starts, on one line naming the
+    field, like any bad configuration (exit 2), and nothing is written."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -180,8 +181,9 @@ def test_the_training_program_refuses_a_matrix_of_the_wrong_size(tmp_path):
         cwd=ROOT,
         env={**os.environ, **QUIET_TF, "PYTHONPATH": str(ROOT)},
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2, proc.stderr[-2000:]
     assert (
-        "optimizer.topology: a 2 x 2 mixing matrix needs 2 workers, and this job has 1; run it "
-        "with 2 workers, or use ring or full"
+        "easgd: invalid configuration: optimizer.topology: a 2 x 2 mixing matrix needs 2 workers, "
+        "and this job has 1; run it with 2 workers, or use ring or full"
     ) in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
