@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from bench.harness import horovodrun_command, outcome, sweep
-from bench.stability import analysis, cycle_map, spectral_radius
+from bench.stability import analysis, cycle_map, measured_rate, spectral_radius
 from db.store import Store
 from training.algorithms import REGISTRY
 from training.config import stability_bound
@@ -178,11 +178,9 @@ def stability_section() -> dict:
                 p, ["-m", "bench.stability_run", str(eta), str(alpha), "round_robin", "80"]
             )
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            line = next(x for x in out.splitlines() if '"norms"' in x)
-            norms = json.loads(line[line.index("{") :])["norms"]
             runs[f"p{p}-x{factor}"] = {
                 "alpha": round(alpha, 6),
-                "measured_rate": round((norms[-1] / norms[39]) ** (1 / 40), 5),
+                "measured_rate": round(measured_rate(out), 5),
                 "spectral_radius": round(
                     spectral_radius(cycle_map(p, eta, alpha, "round_robin")), 5
                 ),

@@ -16,6 +16,8 @@ here too, to show where the bound does not apply.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from training.config import stability_bound
@@ -38,6 +40,15 @@ def cycle_map(p: int, eta: float, alpha: float, order: str) -> np.ndarray:
     else:
         raise ValueError(order)
     return np.stack([*xs, c])
+
+
+def measured_rate(stdout: str) -> float:
+    """The per-step growth rate of (x_1, .., x_p, c) that `bench.stability_run` printed, over the
+    second half of its steps (the first half lets the dominant mode take over)."""
+    line = next(x for x in stdout.splitlines() if '"norms"' in x)
+    norms = json.loads(line[line.index("{") :])["norms"]
+    half = len(norms) // 2
+    return (norms[-1] / norms[half - 1]) ** (1 / (len(norms) - half))
 
 
 def spectral_radius(m: np.ndarray) -> float:

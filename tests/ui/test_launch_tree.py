@@ -9,14 +9,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.support import Service
+from tests.ui.pages import open_app, small_job_form
 from training.algorithms import REGISTRY
-
-
-def _launch_page() -> AppTest:
-    at = AppTest.from_file("ui/app.py", default_timeout=60).run()
-    at.switch_page("views/launch.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def _tree_form(at: AppTest, workers: int) -> None:
@@ -25,7 +19,7 @@ def _tree_form(at: AppTest, workers: int) -> None:
 
 
 def test_the_form_shows_the_tree_fields(ui_store):
-    at = _launch_page()
+    at = open_app("views/launch.py")
     _tree_form(at, 4)
     keys = {w.key for w in at.number_input}
     tree = {"form.optimizer.group_size", "form.optimizer.tau_root", "form.optimizer.beta_root"}
@@ -51,9 +45,7 @@ def test_a_tree_job_launched_from_the_page_finishes(ui_store, easgd_home, monkey
     service = Service(easgd_home, slots=4).start()
     monkeypatch.setenv("EASGD_API_URL", service.url)
     try:
-        at = _launch_page()
-        at.selectbox(key="form.data.dataset").set_value("digits").run()
-        at.selectbox(key="form.model.name").set_value("mlp").run()
+        at = small_job_form()
         at.number_input(key="form.training.epochs").set_value(1.0).run()
         _tree_form(at, 4)
         at.number_input(key="form.optimizer.group_size").set_value(2).run()

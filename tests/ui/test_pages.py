@@ -10,9 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from db.store import Store
 from tests.support import Service
+from tests.ui.pages import open_app, small_job_form
 from training.algorithms import REGISTRY
-
-APP = "ui/app.py"
 
 
 def _seed(store: Store) -> None:
@@ -40,22 +39,6 @@ def _seed(store: Store) -> None:
         store.finish_run(run_id, "finished")
 
 
-def _app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def _small_job_form() -> AppTest:
-    """The Launch page set to a job that trains in seconds: scikit-learn's digits, an MLP."""
-    at = _app("views/launch.py")
-    at.selectbox(key="form.data.dataset").set_value("digits").run()
-    at.selectbox(key="form.model.name").set_value("mlp").run()
-    return at
-
-
 def _charts(at: AppTest) -> list[dict]:
     """The payloads of the curve charts on the page, as the browser receives them."""
     return [json.loads(c.proto.json) for c in at.get("bidi_component")]
@@ -74,15 +57,15 @@ def _text(at: AppTest) -> str:
 
 def test_empty_states_teach(ui_store):
     for page in (None, "views/compare.py", "views/run.py"):
-        at = _app(page)
+        at = open_app(page)
         assert "No runs yet" in _text(at) and "horovodrun" in _text(at)
-    jobs = _app("views/jobs.py")
+    jobs = open_app("views/jobs.py")
     assert "No jobs yet" in _text(jobs) and "easgd submit" in _text(jobs)
 
 
 def test_runs_table_filter_and_bad_filter(ui_store):
     _seed(ui_store)
-    at = _app()
+    at = open_app()
     assert at.title[0].value == "Runs"
     table = at.dataframe[0].value
     assert set(table["run"]) == {"r-eam", "r-sync"}
@@ -96,7 +79,7 @@ def test_runs_table_filter_and_bad_filter(ui_store):
 
 def test_compare_draws_curves_and_summaries(ui_store):
     _seed(ui_store)
-    at = _app()
+    at = open_app()
     at.multiselect(key="runs.picked").set_value(["r-eam", "r-sync"]).run()
     at.button[0].click().run()  # Compare selected
     assert not at.exception
@@ -130,7 +113,7 @@ def test_compare_draws_curves_and_summaries(ui_store):
 
 def test_run_page_and_clone_into_launch(ui_store):
     _seed(ui_store)
-    at = _app()
+    at = open_app()
     at.selectbox(key="runs.open").set_value("r-eam").run()
     assert at.title[0].value == "Run"
     at.switch_page("views/run.py").run()  # AppTest reruns the default page otherwise
@@ -147,7 +130,7 @@ def test_run_page_and_clone_into_launch(ui_store):
 
 
 def test_launch_form_follows_the_algorithm_and_shows_errors(ui_store):
-    at = _app("views/launch.py")
+    at = open_app("views/launch.py")
     keys = {w.key for w in at.number_input}
     assert {"form.optimizer.tau", "form.optimizer.beta", "form.optimizer.alpha"} <= keys
     tau = at.number_input(key="form.optimizer.tau")
@@ -171,7 +154,7 @@ def test_launch_form_follows_the_algorithm_and_shows_errors(ui_store):
 
 
 def test_yaml_editor_validates_the_same_way(ui_store):
-    at = _app("views/launch.py")
+    at = open_app("views/launch.py")
     at.segmented_control(key="form.mode").set_value("YAML").run()
     at.text_area(key="form.yaml").set_value("optimizer:\n  beta: 3\n").run()
     assert any("optimizer.beta" in e.value and "received: 3" in e.value for e in at.error)
@@ -182,7 +165,7 @@ def test_yaml_editor_validates_the_same_way(ui_store):
 
 
 def test_launch_form_shows_the_large_batch_fields_where_they_apply(ui_store):
-    at = _app("views/launch.py")
+    at = open_app("views/launch.py")
     scaling = at.selectbox(key="form.optimizer.lr_scaling")
     assert scaling.value == "none" and list(scaling.options) == ["none", "linear", "sqrt"]
     assert at.number_input(key="form.optimizer.warmup_steps").value == 0
@@ -212,14 +195,14 @@ def test_launch_submits_through_the_service_and_jobs_page_shows_it(
     service = Service(easgd_home, slots=2).start()
     monkeypatch.setenv("EASGD_API_URL", service.url)
     try:
-        at = _small_job_form()
+        at = small_job_form()
         at.number_input(key="form.training.epochs").set_value(1.0).run()
         next(b for b in at.button if b.label == "Launch").click().run()
         assert not at.exception
         assert any("queued" in s.value for s in at.success), [e.value for e in at.error]
         (job,) = ui_store.list_jobs()
         assert job.source == "ui" and job.workers == 2
-        jobs = _app("views/jobs.py")
+        jobs = open_app("views/jobs.py")
         assert list(jobs.dataframe[0].value["id"]) == [job.id]
         service.wait(job.id, {"succeeded", "failed"})
         assert ui_store.get_job(job.id).status.value == "succeeded"
@@ -228,7 +211,7 @@ def test_launch_submits_through_the_service_and_jobs_page_shows_it(
 
 
 def test_the_launch_form_shows_the_topology_and_keeps_a_matrix(ui_store):
-    at = _app("views/launch.py")
+    at = open_app("views/launch.py")
     assert "form.optimizer.topology" not in {w.key for w in at.text_input}
     at.selectbox(key="form.optimizer.algorithm").set_value("cdsgd").run()
     topology = at.text_input(key="form.optimizer.topology")
@@ -254,11 +237,10 @@ def test_cdsgd_launched_from_the_form_runs_on_three_workers(ui_store, easgd_home
     service = Service(easgd_home, slots=3).start()
     monkeypatch.setenv("EASGD_API_URL", service.url)
     try:
-        at = _small_job_form()
+        at = small_job_form()
         at.selectbox(key="form.optimizer.algorithm").set_value("cdsgd").run()
         at.number_input(key="form.optimizer.learning_rate").set_value(0.1).run()
-        # 1,438 digits make shards of 480, 479 and 479: one epoch would be 15 steps on rank 0
-        # and 14 on the others; max_steps keeps every rank on the same count.
+        # A short run: 30 steps on 3 workers.
         at.number_input(key="form.training.max_steps").set_value(30).run()
         at.number_input(key="form.resources.workers").set_value(3).run()
         next(b for b in at.button if b.label == "Launch").click().run()
