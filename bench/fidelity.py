@@ -6,7 +6,8 @@
 
 LeNet-5 on mnist5k, every setting an ordinary run in the store (source: bench); a sweep runs many
 inside one horovodrun launch. Learning rates are tuned per method and tau on the tuning seed
-(which is not one of the reported seeds) over a small grid per kind of method, then each setting
+(which is not one of the reported seeds) over a small grid per kind of method, widened at the end
+where the best sits until it is bracketed (three more rates at most), then each setting
 runs on every reported seed: mean and standard deviation of the best and the final center test
 error.
 
@@ -43,8 +44,33 @@ EVAL_EVERY = 31
 SECTIONS = ("period", "workers", "stability", "tree", "consensus")
 
 
+WIDEN_ROUNDS = 3
+
+
 def grid(algorithm: str) -> tuple[float, ...]:
     return GRIDS["momentum" if algorithm in MOMENTUM_METHODS else "plain"]
+
+
+def _error(result: dict) -> float:
+    return 1.0 if result["best_error"] is None else result["best_error"]
+
+
+def best_rate(by_lr: dict[float, dict]) -> float:
+    return min((_error(r), lr) for lr, r in by_lr.items())[1]
+
+
+def next_rate(by_lr: dict[float, dict]) -> float | None:
+    """One factor of 3 past the end the best sits at; None when the best is inside (or when it
+    scored the same everywhere, where no direction is better than another)."""
+    rates = sorted(by_lr)
+    best = best_rate(by_lr)
+    if len(rates) < 2 or len({_error(r) for r in by_lr.values()}) == 1:
+        return None
+    if best == rates[-1]:
+        return float(f"{best * 3:.2g}")
+    if best == rates[0]:
+        return float(f"{best / 3:.2g}")
+    return None
 
 
 def config(algorithm: str, tau: int, lr: float, seed: int, epochs: float, **optimizer) -> dict:
@@ -114,18 +140,43 @@ class Runner:
         }
 
     def tune(self, ranks: int, candidates: dict[str, tuple[str, int, dict]], seed: int) -> dict:
-        """The learning rate with the lowest best error on the tuning seed, per candidate key."""
-        settings = {
-            f"tune-{key}-lr{lr:g}": (a, tau, lr, seed, extra)
-            for key, (a, tau, extra) in candidates.items()
-            for lr in grid(a)
-        }
-        results = self.run(ranks, settings)
+        """The learning rate with the lowest best error on the tuning seed, per candidate key.
+
+        A choice at an end of the rates tried did not bracket the best, so that candidate tries
+        the next rate out (a factor of 3), up to WIDEN_ROUNDS times."""
+        tried: dict[str, dict[float, dict]] = {key: {} for key in candidates}
+        pending = {key: list(grid(a)) for key, (a, _, _) in candidates.items()}
+        for _ in range(WIDEN_ROUNDS + 1):
+            settings = {
+                f"tune-{key}-lr{lr:g}": (
+                    candidates[key][0],
+                    candidates[key][1],
+                    lr,
+                    seed,
+                    candidates[key][2],
+                )
+                for key, rates in pending.items()
+                for lr in rates
+            }
+            if not settings:
+                break
+            results = self.run(ranks, settings)
+            for key, rates in pending.items():
+                for lr in rates:
+                    tried[key][lr] = results[f"tune-{key}-lr{lr:g}"]
+            pending = {}
+            for key, by_lr in tried.items():
+                nxt = next_rate(by_lr)
+                if nxt is not None:
+                    pending[key] = [nxt]
         chosen = {}
-        for key, (a, _, _) in candidates.items():
-            tried = [(results[f"tune-{key}-lr{lr:g}"], lr) for lr in grid(a)]
-            scored = [(1.0 if r["best_error"] is None else r["best_error"], lr) for r, lr in tried]
-            chosen[key] = {"lr": min(scored)[1], "tried": {f"{lr:g}": e for e, lr in scored}}
+        for key, by_lr in tried.items():
+            lr = best_rate(by_lr)
+            chosen[key] = {
+                "lr": lr,
+                "tried": {f"{r:g}": _error(by_lr[r]) for r in sorted(by_lr)},
+                "bracketed": next_rate(by_lr) is None,
+            }
         return chosen
 
     def seeds(self, ranks: int, settings: dict[str, tuple[str, int, float, dict]], seeds) -> dict:
@@ -209,11 +260,17 @@ def _cell(s: dict, key: str = "best_error") -> str:
     return text + (f" ({s['diverged']} diverged)" if s.get("diverged") else "")
 
 
+def _rate(tuned: dict) -> str:
+    """The tuned rate; a star where the widened grid still did not bracket the best."""
+    return f"{tuned['lr']:g}" + ("" if tuned.get("bracketed", True) else "*")
+
+
 def tables(result: dict) -> str:
     """The report's tables, from the JSON alone (docs/fidelity.md quotes them)."""
     out = [
         f"Seeds {result.get('seeds')}, tuning seed {result.get('tune_seed')}, "
-        f"{result.get('epochs')} epochs per worker; mean ± standard deviation over the seeds.",
+        f"{result.get('epochs')} epochs per worker; mean ± standard deviation over the seeds. "
+        "A starred rate sits at an end of its widened grid.",
         "",
     ]
     period = result.get("period")
@@ -232,7 +289,7 @@ def tables(result: dict) -> str:
                     k = f"{a}-tau{t}"
                     if k in period["results"]:
                         cells.append(
-                            f"{_cell(period['results'][k], key)} [{period['tuned'][k]['lr']:g}]"
+                            f"{_cell(period['results'][k], key)} [{_rate(period['tuned'][k])}]"
                         )
                     else:
                         cells.append("-")
@@ -261,7 +318,7 @@ def tables(result: dict) -> str:
             ]
             for a, v in sec["results"].items():
                 out.append(
-                    f"| {a} | {_cell(v)} | {_cell(v, 'final_error')} | {sec['tuned'][a]['lr']:g} |"
+                    f"| {a} | {_cell(v)} | {_cell(v, 'final_error')} | {_rate(sec['tuned'][a])} |"
                 )
             out.append("")
     stab = result.get("stability")

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from bench.fidelity import next_rate, tables
 from bench.harness import NAMES, WORKLOADS, communicated, label_for, outcome, tuned_settings
 from bench.run import bracket, goals
 from bench.seeds import time_ratios
@@ -178,6 +179,30 @@ def test_a_choice_at_an_end_of_the_grid_widens_it():
     assert widen({"learning_rate": 0.05, "momentum": 0.9}, tried) is None
     # A single rate at that momentum brackets nothing either way.
     assert widen({"learning_rate": 0.002, "momentum": 0.99}, tried) is None
+
+
+def test_fidelity_tuning_widens_until_the_best_rate_is_inside():
+    def scored(errors: dict[float, float | None]) -> dict[float, dict]:
+        return {lr: {"best_error": e} for lr, e in errors.items()}
+
+    assert next_rate(scored({0.02: 0.3, 0.06: 0.1, 0.2: 0.05})) == 0.6
+    assert next_rate(scored({0.001: 0.1, 0.003: 0.2, 0.01: 0.5})) == 0.00033
+    assert next_rate(scored({0.02: 0.3, 0.06: 0.1, 0.2: 0.5})) is None
+    # A diverged rate (no error) counts as learning nothing; equal scores point nowhere.
+    assert next_rate(scored({0.02: None, 0.06: 0.4})) == 0.18
+    assert next_rate(scored({0.02: 0.9, 0.06: 0.9, 0.2: 0.9})) is None
+
+
+def test_fidelity_tables_star_a_rate_the_grid_did_not_bracket():
+    s = {"runs": 1, "diverged": 0, "best_error_mean": 0.1, "best_error_std": 0.0}
+    s |= {"final_error_mean": 0.2, "final_error_std": 0.0}
+    section = {
+        "tuned": {"a": {"lr": 1.8, "bracketed": False}, "b": {"lr": 0.2, "bracketed": True}},
+        "results": {"a": s, "b": s},
+    }
+    text = tables({"tree": section})
+    assert "| a | 0.1000 ± 0.0000 | 0.2000 ± 0.0000 | 1.8* |" in text
+    assert "| b | 0.1000 ± 0.0000 | 0.2000 ± 0.0000 | 0.2 |" in text
 
 
 def test_run_names_follow_the_whole_configuration():
