@@ -31,6 +31,9 @@ INNER_OPTION_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 DEFAULT_MOMENTUM = 0.9
 # The order in which the center takes the workers' elastic pulls within one round.
 ORDERS = ("simultaneous", "round_robin")
+# The exchanges with an asynchronous form (a center server on rank 0, training/asynchronous.py).
+ASYNCHRONOUS_FORMS = ("elastic", "downpour", "mvadownpour", "adownpour")
+_ASYNC = {"asynchronous": "asynchronous"}
 
 
 @dataclass(frozen=True)
@@ -90,14 +93,14 @@ EXCHANGES: Mapping[str, Exchange] = MappingProxyType(
                 "before",
                 "center",
                 "every tau steps, the elastic exchange with the center",
-                {**_PERIOD, "beta": "beta", "alpha": "alpha", "order": "order"},
+                {**_PERIOD, "beta": "beta", "alpha": "alpha", "order": "order", **_ASYNC},
             ),
             Exchange(
                 "downpour",
                 "after",
                 "center",
                 "every tau steps, center += sum of the workers' updates; workers restart from it",
-                _PERIOD,
+                {**_PERIOD, "order": "order", **_ASYNC},
             ),
             Exchange(
                 "mdownpour",
@@ -111,14 +114,14 @@ EXCHANGES: Mapping[str, Exchange] = MappingProxyType(
                 "after",
                 "average",
                 "as downpour, and a moving average of the center is the model evaluated",
-                {**_PERIOD, "average_rate": "average_rate"},
+                {**_PERIOD, "average_rate": "average_rate", "order": "order", **_ASYNC},
             ),
             Exchange(
                 "adownpour",
                 "after",
                 "average",
                 "as downpour, and the time average of the centers is the model evaluated",
-                _PERIOD,
+                {**_PERIOD, "order": "order", **_ASYNC},
             ),
             Exchange(
                 "localsgd",

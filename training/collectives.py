@@ -225,3 +225,21 @@ def allgather_object(obj) -> list:
 def barrier() -> None:
     if hvd.size() > 1:
         hvd.allreduce(tf.constant(0.0), op=hvd.Sum, name="easgd_barrier")
+
+
+def center_host() -> str:
+    """Where rank 0's center server listens: loopback when the job is on one host, else the
+    address of the interface Horovod's own traffic uses (never every interface)."""
+    import os
+    import socket
+
+    import psutil
+
+    if hvd.cross_size() == 1:
+        return "127.0.0.1"
+    iface = os.environ.get("HOROVOD_GLOO_IFACE") or os.environ.get("NCCL_SOCKET_IFNAME")
+    for name in (iface or "").split(","):
+        for addr in psutil.net_if_addrs().get(name.strip(), []):
+            if addr.family == socket.AF_INET:
+                return addr.address
+    return socket.gethostbyname(os.environ.get("HOROVOD_HOSTNAME") or socket.gethostname())

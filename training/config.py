@@ -257,6 +257,14 @@ class OptimizerConfig(_Section):
         description="LARS weight decay beta: L2, inside the trust ratio, as in the paper.",
     )
 
+    asynchronous: bool = Field(
+        False,
+        description=(
+            "Exchange with a center server on rank 0, each worker on its own clock (the paper's "
+            "asynchronous EASGD and DOWNPOUR); with order round_robin, workers take turns."
+        ),
+    )
+
     topology: Literal["ring", "full"] | list[list[float]] = Field(
         "ring",
         description=(
@@ -272,6 +280,23 @@ class OptimizerConfig(_Section):
             return parse_topology(value)
         except TopologyError as exc:
             raise ValueError(f"{exc} (received: {_short(value)})") from None
+
+    @field_validator("asynchronous", mode="before")
+    @classmethod
+    def _true_or_false(cls, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError(f"input should be true or false (received: {_short(value)})")
+        return value
+
+    @model_validator(mode="after")
+    def _asynchronous_form(self) -> OptimizerConfig:
+        if self.asynchronous and "asynchronous" not in self.spec.fields:
+            forms = [n for n, s in REGISTRY.items() if "asynchronous" in s.fields]
+            raise ValueError(
+                f"asynchronous: algorithm '{self.spec.name}' has no asynchronous form; choose "
+                f"one of {', '.join(forms)} or set asynchronous to false (received: true)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_of_alpha_beta(self) -> OptimizerConfig:
@@ -349,6 +374,17 @@ class ResourcesConfig(_Section):
         json_schema_extra={"pattern": HOSTS_PATTERN},
     )
     gpus_per_worker: int = Field(0, ge=0, le=1, description="GPUs per rank (0 or 1).")
+    slow_ranks: dict[
+        Annotated[int, BeforeValidator(_not_bool), Field(ge=0, le=1023)],
+        Annotated[float, BeforeValidator(_not_bool), Field(ge=1, le=100, allow_inf_nan=False)],
+    ] = Field(
+        default_factory=dict,
+        max_length=1024,
+        description=(
+            "A testing aid for straggler experiments: {rank: factor} makes that rank sleep so "
+            "that each of its steps takes factor times as long (for example {1: 3.0})."
+        ),
+    )
 
     @field_validator("hosts")
     @classmethod
@@ -369,6 +405,23 @@ class ResourcesConfig(_Section):
                     f"hosts {self.hosts} give {slots} slot{'s' if slots > 1 else ''}, fewer "
                     f"than workers ({self.workers}); add slots or lower workers"
                 )
+        return self
+
+    @field_validator("slow_ranks", mode="before")
+    @classmethod
+    def _few_slow_ranks(cls, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) > 1024:
+            raise ValueError(f"at most 1024 ranks (received: {len(value)} entries)")
+        return value
+
+    @model_validator(mode="after")
+    def _slow_ranks_exist(self) -> ResourcesConfig:
+        outside = sorted(r for r in self.slow_ranks if r >= self.workers)
+        if outside:
+            raise ValueError(
+                f"slow_ranks: rank {outside[0]} is not one of the {self.workers} workers (ranks "
+                f"0 to {self.workers - 1}); name an existing rank (received: {outside[0]})"
+            )
         return self
 
     @property
@@ -453,6 +506,9 @@ def _describe(error: dict[str, Any]) -> str:
         # Cross-field validators name their own field and value.
         if ": " in msg and not loc:
             return msg
+        # A section's validator that names one of its fields: that field's dotted path.
+        if ": " in msg and msg.split(": ", 1)[0] in _FIELDS_BY_PATH.get(loc, ()):
+            return f"{loc}.{msg}"
         return f"{loc}: {msg}" if loc else msg
     if kind == "extra_forbidden":
         parent = _FIELDS_BY_PATH.get(loc.rsplit(".", 1)[0] if "." in loc else "")
@@ -844,6 +900,12 @@ def warnings_for(config: ExperimentConfig, workers: int | None = None) -> list[s
             f"optimizer.lr_scaling: the scaled learning rate {opt.learning_rate:g} x {scale:g} = "
             f"{opt.learning_rate * scale:g} on {p} workers is above 10; training may diverge"
         )
+    if opt.order == "round_robin" and not opt.asynchronous and "alpha" not in spec.fields:
+        if "order" in spec.fields:
+            out.append(
+                f"optimizer.order: round_robin changes nothing in synchronous '{spec.name}' (the "
+                "center takes the sum of the updates); it orders the asynchronous form's turns"
+            )
     if not spec.periodic and opt.tau != 10:
         out.append(
             f"optimizer.tau: ignored by algorithm '{spec.name}' (it communicates every step)"

@@ -26,6 +26,10 @@ WORKER_ACCURACY = "worker_accuracy"
 SPREAD = "spread"
 # Algorithms with no center (cdsgd, cdmsgd): mean over workers of ||x_i - mean||^2.
 CONSENSUS = "consensus"
+# Asynchronous runs: center versions between a worker's read and its write (mean over every
+# worker's exchanges since the last evaluation), and the seconds rank 0 waited for the center.
+STALENESS = "staleness"
+WAIT_SECONDS = "wait_seconds"
 # What tables show first, and the curves a run's page draws.
 KEY_METRICS = (CENTER_ACCURACY, TRAIN_LOSS, BYTES_SENT)
 RUN_PAGE_CURVES = (CENTER_ACCURACY, TRAIN_LOSS, SPREAD, BYTES_SENT)

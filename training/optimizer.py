@@ -61,7 +61,7 @@ import tensorflow as tf
 from keras.src.utils import tracking
 
 from training import collectives
-from training.algorithms import EXCHANGES, ORDERS, WITH_MOMENTUM
+from training.algorithms import ASYNCHRONOUS_FORMS, EXCHANGES, ORDERS, WITH_MOMENTUM
 from training.lars import LARS
 from training.lr_schedule import scaled_learning_rate
 from training.topology import TopologyError, mixing_matrix
@@ -96,6 +96,10 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         topology: "ring", "full" or a workers x workers doubly stochastic mixing matrix
             (`consensus`, `mconsensus`).
         consensus_momentum: mu of CDMSGD's momentum (`mconsensus`).
+        asynchronous: exchange with a center server held by rank 0, on each worker's own clock
+            (`training.asynchronous`; elastic and the DOWNPOUR family but mdownpour). The
+            training loop calls `start_asynchronous`, `before_step`, `after_step` and
+            `finish_asynchronous`; with `order="round_robin"` the workers take turns.
         root_rank: the rank whose weights everyone starts from.
         broadcast_on_build: broadcast the root's weights when the optimizer is built, so that
             every worker and the center start equal (what Horovod's broadcast callback does).
@@ -118,6 +122,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         order: str = "simultaneous",
         topology: str | list = "ring",
         consensus_momentum: float = 0.95,
+        asynchronous: bool = False,
         root_rank: int = 0,
         broadcast_on_build: bool = True,
         name: str | None = None,
@@ -162,6 +167,11 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             raise ValueError(f"topology: {exc}. Received: topology={topology!r:.200}") from None
         if exchange == "tree":
             _check_tree(alpha, group_size, tau_root, beta_root)
+        if asynchronous and exchange not in ASYNCHRONOUS_FORMS:
+            raise ValueError(
+                f"exchange {exchange!r} has no asynchronous form; these have: "
+                f"{', '.join(ASYNCHRONOUS_FORMS)}. Received: asynchronous=True"
+            )
         super().__init__(learning_rate=0.0, name=name or "elastic_averaging")
         if exchange == "tree" and broadcast_on_build:
             collectives.init_tree(group_size)
@@ -193,6 +203,8 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
                 # The schema cannot know how many ranks a shell run starts: this is where a
                 # matrix of the wrong size is refused.
                 raise ValueError(f"optimizer.topology: {exc}") from None
+        self.asynchronous = bool(asynchronous)
+        self._center_link = None
         self.root_rank = root_rank
         self.broadcast_on_build = broadcast_on_build
 
@@ -223,6 +235,9 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         if self._exchange.evaluated == "average":
             self.average = [self.add_variable_from_reference(v, name="average") for v in var_list]
         self.group_center = []
+        if self.asynchronous:  # the server's counters, kept in checkpoints by rank 0
+            self.center_version = self.add_variable((), dtype="int64", name="center_version")
+            self.center_updates = self.add_variable((), dtype="int64", name="center_updates")
         if self.exchange == "tree":
             self.group_center = [
                 self.add_variable_from_reference(v, name="group_center") for v in var_list
@@ -269,6 +284,10 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         """Every rank calls it before `evaluation_variables` are read. With no center
         (`consensus`), it sets them to the workers' mean: one all-reduce, for monitoring, so
         not counted in `communication()`. Otherwise it does nothing."""
+        if self._center_link is not None:
+            if collectives.rank() == 0:
+                self.spread = self._center_link.snapshot()
+            return
         if not self.mean:
             return
         mean, _, _ = collectives.timed_mean(
@@ -296,7 +315,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         variables = list(trainable_variables or self._trainable_variables)
         grads = [tf.convert_to_tensor(g) if g is not None else None for g in grads]
         step = tf.identity(self.iterations.value)
-        when = self._exchange.when
+        when = "asynchronous" if self.asynchronous else self._exchange.when
         if when == "every":
             grads = self._round(grads)
         elif when == "before":
@@ -306,6 +325,42 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             self._maybe_round(step, variables)
         if self.exchange == "mconsensus":
             self._consensus_momentum(variables)
+
+    # -- the asynchronous form (training/asynchronous.py), between steps, eagerly -------------
+
+    def start_asynchronous(self, mode: str = "thread") -> None:
+        """Every rank, once built (and restored): rank 0 starts the center server."""
+        from training.asynchronous import AsynchronousCenter
+
+        self._center_link = AsynchronousCenter(self, mode)
+        self._center_link.start()
+
+    def before_step(self, t: int) -> None:
+        self._center_link.worker.before_step(t)
+
+    def after_step(self, t: int) -> None:
+        self._center_link.worker.after_step(t)
+
+    def finish_asynchronous(self) -> None:
+        """After the last step: complete the exchange in flight; rank 0 then waits for every
+        worker and reads the final center."""
+        link = self._center_link
+        link.finish()
+        if collectives.rank() == 0:
+            self.spread = link.snapshot()
+
+    def abort_asynchronous(self, reason: str) -> None:
+        if self._center_link is not None:
+            self._center_link.abort(reason)
+
+    def stop_asynchronous(self) -> None:
+        if self._center_link is not None:
+            self._center_link.stop()
+            self._center_link = None
+
+    def center_status(self):
+        """Rank 0: (workers done, per-rank exchanges, staleness sum and max, seconds waited)."""
+        return self._center_link.status()
 
     def _account(self, nbytes: int, seconds: tf.Tensor) -> tf.Tensor:
         self.bytes_sent.assign_add(tf.constant(float(nbytes), tf.float64))
@@ -530,6 +585,15 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         """Bytes this rank has handed to collectives, the seconds spent in them, and rounds."""
         if not self.built:
             return {"bytes_sent": 0.0, "comm_seconds": 0.0, "rounds": 0}
+        if self._center_link is not None:
+            w = self._center_link.worker
+            return {
+                "bytes_sent": float(w.client.bytes_sent),
+                "comm_seconds": w.wait_seconds,
+                "rounds": w.exchanges,
+                "wait_seconds": w.wait_seconds,
+                "staleness_sum": float(w.staleness_sum),
+            }
         out = {
             "bytes_sent": float(self.bytes_sent.numpy()),
             "comm_seconds": float(self.comm_seconds.numpy()),
@@ -559,6 +623,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             "order": self.order,
             "topology": self.topology,
             "consensus_momentum": self.consensus_momentum,
+            "asynchronous": self.asynchronous,
             "root_rank": self.root_rank,
         }
 

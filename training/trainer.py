@@ -22,8 +22,10 @@ from training.metrics import (
     EPOCH,
     LEARNING_RATE,
     SPREAD,
+    STALENESS,
     STEP_TIME,
     TRAIN_LOSS,
+    WAIT_SECONDS,
     WORKER_ACCURACY,
     WORKER_LOSS,
     FanOut,
@@ -78,6 +80,10 @@ class Trainer:
         self.wall_offset = 0.0
         self.resumed_from: int | None = None
         self.diverged_at: int | None = None
+        self.asynchronous = config.optimizer.asynchronous
+        self.slowdown = config.resources.slow_ranks.get(self.rank, 1.0)
+        self.restart_note: str | None = None
+        self._staleness_seen = (0.0, 0.0)
         if resume:
             found = checkpoint.latest(run_dir)
             if found is None:
@@ -85,15 +91,23 @@ class Trainer:
                     f"--resume: {run_dir} has no complete checkpoint to resume from"
                 )
             d, meta = found
-            if meta.get("workers") != self.size:
-                raise checkpoint.CheckpointError(
-                    f"--resume: the checkpoint was written by {meta.get('workers')} workers, this "
-                    f"job has {self.size}; start it with -np {meta.get('workers')}"
+            if self.asynchronous:
+                self._restore_asynchronous(d, meta)
+            else:
+                if meta.get("workers") != self.size:
+                    raise checkpoint.CheckpointError(
+                        f"--resume: the checkpoint was written by {meta.get('workers')} workers, "
+                        f"this job has {self.size}; start it with -np {meta.get('workers')}"
+                    )
+                checkpoint.restore_rank(
+                    d, self.rank, self.model.variables, self.optimizer.variables
                 )
-            checkpoint.restore_rank(d, self.rank, self.model.variables, self.optimizer.variables)
             self.step = int(meta["step"])
             self.wall_offset = float(meta.get("wall_time", 0.0))
             self.resumed_from = self.step
+
+        if self.asynchronous:
+            self.optimizer.start_asynchronous()
 
         batch = self.shard.batch
         spec_x = tf.TensorSpec((batch, *ds.input_shape), tf.float32)
@@ -112,6 +126,27 @@ class Trainer:
             resumed_from_step=self.resumed_from,
             total_steps=self.total_steps,
             tags=dict(config.tags),
+        )
+
+    def _restore_asynchronous(self, d: Path, meta: dict) -> None:
+        """Only rank 0 saves an asynchronous run (the center is the server's): every rank
+        restarts from the center, and the inner optimizer's state, which belonged to one worker,
+        starts again."""
+        if not meta.get("asynchronous"):
+            raise self.ckpt.CheckpointError(
+                "--resume: the checkpoint is of a synchronous run and this one is asynchronous; "
+                "resume it with optimizer.asynchronous: false"
+            )
+        self.ckpt.restore_rank(d, 0, self.model.variables, self.optimizer.variables)
+        for x, c in zip(self.model.trainable_variables, self.optimizer.center):
+            x.assign(c.value)
+        inner = self.optimizer.inner_optimizer
+        for v in inner.variables:
+            if v is not inner.iterations and "learning_rate" not in v.path:
+                v.assign(self.tf.zeros_like(v.value))
+        self.restart_note = (
+            f"every worker restarts from the center ({meta.get('workers')} workers before, "
+            f"{self.size} now); the inner optimizer's state starts again"
         )
 
     def _train_step_impl(self, x, y):
@@ -140,6 +175,8 @@ class Trainer:
         """Spread needs every rank (one scalar all-reduce; the workers' mean, with no center, one
         more); the center is scored on rank 0."""
         tf = self.tf
+        if self.asynchronous:
+            return self._asynchronous_evaluation()
         self.optimizer.prepare_evaluation()
         center = self.optimizer.evaluation_variables
         local = tf.add_n(
@@ -181,6 +218,38 @@ class Trainer:
             values[CONSENSUS] = spread / self.size
         return values
 
+    def _asynchronous_evaluation(self) -> dict[str, float]:
+        """No collective (a worker never waits for another): a rank that diverged tells the
+        center, which tells the others at their next exchange; rank 0 scores a snapshot."""
+        if self.diverged_at is not None:
+            reason = (
+                f"training diverged (non-finite train loss on rank {self.rank} at step "
+                f"{self.diverged_at}); lower optimizer.learning_rate or alpha"
+            )
+            self.optimizer.abort_asynchronous(reason)
+            raise FloatingPointError(reason)
+        if self.rank != 0:
+            return {}
+        self.optimizer.prepare_evaluation()
+        self._load_center()
+        c_loss, c_acc = self._evaluate(self.center_model)
+        w_loss, w_acc = self._evaluate(self.model)
+        values = {
+            CENTER_LOSS: c_loss,
+            CENTER_ACCURACY: c_acc,
+            WORKER_LOSS: w_loss,
+            WORKER_ACCURACY: w_acc,
+        }
+        if self.optimizer.exchange == "elastic":
+            values[SPREAD] = self.optimizer.spread
+        _, stats = self.optimizer.center_status()
+        exchanges, total = float(stats[:, 0].sum()), float(stats[:, 1].sum())
+        seen_exchanges, seen_total = self._staleness_seen
+        if exchanges > seen_exchanges:
+            values[STALENESS] = (total - seen_total) / (exchanges - seen_exchanges)
+        self._staleness_seen = (exchanges, total)
+        return values
+
     def _load_center(self) -> None:
         for target, value in zip(
             self.center_model.trainable_variables, self.optimizer.evaluation_variables
@@ -192,6 +261,20 @@ class Trainer:
             target.assign(value.value)
 
     def _checkpoint(self, wall_time: float) -> None:
+        if self.asynchronous:
+            if self.rank == 0:
+                self.optimizer.prepare_evaluation()  # the server's center into the variables
+                self.ckpt.save_rank(
+                    self.run_dir, self.step, 0, self.model.variables, self.optimizer.variables
+                )
+                self.ckpt.commit(
+                    self.run_dir,
+                    self.step,
+                    {"wall_time": wall_time, "workers": self.size, "asynchronous": True},
+                    keep=self.config.checkpoint.keep,
+                )
+                self.sink.event("checkpointed", f"checkpoint at step {self.step}", self.step)
+            return
         self.ckpt.save_rank(
             self.run_dir, self.step, self.rank, self.model.variables, self.optimizer.variables
         )
@@ -215,6 +298,8 @@ class Trainer:
         if self.rank == 0:
             self.sink.start(self.info)
             what = f"resumed at step {self.step}" if self.resumed_from is not None else "started"
+            if self.restart_note:
+                what += f" ({self.restart_note})"
             self.sink.event(
                 "started",
                 f"{what}: {cfg.optimizer.algorithm.value} on {self.size} "
@@ -227,48 +312,101 @@ class Trainer:
                 f"({self.shard.steps_per_epoch} per epoch), directory {self.run_dir}"
             )
         start = time.perf_counter() - self.wall_offset
-        last: dict[str, float] = {}
         if self.step == 0:
             values = self._evaluation()
             if self.rank == 0:
                 self.sink.log(0, 0.0, {EPOCH: 0.0, BYTES_SENT: 0.0, COMM_SECONDS: 0.0, **values})
                 self._progress(0, values)
-        every = cfg.checkpoint.every
-        while self.step < self.total_steps:
-            x, y = self.shard.batch_at(self.step)
-            t0 = time.perf_counter()
-            loss, lr = (float(v.numpy()) for v in self._train_step(x, y))
-            step_time = time.perf_counter() - t0
-            self.step += 1
-            if not math.isfinite(loss) and self.diverged_at is None:
-                self.diverged_at = self.step
-            evaluate = self.step % cfg.training.eval_every == 0 or self.step == self.total_steps
-            values = self._evaluation() if evaluate else {}
-            if self.rank == 0 and (evaluate or self.step % cfg.training.log_every == 0):
-                comm = self.optimizer.communication()
-                row = {
-                    EPOCH: self.step / self.shard.steps_per_epoch,
-                    TRAIN_LOSS: loss,
-                    LEARNING_RATE: lr,
-                    BYTES_SENT: comm["bytes_sent"],
-                    COMM_SECONDS: comm["comm_seconds"],
-                    STEP_TIME: step_time,
-                    **values,
-                }
-                self.sink.log(self.step, time.perf_counter() - start, row)
-                last.update(row)
-                if evaluate:
-                    self.sink.event(
-                        "evaluated", f"center accuracy {values[CENTER_ACCURACY]:.4f}", self.step
-                    )
-                    self.sink.flush()
-                    self._progress(self.step, row)
-            if (every and self.step % every == 0) or self.step == self.total_steps:
-                self._checkpoint(time.perf_counter() - start)
+        try:
+            last = self._loop(start)
+        finally:
+            if self.asynchronous:
+                self.optimizer.stop_asynchronous()
         if self.rank == 0:
             self._load_center()
             self.center_model.save(self.run_dir / "center.keras")
         return last
+
+    def _loop(self, start: float) -> dict[str, float]:
+        cfg, every = self.config, self.config.checkpoint.every
+        last: dict[str, float] = {}
+        row: dict[str, float] = {}
+        while self.step < self.total_steps:
+            x, y = self.shard.batch_at(self.step)
+            t0 = time.perf_counter()
+            if self.asynchronous:
+                self.optimizer.before_step(self.step)
+            loss, lr = (float(v.numpy()) for v in self._train_step(x, y))
+            if self.asynchronous:
+                self.optimizer.after_step(self.step)
+            if self.slowdown > 1:  # resources.slow_ranks, a testing aid
+                time.sleep((self.slowdown - 1) * (time.perf_counter() - t0))
+            step_time = time.perf_counter() - t0
+            self.step += 1
+            if not math.isfinite(loss) and self.diverged_at is None:
+                self.diverged_at = self.step
+            at_end = self.step == self.total_steps
+            # An asynchronous run's last evaluation waits for every worker (below).
+            evaluate = self.step % cfg.training.eval_every == 0 or at_end
+            if self.asynchronous and at_end:
+                row = self._row(loss, lr, step_time, {})
+                break
+            values = self._evaluation() if evaluate else {}
+            if self.rank == 0 and (evaluate or self.step % cfg.training.log_every == 0):
+                row = self._row(loss, lr, step_time, values)
+                self.sink.log(self.step, time.perf_counter() - start, row)
+                last.update(row)
+                if evaluate:
+                    self._evaluated(row)
+            if (every and self.step % every == 0) or at_end:
+                self._checkpoint(time.perf_counter() - start)
+        if self.asynchronous:
+            self.optimizer.finish_asynchronous()
+            values = self._evaluation()
+            if self.rank == 0:
+                row = {
+                    **self._row(
+                        row.get(TRAIN_LOSS), row.get(LEARNING_RATE), row.get(STEP_TIME), {}
+                    ),
+                    **values,
+                }
+                self.sink.log(self.step, time.perf_counter() - start, row)
+                last.update(row)
+                self._evaluated(row)
+                self._asynchronous_summary()
+            self._checkpoint(time.perf_counter() - start)
+        return last
+
+    def _row(self, loss, lr, step_time, values: dict[str, float]) -> dict[str, float]:
+        if self.rank != 0:
+            return {}
+        comm = self.optimizer.communication()
+        row = {
+            EPOCH: self.step / self.shard.steps_per_epoch,
+            TRAIN_LOSS: loss,
+            LEARNING_RATE: lr,
+            BYTES_SENT: comm["bytes_sent"],
+            COMM_SECONDS: comm["comm_seconds"],
+            STEP_TIME: step_time,
+            **values,
+        }
+        if "wait_seconds" in comm:
+            row[WAIT_SECONDS] = comm["wait_seconds"]
+        return {k: v for k, v in row.items() if v is not None}
+
+    def _evaluated(self, row: dict[str, float]) -> None:
+        self.sink.event("evaluated", f"center accuracy {row[CENTER_ACCURACY]:.4f}", self.step)
+        self.sink.flush()
+        self._progress(self.step, row)
+
+    def _asynchronous_summary(self) -> None:
+        _, stats = self.optimizer.center_status()
+        parts = [
+            f"rank {r}: {int(n)} exchanges, staleness mean {s / max(n, 1):.2f} max {int(m)}, "
+            f"waited {w:.2f} s"
+            for r, (n, s, m, w) in enumerate(stats)
+        ]
+        self.sink.event("asynchronous", "; ".join(parts), self.step)
 
     def _progress(self, step: int, row: dict[str, float]) -> None:
         say(progress_line(step, self.total_steps, step / self.shard.steps_per_epoch, row))

@@ -40,7 +40,7 @@ TOP_LEVEL = ("name", "seed")
 @dataclass(frozen=True)
 class FieldSpec:
     path: str
-    kind: Literal["choice", "int", "float", "text", "int_list", "yaml"]
+    kind: Literal["choice", "int", "float", "bool", "text", "int_list", "yaml"]
     default: Any
     help: str
     choices: tuple[Any, ...] = ()
@@ -105,7 +105,9 @@ def _spec(path: str, field) -> FieldSpec:
         exclusive_min=ex_lo,
         exclusive_max=ex_hi,
     )
-    if any(typing.get_origin(a) is list for a in typing.get_args(field.annotation)):
+    if typing.get_origin(ann) is dict or any(
+        typing.get_origin(a) is list for a in typing.get_args(field.annotation)
+    ):
         # A name or a structure (optimizer.topology: ring, full or a matrix), typed as YAML.
         return FieldSpec(kind="yaml", **common)
     if typing.get_origin(ann) is Literal:
@@ -113,6 +115,8 @@ def _spec(path: str, field) -> FieldSpec:
     if isinstance(ann, type) and issubclass(ann, Enum):
         choices = tuple(e.value for e in ann)
         return FieldSpec(kind="choice", choices=((None,) if optional else ()) + choices, **common)
+    if ann is bool:
+        return FieldSpec(kind="bool", **common)
     if ann is int:
         return FieldSpec(kind="int", **common)
     if ann is float:

@@ -105,9 +105,12 @@ def _kind(annotation: Any) -> str:
     if origin is list:
         return "list"
     if origin is dict:
-        return "mapping"
+        key = typing.get_args(annotation)[0]
+        return "rank_mapping" if _kind(key) == "numeric" else "mapping"
     if origin is not None:  # a union: Optional[X]
         return _kind(args[0])
+    if annotation is bool:
+        return "bool"
     if annotation in (int, float):
         return "numeric"
     if annotation is str:
@@ -158,6 +161,18 @@ def variants() -> tuple[list[Variant], list[Variant]]:
             bad("scalar", 64)
             bad("nested", [[64]], f"{dotted}.0")
             bad("too-many", [8] * 1000)
+        elif kind == "bool":
+            for tag, value in {**BROKEN_TEXT, **WRONG_TYPES, "yes": "yes", "one": 1}.items():
+                bad(tag, value)
+        elif kind == "rank_mapping":
+            for tag, value in NUMBERS.items():
+                bad(f"value-{tag}", {1: value}, f"{dotted}.1")
+                bad(f"key-{tag}", {value: 2.0} if tag not in ("inf", "nan") else {"x": 2.0})
+            bad("key-text", {"k": 2.0})
+            bad("key-not-a-rank", {9: 2.0})
+            bad("too-many", {i: 2.0 for i in range(2000)})
+            for tag, value in {"list": [1], "string": "1=3", "number": 1}.items():
+                bad(tag, value)
         elif kind in ("choice", "text"):
             for tag, value in {**BROKEN_TEXT, **WRONG_TYPES}.items():
                 bad(tag, value)

@@ -70,9 +70,11 @@ def test_the_algorithm_defaults_resolve_as_published(name, inner, momentum):
 
 def test_fields_and_schedule_of_each_kind():
     assert fields_for(Algorithm.SYNC) == set(INNER_FIELDS)
-    assert fields_for("easgd") == set(INNER_FIELDS) | {"tau", "beta", "alpha", "order"}
-    assert fields_for("adownpour") == set(INNER_FIELDS) | {"tau"}
-    assert fields_for("mvadownpour") == set(INNER_FIELDS) | {"tau", "average_rate"}
+    # The asynchronous forms' turn order is `order` too.
+    timing = {"order", "asynchronous"}
+    assert fields_for("easgd") == set(INNER_FIELDS) | {"tau", "beta", "alpha"} | timing
+    assert fields_for("adownpour") == set(INNER_FIELDS) | {"tau"} | timing
+    assert fields_for("mvadownpour") == set(INNER_FIELDS) | {"tau", "average_rate"} | timing
     assert fields_for("mdownpour") == set(INNER_FIELDS) | {"tau"}
     assert [t for t in range(7) if REGISTRY["easgd"].communicates(t, 3)] == [0, 3, 6]
     assert [t for t in range(7) if REGISTRY["downpour"].communicates(t, 3)] == [2, 5]

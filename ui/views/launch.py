@@ -112,6 +112,8 @@ def _widget(spec: form.FieldSpec) -> None:
             st.number_input(
                 spec.label, key=key, format="%g", step=None, help=spec.full_help, **extra
             )
+    elif spec.kind == "bool":
+        st.checkbox(spec.label, key=key, help=spec.full_help)
     elif spec.kind == "int_list":
         st.text_input(spec.label, key=key, help=spec.full_help + "; comma-separated")
     else:

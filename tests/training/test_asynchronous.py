@@ -1,0 +1,67 @@
+"""Asynchronous EASGD, EAMSGD and the DOWNPOUR family under real horovodrun, in the fixed
+round-robin order, against the NumPy transcription of the paper's Algorithms 1 and 2."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tests.support import horovodrun
+from tests.training import reference_async
+from tests.training.async_worker import CASES
+
+pytestmark = pytest.mark.horovod
+RTOL = 1e-5
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=lambda n: f"{n}rank")
+def results(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp("async") / "results.npz"
+    proc = horovodrun(request.param, ["tests/training/async_worker.py", str(out)], timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = np.load(out)
+    return request.param, json.loads(str(data["meta"])), data
+
+
+def _relative(actual: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
+
+
+@pytest.mark.parametrize("label", [c[0] for c in CASES])
+def test_deterministic_order_matches_algorithm_1(results, label):
+    workers, meta, data = results
+    case = meta["cases"][label]
+    expected = reference_async.run(
+        case["exchange"],
+        workers,
+        case["steps"],
+        meta["lr"],
+        case["tau"],
+        beta=case["beta"],
+        inner=case["inner"],
+        momentum=case["momentum"],
+        average_rate=meta["average_rate"],
+    )
+    kernels, slots = data[f"{label}/workers"], data[f"{label}/velocities"]
+    delta = case["momentum"] if case["inner"] == "nesterov" else 0.0
+    assert _relative(kernels - delta * slots, expected["workers"]) < RTOL
+    if case["inner"] == "nesterov":
+        assert _relative(slots, expected["velocities"]) < RTOL
+    assert _relative(data[f"{label}/evaluated"], expected["evaluated"]) < RTOL
+    # Workers that exchanged differ from one another, so the test can tell them apart.
+    assert _relative(expected["workers"][1], expected["workers"][0]) > 1e-3
+
+
+@pytest.mark.parametrize("label", [c[0] for c in CASES])
+def test_every_worker_exchanges_on_its_schedule_and_counts_its_bytes(results, label):
+    workers, meta, _ = results
+    case = meta["cases"][label]
+    steps, tau = case["steps"], case["tau"]
+    # Elastic: on steps t with tau | t; DOWNPOUR: after every tau steps.
+    expected = math.ceil(steps / tau) if case["exchange"] == "elastic" else steps // tau
+    assert case["exchanges"] == [expected] * workers
+    # One model (5 float32 weights) up per exchange: e, or the accumulated update.
+    assert case["bytes_sent"] == [expected * 20.0] * workers

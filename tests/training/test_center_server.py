@@ -1,0 +1,165 @@
+"""The asynchronous center server over real sockets: what it computes, and what it refuses."""
+
+from __future__ import annotations
+
+import secrets
+
+import numpy as np
+import pytest
+import zmq
+
+from training.center_client import CenterAborted, CenterClient, CenterError
+from training.center_protocol import HEADER, Op
+from training.center_server import CenterServer, CenterState
+
+N = 6
+
+
+@pytest.fixture
+def serve():
+    servers, clients = [], []
+
+    def start(kind="elastic", workers=2, mode="thread", **kw):
+        token = secrets.token_bytes(16)
+        kw.setdefault("alpha", 0.25)
+        server = CenterServer(
+            kind, CenterState(np.arange(N, dtype="f4")), workers=workers, token=token, **kw
+        )
+        address = server.start(mode)
+        servers.append(server)
+
+        def client(rank, tok=token, timeout=5.0):
+            c = CenterClient(address, tok, rank, timeout=timeout)
+            clients.append(c)
+            return c
+
+        return server, client
+
+    yield start
+    for c in clients:
+        c.close()
+    for s in servers:
+        s.stop()
+
+
+def _snapshot(client) -> tuple[np.ndarray, int]:
+    r = client.call(Op.SNAPSHOT)
+    return r.values[:N], r.a
+
+
+def test_elastic_write_moves_the_center_and_counts_staleness(serve):
+    _, client = serve()
+    w0, w1 = client(0), client(1)
+    read0 = w0.call(Op.READ)
+    read1 = w1.call(Op.READ)
+    np.testing.assert_array_equal(read0.values, np.arange(N))
+    e = np.full(N, 0.5, "f4")
+    assert w1.call(Op.WRITE, a=read1.a, payload=e).b == 0  # nothing happened since its read
+    # Worker 0 read version 0, and worker 1 wrote since: one version stale.
+    answer = w0.call(Op.WRITE, a=read0.a, payload=e)
+    assert (answer.a, answer.b) == (2, 1)
+    center, version = _snapshot(w0)
+    np.testing.assert_allclose(center, np.arange(N) + 1.0)
+    assert version == 2
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_a_wrong_token_is_refused_and_changes_nothing(serve, mode):
+    _, client = serve(mode=mode)
+    honest = client(0)
+    intruder = client(1, tok=secrets.token_bytes(16))
+    for op, payload in ((Op.WRITE, np.ones(N, "f4")), (Op.READ, b""), (Op.LOAD, np.ones(N, "f4"))):
+        with pytest.raises(CenterError, match="wrong token"):
+            intruder.call(op, payload=payload)
+    center, version = _snapshot(honest)
+    np.testing.assert_array_equal(center, np.arange(N))
+    assert version == 0
+
+
+def test_wrong_shapes_ranks_and_kinds_are_refused(serve):
+    _, client = serve(workers=2)
+    w0 = client(0)
+    with pytest.raises(CenterError, match="wrong shape: WRITE takes 6 float32 values"):
+        w0.call(Op.WRITE, payload=np.ones(N + 1, "f4"))
+    with pytest.raises(CenterError, match="PUSH is not an operation of the elastic center"):
+        w0.call(Op.PUSH, payload=np.ones(N, "f4"))
+    with pytest.raises(CenterError, match="rank 5 is not one of the job's 2 workers"):
+        client(5).call(Op.READ)
+    assert _snapshot(w0)[1] == 0
+
+
+def test_garbage_and_oversized_frames_do_not_hurt_the_server(serve):
+    server, client = serve()
+    ctx = zmq.Context.instance()
+    raw = ctx.socket(zmq.DEALER)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.connect(server.address)
+    raw.send_multipart([b"\xff" * HEADER.size, b"\x00\x01"])
+    assert raw.poll(5000)
+    assert b"not an EASGD center message" in raw.recv_multipart()[1]
+    raw.send_multipart([b"junk"])
+    assert raw.poll(5000)
+    assert b"expected 2 frames" in raw.recv_multipart()[1]
+    # Larger than any center: zmq drops the sender without bothering the server.
+    raw.send_multipart([b"x" * HEADER.size, b"\x00" * (10 * 1024 * 1024)])
+    raw.close(0)
+    assert _snapshot(client(0))[1] == 0
+
+
+def test_an_abort_reaches_every_worker(serve):
+    _, client = serve()
+    w0, w1 = client(0), client(1)
+    w1.call(Op.ABORT, payload=b"training diverged at step 7")
+    with pytest.raises(CenterAborted, match="rank 1: training diverged at step 7"):
+        w0.call(Op.READ)
+
+
+def test_a_dead_server_is_a_clear_error(serve):
+    server, client = serve()
+    w0 = client(0, timeout=0.5)
+    server.stop()
+    with pytest.raises(CenterError, match="did not answer READ within 0.5 s; rank 0"):
+        w0.call(Op.READ)
+
+
+def test_deterministic_turns_follow_rank_order(serve):
+    _, client = serve(workers=3, deterministic=True)
+    w = [client(r) for r in range(3)]
+    # Rank 2 asks first, then rank 1: both wait for rank 0's turn.
+    w[2].send(Op.READ)
+    w[1].send(Op.READ)
+    assert w[2].poll() is None and w[1].poll() is None
+    r0 = w[0].call(Op.READ)
+    w[0].call(Op.WRITE, a=r0.a, payload=np.ones(N, "f4"))
+    r1 = w[1].wait()
+    assert r1.a == 1  # it reads after rank 0's write
+    with pytest.raises(CenterError, match="rank 2 wrote out of its turn"):
+        client(2).call(Op.WRITE, payload=np.ones(N, "f4"))
+    w[1].call(Op.WRITE, a=r1.a, payload=np.ones(N, "f4"))
+    assert w[2].wait().a == 2
+    # A worker that is done leaves the rotation.
+    w[2].call(Op.WRITE, a=2, payload=np.ones(N, "f4"))
+    w[1].call(Op.DONE)
+    w[0].call(Op.WRITE, a=w[0].call(Op.READ).a, payload=np.ones(N, "f4"))
+    assert w[2].call(Op.READ).a == 4
+
+
+@pytest.mark.parametrize("average", ["time", "moving"])
+def test_downpour_push_and_the_masters_averages(serve, average):
+    _, client = serve(kind="downpour", average=average, average_rate=0.5)
+    w0 = client(0)
+    c0 = np.arange(N, dtype="f8")
+    z = c0.copy()
+    c = c0.copy()
+    for k in (1, 2):
+        answer = w0.call(Op.PUSH, a=k - 1, payload=np.full(N, 2.0, "f4"))
+        c = c + 2.0
+        z = z + (c - z) / (k + 1) if average == "time" else 0.5 * z + 0.5 * c
+        np.testing.assert_allclose(answer.values, c)
+        assert answer.b == 0
+    snap = w0.call(Op.SNAPSHOT).values
+    np.testing.assert_allclose(snap[N : 2 * N], z, rtol=1e-6)
+    # A resume loads center, average and counters back.
+    w0.call(Op.LOAD, a=9, b=4, payload=np.zeros(2 * N, "f4"))
+    r = w0.call(Op.SNAPSHOT)
+    assert (r.a, r.b) == (9, 4) and not r.values[: 2 * N].any()

@@ -1,0 +1,95 @@
+"""The wire format between workers and the asynchronous center server.
+
+Every message is two frames: a fixed 48-byte header and a payload of raw little-endian float32
+values (or, for an error, its UTF-8 text). Nothing is pickled, so a peer can send the server only
+numbers of an agreed length; a message of any other shape is answered with an error and changes
+nothing. Imports neither TensorFlow nor Horovod: the server may run in a process without them.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+MAGIC = b"EASG"
+PROTOCOL = 1
+# magic, protocol, op or status, rank, payload count, token, a, b
+HEADER = struct.Struct("<4sBBHI16sqq")
+TOKEN_BYTES = 16
+ERROR_TEXT_MAX = 2000
+
+
+class Op(IntEnum):
+    """What a worker asks. `a` and `b` are two integers whose meaning each op gives."""
+
+    READ = 1  # -> the center; a: its version
+    # WRITE and PUSH: b is the microseconds the worker has waited for the center so far.
+    WRITE = 2  # payload e, a: the version read -> center += e; a: new version, b: staleness
+    PUSH = 3  # payload update, a: version pulled -> center += update; the center back
+    SNAPSHOT = 4  # -> center (and the average), a: version, b: updates; payload[-1]: spread
+    LOAD = 5  # payload center (and the average), a: version, b: updates (a resume)
+    DONE = 6  # this worker took its last step
+    ABORT = 7  # payload: UTF-8 reason; every later reply carries it
+    STATUS = 8  # -> a: workers done, b: workers; per rank: exchanges, staleness sum, max, wait
+
+
+class Status(IntEnum):
+    OK = 0
+    ERROR = 1  # this request was refused; payload: why
+    ABORTED = 2  # the job was aborted by a worker; payload: its reason
+
+
+@dataclass(frozen=True)
+class Message:
+    op: int
+    rank: int
+    token: bytes
+    a: int
+    b: int
+    payload: bytes
+
+    @property
+    def count(self) -> int:
+        return len(self.payload) // 4
+
+    def values(self) -> np.ndarray:
+        return np.frombuffer(self.payload, dtype="<f4")
+
+    def text(self) -> str:
+        return self.payload.decode("utf-8", errors="replace")[:ERROR_TEXT_MAX]
+
+
+class ProtocolError(ValueError):
+    """A message the other side should not have sent (wrong magic, size or shape)."""
+
+
+def encode(op: int, rank: int, token: bytes, a: int = 0, b: int = 0, payload=b"") -> list:
+    """Two frames; `payload` is bytes or a float32 array (sent without a copy)."""
+    if isinstance(payload, np.ndarray):
+        payload = np.ascontiguousarray(payload, dtype="<f4")
+        count = payload.size
+    else:
+        count = len(payload)
+    return [HEADER.pack(MAGIC, PROTOCOL, int(op), rank, count, token, int(a), int(b)), payload]
+
+
+def decode(frames: list) -> Message:
+    if len(frames) != 2:
+        raise ProtocolError(f"expected 2 frames (header, payload), received {len(frames)}")
+    header, payload = bytes(frames[0]), bytes(frames[1])
+    if len(header) != HEADER.size:
+        raise ProtocolError(f"header of {len(header)} bytes, expected {HEADER.size}")
+    magic, protocol, op, rank, count, token, a, b = HEADER.unpack(header)
+    if magic != MAGIC or protocol != PROTOCOL:
+        raise ProtocolError(
+            f"not an EASGD center message (magic {magic!r}, protocol {protocol}; expected "
+            f"{MAGIC!r}, {PROTOCOL})"
+        )
+    return Message(op, rank, token, a, b, payload)
+
+
+def error_frames(status: Status, text: str) -> list:
+    return encode(status, 0, bytes(TOKEN_BYTES), payload=text.encode("utf-8")[:ERROR_TEXT_MAX])

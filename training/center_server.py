@@ -1,0 +1,343 @@
+"""The center of asynchronous EASGD and DOWNPOUR, held by rank 0 of a job.
+
+Horovod's collectives are synchronous and it has no one-sided operations, so the master of the
+paper's asynchronous algorithms is this small pyzmq server. It keeps the center (and the
+DOWNPOUR family's averages), counts its versions and answers one worker at a time, so every
+update of the center is atomic:
+
+- ``elastic`` (Algorithm 1): a worker READs the center, computes e = alpha (x_i - center), WRITEs
+  e (center += e) and applies x_i -= e itself. Staleness is the number of other workers' writes
+  between its read and its write.
+- ``downpour``: a worker PUSHes its accumulated update (center += update) and gets the new center
+  back; ``time`` and ``moving`` averages (ADOWNPOUR, MVADOWNPOUR) are taken at each push. Its
+  staleness is the number of pushes between the center it started from and its push.
+
+With ``deterministic`` the workers take turns in rank order (a READ waits for its turn, which
+ends with the WRITE): the fixed interleaving the reference test transcribes. It listens on one
+address only (loopback, or the job's host interface when the job spans hosts), and refuses a
+request without the job's token, of the wrong shape, or from a rank outside the job.
+
+This module imports neither TensorFlow nor Horovod, so the server can run in a thread of rank 0
+or in a child process of its own (`start(mode=...)`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import zmq
+
+from training.center_protocol import (
+    HEADER,
+    TOKEN_BYTES,
+    Message,
+    Op,
+    ProtocolError,
+    Status,
+    decode,
+    encode,
+    error_frames,
+)
+
+KINDS = ("elastic", "downpour")
+AVERAGES = (None, "time", "moving")
+POLL_MS = 50
+
+
+@dataclass
+class CenterState:
+    """What a checkpoint keeps of the server, and what it starts from."""
+
+    center: np.ndarray
+    average: np.ndarray | None = None
+    version: int = 0
+    updates: int = 0
+
+
+class CenterServer:
+    """The master. Build it, `start()` it on rank 0, hand the address and token to the workers
+    (Horovod broadcasts them), `stop()` it when every worker is done."""
+
+    def __init__(
+        self,
+        kind: str,
+        state: CenterState,
+        *,
+        workers: int,
+        token: bytes,
+        alpha: float = 0.0,
+        average: str | None = None,
+        average_rate: float = 0.001,
+        deterministic: bool = False,
+        host: str = "127.0.0.1",
+    ):
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}. Received: {kind!r}")
+        if average not in AVERAGES:
+            raise ValueError(f"average must be one of {AVERAGES}. Received: {average!r}")
+        if len(token) != TOKEN_BYTES:
+            raise ValueError(f"token must be {TOKEN_BYTES} bytes. Received: {len(token)}")
+        self.kind, self.workers, self.token, self.host = kind, workers, token, host
+        self.alpha, self.average_kind, self.average_rate = alpha, average, average_rate
+        self.deterministic = deterministic
+        self.center = np.array(state.center, dtype="<f4").ravel()
+        self.n = self.center.size
+        self.average = None
+        if average is not None:
+            source = state.average if state.average is not None else self.center
+            self.average = np.array(source, dtype="<f4").ravel()
+        self.version, self.updates = state.version, state.updates
+        self.done: set[int] = set()
+        self.aborted: str | None = None
+        self.distance: dict[int, float] = {}
+        # Per rank: exchanges, sum and max of staleness, seconds waited (as the worker reports).
+        self.stats = np.zeros((workers, 4), dtype="<f4")
+        self.holder = 0
+        self.pending: dict[int, tuple[bytes, Message]] = {}
+        self.requests = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._process = None
+        self.address: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, mode: str = "thread") -> str:
+        """Bind, serve in the background, and return the address workers connect to."""
+        if mode == "thread":
+            ready: list = []
+            started = threading.Event()
+            self._thread = threading.Thread(
+                target=self._run, args=(ready, started), name="easgd-center", daemon=True
+            )
+            self._thread.start()
+            started.wait(30)
+            if not ready or isinstance(ready[0], BaseException):
+                raise RuntimeError(f"the center server did not start: {ready[0] if ready else ''}")
+            self.address = ready[0]
+        elif mode == "process":
+            ctx = multiprocessing.get_context("spawn")
+            parent, child = ctx.Pipe()
+            self._process = ctx.Process(
+                target=_serve_in_process, args=(self, child), name="easgd-center", daemon=True
+            )
+            self._process.start()
+            if not parent.poll(60):
+                raise RuntimeError("the center server process did not start within 60 s")
+            answer = parent.recv()
+            if isinstance(answer, BaseException):
+                raise RuntimeError(f"the center server did not start: {answer}")
+            self.address = answer
+        else:
+            raise ValueError(f"mode must be 'thread' or 'process'. Received: {mode!r}")
+        return self.address
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        if self._process is not None:
+            self._process.terminate()
+            self._process.join(10)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.update(_stop=None, _thread=None, _process=None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._stop = threading.Event()
+
+    def _run(self, ready: list, started: threading.Event | None = None) -> None:
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.ROUTER)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            # A frame larger than the center and its average is not ours: zmq drops the peer.
+            sock.setsockopt(zmq.MAXMSGSIZE, 8 * self.n + HEADER.size + 4096)
+            port = sock.bind_to_random_port(f"tcp://{self.host}")
+            ready.append(f"tcp://{self.host}:{port}")
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            ready.append(exc)
+            sock.close(0)
+            ctx.term()
+            return
+        finally:
+            if started is not None:
+                started.set()
+        try:
+            while not self._stop.is_set():
+                if not sock.poll(POLL_MS):
+                    continue
+                frames = sock.recv_multipart(copy=True)
+                for reply in self.handle(frames):
+                    sock.send_multipart(reply, copy=False)
+        finally:
+            sock.close(0)
+            ctx.term()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def handle(self, frames: list) -> list[list]:
+        """Replies (identity first) to one request: none while it waits for its turn, several
+        when it ends a turn another request waited for."""
+        identity, body = frames[0], frames[1:]
+        self.requests += 1
+        try:
+            m = decode(body)
+        except ProtocolError as exc:
+            return [[identity, *error_frames(Status.ERROR, str(exc))]]
+        problem = self._refusal(m)
+        if problem:
+            return [[identity, *error_frames(Status.ERROR, problem)]]
+        if self.aborted is not None and m.op not in (Op.SNAPSHOT, Op.STATUS, Op.DONE):
+            return [[identity, *error_frames(Status.ABORTED, self.aborted)]]
+        if self.deterministic and m.op in (Op.READ, Op.PUSH) and m.rank != self.holder:
+            self.pending[m.rank] = (identity, m)
+            return []
+        replies = [[identity, *self._answer(m)]]
+        if m.op in (Op.WRITE, Op.PUSH, Op.DONE) and self.deterministic:
+            replies += self._serve_waiting()
+        return replies
+
+    def _refusal(self, m: Message) -> str | None:
+        if m.token != self.token:
+            return "wrong token: this request is not from this job's workers; nothing changed"
+        if m.op not in Op.__members__.values():
+            return f"unknown operation {m.op}"
+        if not 0 <= m.rank < self.workers:
+            return f"rank {m.rank} is not one of the job's {self.workers} workers"
+        expected = {
+            Op.WRITE: self.n,
+            Op.PUSH: self.n,
+            Op.LOAD: self.n * (2 if self.average is not None else 1),
+        }.get(Op(m.op))
+        if expected is not None and len(m.payload) != 4 * expected:
+            return (
+                f"wrong shape: {Op(m.op).name} takes {expected} float32 values, received "
+                f"{len(m.payload)} bytes; nothing changed"
+            )
+        kinds = {
+            Op.READ: ("elastic",),
+            Op.WRITE: ("elastic",),
+            Op.PUSH: ("downpour",),
+        }.get(Op(m.op))
+        if kinds is not None and self.kind not in kinds:
+            return f"{Op(m.op).name} is not an operation of the {self.kind} center"
+        if self.deterministic and m.op == Op.WRITE and m.rank != self.holder:
+            return f"rank {m.rank} wrote out of its turn (rank {self.holder}'s)"
+        return None
+
+    def _answer(self, m: Message) -> list:
+        op = Op(m.op)
+        if op == Op.READ:
+            # Copies: zmq sends later, and a turn served next may change the center first.
+            return encode(
+                Status.OK, m.rank, bytes(TOKEN_BYTES), self.version, 0, self.center.copy()
+            )
+        if op == Op.WRITE:
+            staleness = self.version - m.a
+            e = m.values()
+            self.center += e
+            self.version += 1
+            self.updates += 1
+            if self.alpha:
+                self.distance[m.rank] = float(np.dot(e, e)) / self.alpha**2
+            self._count(m, staleness)
+            self._advance()
+            return encode(Status.OK, m.rank, bytes(TOKEN_BYTES), self.version, staleness)
+        if op == Op.PUSH:
+            staleness = self.version - m.a
+            self.center += m.values()
+            self.version += 1
+            self.updates += 1
+            self._take_average()
+            self._count(m, staleness)
+            self._advance()
+            return encode(
+                Status.OK, m.rank, bytes(TOKEN_BYTES), self.version, staleness, self.center.copy()
+            )
+        if op == Op.SNAPSHOT:
+            spread = np.array([sum(self.distance.values())], dtype="<f4")
+            parts = [self.center] + ([self.average] if self.average is not None else []) + [spread]
+            return encode(
+                Status.OK,
+                m.rank,
+                bytes(TOKEN_BYTES),
+                self.version,
+                self.updates,
+                np.concatenate(parts),
+            )
+        if op == Op.LOAD:
+            values = m.values()
+            self.center = values[: self.n].copy()
+            if self.average is not None:
+                self.average = values[self.n :].copy()
+            self.version, self.updates = m.a, m.b
+            return encode(Status.OK, m.rank, bytes(TOKEN_BYTES), self.version, self.updates)
+        if op == Op.DONE:
+            self.done.add(m.rank)
+            if self.holder == m.rank:
+                self._advance()
+            return encode(Status.OK, m.rank, bytes(TOKEN_BYTES), len(self.done), self.workers)
+        if op == Op.ABORT:
+            self.aborted = self.aborted or f"rank {m.rank}: {m.text()}"
+            return encode(Status.OK, m.rank, bytes(TOKEN_BYTES))
+        # STATUS
+        if self.aborted is not None:
+            return error_frames(Status.ABORTED, self.aborted)
+        return encode(
+            Status.OK, m.rank, bytes(TOKEN_BYTES), len(self.done), self.workers, self.stats.ravel()
+        )
+
+    def _count(self, m: Message, staleness: int) -> None:
+        """The exchange's staleness; `b` of a WRITE or PUSH is the microseconds its worker has
+        waited for the center so far."""
+        row = self.stats[m.rank]
+        row[0] += 1
+        row[1] += staleness
+        row[2] = max(row[2], staleness)
+        row[3] = max(m.b, 0) / 1e6
+
+    def _take_average(self) -> None:
+        if self.average_kind == "time":
+            # z is the mean of the centers c_0 .. c_k after the k-th update.
+            self.average += (self.center - self.average) / (self.updates + 1)
+        elif self.average_kind == "moving":
+            a = self.average_rate
+            self.average *= 1 - a
+            self.average += a * self.center
+
+    def _advance(self) -> None:
+        """The next rank in rank order that is not done takes the turn."""
+        if not self.deterministic:
+            return
+        active = [r for r in range(self.workers) if r not in self.done]
+        if not active:
+            return
+        later = [r for r in active if r > self.holder]
+        self.holder = later[0] if later else active[0]
+
+    def _serve_waiting(self) -> list[list]:
+        replies = []
+        while self.holder in self.pending:
+            identity, m = self.pending.pop(self.holder)
+            replies.append([identity, *self._answer(m)])
+            if m.op != Op.PUSH:  # a READ holds the turn until its WRITE
+                break
+        return replies
+
+
+def _serve_in_process(server: CenterServer, conn) -> None:
+    """A child process's whole life: serve until terminated, after reporting the address."""
+    ready: list = []
+    started = threading.Event()
+    t = threading.Thread(target=server._run, args=(ready, started), daemon=True)
+    t.start()
+    started.wait(30)
+    conn.send(ready[0] if ready else RuntimeError("no address"))
+    t.join()
