@@ -86,7 +86,9 @@ EXCHANGES: Mapping[str, Exchange] = MappingProxyType(
                 "sync",
                 "every",
                 "weights",
-                "gradients averaged by one all-reduce every step",
+                "gradients averaged by one all-reduce every step (with backup workers: the "
+                "mean of the first to arrive, by the center server)",
+                {"backup_workers": "backup_workers"},
             ),
             Exchange(
                 "elastic",

@@ -136,6 +136,14 @@ class WorkerExchange:
         """Complete what is in flight, so that nothing this worker learned is lost."""
         self._settle()
 
+    def gradient(self, flat: np.ndarray, step: int) -> tuple[np.ndarray, int]:
+        """Backup workers: this step's gradient in; the means of the steps from `step` to the
+        steps done now (one row when on time) out, and the number of steps done."""
+        reply = self._blocking(Op.GRADIENT, a=step, b=self._waited_us, payload=flat)
+        self.exchanges += 1
+        self.staleness_sum += reply.b
+        return reply.values.reshape(-1, sum(self.sizes)), reply.a
+
     # -- answers -----------------------------------------------------------------------------
 
     def _blocking(self, op: Op, a: int = 0, b: int = 0, payload=b""):
@@ -183,6 +191,7 @@ FORMS = {
     "downpour": ("downpour", None),
     "adownpour": ("downpour", "time"),
     "mvadownpour": ("downpour", "moving"),
+    "sync": ("backup", None),  # with backup workers
 }
 
 
@@ -211,12 +220,18 @@ class AsynchronousCenter:
         if rank == 0:
             flat = WorkerExchange._flat
             try:
-                state = CenterState(
-                    flat(c.numpy() for c in opt.center),
-                    flat(z.numpy() for z in opt.average) if opt.average else None,
-                    int(opt.center_version.numpy()),
-                    int(opt.center_updates.numpy()),
-                )
+                if self.kind == "backup":  # the server counts steps; it keeps no center
+                    steps = int(opt.iterations.numpy())
+                    state = CenterState(
+                        flat(v.numpy() for v in opt._trainable_variables), None, steps
+                    )
+                else:
+                    state = CenterState(
+                        flat(c.numpy() for c in opt.center),
+                        flat(z.numpy() for z in opt.average) if opt.average else None,
+                        int(opt.center_version.numpy()),
+                        int(opt.center_updates.numpy()),
+                    )
                 token = secrets.token_bytes(16)
                 self.server = CenterServer(
                     self.kind,
@@ -226,7 +241,8 @@ class AsynchronousCenter:
                     alpha=opt.alpha or 0.0,
                     average=self.average,
                     average_rate=opt.average_rate,
-                    deterministic=opt.order == "round_robin",
+                    deterministic=opt.order == "round_robin" and self.kind != "backup",
+                    backup_workers=opt.backup_workers,
                     host=collectives.center_host(),
                 )
                 answer = (self.server.start(self.mode), token, state.version)
@@ -254,6 +270,8 @@ class AsynchronousCenter:
         """Rank 0: the server's center (and average, version, updates) into the optimizer's
         variables; returns the workers' spread as the server last saw it."""
         opt = self.opt
+        if self.kind == "backup":
+            return 0.0
         reply = self.control.call(Op.SNAPSHOT)
         n = sum(self.worker.sizes)
         offset = 0

@@ -33,6 +33,9 @@ class Op(IntEnum):
     LOAD = 5  # payload center (and the average), a: version, b: updates (a resume)
     DONE = 6  # this worker took its last step
     ABORT = 7  # payload: UTF-8 reason; every later reply carries it
+    # payload g, a: the step it is for -> a: steps done; payload: the means of the steps from a
+    # to steps done (one when on time); b: how many steps late it came (0: on time, counted)
+    GRADIENT = 9
     STATUS = 8  # -> a: workers done, b: workers; per rank: exchanges, staleness sum, max, wait
 
 

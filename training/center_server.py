@@ -11,6 +11,11 @@ update of the center is atomic:
 - ``downpour``: a worker PUSHes its accumulated update (center += update) and gets the new center
   back; ``time`` and ``moving`` averages (ADOWNPOUR, MVADOWNPOUR) are taken at each push. Its
   staleness is the number of pushes between the center it started from and its push.
+- ``backup`` (synchronous SGD with backup workers, Chen et al. 2016): each worker sends the
+  gradient of the step it is at; the mean of the first N = workers - backup to arrive completes
+  the step and answers them all. A gradient for a step already completed is dropped, and its
+  worker gets the means of every step it missed, which it applies in order with its own inner
+  optimizer: every worker's weights and optimizer state stay those of the same mean sequence.
 
 With ``deterministic`` the workers take turns in rank order (a READ waits for its turn, which
 ends with the WRITE): the fixed interleaving the reference test transcribes. It listens on one
@@ -42,7 +47,10 @@ from training.center_protocol import (
     error_frames,
 )
 
-KINDS = ("elastic", "downpour")
+KINDS = ("elastic", "downpour", "backup")
+# Means kept for late workers: enough steps for a worker several times slower than the rest.
+BACKUP_LOG_BYTES = 256 * 2**20
+BACKUP_LOG_MIN = 8
 AVERAGES = (None, "time", "moving")
 POLL_MS = 50
 
@@ -72,6 +80,7 @@ class CenterServer:
         average: str | None = None,
         average_rate: float = 0.001,
         deterministic: bool = False,
+        backup_workers: int = 0,
         host: str = "127.0.0.1",
     ):
         if kind not in KINDS:
@@ -83,6 +92,12 @@ class CenterServer:
         self.kind, self.workers, self.token, self.host = kind, workers, token, host
         self.alpha, self.average_kind, self.average_rate = alpha, average, average_rate
         self.deterministic = deterministic
+        if not 0 <= backup_workers < workers:
+            raise ValueError(
+                f"optimizer.backup_workers: {backup_workers} leaves no worker whose gradient "
+                f"counts among {workers}; choose 0 to {workers - 1} (received: {backup_workers})"
+            )
+        self.backup_workers = backup_workers
         self.center = np.array(state.center, dtype="<f4").ravel()
         self.n = self.center.size
         self.average = None
@@ -96,6 +111,11 @@ class CenterServer:
         # Per rank: exchanges, sum and max of staleness, seconds waited (as the worker reports).
         self.stats = np.zeros((workers, 4), dtype="<f4")
         self.holder = 0
+        # backup: the next step's gradients so far, and the latest steps' means
+        self.step_sum = np.zeros(self.n, dtype="<f4") if kind == "backup" else None
+        self.step_waiting: list[tuple[bytes, int]] = []
+        self.means: dict[int, np.ndarray] = {}
+        self.log_steps = max(BACKUP_LOG_MIN, BACKUP_LOG_BYTES // max(4 * self.n, 1))
         self.pending: dict[int, tuple[bytes, Message]] = {}
         self.requests = 0
         self._stop = threading.Event()
@@ -199,6 +219,8 @@ class CenterServer:
         if self.deterministic and m.op in (Op.READ, Op.PUSH) and m.rank != self.holder:
             self.pending[m.rank] = (identity, m)
             return []
+        if m.op == Op.GRADIENT:
+            return self._gradient(identity, m)
         replies = [[identity, *self._answer(m)]]
         if m.op in (Op.WRITE, Op.PUSH, Op.DONE) and self.deterministic:
             replies += self._serve_waiting()
@@ -214,6 +236,7 @@ class CenterServer:
         expected = {
             Op.WRITE: self.n,
             Op.PUSH: self.n,
+            Op.GRADIENT: self.n,
             Op.LOAD: self.n * (2 if self.average is not None else 1),
         }.get(Op(m.op))
         if expected is not None and len(m.payload) != 4 * expected:
@@ -225,6 +248,7 @@ class CenterServer:
             Op.READ: ("elastic",),
             Op.WRITE: ("elastic",),
             Op.PUSH: ("downpour",),
+            Op.GRADIENT: ("backup",),
         }.get(Op(m.op))
         if kinds is not None and self.kind not in kinds:
             return f"{Op(m.op).name} is not an operation of the {self.kind} center"
@@ -330,6 +354,60 @@ class CenterServer:
             if m.op != Op.PUSH:  # a READ holds the turn until its WRITE
                 break
         return replies
+
+    def _gradient(self, identity: bytes, m: Message) -> list[list]:
+        """Step m.a's gradient (`version` is the number of steps completed, so the step being
+        gathered is the one with index `version`)."""
+        step, done = m.a, self.version
+        row = self.stats[m.rank]
+        row[0] += 1
+        row[3] = max(m.b, 0) / 1e6
+        if step > done:
+            return [
+                [
+                    identity,
+                    *error_frames(
+                        Status.ERROR,
+                        f"rank {m.rank} sent a gradient for step {step}, but step {done} is the "
+                        "one being gathered",
+                    ),
+                ]
+            ]
+        if step < done:
+            if step not in self.means:
+                return [
+                    [
+                        identity,
+                        *error_frames(
+                            Status.ERROR,
+                            f"rank {m.rank} is {done - step} steps behind, more than the "
+                            f"{self.log_steps} steps' means kept for late workers",
+                        ),
+                    ]
+                ]
+            row[1] += 1
+            row[2] = max(row[2], done - step)
+            missed = np.concatenate([self.means[k] for k in range(step, done)])
+            return [
+                [
+                    identity,
+                    *encode(Status.OK, m.rank, bytes(TOKEN_BYTES), done, done - step, missed),
+                ]
+            ]
+        self.step_sum += m.values()
+        self.step_waiting.append((identity, m.rank))
+        if len(self.step_waiting) < self.workers - self.backup_workers:
+            return []
+        mean = self.step_sum / (self.workers - self.backup_workers)
+        self.means[done] = mean
+        self.means.pop(done - self.log_steps, None)
+        self.version = self.updates = done + 1
+        self.step_sum = np.zeros(self.n, dtype="<f4")
+        waiting, self.step_waiting = self.step_waiting, []
+        return [
+            [who, *encode(Status.OK, rank, bytes(TOKEN_BYTES), done + 1, 0, mean)]
+            for who, rank in waiting
+        ]
 
 
 def _serve_in_process(server: CenterServer, conn) -> None:

@@ -265,6 +265,16 @@ class OptimizerConfig(_Section):
         ),
     )
 
+    backup_workers: int = Field(
+        0,
+        ge=0,
+        le=1023,
+        description=(
+            "Synchronous SGD with backup workers (Chen et al. 2016): each step applies the mean "
+            "of the first workers - backup_workers gradients to arrive; late ones are dropped."
+        ),
+    )
+
     topology: Literal["ring", "full"] | list[list[float]] = Field(
         "ring",
         description=(
@@ -452,6 +462,12 @@ class ExperimentConfig(_Section):
         if self.data.dataset == "npz" and not self.data.path:
             raise ValueError("data.path: required when data.dataset is 'npz' (received null)")
         group_size, workers = self.optimizer.group_size, self.resources.workers
+        backup = self.optimizer.backup_workers
+        if backup and "backup_workers" in self.optimizer.spec.fields and backup >= workers:
+            raise ValueError(
+                f"optimizer.backup_workers: {backup} backups of {workers} workers leave no "
+                f"gradient to apply; choose 0 to {workers - 1} (received: {backup})"
+            )
         if group_size is not None and "group_size" in self.optimizer.spec.fields:
             if workers % group_size:
                 raise ValueError(

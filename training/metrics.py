@@ -30,6 +30,8 @@ CONSENSUS = "consensus"
 # worker's exchanges since the last evaluation), and the seconds rank 0 waited for the center.
 STALENESS = "staleness"
 WAIT_SECONDS = "wait_seconds"
+# Synchronous SGD with backup workers: gradients that came after their step was complete.
+DROPPED = "dropped_gradients"
 # What tables show first, and the curves a run's page draws.
 KEY_METRICS = (CENTER_ACCURACY, TRAIN_LOSS, BYTES_SENT)
 RUN_PAGE_CURVES = (CENTER_ACCURACY, TRAIN_LOSS, SPREAD, BYTES_SENT)

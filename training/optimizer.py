@@ -100,6 +100,9 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             (`training.asynchronous`; elastic and the DOWNPOUR family but mdownpour). The
             training loop calls `start_asynchronous`, `before_step`, `after_step` and
             `finish_asynchronous`; with `order="round_robin"` the workers take turns.
+        backup_workers: `sync` only: b of the workers are backups, the mean of the first
+            workers - b gradients of each step is applied (Chen et al. 2016) by the same center
+            server; the training loop calls `backup_step` in the place of `apply`.
         root_rank: the rank whose weights everyone starts from.
         broadcast_on_build: broadcast the root's weights when the optimizer is built, so that
             every worker and the center start equal (what Horovod's broadcast callback does).
@@ -123,6 +126,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         topology: str | list = "ring",
         consensus_momentum: float = 0.95,
         asynchronous: bool = False,
+        backup_workers: int = 0,
         root_rank: int = 0,
         broadcast_on_build: bool = True,
         name: str | None = None,
@@ -172,6 +176,15 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
                 f"exchange {exchange!r} has no asynchronous form; these have: "
                 f"{', '.join(ASYNCHRONOUS_FORMS)}. Received: asynchronous=True"
             )
+        if backup_workers and exchange != "sync":
+            raise ValueError(
+                f"backup_workers belong to synchronous SGD (exchange 'sync'). Received: "
+                f"exchange={exchange!r}, backup_workers={backup_workers}"
+            )
+        if not isinstance(backup_workers, int) or backup_workers < 0:
+            raise ValueError(
+                f"backup_workers must be an integer >= 0. Received: {backup_workers!r}"
+            )
         super().__init__(learning_rate=0.0, name=name or "elastic_averaging")
         if exchange == "tree" and broadcast_on_build:
             collectives.init_tree(group_size)
@@ -204,6 +217,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
                 # matrix of the wrong size is refused.
                 raise ValueError(f"optimizer.topology: {exc}") from None
         self.asynchronous = bool(asynchronous)
+        self.backup_workers = backup_workers
         self._center_link = None
         self.root_rank = root_rank
         self.broadcast_on_build = broadcast_on_build
@@ -235,7 +249,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         if self._exchange.evaluated == "average":
             self.average = [self.add_variable_from_reference(v, name="average") for v in var_list]
         self.group_center = []
-        if self.asynchronous:  # the server's counters, kept in checkpoints by rank 0
+        if self.served:  # the server's counters, kept in checkpoints by rank 0
             self.center_version = self.add_variable((), dtype="int64", name="center_version")
             self.center_updates = self.add_variable((), dtype="int64", name="center_updates")
         if self.exchange == "tree":
@@ -268,6 +282,12 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
     @property
     def iterations(self):
         return self.inner_optimizer.iterations
+
+    @property
+    def served(self) -> bool:
+        """Whether a center server on rank 0 does the communication (asynchronous forms, and
+        synchronous SGD with backup workers)."""
+        return self.asynchronous or self.backup_workers > 0
 
     @property
     def evaluation_variables(self) -> list:
@@ -315,7 +335,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         variables = list(trainable_variables or self._trainable_variables)
         grads = [tf.convert_to_tensor(g) if g is not None else None for g in grads]
         step = tf.identity(self.iterations.value)
-        when = "asynchronous" if self.asynchronous else self._exchange.when
+        when = "served" if self.served else self._exchange.when
         if when == "every":
             grads = self._round(grads)
         elif when == "before":
@@ -340,6 +360,10 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
 
     def after_step(self, t: int) -> None:
         self._center_link.worker.after_step(t)
+
+    def backup_step(self, flat_gradient, step: int):
+        """Backup workers: (the means of the steps this worker applies now, steps done)."""
+        return self._center_link.worker.gradient(flat_gradient, step)
 
     def finish_asynchronous(self) -> None:
         """After the last step: complete the exchange in flight; rank 0 then waits for every
@@ -624,6 +648,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             "topology": self.topology,
             "consensus_momentum": self.consensus_momentum,
             "asynchronous": self.asynchronous,
+            "backup_workers": self.backup_workers,
             "root_rank": self.root_rank,
         }
 

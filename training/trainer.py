@@ -19,6 +19,7 @@ from training.metrics import (
     CENTER_LOSS,
     COMM_SECONDS,
     CONSENSUS,
+    DROPPED,
     EPOCH,
     LEARNING_RATE,
     SPREAD,
@@ -80,7 +81,10 @@ class Trainer:
         self.wall_offset = 0.0
         self.resumed_from: int | None = None
         self.diverged_at: int | None = None
-        self.asynchronous = config.optimizer.asynchronous
+        opt_cfg = config.optimizer
+        self.backup = "backup_workers" in opt_cfg.spec.fields and opt_cfg.backup_workers > 0
+        # A center server on rank 0 does the communication: no collective inside the loop.
+        self.served = opt_cfg.asynchronous or self.backup
         self.slowdown = config.resources.slow_ranks.get(self.rank, 1.0)
         self.restart_note: str | None = None
         self._staleness_seen = (0.0, 0.0)
@@ -91,8 +95,8 @@ class Trainer:
                     f"--resume: {run_dir} has no complete checkpoint to resume from"
                 )
             d, meta = found
-            if self.asynchronous:
-                self._restore_asynchronous(d, meta)
+            if self.served:
+                self._restore_served(d, meta)
             else:
                 if meta.get("workers") != self.size:
                     raise checkpoint.CheckpointError(
@@ -106,13 +110,21 @@ class Trainer:
             self.wall_offset = float(meta.get("wall_time", 0.0))
             self.resumed_from = self.step
 
-        if self.asynchronous:
+        if self.served:
             self.optimizer.start_asynchronous()
 
         batch = self.shard.batch
         spec_x = tf.TensorSpec((batch, *ds.input_shape), tf.float32)
         spec_y = tf.TensorSpec((batch,), tf.int64)
         self._train_step = tf.function(self._train_step_impl, input_signature=[spec_x, spec_y])
+        if self.backup:
+            n = sum(int(np.prod(v.shape)) for v in self.model.trainable_variables)
+            self._gradient_step = tf.function(
+                self._gradient_step_impl, input_signature=[spec_x, spec_y]
+            )
+            self._apply_mean = tf.function(
+                self._apply_mean_impl, input_signature=[tf.TensorSpec((n,), tf.float32)]
+            )
         self._predict = tf.function(lambda m, x: m(x, training=False), reduce_retracing=True)
         self.sink = FanOut(sinks) if self.rank == 0 else None
         self.info = RunInfo(
@@ -128,16 +140,19 @@ class Trainer:
             tags=dict(config.tags),
         )
 
-    def _restore_asynchronous(self, d: Path, meta: dict) -> None:
-        """Only rank 0 saves an asynchronous run (the center is the server's): every rank
-        restarts from the center, and the inner optimizer's state, which belonged to one worker,
-        starts again."""
+    def _restore_served(self, d: Path, meta: dict) -> None:
+        """Only rank 0 saves a run whose center server communicates, so every rank restores
+        rank 0's state. With backup workers that is every worker's state (they apply the same
+        means); an asynchronous run restarts every worker from the center, and the inner
+        optimizer's state, which belonged to one worker, starts again."""
         if not meta.get("asynchronous"):
             raise self.ckpt.CheckpointError(
-                "--resume: the checkpoint is of a synchronous run and this one is asynchronous; "
-                "resume it with optimizer.asynchronous: false"
+                "--resume: the checkpoint is of a run whose workers all-reduce, and this one uses "
+                "the center server; resume it with the configuration it had"
             )
         self.ckpt.restore_rank(d, 0, self.model.variables, self.optimizer.variables)
+        if self.backup:
+            return
         for x, c in zip(self.model.trainable_variables, self.optimizer.center):
             x.assign(c.value)
         inner = self.optimizer.inner_optimizer
@@ -148,6 +163,34 @@ class Trainer:
             f"every worker restarts from the center ({meta.get('workers')} workers before, "
             f"{self.size} now); the inner optimizer's state starts again"
         )
+
+    def _gradient_step_impl(self, x, y):
+        """Backup workers: the loss, the rate and this step's gradient as one flat vector."""
+        tf = self.tf
+        lr = tf.convert_to_tensor(self.optimizer.learning_rate)
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            loss = self.loss_fn(y, self.model(x, training=True))
+        grads = tape.gradient(loss, variables)
+        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        return loss, lr, tf.concat([tf.reshape(g, [-1]) for g in grads], 0)
+
+    def _apply_mean_impl(self, flat):
+        variables = self.model.trainable_variables
+        parts = self.tf.split(flat, [int(self.np.prod(v.shape)) for v in variables])
+        grads = [self.tf.reshape(g, v.shape) for g, v in zip(parts, variables)]
+        self.optimizer.apply(grads, variables)
+
+    def _backup_step(self, x, y) -> tuple[float, float, float]:
+        """(loss, rate, compute seconds); the step count jumps when this worker was late."""
+        t0 = time.perf_counter()
+        loss, lr, flat = self._gradient_step(x, y)
+        compute = time.perf_counter() - t0
+        means, done = self.optimizer.backup_step(flat.numpy(), self.step)
+        for mean in means:
+            self._apply_mean(mean)
+        self.step = done - 1  # the loop adds this step
+        return float(loss.numpy()), float(lr.numpy()), compute
 
     def _train_step_impl(self, x, y):
         """One step; returns its loss and the learning rate it used (a schedule's value at this
@@ -175,7 +218,7 @@ class Trainer:
         """Spread needs every rank (one scalar all-reduce; the workers' mean, with no center, one
         more); the center is scored on rank 0."""
         tf = self.tf
-        if self.asynchronous:
+        if self.served:
             return self._asynchronous_evaluation()
         self.optimizer.prepare_evaluation()
         center = self.optimizer.evaluation_variables
@@ -243,6 +286,9 @@ class Trainer:
         if self.optimizer.exchange == "elastic":
             values[SPREAD] = self.optimizer.spread
         _, stats = self.optimizer.center_status()
+        if self.backup:
+            values[DROPPED] = float(stats[:, 1].sum())
+            return values
         exchanges, total = float(stats[:, 0].sum()), float(stats[:, 1].sum())
         seen_exchanges, seen_total = self._staleness_seen
         if exchanges > seen_exchanges:
@@ -261,7 +307,7 @@ class Trainer:
             target.assign(value.value)
 
     def _checkpoint(self, wall_time: float) -> None:
-        if self.asynchronous:
+        if self.served:
             if self.rank == 0:
                 self.optimizer.prepare_evaluation()  # the server's center into the variables
                 self.ckpt.save_rank(
@@ -320,7 +366,7 @@ class Trainer:
         try:
             last = self._loop(start)
         finally:
-            if self.asynchronous:
+            if self.served:
                 self.optimizer.stop_asynchronous()
         if self.rank == 0:
             self._load_center()
@@ -331,36 +377,43 @@ class Trainer:
         cfg, every = self.config, self.config.checkpoint.every
         last: dict[str, float] = {}
         row: dict[str, float] = {}
+        first = self.step
         while self.step < self.total_steps:
             x, y = self.shard.batch_at(self.step)
+            before = self.step
             t0 = time.perf_counter()
-            if self.asynchronous:
-                self.optimizer.before_step(self.step)
-            loss, lr = (float(v.numpy()) for v in self._train_step(x, y))
-            if self.asynchronous:
-                self.optimizer.after_step(self.step)
-            if self.slowdown > 1:  # resources.slow_ranks, a testing aid
-                time.sleep((self.slowdown - 1) * (time.perf_counter() - t0))
+            if self.backup:
+                loss, lr, compute = self._backup_step(x, y)
+            else:
+                if self.served:
+                    self.optimizer.before_step(self.step)
+                t1 = time.perf_counter()
+                loss, lr = (float(v.numpy()) for v in self._train_step(x, y))
+                compute = time.perf_counter() - t1
+                if self.served:
+                    self.optimizer.after_step(self.step)
+            if self.slowdown > 1 and self.step > first:  # resources.slow_ranks, a testing aid
+                time.sleep((self.slowdown - 1) * compute)  # (not the first: it traces)
             step_time = time.perf_counter() - t0
             self.step += 1
             if not math.isfinite(loss) and self.diverged_at is None:
                 self.diverged_at = self.step
-            at_end = self.step == self.total_steps
-            # An asynchronous run's last evaluation waits for every worker (below).
-            evaluate = self.step % cfg.training.eval_every == 0 or at_end
-            if self.asynchronous and at_end:
+            at_end = self.step >= self.total_steps
+            # A served run's last evaluation waits for every worker (below).
+            evaluate = self._crossed(before, cfg.training.eval_every) or at_end
+            if self.served and at_end:
                 row = self._row(loss, lr, step_time, {})
                 break
             values = self._evaluation() if evaluate else {}
-            if self.rank == 0 and (evaluate or self.step % cfg.training.log_every == 0):
+            if self.rank == 0 and (evaluate or self._crossed(before, cfg.training.log_every)):
                 row = self._row(loss, lr, step_time, values)
                 self.sink.log(self.step, time.perf_counter() - start, row)
                 last.update(row)
                 if evaluate:
                     self._evaluated(row)
-            if (every and self.step % every == 0) or at_end:
+            if (every and self._crossed(before, every)) or at_end:
                 self._checkpoint(time.perf_counter() - start)
-        if self.asynchronous:
+        if self.served:
             self.optimizer.finish_asynchronous()
             values = self._evaluation()
             if self.rank == 0:
@@ -376,6 +429,10 @@ class Trainer:
                 self._asynchronous_summary()
             self._checkpoint(time.perf_counter() - start)
         return last
+
+    def _crossed(self, before: int, every: int) -> bool:
+        """Whether the step count passed a multiple of `every` (a late backup worker jumps)."""
+        return self.step // every > before // every
 
     def _row(self, loss, lr, step_time, values: dict[str, float]) -> dict[str, float]:
         if self.rank != 0:
@@ -401,6 +458,14 @@ class Trainer:
 
     def _asynchronous_summary(self) -> None:
         _, stats = self.optimizer.center_status()
+        if self.backup:
+            parts = [
+                f"rank {r}: {int(n)} gradients, {int(late)} late (dropped; at most {int(m)} "
+                f"steps behind), waited {w:.2f} s"
+                for r, (n, late, m, w) in enumerate(stats)
+            ]
+            self.sink.event("backup_workers", "; ".join(parts), self.step)
+            return
         parts = [
             f"rank {r}: {int(n)} exchanges, staleness mean {s / max(n, 1):.2f} max {int(m)}, "
             f"waited {w:.2f} s"

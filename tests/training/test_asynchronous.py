@@ -3,13 +3,12 @@ round-robin order, against the NumPy transcription of the paper's Algorithms 1 a
 
 from __future__ import annotations
 
-import json
 import math
 
-import numpy as np
 import pytest
 
-from tests.support import horovodrun
+from tests.support import relative_error as _relative
+from tests.support import worker_results
 from tests.training import reference_async
 from tests.training.async_worker import CASES
 
@@ -20,14 +19,8 @@ RTOL = 1e-5
 @pytest.fixture(scope="module", params=[2, 3], ids=lambda n: f"{n}rank")
 def results(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("async") / "results.npz"
-    proc = horovodrun(request.param, ["tests/training/async_worker.py", str(out)], timeout=400)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    data = np.load(out)
-    return request.param, json.loads(str(data["meta"])), data
-
-
-def _relative(actual: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
+    meta, data = worker_results(request.param, "tests/training/async_worker.py", out)
+    return request.param, meta, data
 
 
 @pytest.mark.parametrize("label", [c[0] for c in CASES])
