@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export EASGD_HOME ?= $(CURDIR)/.easgd
 
-.PHONY: setup up demo test test-fast lint bench bench-tune bench-store bench-ui bench-fidelity
+.PHONY: setup up demo test test-fast lint bench bench-tune bench-store bench-ui bench-fidelity bench-asynchronous
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -31,6 +31,9 @@ bench-tune: setup
 
 bench-fidelity: setup
 	@$(PY) -m bench.fidelity $(BENCH_ARGS)
+
+bench-asynchronous: setup
+	@$(PY) -m bench.asynchronous $(BENCH_ARGS)
 
 bench-store: setup
 	@$(PY) -m bench.store $(BENCH_ARGS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,7 @@ WORKLOADS = {
 }
 NAMES = ("sync", "easgd", "eamsgd", "downpour", "localsgd")
 TUNED = Path(__file__).resolve().parent / "results" / "tune.json"
+NETNS = "easgd-bench-slow"
 
 
 def tuned_settings(path: Path = TUNED) -> dict[str, dict[str, dict]]:
@@ -143,7 +145,7 @@ def sweep(entries: list[tuple[str, dict]], ranks: int, work: Path, prefix: str) 
     plan, dirs = [], {}
     for label, cfg in entries:
         cfg_path = work / f"{label}.yaml"
-        cfg["resources"] = {"workers": ranks}
+        cfg["resources"] = {**cfg.get("resources", {}), "workers": ranks}
         cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         out = runs_dir() / f"{prefix}-{label}"
         plan.append({"config": str(cfg_path), "out": str(out)})
@@ -197,3 +199,41 @@ def write_timed(out: str | Path, result: dict, started: float, who: str) -> None
     result["when"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     Path(out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"{who}: wrote {out} in {result['wall_seconds']} s")
+
+
+def slow_network() -> str | None:
+    """A namespace whose loopback is limited to 100 Mbit/s, or the reason it cannot be made."""
+    if os.geteuid() != 0:
+        return "not root: a network namespace needs CAP_NET_ADMIN"
+    if not shutil.which("ip") or not shutil.which("tc"):
+        return "iproute2 (ip, tc) is not installed"
+    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+    steps = [
+        ["ip", "netns", "add", NETNS],
+        ["ip", "-n", NETNS, "link", "set", "lo", "mtu", "9000", "up"],
+        [
+            "ip",
+            "netns",
+            "exec",
+            NETNS,
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            "lo",
+            "root",
+            "tbf",
+            "rate",
+            "100mbit",
+            "burst",
+            "256kb",
+            "latency",
+            "100ms",
+        ],
+    ]
+    for cmd in steps:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+            return f"{' '.join(cmd)} failed: {r.stderr.strip()}"
+    return None

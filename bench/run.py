@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import time
@@ -28,6 +27,7 @@ import yaml
 
 from bench.harness import (
     NAMES,
+    NETNS,
     RANKS,
     SEED,
     TAU,
@@ -36,54 +36,15 @@ from bench.harness import (
     config_for,
     horovodrun_command,
     outcome,
+    slow_network,
     tuned_settings,
 )
 from db.settings import runs_dir
 from db.store import Store
 
-NETNS = "easgd-bench-slow"
-
 
 def say(msg: str) -> None:
     print(f"bench: {msg}", flush=True)
-
-
-def slow_network() -> str | None:
-    """A namespace whose loopback is limited to 100 Mbit/s, or the reason it cannot be made."""
-    if os.geteuid() != 0:
-        return "not root: a network namespace needs CAP_NET_ADMIN"
-    if not shutil.which("ip") or not shutil.which("tc"):
-        return "iproute2 (ip, tc) is not installed"
-    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
-    steps = [
-        ["ip", "netns", "add", NETNS],
-        ["ip", "-n", NETNS, "link", "set", "lo", "mtu", "9000", "up"],
-        [
-            "ip",
-            "netns",
-            "exec",
-            NETNS,
-            "tc",
-            "qdisc",
-            "add",
-            "dev",
-            "lo",
-            "root",
-            "tbf",
-            "rate",
-            "100mbit",
-            "burst",
-            "256kb",
-            "latency",
-            "100ms",
-        ],
-    ]
-    for cmd in steps:
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
-            return f"{' '.join(cmd)} failed: {r.stderr.strip()}"
-    return None
 
 
 def horovodrun(args: list[str], network: str, log: Path) -> int:
