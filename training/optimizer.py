@@ -219,6 +219,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         self.asynchronous = bool(asynchronous)
         self.backup_workers = backup_workers
         self._center_link = None
+        self._served_totals: dict | None = None
         self.root_rank = root_rank
         self.broadcast_on_build = broadcast_on_build
 
@@ -348,10 +349,20 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
 
     # -- the asynchronous form (training/asynchronous.py), between steps, eagerly -------------
 
-    def start_asynchronous(self, mode: str = "thread") -> None:
-        """Every rank, once built (and restored): rank 0 starts the center server."""
+    def start_asynchronous(self, mode: str | None = None) -> None:
+        """Every rank, once built (and restored): rank 0 starts the center server, in a thread
+        of its own (`mode` "thread", the default) or a child process ("process"); the
+        environment variable EASGD_CENTER_MODE sets it when `mode` is None."""
+        import os
+
         from training.asynchronous import AsynchronousCenter
 
+        mode = mode or os.environ.get("EASGD_CENTER_MODE") or "thread"
+        if mode not in ("thread", "process"):
+            raise ValueError(
+                f"the center server runs as a 'thread' or a 'process'. Received: {mode!r} "
+                "(EASGD_CENTER_MODE)"
+            )
         self._center_link = AsynchronousCenter(self, mode)
         self._center_link.start()
 
@@ -379,6 +390,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
 
     def stop_asynchronous(self) -> None:
         if self._center_link is not None:
+            self._served_totals = self.communication()  # what the worker counted, kept
             self._center_link.stop()
             self._center_link = None
 
@@ -609,6 +621,8 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         """Bytes this rank has handed to collectives, the seconds spent in them, and rounds."""
         if not self.built:
             return {"bytes_sent": 0.0, "comm_seconds": 0.0, "rounds": 0}
+        if self._center_link is None and self._served_totals is not None:
+            return dict(self._served_totals)
         if self._center_link is not None:
             w = self._center_link.worker
             return {
@@ -666,6 +680,38 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         # running job): deserializing must run no collective. Training's start broadcasts.
         config["broadcast_on_build"] = False
         return cls(inner, **config)
+
+
+class CenterServerCallback(keras.callbacks.Callback):
+    """Drives an asynchronous `ElasticAveragingOptimizer` (or one with backup workers' server,
+    which `model.fit` cannot use: its step is split around the exchange) inside `model.fit`:
+    starts the center server, exchanges around each batch, and waits for every worker at the
+    end. Pass it to `fit(callbacks=[...])` under horovodrun."""
+
+    def __init__(self, optimizer: ElasticAveragingOptimizer, mode: str | None = None):
+        super().__init__()
+        if not optimizer.asynchronous:
+            raise ValueError(
+                "CenterServerCallback drives an asynchronous optimizer; build it with "
+                f"asynchronous=True. Received: asynchronous={optimizer.asynchronous}"
+            )
+        self.optimizer, self.mode = optimizer, mode
+
+    def on_train_begin(self, logs=None):
+        if not self.optimizer.built:
+            self.optimizer.build(self.model.trainable_variables)
+        self.optimizer.start_asynchronous(self.mode)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.optimizer.before_step(int(self.optimizer.iterations.numpy()))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.optimizer.after_step(int(self.optimizer.iterations.numpy()) - 1)
+
+    def on_train_end(self, logs=None):
+        self.optimizer.finish_asynchronous()
+        collectives.barrier()
+        self.optimizer.stop_asynchronous()
 
 
 def _check_tree(alpha, group_size, tau_root, beta_root) -> None:

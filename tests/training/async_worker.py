@@ -20,10 +20,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference  # noqa: E402
 
 from training import collectives  # noqa: E402
-from training.optimizer import ElasticAveragingOptimizer, build_inner  # noqa: E402
+from training.optimizer import (  # noqa: E402
+    CenterServerCallback,
+    ElasticAveragingOptimizer,
+    build_inner,
+)
 
-# (label, exchange, inner, momentum, tau, beta, steps)
+# (label, exchange, inner, momentum, tau, beta, steps[, path]); path "fit": model.fit with the
+# optimizer's callback instead of our loop.
 CASES = [
+    ("easgd-fit-tau3", "elastic", "sgd", 0.0, 3, 0.9, 10, "fit"),
     ("easgd-tau2-b0.9", "elastic", "sgd", 0.0, 2, 0.9, 9),
     ("easgd-tau3-b0.5", "elastic", "sgd", 0.0, 3, 0.5, 10),
     ("eamsgd-tau3-b0.8-d0.9", "elastic", "nesterov", 0.9, 3, 0.8, 10),
@@ -36,7 +42,7 @@ LR = 0.05
 AVERAGE_RATE = 0.1
 
 
-def run_case(exchange, inner, momentum, tau, beta, steps):
+def run_case(exchange, inner, momentum, tau, beta, steps, path="loop"):
     rank = collectives.rank()
     a, b = reference.problem(rank)
     x0 = reference.initial_weights() if rank == 0 else np.full((reference.DIM, 1), 9.0)
@@ -52,6 +58,16 @@ def run_case(exchange, inner, momentum, tau, beta, steps):
         asynchronous=True,
     )
     opt.build(model.trainable_variables)
+    if path == "fit":
+        # keras' mean squared error is mean((y - p)^2): twice our loss, so halve the rate.
+        opt.learning_rate = LR / 2
+        model.compile(optimizer=opt, loss="mse", jit_compile=False)
+        model.fit(
+            a, b, batch_size=len(a), epochs=steps, shuffle=False, verbose=0,
+            callbacks=[CenterServerCallback(opt)],
+        )  # fmt: skip
+        evaluated = opt.evaluation_variables[0].numpy()
+        return _gathered(model, opt, evaluated)
     opt.start_asynchronous()
     xa, yb = tf.constant(a, tf.float32), tf.constant(b, tf.float32)
 
@@ -66,13 +82,17 @@ def run_case(exchange, inner, momentum, tau, beta, steps):
         step()
         opt.after_step(t)
     opt.finish_asynchronous()
+    evaluated = opt.evaluation_variables[0].numpy()  # rank 0 read them from the server
+    collectives.barrier()
+    opt.stop_asynchronous()
+    return _gathered(model, opt, evaluated)
+
+
+def _gathered(model, opt, evaluated) -> dict:
     worker = model.layers[0].kernel.numpy()
     slots = getattr(opt.inner_optimizer, "momentums", [])
     velocity = slots[0].numpy() if slots else np.zeros_like(worker)
-    evaluated = opt.evaluation_variables[0].numpy()  # rank 0 read them from the server
     comm = opt.communication()
-    collectives.barrier()
-    opt.stop_asynchronous()
     return {
         "workers": np.stack(collectives.allgather_object(worker)),
         "velocities": np.stack(collectives.allgather_object(velocity)),
@@ -85,8 +105,8 @@ def run_case(exchange, inner, momentum, tau, beta, steps):
 def main(out: str) -> None:
     collectives.init()
     results, meta = {}, {}
-    for label, exchange, inner, momentum, tau, beta, steps in CASES:
-        r = run_case(exchange, inner, momentum, tau, beta, steps)
+    for label, exchange, inner, momentum, tau, beta, steps, *path in CASES:
+        r = run_case(exchange, inner, momentum, tau, beta, steps, *path)
         for key in ("workers", "velocities", "evaluated"):
             results[f"{label}/{key}"] = r[key]
         meta[label] = {
