@@ -65,7 +65,14 @@ def settings(workload: str) -> dict[str, dict]:
     }
 
 
-def launch(label: str, cfg: dict, ranks: int, work: Path, network: str = "loopback") -> Path:
+def launch(
+    label: str,
+    cfg: dict,
+    ranks: int,
+    work: Path,
+    network: str = "loopback",
+    env: dict | None = None,
+) -> Path:
     cfg = {**cfg, "name": f"asynchronous-{label}", "resources": {**cfg["resources"]}}
     cfg["resources"]["workers"] = ranks
     path = work / f"{label}.yaml"
@@ -74,7 +81,7 @@ def launch(label: str, cfg: dict, ranks: int, work: Path, network: str = "loopba
     cmd = horovodrun_command(ranks, ["-m", "training", "--config", str(path), "--out", str(out)])
     if network == "slow":
         cmd = ["ip", "netns", "exec", NETNS, *cmd]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", **(env or {})}
     t0 = time.time()
     with (work / f"{label}.log").open("w") as log:
         code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
@@ -117,18 +124,27 @@ def stragglers(work: Path) -> dict:
 
 
 def overhead(work: Path, repeats: int) -> dict:
-    runs: dict[str, list[dict]] = {"eamsgd": [], "eamsgd_async": []}
+    """Blocking EAMSGD, and the asynchronous form with its server in a thread of rank 0 and in a
+    child process, in turn, `repeats` times."""
+    variants = {
+        "eamsgd": ("eamsgd", None),
+        "eamsgd_async": ("eamsgd_async", {"EASGD_CENTER_MODE": "thread"}),
+        "eamsgd_async_process": ("eamsgd_async", {"EASGD_CENTER_MODE": "process"}),
+    }
+    runs: dict[str, list[dict]] = {k: [] for k in variants}
     chosen = settings("lenet")
     for i in range(repeats):
-        for name in runs:
+        for key, (name, env) in variants.items():
             cfg = config_for("lenet", name, chosen[name])
             cfg["training"] = {"epochs": 100, "max_steps": 450, "eval_every": 50}
-            runs[name].append(figures(launch(f"overhead-{name}-{i}", cfg, 2, work), 0.95))
+            run_dir = launch(f"overhead-{key}-{i}", cfg, 2, work, env=env)
+            runs[key].append(figures(run_dir, 0.95))
     step = {k: statistics.mean(r["mean_step_ms"] for r in v) for k, v in runs.items()}
     return {
         "runs": runs,
         "mean_step_ms": {k: round(v, 3) for k, v in step.items()},
         "async_over_blocking": round(step["eamsgd_async"] / step["eamsgd"], 4),
+        "process_over_thread": round(step["eamsgd_async_process"] / step["eamsgd_async"], 4),
     }
 
 
@@ -224,7 +240,8 @@ def markdown(result: dict) -> str:
             "## Loopback, 2 ranks, no straggler",
             "",
             f"Mean step (ms): {o['mean_step_ms']}; asynchronous / blocking = "
-            f"{o['async_over_blocking']}",
+            f"{o['async_over_blocking']}; server in a child process / in a thread = "
+            f"{o.get('process_over_thread')}",
             "",
         ]
     lines += ["## Goals", "", "| goal | measured | met |", "| --- | --- | --- |"]

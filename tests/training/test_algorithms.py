@@ -69,7 +69,7 @@ def test_the_algorithm_defaults_resolve_as_published(name, inner, momentum):
 
 
 def test_fields_and_schedule_of_each_kind():
-    assert fields_for(Algorithm.SYNC) == set(INNER_FIELDS)
+    assert fields_for(Algorithm.SYNC) == set(INNER_FIELDS) | {"backup_workers"}
     # The asynchronous forms' turn order is `order` too.
     timing = {"order", "asynchronous"}
     assert fields_for("easgd") == set(INNER_FIELDS) | {"tau", "beta", "alpha"} | timing
