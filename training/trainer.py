@@ -245,16 +245,7 @@ class Trainer:
             )
         if self.rank != 0:
             return {}
-        self._load_center()
-        c_loss, c_acc = self._evaluate(self.center_model)
-        w_loss, w_acc = self._evaluate(self.model)
-        values = {
-            CENTER_LOSS: c_loss,
-            CENTER_ACCURACY: c_acc,
-            WORKER_LOSS: w_loss,
-            WORKER_ACCURACY: w_acc,
-            SPREAD: spread,
-        }
+        values = {**self._scores(), SPREAD: spread}
         if self.config.optimizer.spec.evaluated == "mean":
             # No center: the spread is around the workers' mean; per worker, it is CDSGD's
             # consensus distance.
@@ -274,15 +265,7 @@ class Trainer:
         if self.rank != 0:
             return {}
         self.optimizer.prepare_evaluation()
-        self._load_center()
-        c_loss, c_acc = self._evaluate(self.center_model)
-        w_loss, w_acc = self._evaluate(self.model)
-        values = {
-            CENTER_LOSS: c_loss,
-            CENTER_ACCURACY: c_acc,
-            WORKER_LOSS: w_loss,
-            WORKER_ACCURACY: w_acc,
-        }
+        values = self._scores()
         if self.optimizer.exchange == "elastic":
             values[SPREAD] = self.optimizer.spread
         _, stats = self.optimizer.center_status()
@@ -295,6 +278,18 @@ class Trainer:
             values[STALENESS] = (total - seen_total) / (exchanges - seen_exchanges)
         self._staleness_seen = (exchanges, total)
         return values
+
+    def _scores(self) -> dict[str, float]:
+        """Rank 0: the evaluated model's and its own weights' test loss and accuracy."""
+        self._load_center()
+        c_loss, c_acc = self._evaluate(self.center_model)
+        w_loss, w_acc = self._evaluate(self.model)
+        return {
+            CENTER_LOSS: c_loss,
+            CENTER_ACCURACY: c_acc,
+            WORKER_LOSS: w_loss,
+            WORKER_ACCURACY: w_acc,
+        }
 
     def _load_center(self) -> None:
         for target, value in zip(

@@ -12,12 +12,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reference  # noqa: E402
+import least_squares  # noqa: E402
 
 from training import collectives  # noqa: E402
 from training.optimizer import (  # noqa: E402
@@ -43,11 +41,7 @@ AVERAGE_RATE = 0.1
 
 
 def run_case(exchange, inner, momentum, tau, beta, steps, path="loop"):
-    rank = collectives.rank()
-    a, b = reference.problem(rank)
-    x0 = reference.initial_weights() if rank == 0 else np.full((reference.DIM, 1), 9.0)
-    model = keras.Sequential([keras.Input((reference.DIM,)), keras.layers.Dense(1, use_bias=False)])
-    model.layers[0].kernel.assign(x0.astype("float32"))
+    model, a, b = least_squares.model_and_data()
     opt = ElasticAveragingOptimizer(
         build_inner(inner, LR, momentum),
         tau=tau,
@@ -59,23 +53,11 @@ def run_case(exchange, inner, momentum, tau, beta, steps, path="loop"):
     )
     opt.build(model.trainable_variables)
     if path == "fit":
-        # keras' mean squared error is mean((y - p)^2): twice our loss, so halve the rate.
-        opt.learning_rate = LR / 2
-        model.compile(optimizer=opt, loss="mse", jit_compile=False)
-        model.fit(
-            a, b, batch_size=len(a), epochs=steps, shuffle=False, verbose=0,
-            callbacks=[CenterServerCallback(opt)],
-        )  # fmt: skip
+        least_squares.fit(model, opt, a, b, steps, LR, [CenterServerCallback(opt)])
         evaluated = opt.evaluation_variables[0].numpy()
         return _gathered(model, opt, evaluated)
     opt.start_asynchronous()
-    xa, yb = tf.constant(a, tf.float32), tf.constant(b, tf.float32)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            loss = 0.5 * tf.reduce_mean(tf.square(model(xa) - yb))
-        opt.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+    step = least_squares.stepper(model, opt, a, b)
 
     for t in range(steps):
         opt.before_step(t)
@@ -90,8 +72,7 @@ def run_case(exchange, inner, momentum, tau, beta, steps, path="loop"):
 
 def _gathered(model, opt, evaluated) -> dict:
     worker = model.layers[0].kernel.numpy()
-    slots = getattr(opt.inner_optimizer, "momentums", [])
-    velocity = slots[0].numpy() if slots else np.zeros_like(worker)
+    velocity = least_squares.slots_of(opt, worker)
     comm = opt.communication()
     return {
         "workers": np.stack(collectives.allgather_object(worker)),

@@ -11,12 +11,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reference  # noqa: E402
+import least_squares  # noqa: E402
 
 from training import collectives  # noqa: E402
 from training.optimizer import ElasticAveragingOptimizer, build_inner  # noqa: E402
@@ -54,12 +52,7 @@ AVERAGE_RATE = 0.1
 
 
 def run_case(exchange, inner, momentum, tau, beta, steps, path, order):
-    rank = collectives.rank()
-    a, b = reference.problem(rank)
-    # Start every rank from different weights: the optimizer's broadcast must fix that.
-    x0 = reference.initial_weights() if rank == 0 else np.full((reference.DIM, 1), 9.0)
-    model = keras.Sequential([keras.Input((reference.DIM,)), keras.layers.Dense(1, use_bias=False)])
-    model.layers[0].kernel.assign(x0.astype("float32"))
+    model, a, b = least_squares.model_and_data()
     opt = ElasticAveragingOptimizer(
         build_inner(inner, LR, momentum),
         tau=tau,
@@ -69,28 +62,14 @@ def run_case(exchange, inner, momentum, tau, beta, steps, path, order):
         average_rate=AVERAGE_RATE,
         order=order,
     )
-    xa, yb = tf.constant(a, tf.float32), tf.constant(b, tf.float32)
     if path == "loop":
-
-        @tf.function
-        def step():
-            with tf.GradientTape() as tape:
-                loss = 0.5 * tf.reduce_mean(tf.square(model(xa) - yb))
-            grads = tape.gradient(loss, model.trainable_variables)
-            opt.apply(grads, model.trainable_variables)
-            return loss
-
+        step = least_squares.stepper(model, opt, a, b)
         for _ in range(steps):
             step()
     else:
-        # keras' mean squared error is mean((y - p)^2): twice our loss, so halve the rate.
-        opt.learning_rate = LR / 2
-        model.compile(optimizer=opt, loss="mse", jit_compile=False)
-        model.fit(a, b, batch_size=len(a), epochs=steps, shuffle=False, verbose=0)
+        least_squares.fit(model, opt, a, b, steps, LR)
     worker = model.layers[0].kernel.numpy()
-    # The inner optimizer's momentum slot, as Keras keeps it (zeros when it has none).
-    slots = getattr(opt.inner_optimizer, "momentums", [])
-    velocity = slots[0].numpy() if slots else np.zeros_like(worker)
+    velocity = least_squares.slots_of(opt, worker)
     evaluated = np.stack([v.numpy() for v in opt.evaluation_variables])[0]
     center = opt.center[0].numpy() if opt.center else worker
     comm = opt.communication()
