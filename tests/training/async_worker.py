@@ -6,7 +6,6 @@ Usage: horovodrun -np N -H localhost:N --gloo python tests/training/async_worker
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -100,18 +99,7 @@ def main(out: str) -> None:
             "exchanges": r["exchanges"],
             "bytes_sent": r["bytes_sent"],
         }
-    if collectives.rank() == 0:
-        results["meta"] = np.array(
-            json.dumps(
-                {
-                    "cases": meta,
-                    "workers": collectives.size(),
-                    "lr": LR,
-                    "average_rate": AVERAGE_RATE,
-                }
-            )
-        )
-        np.savez(out, **results)
+    least_squares.save_results(out, results, meta, lr=LR, average_rate=AVERAGE_RATE)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ Usage: horovodrun -np N -H localhost:N --gloo python tests/training/equations_wo
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -105,19 +104,9 @@ def main(out: str) -> None:
             "rounds": r["rounds"],
             "iterations": r["iterations"],
         }
-    if collectives.rank() == 0:
-        results["meta"] = np.array(
-            json.dumps(
-                {
-                    "cases": meta,
-                    "workers": collectives.size(),
-                    "lr": LR,
-                    "center_momentum": CENTER_MOMENTUM,
-                    "average_rate": AVERAGE_RATE,
-                }
-            )
-        )
-        np.savez(out, **results)
+    least_squares.save_results(
+        out, results, meta, lr=LR, center_momentum=CENTER_MOMENTUM, average_rate=AVERAGE_RATE
+    )
 
 
 if __name__ == "__main__":

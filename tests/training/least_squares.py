@@ -3,6 +3,8 @@ Dense kernel, each rank its own least-squares data (tests/training/reference.py)
 
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 import reference
@@ -49,3 +51,11 @@ def slots_of(opt, like: np.ndarray) -> np.ndarray:
     """The inner optimizer's momentum slot as Keras keeps it (zeros when it has none)."""
     slots = getattr(opt.inner_optimizer, "momentums", [])
     return slots[0].numpy() if slots else np.zeros_like(like)
+
+
+def save_results(out: str, results: dict, cases: dict, **meta) -> None:
+    """Rank 0 writes the arrays and, as the JSON entry `meta`, the cases and the run's figures
+    (worker count, rates) for the test to rebuild its reference from."""
+    if collectives.rank() == 0:
+        meta = {"cases": cases, "workers": collectives.size(), **meta}
+        np.savez(out, **results, meta=np.array(json.dumps(meta)))

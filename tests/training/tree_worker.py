@@ -7,7 +7,6 @@ Usage: horovodrun -np 4 -H localhost:4 --gloo python tests/training/tree_worker.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -18,6 +17,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import least_squares  # noqa: E402
 import reference_tree as ref  # noqa: E402
 
 from training import collectives  # noqa: E402
@@ -104,19 +104,7 @@ def main(out: str, group: str) -> None:
             "restored": r["restored"],
             "iterations": r["iterations"],
         }
-    if collectives.rank() == 0:
-        results["meta"] = np.array(
-            json.dumps(
-                {
-                    "cases": meta,
-                    "workers": collectives.size(),
-                    "group": group,
-                    "group_size": layout.group_size,
-                    "lr": LR,
-                }
-            )
-        )
-        np.savez(out, **results)
+    least_squares.save_results(out, results, meta, group=group, group_size=layout.group_size, lr=LR)
 
 
 if __name__ == "__main__":
