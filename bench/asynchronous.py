@@ -10,7 +10,7 @@ synchronous ones, with a straggler, on loopback without one, and on a slow netwo
   alternating, `--repeats` times each; the amortized step (every step's own duration, the
   exchanges' waits included, the first step excluded).
 - slow: the 1.9M-parameter MLP, 2 ranks in a network namespace limited to 100 Mbit/s: synchronous
-  SGD, blocking EAMSGD and asynchronous EAMSGD.
+  SGD, blocking EAMSGD and asynchronous EAMSGD, with float32 and with float16 messages.
 
 Each algorithm runs with the learning rate `python -m bench.tune` chose for it (bench/results/
 tune.json) and its own horovodrun launch. Time to a target is wall-clock time on rank 0 from its
@@ -154,10 +154,11 @@ def slow(work: Path) -> dict:
         return {"skipped": skipped}
     out = {}
     try:
-        for name, opt in settings("mlp").items():
-            if name == "sync_backup":
-                continue
-            cfg = config_for("mlp", name, opt)
+        chosen = settings("mlp")
+        chosen.pop("sync_backup")
+        chosen["eamsgd_async_fp16"] = {**chosen["eamsgd_async"], "exchange_precision": "float16"}
+        for name, opt in chosen.items():
+            cfg = config_for("mlp", name.removesuffix("_fp16"), opt)
             out[name] = figures(launch(f"slow-{name}", cfg, 2, work, "slow"), 0.90)
     finally:
         subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
@@ -195,7 +196,7 @@ def goals(result: dict) -> list[dict]:
         )
     w = result.get("slow")
     if w and "skipped" not in w:
-        for a, limit in (("eamsgd_async", 0.05), ("eamsgd", None)):
+        for a, limit in (("eamsgd_async", 0.05), ("eamsgd_async_fp16", 0.05), ("eamsgd", None)):
             r = _ratio(w, a, "sync")
             out.append(
                 {

@@ -33,7 +33,7 @@ DEFAULT_MOMENTUM = 0.9
 ORDERS = ("simultaneous", "round_robin")
 # The exchanges with an asynchronous form (a center server on rank 0, training/asynchronous.py).
 ASYNCHRONOUS_FORMS = ("elastic", "downpour", "mvadownpour", "adownpour")
-_ASYNC = {"asynchronous": "asynchronous"}
+_ASYNC = {"asynchronous": "asynchronous", "exchange_precision": "exchange_precision"}
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ EXCHANGES: Mapping[str, Exchange] = MappingProxyType(
                 "weights",
                 "gradients averaged by one all-reduce every step (with backup workers: the "
                 "mean of the first to arrive, by the center server)",
-                {"backup_workers": "backup_workers"},
+                {"backup_workers": "backup_workers", "exchange_precision": "exchange_precision"},
             ),
             Exchange(
                 "elastic",

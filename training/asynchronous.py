@@ -60,6 +60,7 @@ class WorkerExchange:
         self._base: np.ndarray | None = None
         self._base_version = 0
         self._read_version = 0
+        self._wire = client.wire
 
     # -- flat views --------------------------------------------------------------------------
 
@@ -72,6 +73,13 @@ class WorkerExchange:
 
     def _elastic_x(self) -> np.ndarray:
         return self._flat(p.numpy() for p in self.points())
+
+    def _rounded(self, values: np.ndarray) -> np.ndarray:
+        """What the server will receive: the worker applies the same, so that nothing is lost
+        between them in a float16 exchange."""
+        if self._wire == "<f4":
+            return values
+        return values.astype(self._wire).astype("f4")
 
     def _add(self, flat: np.ndarray, sign: float = 1.0) -> None:
         offset = 0
@@ -102,7 +110,7 @@ class WorkerExchange:
         self._settle()
         if self.deterministic:
             read = self._blocking(Op.READ)
-            e = self.alpha * (self._elastic_x() - read.values)
+            e = self._rounded(self.alpha * (self._elastic_x() - read.values))
             self._written(self._blocking(Op.WRITE, a=read.a, b=self._waited_us, payload=e))
             self._pending_pull = e
             return
@@ -121,7 +129,7 @@ class WorkerExchange:
             if self._base is None:
                 self._base = self._x()
             x = self._x()
-            update = x - self._base
+            update = self._rounded(x - self._base)
             if self.deterministic:
                 reply = self._blocking(
                     Op.PUSH, a=self._base_version, b=self._waited_us, payload=update
@@ -163,7 +171,7 @@ class WorkerExchange:
 
     def _arrived(self, reply) -> None:
         if self.client.last_op == Op.READ:
-            e = self.alpha * (self._elastic_x() - reply.values)
+            e = self._rounded(self.alpha * (self._elastic_x() - reply.values))
             self._add(e, -1.0)
             self.client.send(Op.WRITE, a=reply.a, b=self._waited_us, payload=e)
         elif self.client.last_op == Op.WRITE:
@@ -243,6 +251,7 @@ class AsynchronousCenter:
                     average_rate=opt.average_rate,
                     deterministic=opt.order == "round_robin" and self.kind != "backup",
                     backup_workers=opt.backup_workers,
+                    precision=opt.exchange_precision,
                     host=collectives.center_host(),
                 )
                 answer = (self.server.start(self.mode), token, state.version)
@@ -254,7 +263,7 @@ class AsynchronousCenter:
         address, token, version = answer
         variables = list(opt._trainable_variables)
         self.worker = WorkerExchange(
-            CenterClient(address, token, rank),
+            CenterClient(address, token, rank, precision=opt.exchange_precision),
             variables,
             lambda: opt._elastic_points(variables),
             kind=self.kind,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from training.center_protocol import Op, Status, decode, encode
+from training.center_protocol import PRECISIONS, WIRE_OPS, Op, Status, decode, encode
 
 DEFAULT_TIMEOUT = 300.0
 
@@ -46,8 +46,17 @@ def timeout_from_env() -> float:
 
 
 class CenterClient:
-    def __init__(self, address: str, token: bytes, rank: int, timeout: float | None = None):
+    def __init__(
+        self,
+        address: str,
+        token: bytes,
+        rank: int,
+        timeout: float | None = None,
+        precision: str = "float32",
+    ):
         self.address, self.token, self.rank = address, token, rank
+        self.precision = precision
+        self.wire = PRECISIONS[precision]
         self.timeout = timeout if timeout is not None else timeout_from_env()
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
@@ -65,6 +74,8 @@ class CenterClient:
     def send(self, op: Op, a: int = 0, b: int = 0, payload=b"") -> None:
         if self.in_flight:
             raise CenterError(f"{op.name} sent while {self._op.name} still waits for its answer")
+        if isinstance(payload, np.ndarray) and op in WIRE_OPS:
+            payload = payload.astype(self.wire, copy=False)
         frames = encode(op, self.rank, self.token, a, b, payload)
         self._sock.send_multipart(frames, copy=False)
         self.bytes_sent += len(frames[1]) if isinstance(frames[1], bytes) else frames[1].nbytes
@@ -101,7 +112,7 @@ class CenterClient:
             raise CenterAborted(m.text())
         if m.op != Status.OK:
             raise CenterError(f"the center refused {op.name}: {m.text()}")
-        return Reply(m.a, m.b, m.values(), seconds)
+        return Reply(m.a, m.b, m.values(self.wire if op in WIRE_OPS else "<f4"), seconds)
 
     def close(self) -> None:
         self._sock.close(0)

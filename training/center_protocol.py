@@ -1,7 +1,8 @@
 """The wire format between workers and the asynchronous center server.
 
 Every message is two frames: a fixed 48-byte header and a payload of raw little-endian float32
-values (or, for an error, its UTF-8 text). Nothing is pickled, so a peer can send the server only
+values (float16 for the model-sized payloads of a job whose `exchange_precision` is float16; or,
+for an error, its UTF-8 text). Nothing is pickled, so a peer can send the server only
 numbers of an agreed length; a message of any other shape is answered with an error and changes
 nothing. Imports neither TensorFlow nor Horovod: the server may run in a process without them.
 """
@@ -20,6 +21,10 @@ PROTOCOL = 1
 HEADER = struct.Struct("<4sBBHI16sqq")
 TOKEN_BYTES = 16
 ERROR_TEXT_MAX = 2000
+PRECISIONS = {"float32": "<f4", "float16": "<f2"}
+# The operations whose model-sized payloads (both ways) travel in the job's wire precision;
+# SNAPSHOT and LOAD, rank 0's reads and writes of the whole state, stay float32.
+WIRE_OPS = (1, 2, 3, 9)
 
 
 class Op(IntEnum):
@@ -58,8 +63,9 @@ class Message:
     def count(self) -> int:
         return len(self.payload) // 4
 
-    def values(self) -> np.ndarray:
-        return np.frombuffer(self.payload, dtype="<f4")
+    def values(self, dtype: str = "<f4") -> np.ndarray:
+        """The payload as float32 (converted from `dtype`, the job's wire precision)."""
+        return np.frombuffer(self.payload, dtype=dtype).astype("<f4", copy=False)
 
     def text(self) -> str:
         return self.payload.decode("utf-8", errors="replace")[:ERROR_TEXT_MAX]
@@ -72,7 +78,8 @@ class ProtocolError(ValueError):
 def encode(op: int, rank: int, token: bytes, a: int = 0, b: int = 0, payload=b"") -> list:
     """Two frames; `payload` is bytes or a float32 array (sent without a copy)."""
     if isinstance(payload, np.ndarray):
-        payload = np.ascontiguousarray(payload, dtype="<f4")
+        wire = "<f2" if payload.dtype == np.float16 else "<f4"
+        payload = np.ascontiguousarray(payload, dtype=wire)
         count = payload.size
     else:
         count = len(payload)

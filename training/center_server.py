@@ -37,7 +37,9 @@ import zmq
 
 from training.center_protocol import (
     HEADER,
+    PRECISIONS,
     TOKEN_BYTES,
+    WIRE_OPS,
     Message,
     Op,
     ProtocolError,
@@ -81,6 +83,7 @@ class CenterServer:
         average_rate: float = 0.001,
         deterministic: bool = False,
         backup_workers: int = 0,
+        precision: str = "float32",
         host: str = "127.0.0.1",
     ):
         if kind not in KINDS:
@@ -98,6 +101,11 @@ class CenterServer:
                 f"counts among {workers}; choose 0 to {workers - 1} (received: {backup_workers})"
             )
         self.backup_workers = backup_workers
+        if precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {tuple(PRECISIONS)}. Received: {precision!r}"
+            )
+        self.wire = PRECISIONS[precision]
         self.center = np.array(state.center, dtype="<f4").ravel()
         self.n = self.center.size
         self.average = None
@@ -239,9 +247,11 @@ class CenterServer:
             Op.GRADIENT: self.n,
             Op.LOAD: self.n * (2 if self.average is not None else 1),
         }.get(Op(m.op))
-        if expected is not None and len(m.payload) != 4 * expected:
+        size = np.dtype(self.wire if m.op in WIRE_OPS else "<f4").itemsize
+        if expected is not None and len(m.payload) != size * expected:
+            kind = "float16" if size == 2 else "float32"
             return (
-                f"wrong shape: {Op(m.op).name} takes {expected} float32 values, received "
+                f"wrong shape: {Op(m.op).name} takes {expected} {kind} values, received "
                 f"{len(m.payload)} bytes; nothing changed"
             )
         kinds = {
@@ -259,13 +269,12 @@ class CenterServer:
     def _answer(self, m: Message) -> list:
         op = Op(m.op)
         if op == Op.READ:
-            # Copies: zmq sends later, and a turn served next may change the center first.
             return encode(
-                Status.OK, m.rank, bytes(TOKEN_BYTES), self.version, 0, self.center.copy()
+                Status.OK, m.rank, bytes(TOKEN_BYTES), self.version, 0, self._wire(self.center)
             )
         if op == Op.WRITE:
             staleness = self.version - m.a
-            e = m.values()
+            e = m.values(self.wire)
             self.center += e
             self.version += 1
             self.updates += 1
@@ -276,14 +285,19 @@ class CenterServer:
             return encode(Status.OK, m.rank, bytes(TOKEN_BYTES), self.version, staleness)
         if op == Op.PUSH:
             staleness = self.version - m.a
-            self.center += m.values()
+            self.center += m.values(self.wire)
             self.version += 1
             self.updates += 1
             self._take_average()
             self._count(m, staleness)
             self._advance()
             return encode(
-                Status.OK, m.rank, bytes(TOKEN_BYTES), self.version, staleness, self.center.copy()
+                Status.OK,
+                m.rank,
+                bytes(TOKEN_BYTES),
+                self.version,
+                staleness,
+                self._wire(self.center),
             )
         if op == Op.SNAPSHOT:
             spread = np.array([sum(self.distance.values())], dtype="<f4")
@@ -326,6 +340,11 @@ class CenterServer:
         row[1] += staleness
         row[2] = max(row[2], staleness)
         row[3] = max(m.b, 0) / 1e6
+
+    def _wire(self, values: np.ndarray) -> np.ndarray:
+        """A copy in the wire precision: zmq sends later, and a turn served next may change the
+        center first."""
+        return values.astype(self.wire, copy=True)
 
     def _take_average(self) -> None:
         if self.average_kind == "time":
@@ -387,14 +406,14 @@ class CenterServer:
                 ]
             row[1] += 1
             row[2] = max(row[2], done - step)
-            missed = np.concatenate([self.means[k] for k in range(step, done)])
+            missed = self._wire(np.concatenate([self.means[k] for k in range(step, done)]))
             return [
                 [
                     identity,
                     *encode(Status.OK, m.rank, bytes(TOKEN_BYTES), done, done - step, missed),
                 ]
             ]
-        self.step_sum += m.values()
+        self.step_sum += m.values(self.wire)
         self.step_waiting.append((identity, m.rank))
         if len(self.step_waiting) < self.workers - self.backup_workers:
             return []
@@ -405,7 +424,7 @@ class CenterServer:
         self.step_sum = np.zeros(self.n, dtype="<f4")
         waiting, self.step_waiting = self.step_waiting, []
         return [
-            [who, *encode(Status.OK, rank, bytes(TOKEN_BYTES), done + 1, 0, mean)]
+            [who, *encode(Status.OK, rank, bytes(TOKEN_BYTES), done + 1, 0, self._wire(mean))]
             for who, rank in waiting
         ]
 

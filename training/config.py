@@ -265,6 +265,13 @@ class OptimizerConfig(_Section):
         ),
     )
 
+    exchange_precision: Literal["float32", "float16"] = Field(
+        "float32",
+        description=(
+            "Precision of the center server's model-sized messages (asynchronous forms, backup "
+            "workers): float16 halves their bytes."
+        ),
+    )
     backup_workers: int = Field(
         0,
         ge=0,
@@ -922,6 +929,13 @@ def warnings_for(config: ExperimentConfig, workers: int | None = None) -> list[s
                 f"optimizer.order: round_robin changes nothing in synchronous '{spec.name}' (the "
                 "center takes the sum of the updates); it orders the asynchronous form's turns"
             )
+    served = opt.asynchronous or ("backup_workers" in spec.fields and opt.backup_workers > 0)
+    if opt.exchange_precision != "float32" and not served:
+        out.append(
+            f"optimizer.exchange_precision: {opt.exchange_precision} applies to the center "
+            "server's messages only (asynchronous: true, or backup_workers); this run all-reduces "
+            "in float32"
+        )
     if not spec.periodic and opt.tau != 10:
         out.append(
             f"optimizer.tau: ignored by algorithm '{spec.name}' (it communicates every step)"

@@ -32,9 +32,10 @@ STALENESS = "staleness"
 WAIT_SECONDS = "wait_seconds"
 # Synchronous SGD with backup workers: gradients that came after their step was complete.
 DROPPED = "dropped_gradients"
-# What tables show first, and the curves a run's page draws.
+# The curves a run's page draws, those the run has (the center server's only for its runs).
+RUN_PAGE_CURVES = (CENTER_ACCURACY, TRAIN_LOSS, SPREAD, BYTES_SENT, STALENESS, DROPPED)
+# What tables show first.
 KEY_METRICS = (CENTER_ACCURACY, TRAIN_LOSS, BYTES_SENT)
-RUN_PAGE_CURVES = (CENTER_ACCURACY, TRAIN_LOSS, SPREAD, BYTES_SENT)
 
 
 @dataclass

@@ -103,6 +103,9 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         backup_workers: `sync` only: b of the workers are backups, the mean of the first
             workers - b gradients of each step is applied (Chen et al. 2016) by the same center
             server; the training loop calls `backup_step` in the place of `apply`.
+        exchange_precision: "float32", or "float16" to halve the bytes of the center server's
+            model-sized messages (the server adds in float32; what is sent is rounded on both
+            sides alike).
         root_rank: the rank whose weights everyone starts from.
         broadcast_on_build: broadcast the root's weights when the optimizer is built, so that
             every worker and the center start equal (what Horovod's broadcast callback does).
@@ -127,6 +130,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         consensus_momentum: float = 0.95,
         asynchronous: bool = False,
         backup_workers: int = 0,
+        exchange_precision: str = "float32",
         root_rank: int = 0,
         broadcast_on_build: bool = True,
         name: str | None = None,
@@ -181,6 +185,11 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
                 f"backup_workers belong to synchronous SGD (exchange 'sync'). Received: "
                 f"exchange={exchange!r}, backup_workers={backup_workers}"
             )
+        if exchange_precision not in ("float32", "float16"):
+            raise ValueError(
+                "exchange_precision must be 'float32' or 'float16'. Received: "
+                f"{exchange_precision!r}"
+            )
         if not isinstance(backup_workers, int) or backup_workers < 0:
             raise ValueError(
                 f"backup_workers must be an integer >= 0. Received: {backup_workers!r}"
@@ -218,6 +227,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
                 raise ValueError(f"optimizer.topology: {exc}") from None
         self.asynchronous = bool(asynchronous)
         self.backup_workers = backup_workers
+        self.exchange_precision = exchange_precision
         self._center_link = None
         self._served_totals: dict | None = None
         self.root_rank = root_rank
@@ -663,6 +673,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             "consensus_momentum": self.consensus_momentum,
             "asynchronous": self.asynchronous,
             "backup_workers": self.backup_workers,
+            "exchange_precision": self.exchange_precision,
             "root_rank": self.root_rank,
         }
 

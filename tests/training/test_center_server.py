@@ -29,7 +29,9 @@ def serve():
         servers.append(server)
 
         def client(rank, tok=token, timeout=5.0):
-            c = CenterClient(address, tok, rank, timeout=timeout)
+            c = CenterClient(
+                address, tok, rank, timeout=timeout, precision=kw.get("precision", "float32")
+            )
             clients.append(c)
             return c
 
@@ -163,3 +165,19 @@ def test_downpour_push_and_the_masters_averages(serve, average):
     w0.call(Op.LOAD, a=9, b=4, payload=np.zeros(2 * N, "f4"))
     r = w0.call(Op.SNAPSHOT)
     assert (r.a, r.b) == (9, 4) and not r.values[: 2 * N].any()
+
+
+def test_a_float16_exchange_halves_the_bytes_and_adds_in_float32(serve):
+    _, client = serve(precision="float16")
+    w0 = client(0)
+    read = w0.call(Op.READ)
+    np.testing.assert_array_equal(read.values, np.arange(N))  # small integers are exact
+    before = w0.bytes_sent
+    e = np.full(N, 1 / 3, "f4")
+    w0.call(Op.WRITE, a=read.a, payload=e)
+    assert w0.bytes_sent - before == 2 * N
+    center, _ = _snapshot(w0)  # float32: the sum of the center and the rounded e
+    np.testing.assert_array_equal(center, np.arange(N, dtype="f4") + np.float16(1 / 3).astype("f4"))
+    with pytest.raises(CenterError, match="WRITE takes 6 float16 values, received 24 bytes"):
+        w0.send(Op.WRITE, payload=b"\0" * 24)
+        w0.wait()

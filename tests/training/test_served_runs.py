@@ -91,3 +91,14 @@ def test_a_backup_worker_leaves_the_slow_one_behind(tmp_path, easgd_home):
     # The slow rank sent fewer gradients than steps: it caught up on the means it missed.
     slow = int(ranks["rank 2"].split(": ")[1].split(" gradients")[0])
     assert slow < rows[-1]["step"] and " 0 late" not in ranks["rank 2"], summary
+
+
+def test_a_float16_exchange_sends_half_the_bytes_and_still_learns(tmp_path, easgd_home):
+    out = tmp_path / "run"
+    _run(2, out, *ASYNC, "--set", "optimizer.exchange_precision=float16")
+    rows = read_jsonl(out / "metrics.jsonl")
+    evals = [r for r in rows if "center_accuracy" in r]
+    exchanges = -(-rows[-1]["step"] // 4)
+    weights = 64 * 32 + 32 + 32 * 10 + 10  # tiny.yaml's MLP on the 8x8 digits
+    assert rows[-1]["bytes_sent"] == exchanges * weights * 2
+    assert evals[-1]["center_accuracy"] > evals[0]["center_accuracy"] + 0.2
