@@ -34,6 +34,7 @@ from db.errors import EasgdError, InvalidTransition, LeaseHeld, LeaseLost, NotFo
 from db.store import Store
 from service import logs, processes
 from service.settings import ServiceSettings
+from training import checkpoint
 from training.hosts import Hosts, HostsError, format_hosts, parse_hosts
 from training.launch import horovodrun_argv
 
@@ -282,11 +283,15 @@ class Supervisor:
             if code == 0:
                 self._finish(job, JobStatus.SUCCEEDED, exit_code=0)
             else:
-                self._fail(job, code)
+                why_not = self._restart(job, handle, code)
+                if why_not is not None:
+                    self._fail(job, code, why_not)
 
-    def _fail(self, job: JobRecord, code: int | None) -> None:
+    def _fail(self, job: JobRecord, code: int | None, why_not_restarted: str = "") -> None:
         """Failed, with the program's own reason first, then the exit code and the log's end."""
         what = f"exit code {code}" if code is not None else "exited after a restart"
+        if why_not_restarted:
+            what += f" ({why_not_restarted})"
         reason = failure_reason(logs.tail(job.log_path, _REASON_SCAN_LINES))
         message = f"{what}; last lines of the log:\n{logs.tail(job.log_path, 20)}"
         self._finish(
@@ -296,6 +301,54 @@ class Supervisor:
             message=f"{reason}\n{message}" if reason else message,
             run_error=reason or what,
         )
+
+    def _restart(self, job: JobRecord, handle: Handle, code: int | None) -> str | None:
+        """Relaunch a job whose ranks failed from its run's last complete checkpoint, with as
+        many workers as can be placed now (resources.min_workers at least). None when it did;
+        else why not ("" when a restart does not apply): a configuration error (exit 2), no
+        checkpoint, its restarts spent (resources.max_restarts), the same failure at the same
+        step as the attempt before, or too few free slots."""
+        resources = json.loads(job.config).get("resources", {})
+        limit = int(resources.get("max_restarts", 3))
+        floor = int(resources.get("min_workers") or job.workers)
+        if code in (None, 0, 2) or not job.run_dir or not job.run_id or limit <= 0:
+            return ""
+        found = checkpoint.latest(Path(job.run_dir))
+        try:
+            events = self.store.events(job.run_id)
+        except NotFound:
+            return ""
+        restarts = sum(e.kind == "restarted" for e in events)
+        failed = [(e.message, e.step) for e in events if e.kind == "failed"]
+        if found is None:
+            return "not restarted: the run has no complete checkpoint yet"
+        if restarts >= limit:
+            return f"not restarted: its {limit} restarts (resources.max_restarts) are spent"
+        if len(failed) >= 2 and failed[-1] == failed[-2]:
+            return "not restarted: the same failure at the same step as the attempt before"
+        # Nothing of the failed attempt may survive it (horovodrun can leave ranks behind).
+        self._terminate_job(
+            handle.token, handle.pid, handle.start_time, self.settings.grace_seconds
+        )
+        allocation = next(
+            (a for n in range(job.workers, floor - 1, -1) if (a := self._allocate(job, n))),
+            None,
+        )
+        if allocation is None:
+            return f"not restarted: fewer than {floor} slots free (resources.min_workers)"
+        workers = sum(allocation.hosts.values())
+        step = int(found[1]["step"])
+        cause = failure_reason(logs.tail(job.log_path, _REASON_SCAN_LINES)) or f"exit code {code}"
+        note = (
+            f"{cause}; relaunched from the checkpoint at step {step} with {workers} of "
+            f"{job.workers} workers (restart {restarts + 1} of {limit})"
+        )
+        self.store.add_event(job.run_id, "restarted", note, step)
+        with Path(job.log_path).open("a") as log:
+            log.write(f"easgd service: job {job.id}: {note}\n")
+        self._start(job, allocation, ["--resume", job.run_dir], workers)
+        self.store.update_job(job.id, message=f"restarted {restarts + 1} time(s); last: {note}")
+        return None
 
     def _exit_from_run(self, job: JobRecord) -> int | None:
         if not job.run_id:
@@ -369,7 +422,9 @@ class Supervisor:
             )
         return None
 
-    def _allocate(self, job: JobRecord) -> Allocation | None:
+    def _allocate(self, job: JobRecord, workers: int | None = None) -> Allocation | None:
+        """Where `workers` (default: the job's) ranks go now, or None until slots are free."""
+        workers = workers or job.workers
         resources = json.loads(job.config).get("resources", {})
         gpus_per_worker = int(resources.get("gpus_per_worker", 0))
         try:
@@ -377,16 +432,18 @@ class Supervisor:
         except HostsError as exc:  # a job queued before hosts had one grammar
             problem, requested = str(exc), None
         else:
-            problem = self.placement_problem(job.workers, gpus_per_worker, requested)
-        if problem:
+            problem = self.placement_problem(workers, gpus_per_worker, requested)
+        if problem and workers == job.workers:
             self._finish(job, JobStatus.FAILED, expected=JobStatus.QUEUED, message=problem)
             return None
+        if problem:
+            return None
         used_hosts, used_gpus = self._used()
-        gpus_needed = job.workers * gpus_per_worker
+        gpus_needed = workers * gpus_per_worker
         gpus = [g for g in self.settings.gpus if g not in used_gpus][:gpus_needed]
         if len(gpus) < gpus_needed:
             return None
-        remaining = job.workers
+        remaining = workers
         hosts: Hosts = {}
         for name, cap in (requested or self.settings.hosts).items():
             take = min(cap, self.settings.hosts[name] - used_hosts.get(name, 0), remaining)
@@ -403,23 +460,12 @@ class Supervisor:
         return Allocation(hosts, job.gpus.split(",") if job.gpus else [])
 
     # ------------------------------------------------------------------ launch and finish
-    def command(
-        self, job: JobRecord, allocation: Allocation, config_path: Path, run_dir: Path
-    ) -> list[str]:
-        """Through training.launch, the builder the benchmarks and the tests use too."""
+    def command(self, job: JobRecord, allocation: Allocation, args: list[str]) -> list[str]:
+        """Through training.launch, the builder the benchmarks and the tests use too: as many
+        ranks as the allocation places."""
         return horovodrun_argv(
-            job.workers,
-            [
-                sys.executable,
-                "-m",
-                "training",
-                "--config",
-                str(config_path),
-                "--out",
-                str(run_dir),
-                "--source",
-                job.source,
-            ],
+            sum(allocation.hosts.values()),
+            [sys.executable, "-m", "training", *args, "--source", job.source],
             allocation.hosts,
         )
 
@@ -432,7 +478,6 @@ class Supervisor:
         config_path.write_text(yaml.safe_dump(json.loads(job.config), sort_keys=False))
         log_path = job_dir / "job.log"
         run_dir = self.settings.runs_dir / f"job-{job.id}"
-        token = secrets.token_hex(16)
         try:
             job = self.store.transition_job(
                 job.id,
@@ -440,14 +485,24 @@ class Supervisor:
                 log_path=str(log_path),
                 run_id=run_dir.name,
                 run_dir=str(run_dir),
-                gpus=",".join(allocation.gpus) or None,
-                hosts=allocation.host_arg(),
-                launch_token=token,
                 expected=JobStatus.QUEUED,
                 lease_token=self._lease_token,
             )
         except InvalidTransition:
             return  # cancelled meanwhile
+        self._start(job, allocation, ["--config", str(config_path), "--out", str(run_dir)])
+
+    def _start(
+        self, job: JobRecord, allocation: Allocation, args: list[str], workers: int | None = None
+    ) -> None:
+        """Start one attempt of a running job: its processes carry a fresh launch token."""
+        token = secrets.token_hex(16)
+        job = self.store.update_job(
+            job.id,
+            gpus=",".join(allocation.gpus) or None,
+            hosts=allocation.host_arg(),
+            launch_token=token,
+        )
         env = {
             **{k: v for k, v in os.environ.items() if not _SECRET_ENV.match(k)},
             processes.JOB_ENV: str(job.id),
@@ -460,11 +515,12 @@ class Supervisor:
             env["EASGD_DB_URL"] = self.store.url
         if allocation.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(allocation.gpus)
-        argv = self.command(job, allocation, config_path, run_dir)
+        argv = self.command(job, allocation, args)
+        log_path = Path(job.log_path)
         with log_path.open("a") as log:
             log.write(f"easgd service: job {job.id}: {' '.join(argv)}\n")
         try:
-            popen, started = self._spawn(argv, env, log_path, cwd=job_dir)
+            popen, started = self._spawn(argv, env, log_path, cwd=log_path.parent)
         except OSError as exc:
             message = f"could not start horovodrun: {exc}"
             self._finish(job, JobStatus.FAILED, message=message, run_error=message)

@@ -67,12 +67,30 @@ def latest(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     return d, json.loads((d / "meta.json").read_text(encoding="utf-8"))
 
 
+def model_mean(d: Path, workers: int) -> list[np.ndarray]:
+    """The mean over the checkpoint's `workers` ranks of each model variable (a run without a
+    center resumed with another number of workers starts from it)."""
+    total: list[np.ndarray] | None = None
+    for rank in range(workers):
+        path = d / f"rank-{rank}.npz"
+        if not path.exists():
+            raise CheckpointError(f"--resume: {path} is missing; the checkpoint is incomplete")
+        with np.load(path) as f:
+            arrays = [
+                f[k]
+                for k in sorted(
+                    (k for k in f.files if k.startswith("model/")),
+                    key=lambda k: int(k.split("/")[1]),
+                )
+            ]
+        total = arrays if total is None else [t + a for t, a in zip(total, arrays)]
+    return [t / workers for t in total or []]
+
+
 def restore_rank(d: Path, rank: int, model_vars, optimizer_vars) -> None:
     path = d / f"rank-{rank}.npz"
     if not path.exists():
-        raise CheckpointError(
-            f"--resume: {path} is missing; resume with the same number of workers as the run had"
-        )
+        raise CheckpointError(f"--resume: {path} is missing: the checkpoint is incomplete")
     with np.load(path) as f:
         n_model = sum(1 for k in f.files if k.startswith("model/"))
         n_opt = sum(1 for k in f.files if k.startswith("optimizer/"))

@@ -391,6 +391,21 @@ class ResourcesConfig(_Section):
         json_schema_extra={"pattern": HOSTS_PATTERN},
     )
     gpus_per_worker: int = Field(0, ge=0, le=1, description="GPUs per rank (0 or 1).")
+    max_restarts: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description=(
+            "Times the service relaunches the job from its last checkpoint when a rank or host "
+            "fails (not for a configuration error, nor the same failure at the same step twice)."
+        ),
+    )
+    min_workers: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Fewest workers a restart may run with (default: all of them).",
+    )
     slow_ranks: dict[
         Annotated[int, BeforeValidator(_not_bool), Field(ge=0, le=1023)],
         Annotated[float, BeforeValidator(_not_bool), Field(ge=1, le=100, allow_inf_nan=False)],
@@ -422,6 +437,15 @@ class ResourcesConfig(_Section):
                     f"hosts {self.hosts} give {slots} slot{'s' if slots > 1 else ''}, fewer "
                     f"than workers ({self.workers}); add slots or lower workers"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _min_workers_fit(self) -> ResourcesConfig:
+        if self.min_workers is not None and self.min_workers > self.workers:
+            raise ValueError(
+                f"min_workers: {self.min_workers} is more than workers ({self.workers}); "
+                f"choose 1 to {self.workers} (received: {self.min_workers})"
+            )
         return self
 
     @field_validator("slow_ranks", mode="before")

@@ -32,8 +32,10 @@ STALENESS = "staleness"
 WAIT_SECONDS = "wait_seconds"
 # Synchronous SGD with backup workers: gradients that came after their step was complete.
 DROPPED = "dropped_gradients"
+# The job's world size at each evaluation: it changes when a run resumes with other workers.
+WORKERS = "workers"
 # The curves a run's page draws, those the run has (the center server's only for its runs).
-RUN_PAGE_CURVES = (CENTER_ACCURACY, TRAIN_LOSS, SPREAD, BYTES_SENT, STALENESS, DROPPED)
+RUN_PAGE_CURVES = (CENTER_ACCURACY, TRAIN_LOSS, SPREAD, BYTES_SENT, STALENESS, DROPPED, WORKERS)
 # What tables show first.
 KEY_METRICS = (CENTER_ACCURACY, TRAIN_LOSS, BYTES_SENT)
 

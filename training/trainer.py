@@ -29,6 +29,7 @@ from training.metrics import (
     WAIT_SECONDS,
     WORKER_ACCURACY,
     WORKER_LOSS,
+    WORKERS,
     FanOut,
     MetricsSink,
     RunInfo,
@@ -97,12 +98,14 @@ class Trainer:
             d, meta = found
             if self.served:
                 self._restore_served(d, meta)
+            elif meta.get("asynchronous"):
+                raise checkpoint.CheckpointError(
+                    "--resume: the checkpoint is of a run on the center server, and this one's "
+                    "workers all-reduce; resume it with the configuration it had"
+                )
+            elif meta.get("workers") != self.size:
+                self._restore_resized(d, int(meta.get("workers") or 0))
             else:
-                if meta.get("workers") != self.size:
-                    raise checkpoint.CheckpointError(
-                        f"--resume: the checkpoint was written by {meta.get('workers')} workers, "
-                        f"this job has {self.size}; start it with -np {meta.get('workers')}"
-                    )
                 checkpoint.restore_rank(
                     d, self.rank, self.model.variables, self.optimizer.variables
                 )
@@ -153,16 +156,49 @@ class Trainer:
         self.ckpt.restore_rank(d, 0, self.model.variables, self.optimizer.variables)
         if self.backup:
             return
-        for x, c in zip(self.model.trainable_variables, self.optimizer.center):
-            x.assign(c.value)
-        inner = self.optimizer.inner_optimizer
-        for v in inner.variables:
-            if v is not inner.iterations and "learning_rate" not in v.path:
-                v.assign(self.tf.zeros_like(v.value))
+        self._restart_from_center()
         self.restart_note = (
             f"every worker restarts from the center ({meta.get('workers')} workers before, "
             f"{self.size} now); the inner optimizer's state starts again"
         )
+
+    def _restore_resized(self, d: Path, old: int) -> None:
+        """A resume with another number of workers: a worker's own state means nothing for the
+        new size, so every rank starts from one state. Synchronous SGD: rank 0's weights and
+        optimizer state, which every worker shared. With a center: the center (Tree EASGD's
+        group centers too), the inner optimizer's state reset. Consensus: the workers' mean."""
+        opt, spec = self.optimizer, self.config.optimizer.spec
+        self.ckpt.restore_rank(d, 0, self.model.variables, opt.variables)
+        if spec.evaluated == "weights":
+            rule = "every worker restarts from rank 0's weights and optimizer state"
+        elif spec.evaluated == "mean":
+            for v, mean in zip(self.model.variables, self.ckpt.model_mean(d, old)):
+                v.assign(mean)
+            for state in (opt.mean, opt.previous):
+                for s, x in zip(state, self.model.trainable_variables):
+                    s.assign(x.value)
+            self._reset_inner()
+            rule = (
+                f"every worker restarts from the mean of the {old} workers' weights; the inner "
+                "optimizer's state starts again"
+            )
+        else:
+            self._restart_from_center()
+            rule = "every worker restarts from the center; the inner optimizer's state starts again"
+        self.restart_note = f"{rule} ({old} workers before, {self.size} now)"
+
+    def _restart_from_center(self) -> None:
+        for x, c in zip(self.model.trainable_variables, self.optimizer.center):
+            x.assign(c.value)
+        for g, c in zip(getattr(self.optimizer, "group_center", []), self.optimizer.center):
+            g.assign(c.value)
+        self._reset_inner()
+
+    def _reset_inner(self) -> None:
+        inner = self.optimizer.inner_optimizer
+        for v in inner.variables:
+            if v is not inner.iterations and "learning_rate" not in v.path:
+                v.assign(self.tf.zeros_like(v.value))
 
     def _gradient_step_impl(self, x, y):
         """Backup workers: the loss, the rate and this step's gradient as one flat vector."""
@@ -289,6 +325,7 @@ class Trainer:
             CENTER_ACCURACY: c_acc,
             WORKER_LOSS: w_loss,
             WORKER_ACCURACY: w_acc,
+            WORKERS: float(self.size),
         }
 
     def _load_center(self) -> None:

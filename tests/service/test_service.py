@@ -148,26 +148,59 @@ def test_a_cancel_in_one_service_spares_another_services_job_with_the_same_id(tm
             _kill_jobs(svc.home)
 
 
-def _rank0(job_root: psutil.Process) -> psutil.Process:
+def _rank(job_root: psutil.Process, rank: int = 0) -> psutil.Process:
     for p in job_root.children(recursive=True):
         try:
-            if p.environ().get("HOROVOD_RANK") == "0" and "training" in p.cmdline():
+            if p.environ().get("HOROVOD_RANK") == str(rank) and "training" in p.cmdline():
                 return p
         except psutil.NoSuchProcess:
             continue
-    raise AssertionError("no rank 0 under the job's horovodrun")
+    raise AssertionError(f"no rank {rank} under the job's horovodrun")
 
 
 def test_killing_rank_0_fails_the_job_and_its_run_with_a_reason(service):
-    job = service.post({"config": TINY, "set": ["training.epochs=500"]}).json()
+    job = service.post(
+        {"config": TINY, "set": ["training.epochs=500", "resources.max_restarts=0"]}
+    ).json()
     running = service.wait(job["id"], {"running"})
     _wait_for_steps(service, f"job-{job['id']}")
-    _rank0(psutil.Process(running["pid"])).kill()
+    _rank(psutil.Process(running["pid"])).kill()
     done = service.wait(job["id"], {"succeeded", "failed", "cancelled"}, timeout=60)
     run = httpx.get(f"{service.url}/runs/{done['run_id']}", timeout=30).json()
     assert done["status"] == "failed"
     assert run["status"] == "failed" and run["end_time"] is not None
     assert run["error"] and run["error"] == done["message"].splitlines()[0]
+
+
+def test_a_killed_rank_restarts_the_job_from_its_checkpoint(service):
+    job = service.post(
+        {"config": TINY, "set": ["training.epochs=30", "checkpoint.every=10"]}
+    ).json()
+    running = service.wait(job["id"], {"running"})
+    run_id = f"job-{job['id']}"
+    _wait_for_steps(service, run_id, steps=25)
+    before = _processes_of(service.home, job["id"])
+    killed_at = time.time()
+    _rank(psutil.Process(running["pid"]), 1).kill()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        events = httpx.get(f"{service.url}/runs/{run_id}", timeout=30).json()["events"]
+        if any(e["kind"] == "restarted" for e in events):
+            break
+        time.sleep(0.5)
+    relaunched = time.time() - killed_at
+    assert relaunched < 30, relaunched
+    assert _alive(before) == []  # nothing of the first attempt survives it
+    done = service.wait(job["id"], {"succeeded", "failed", "cancelled"}, timeout=300)
+    assert done["status"] == "succeeded", done["message"]
+    assert "restarted 1 time(s)" in done["message"]
+    run = httpx.get(f"{service.url}/runs/{run_id}", timeout=30).json()
+    assert run["status"] == "finished"
+    restart = next(e for e in run["events"] if e["kind"] == "restarted")
+    assert "relaunched from the checkpoint at step" in restart["message"]
+    assert "with 2 of 2 workers (restart 1 of 3)" in restart["message"]
+    resumed = [e for e in run["events"] if e["kind"] == "started"][-1]
+    assert f"resumed at step {restart['step']}" in resumed["message"]
 
 
 def test_a_failed_job_says_why_first(service):
