@@ -169,8 +169,9 @@ class Trainer:
         group centers too), the inner optimizer's state reset. Consensus: the workers' mean."""
         opt, spec = self.optimizer, self.config.optimizer.spec
         self.ckpt.restore_rank(d, 0, self.model.variables, opt.variables)
+        reset = "; the inner optimizer's state starts again"
         if spec.evaluated == "weights":
-            rule = "every worker restarts from rank 0's weights and optimizer state"
+            rule, reset = "every worker restarts from rank 0's weights and optimizer state", ""
         elif spec.evaluated == "mean":
             for v, mean in zip(self.model.variables, self.ckpt.model_mean(d, old)):
                 v.assign(mean)
@@ -178,14 +179,11 @@ class Trainer:
                 for s, x in zip(state, self.model.trainable_variables):
                     s.assign(x.value)
             self._reset_inner()
-            rule = (
-                f"every worker restarts from the mean of the {old} workers' weights; the inner "
-                "optimizer's state starts again"
-            )
+            rule = f"every worker restarts from the mean of the {old} workers' weights"
         else:
             self._restart_from_center()
-            rule = "every worker restarts from the center; the inner optimizer's state starts again"
-        self.restart_note = f"{rule} ({old} workers before, {self.size} now)"
+            rule = "every worker restarts from the center"
+        self.restart_note = f"{rule} ({old} workers before, {self.size} now){reset}"
 
     def _restart_from_center(self) -> None:
         for x, c in zip(self.model.trainable_variables, self.optimizer.center):

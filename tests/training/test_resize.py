@@ -50,5 +50,6 @@ def test_a_resume_with_other_workers_restarts_from_one_state(
     assert [r["step"] for r in rows] == list(range(41))
     sizes = [(r["step"], r["workers"]) for r in rows if "workers" in r]
     assert sizes == [(0, before), (10, before), (20, before), (30, after), (40, after)]
-    evals = [r["center_accuracy"] for r in rows if "center_accuracy" in r]
-    assert evals[-1] > evals[0] + 0.1
+    # Training goes on from where it was: nothing of what was learnt is lost at the resume.
+    accuracy = {r["step"]: r["center_accuracy"] for r in rows if "center_accuracy" in r}
+    assert accuracy[40] >= accuracy[20] - 0.02 and accuracy[40] > accuracy[0]
