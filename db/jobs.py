@@ -189,6 +189,7 @@ class JobStore(SqlStore):
         "cancel_requested",
         "gpus",
         "hosts",
+        "workers",
     }
 
     def _set_job_fields(self, job: Job, fields: dict[str, Any]) -> None:

@@ -84,6 +84,12 @@ class JobRequest(BaseModel):
         return check_printable(v) if isinstance(v, str) else v
 
 
+class ScaleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workers: int = Field(ge=1, le=1024, strict=True, description="The job's new number of workers.")
+
+
 class JobOut(BaseModel):
     id: int
     name: str | None
@@ -340,6 +346,21 @@ def create_app(
     )
     def cancel(job_id: int = Depends(_job_id)) -> JobOut:
         return _job_out(supervisor.cancel(job_id))
+
+    not_running = {
+        **no_job,
+        409: _message("The job is not running here (queued, ended, or another service's)."),
+    }
+
+    @app.post("/jobs/{job_id}/checkpoint", response_model=JobOut, responses=not_running)
+    def checkpoint(job_id: int = Depends(_job_id)) -> JobOut:
+        """Ask a running job for a checkpoint at its next step boundary."""
+        return _job_out(supervisor.request_checkpoint(job_id))
+
+    @app.post("/jobs/{job_id}/scale", response_model=JobOut, responses=not_running)
+    def scale(req: ScaleRequest, job_id: int = Depends(_job_id)) -> JobOut:
+        """Checkpoint a running job now, then relaunch it from there with `workers` workers."""
+        return _job_out(supervisor.scale(job_id, req.workers))
 
     @app.get(
         "/jobs/{job_id}/logs",

@@ -88,6 +88,12 @@ class Client:
     def cancel(self, job_id: int) -> dict[str, Any]:
         return self._call("POST", f"/jobs/{job_id}/cancel")
 
+    def checkpoint(self, job_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{job_id}/checkpoint")
+
+    def scale(self, job_id: int, workers: int) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{job_id}/scale", json={"workers": workers})
+
     def logs(self, job_id: int, tail: int = 200) -> str:
         return self._call("GET", f"/jobs/{job_id}/logs", params={"tail": tail})
 

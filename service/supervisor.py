@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +41,8 @@ from training.launch import horovodrun_argv
 
 LOST_MESSAGE = "lost: the service stopped while it ran"
 CANCELLED_MESSAGE = "cancelled by request"
+# How long a scale waits for the checkpoint it asked for.
+SCALE_WAIT_SECONDS = 120
 # What the training program prints when it gives up (training/__main__.py, training/program.py),
 # after Horovod's per-rank prefix ("[0]<stderr>:", maybe a timestamp before it).
 _REASON = re.compile(
@@ -117,6 +120,8 @@ class Supervisor:
         self.store = store
         self.settings = settings
         self.handles: dict[int, Handle] = {}
+        # Jobs asked to scale: (workers, the checkpoint step before the ask, when asked).
+        self.scaling: dict[int, tuple[int, int, float]] = {}
         self._spawn = spawn
         self._is_same_process = is_same_process
         self._terminate_job = terminate_job
@@ -265,6 +270,7 @@ class Supervisor:
         return not self._is_same_process(handle.pid, handle.start_time), None
 
     def _watch_running(self) -> None:
+        self._scale_when_checkpointed()
         for job_id, handle in list(self.handles.items()):
             try:
                 job = self.store.get_job(job_id)
@@ -575,6 +581,90 @@ class Supervisor:
             exit_code=ended_by if ended_by is not None else code,
             run_error=CANCELLED_MESSAGE,
         )
+
+    # ------------------------------------------------------------------ checkpoint, scale
+    def _running_here(self, job_id: int, what: str) -> tuple[JobRecord, Handle]:
+        job = self.store.get_job(job_id)
+        handle = self.handles.get(job_id)
+        if job.status is not JobStatus.RUNNING or handle is None:
+            raise InvalidTransition(
+                f"job {job_id} is {job.status.value}{'' if handle else ' elsewhere'}; only a "
+                f"running job of this service can {what}"
+            )
+        return job, handle
+
+    def _signal_ranks(self, handle: Handle) -> int:
+        """SIGUSR1 to the job's training ranks (not horovodrun, for which it is fatal)."""
+        sent = 0
+        for proc in processes.job_processes(handle.token, handle.pid, handle.start_time):
+            try:
+                if "HOROVOD_RANK" in proc.environ() and "training" in proc.cmdline():
+                    proc.send_signal(signal.SIGUSR1)
+                    sent += 1
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return sent
+
+    def request_checkpoint(self, job_id: int) -> JobRecord:
+        """Ask a running job's ranks for a checkpoint at the next step boundary they agree on
+        (every 10 steps for ranks that all-reduce; at once on the center server)."""
+        with self._lock:
+            job, handle = self._running_here(job_id, "checkpoint")
+            if self._signal_ranks(handle) == 0:
+                raise InvalidTransition(f"job {job_id} has no training rank running yet")
+            return job
+
+    def scale(self, job_id: int, workers: int) -> JobRecord:
+        """Checkpoint a running job now, then relaunch it from that checkpoint with `workers`."""
+        with self._lock:
+            job, handle = self._running_here(job_id, "scale")
+            resources = json.loads(job.config).get("resources", {})
+            problem = self.placement_problem(
+                workers, int(resources.get("gpus_per_worker", 0)), None
+            )
+            if problem:
+                raise InvalidTransition(problem.replace("resources.workers", "--workers"))
+            found = checkpoint.latest(Path(job.run_dir)) if job.run_dir else None
+            if self._signal_ranks(handle) == 0:
+                raise InvalidTransition(f"job {job_id} has no training rank running yet")
+            self.scaling[job_id] = (workers, found[1]["step"] if found else -1, time.time())
+            note = f"scaling to {workers} workers: waiting for the checkpoint asked for"
+            return self.store.update_job(job_id, message=note)
+
+    def _scale_when_checkpointed(self) -> None:
+        for job_id, (workers, before, asked_at) in list(self.scaling.items()):
+            handle = self.handles.get(job_id)
+            job = self.store.get_job(job_id)
+            if handle is None or job.status is not JobStatus.RUNNING:
+                self.scaling.pop(job_id)
+                continue
+            found = checkpoint.latest(Path(job.run_dir))
+            if found is None or found[1]["step"] <= before:
+                if time.time() - asked_at > SCALE_WAIT_SECONDS:
+                    self.scaling.pop(job_id)
+                    self.store.update_job(
+                        job_id,
+                        message=f"scaling to {workers} workers given up: no checkpoint within "
+                        f"{SCALE_WAIT_SECONDS} s",
+                    )
+                continue
+            self.handles.pop(job_id)
+            self._terminate_job(
+                handle.token, handle.pid, handle.start_time, self.settings.grace_seconds
+            )
+            allocation = self._allocate(job, workers)
+            if allocation is None:  # its own slots are free again: only another job took them
+                allocation = self._allocate(job)
+            step = int(found[1]["step"])
+            placed = sum(allocation.hosts.values()) if allocation else 0
+            self.scaling.pop(job_id)
+            note = f"scaled from {found[1].get('workers')} to {placed} workers at step {step}"
+            self.store.add_event(job.run_id, "scaled", note, step)
+            self.store.update_job(job_id, workers=placed or job.workers, message=note)
+            if allocation is None:
+                self._fail(job, None, "not relaunched: its slots were taken while it scaled")
+                continue
+            self._start(self.store.get_job(job_id), allocation, ["--resume", job.run_dir])
 
     # ------------------------------------------------------------------ requests
     def cancel(self, job_id: int) -> JobRecord:

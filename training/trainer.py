@@ -8,6 +8,8 @@ built, so that importing this module stays cheap.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +36,20 @@ from training.metrics import (
     MetricsSink,
     RunInfo,
 )
+
+# Steps between the ranks' agreement on a checkpoint asked for by a signal.
+CONTROL_EVERY = 10
+
+
+def _on_checkpoint_signal(trainer: Trainer) -> None:
+    """SIGUSR1 asks for a checkpoint at the next step boundary the ranks agree on."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def ask(signum, frame) -> None:
+        trainer.checkpoint_asked = True
+
+    signal.signal(signal.SIGUSR1, ask)
 
 
 class Trainer:
@@ -88,6 +104,8 @@ class Trainer:
         self.served = opt_cfg.asynchronous or self.backup
         self.slowdown = config.resources.slow_ranks.get(self.rank, 1.0)
         self.restart_note: str | None = None
+        self.checkpoint_asked = False
+        _on_checkpoint_signal(self)
         self._staleness_seen = (0.0, 0.0)
         if resume:
             found = checkpoint.latest(run_dir)
@@ -441,7 +459,7 @@ class Trainer:
                 last.update(row)
                 if evaluate:
                     self._evaluated(row)
-            if (every and self._crossed(before, every)) or at_end:
+            if (every and self._crossed(before, every)) or at_end or self._asked(before):
                 self._checkpoint(time.perf_counter() - start)
         if self.served:
             self.optimizer.finish_asynchronous()
@@ -459,6 +477,20 @@ class Trainer:
                 self._asynchronous_summary()
             self._checkpoint(time.perf_counter() - start)
         return last
+
+    def _asked(self, before: int) -> bool:
+        """A checkpoint on demand (SIGUSR1, what `easgd jobs checkpoint` sends every rank). The
+        ranks that all-reduce must save on the same step: every CONTROL_EVERY steps they agree
+        with one scalar all-reduce whether any was asked; on the center server rank 0 saves
+        alone, at once."""
+        if self.served:
+            asked, self.checkpoint_asked = self.checkpoint_asked and self.rank == 0, False
+            return asked
+        if not self._crossed(before, CONTROL_EVERY):
+            return False
+        flag = self.tf.constant(float(self.checkpoint_asked), self.tf.float64)
+        self.checkpoint_asked = False
+        return float(self.collectives.sum_scalar(flag, "easgd_control").numpy()) > 0
 
     def _crossed(self, before: int, every: int) -> bool:
         """Whether the step count passed a multiple of `every` (a late backup worker jumps)."""

@@ -114,6 +114,18 @@ def cmd_jobs_cancel(args) -> int:
     return 0
 
 
+def cmd_jobs_checkpoint(args) -> int:
+    j = _client(args).checkpoint(args.job_id)
+    print(f"job {j['id']}: checkpoint asked for (at its next step boundary)")
+    return 0
+
+
+def cmd_jobs_scale(args) -> int:
+    j = _client(args).scale(args.job_id, args.workers)
+    print(f"job {j['id']}: {j['message']}")
+    return 0
+
+
 def add_commands(sub, add) -> None:
     def api_arg(p):
         p.add_argument(
@@ -129,9 +141,9 @@ def add_commands(sub, add) -> None:
     sb.add_argument("--priority", type=int, default=0)
     api_arg(sb)
 
-    jobs = sub.add_parser("jobs", help="list, show, follow and cancel jobs").add_subparsers(
-        dest="jobs_command", required=True, metavar="ACTION"
-    )
+    jobs = sub.add_parser(
+        "jobs", help="list, show, follow, cancel, checkpoint and scale jobs"
+    ).add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
     ls = add(jobs, "list", cmd_jobs_list, "recent jobs")
     ls.add_argument(
         "--status",
@@ -152,3 +164,10 @@ def add_commands(sub, add) -> None:
     cn = add(jobs, "cancel", cmd_jobs_cancel, "cancel a queued or running job")
     cn.add_argument("job_id", type=int)
     api_arg(cn)
+    ck = add(jobs, "checkpoint", cmd_jobs_checkpoint, "checkpoint a running job now")
+    ck.add_argument("job_id", type=int)
+    api_arg(ck)
+    sc = add(jobs, "scale", cmd_jobs_scale, "checkpoint a running job, relaunch it with N workers")
+    sc.add_argument("job_id", type=int)
+    sc.add_argument("--workers", type=int, required=True)
+    api_arg(sc)

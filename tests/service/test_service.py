@@ -203,6 +203,60 @@ def test_a_killed_rank_restarts_the_job_from_its_checkpoint(service):
     assert f"resumed at step {restart['step']}" in resumed["message"]
 
 
+def _events_of(service, run_id: str, kind: str, count: int = 1, timeout: float = 90) -> list:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        events = httpx.get(f"{service.url}/runs/{run_id}", timeout=30).json()["events"]
+        found = [e for e in events if e["kind"] == kind]
+        if len(found) >= count:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id}: fewer than {count} {kind} events in {timeout} s")
+
+
+def test_a_checkpoint_on_demand_lands_within_ten_steps(service):
+    job = service.post(
+        {"config": TINY, "set": ["training.epochs=500", "checkpoint.every=100000"]}
+    ).json()
+    service.wait(job["id"], {"running"})
+    run_id = f"job-{job['id']}"
+    _wait_for_steps(service, run_id, steps=15)
+    asked_at = httpx.get(f"{service.url}/runs/{run_id}", timeout=30).json()["last_step"]
+    out = service.easgd("jobs", "checkpoint", str(job["id"]))
+    assert out.returncode == 0 and "checkpoint asked for" in out.stdout, out.stderr
+    (saved,) = _events_of(service, run_id, "checkpointed")
+    assert asked_at < saved["step"] and saved["step"] % 10 == 0
+    assert (service.home / "runs" / run_id / "checkpoints").is_dir()
+    service.easgd("jobs", "cancel", str(job["id"]))
+    refused = service.easgd("jobs", "checkpoint", str(job["id"]))
+    assert refused.returncode != 0 and "only a running job of this service" in refused.stderr
+
+
+def test_scaling_a_running_job_down_and_up_continues_its_run(service):
+    job = service.post(
+        {"config": TINY, "set": ["training.epochs=2000", "checkpoint.every=100000"]}
+    ).json()
+    service.wait(job["id"], {"running"})
+    run_id = f"job-{job['id']}"
+    _wait_for_steps(service, run_id, steps=15)
+    for workers, count in ((1, 1), (2, 2)):
+        out = service.easgd("jobs", "scale", str(job["id"]), "--workers", str(workers))
+        assert out.returncode == 0 and f"scaling to {workers} workers" in out.stdout, out.stderr
+        scaled = _events_of(service, run_id, "scaled", count)[-1]
+        assert f"to {workers} workers at step" in scaled["message"]
+        _wait_for_steps(service, run_id, steps=scaled["step"] + 15)
+    history = httpx.get(
+        f"{service.url}/runs/{run_id}/metrics", params={"key": "workers"}, timeout=30
+    ).json()
+    sizes = [value for _, _, value in history["workers"]]
+    changes = [a for a, b in zip(sizes, [None, *sizes]) if a != b]
+    assert changes == [2, 1, 2], sizes
+    assert httpx.get(f"{service.url}/jobs/{job['id']}", timeout=30).json()["workers"] == 2
+    bad = service.easgd("jobs", "scale", str(job["id"]), "--workers", "99")
+    assert bad.returncode != 0 and "--workers: needs 99 slots" in bad.stderr
+    service.easgd("jobs", "cancel", str(job["id"]))
+
+
 def test_a_failed_job_says_why_first(service):
     data = service.home / "data"
     data.mkdir(parents=True, exist_ok=True)
