@@ -244,6 +244,8 @@ def test_scaling_a_running_job_down_and_up_continues_its_run(service):
         assert out.returncode == 0 and f"scaling to {workers} workers" in out.stdout, out.stderr
         scaled = _events_of(service, run_id, "scaled", count)[-1]
         assert f"to {workers} workers at step" in scaled["message"]
+        resumed = _events_of(service, run_id, "started", count + 1)[-1]
+        assert f"resumed at step {scaled['step']}" in resumed["message"]
         _wait_for_steps(service, run_id, steps=scaled["step"] + 15)
     history = httpx.get(
         f"{service.url}/runs/{run_id}/metrics", params={"key": "workers"}, timeout=30
