@@ -87,7 +87,7 @@ class JobRequest(BaseModel):
 class ScaleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    workers: int = Field(ge=1, le=1024, strict=True, description="The job's new number of workers.")
+    workers: int = Field(ge=1, le=1024, description="The job's new number of workers.")
 
 
 class JobOut(BaseModel):
@@ -288,18 +288,15 @@ def create_app(
             "scheduling": supervisor.holds_lease,
         }
 
-    @app.post(
-        "/jobs",
-        status_code=201,
-        response_model=JobOut,
-        responses={
-            400: _message("The body is not UTF-8 JSON, or is nested too deeply to read."),
-            413: {
-                "description": f"The body is larger than {MAX_BODY_BYTES} bytes.",
-                "content": {"text/plain": {"schema": {"type": "string"}}},
-            },
+    body = {
+        400: _message("The body is not UTF-8 JSON, or is nested too deeply to read."),
+        413: {
+            "description": f"The body is larger than {MAX_BODY_BYTES} bytes.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
         },
-    )
+    }
+
+    @app.post("/jobs", status_code=201, response_model=JobOut, responses=body)
     def submit(req: JobRequest) -> JobOut:
         try:
             prepared = prepare(req.config, req.set, req.workers, settings.data_dirs, req.name)
@@ -357,7 +354,7 @@ def create_app(
         """Ask a running job for a checkpoint at its next step boundary."""
         return _job_out(supervisor.request_checkpoint(job_id))
 
-    @app.post("/jobs/{job_id}/scale", response_model=JobOut, responses=not_running)
+    @app.post("/jobs/{job_id}/scale", response_model=JobOut, responses={**not_running, **body})
     def scale(req: ScaleRequest, job_id: int = Depends(_job_id)) -> JobOut:
         """Checkpoint a running job now, then relaunch it from there with `workers` workers."""
         return _job_out(supervisor.scale(job_id, req.workers))

@@ -587,9 +587,13 @@ class Supervisor:
         job = self.store.get_job(job_id)
         handle = self.handles.get(job_id)
         if job.status is not JobStatus.RUNNING or handle is None:
+            where = (
+                "running under another service"
+                if handle is None and job.status is (JobStatus.RUNNING)
+                else job.status.value
+            )
             raise InvalidTransition(
-                f"job {job_id} is {job.status.value}{'' if handle else ' elsewhere'}; only a "
-                f"running job of this service can {what}"
+                f"job {job_id} is {where}; only a running job of this service can {what}"
             )
         return job, handle
 

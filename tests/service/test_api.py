@@ -286,3 +286,31 @@ def test_a_mixing_matrix_entry_past_any_float_is_422(client, store):
     (error,) = r.json()["detail"]
     assert error["field"] == "optimizer.topology" and "is not finite" in error["msg"]
     assert store.list_jobs() == []
+
+
+@pytest.mark.parametrize(
+    "body, loc",
+    [
+        ({"workers": 0}, ["body", "workers"]),
+        ({"workers": 10**30}, ["body", "workers"]),
+        ({"workers": "two"}, ["body", "workers"]),
+        ({"workers": 2, "now": True}, ["body", "now"]),
+        ({}, ["body", "workers"]),
+    ],
+)
+def test_a_bad_scale_is_422_naming_the_field(client, body, loc):
+    client.post("/jobs", json={"config": TINY})
+    r = client.post("/jobs/1/scale", json=body)
+    assert r.status_code == 422, r.text
+    _validation_error(client, r.json())
+    assert r.json()["detail"][0]["loc"] == loc
+
+
+@pytest.mark.parametrize("path", ["/jobs/1/checkpoint", "/jobs/1/scale"])
+def test_checkpoint_and_scale_of_a_job_not_running_here_are_409(client, path):
+    client.post("/jobs", json={"config": TINY})
+    r = client.post(path, json={"workers": 1})
+    assert r.status_code == 409, r.text
+    assert r.json()["detail"] == (
+        f"job 1 is queued; only a running job of this service can {path.rsplit('/', 1)[1]}"
+    )

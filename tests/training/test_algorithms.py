@@ -69,9 +69,10 @@ def test_the_algorithm_defaults_resolve_as_published(name, inner, momentum):
 
 
 def test_fields_and_schedule_of_each_kind():
-    assert fields_for(Algorithm.SYNC) == set(INNER_FIELDS) | {"backup_workers"}
+    served = {"exchange_precision"}  # the center server's messages
+    assert fields_for(Algorithm.SYNC) == set(INNER_FIELDS) | {"backup_workers"} | served
     # The asynchronous forms' turn order is `order` too.
-    timing = {"order", "asynchronous"}
+    timing = {"order", "asynchronous"} | served
     assert fields_for("easgd") == set(INNER_FIELDS) | {"tau", "beta", "alpha"} | timing
     assert fields_for("adownpour") == set(INNER_FIELDS) | {"tau"} | timing
     assert fields_for("mvadownpour") == set(INNER_FIELDS) | {"tau", "average_rate"} | timing

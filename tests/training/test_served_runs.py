@@ -82,7 +82,8 @@ def test_a_backup_worker_leaves_the_slow_one_behind(tmp_path, easgd_home):
         "--set", "optimizer.algorithm=sync",
         "--set", "optimizer.backup_workers=1",
         "--set", "resources.workers=3",
-        "--set", "resources.slow_ranks={2: 4.0}",
+        # Far slower than rank 0, which also evaluates every 10 steps.
+        "--set", "resources.slow_ranks={2: 100.0}",
     )  # fmt: skip
     rows = read_jsonl(out / "metrics.jsonl")
     assert rows[-1]["step"] == rows[-1]["epoch"] * 14 and rows[-1]["dropped_gradients"] >= 1

@@ -10,7 +10,7 @@ import streamlit as st
 import yaml
 
 from service.logs import tail
-from training.metrics import CENTER_ACCURACY, RUN_PAGE_CURVES
+from training.metrics import CENTER_ACCURACY, RUN_PAGE_CURVES, WORKERS
 from ui import state
 from ui.charts import curve_chart
 from ui.curve_view import show_curves
@@ -53,7 +53,12 @@ curves_tab, config_tab, events_tab, log_tab, files_tab = st.tabs(
     ["Curves", "Configuration", "Events", "Log", "Files"]
 )
 with curves_tab:
-    metrics = [k for k in RUN_PAGE_CURVES if k in run.metrics]
+    # The world size only once it changed (a resize or a restart with fewer workers).
+    metrics = [
+        k
+        for k in RUN_PAGE_CURVES
+        if k in run.metrics and (k != WORKERS or run.metrics[k].min != run.metrics[k].max)
+    ]
     histories = store.metric_histories([run.id], metrics, max_points=1000)
     for m in metrics:
         data = curves(histories, [run], m)
