@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export EASGD_HOME ?= $(CURDIR)/.easgd
 
-.PHONY: setup up demo test test-fast lint bench bench-tune bench-store bench-ui bench-fidelity bench-asynchronous
+.PHONY: setup up demo test test-fast lint bench bench-tune bench-store bench-ui bench-fidelity bench-asynchronous bench-startup
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -34,6 +34,9 @@ bench-fidelity: setup
 
 bench-asynchronous: setup
 	@$(PY) -m bench.asynchronous $(BENCH_ARGS)
+
+bench-startup: setup
+	@$(PY) -m bench.startup $(BENCH_ARGS)
 
 bench-store: setup
 	@$(PY) -m bench.store $(BENCH_ARGS)
