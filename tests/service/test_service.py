@@ -214,13 +214,19 @@ def _events_of(service, run_id: str, kind: str, count: int = 1, timeout: float =
     raise AssertionError(f"run {run_id}: fewer than {count} {kind} events in {timeout} s")
 
 
-def test_a_checkpoint_on_demand_lands_within_ten_steps(service):
+def _training_job(service, epochs: int) -> tuple[dict, str]:
+    """A running job with no periodic checkpoint, past its first steps: (job, run id)."""
     job = service.post(
-        {"config": TINY, "set": ["training.epochs=500", "checkpoint.every=100000"]}
+        {"config": TINY, "set": [f"training.epochs={epochs}", "checkpoint.every=100000"]}
     ).json()
     service.wait(job["id"], {"running"})
     run_id = f"job-{job['id']}"
     _wait_for_steps(service, run_id, steps=15)
+    return job, run_id
+
+
+def test_a_checkpoint_on_demand_lands_within_ten_steps(service):
+    job, run_id = _training_job(service, 500)
     asked_at = httpx.get(f"{service.url}/runs/{run_id}", timeout=30).json()["last_step"]
     out = service.easgd("jobs", "checkpoint", str(job["id"]))
     assert out.returncode == 0 and "checkpoint asked for" in out.stdout, out.stderr
@@ -234,12 +240,7 @@ def test_a_checkpoint_on_demand_lands_within_ten_steps(service):
 
 
 def test_scaling_a_running_job_down_and_up_continues_its_run(service):
-    job = service.post(
-        {"config": TINY, "set": ["training.epochs=2000", "checkpoint.every=100000"]}
-    ).json()
-    service.wait(job["id"], {"running"})
-    run_id = f"job-{job['id']}"
-    _wait_for_steps(service, run_id, steps=15)
+    job, run_id = _training_job(service, 2000)
     for workers, count in ((1, 1), (2, 2)):
         out = service.easgd("jobs", "scale", str(job["id"]), "--workers", str(workers))
         assert out.returncode == 0 and f"scaling to {workers} workers" in out.stdout, out.stderr
