@@ -139,6 +139,8 @@ def overhead(work: Path, repeats: int) -> dict:
             cfg["training"] = {"epochs": 100, "max_steps": 450, "eval_every": 50}
             run_dir = launch(f"overhead-{key}-{i}", cfg, 2, work, env=env)
             runs[key].append(figures(run_dir, 0.95))
+    if any(r["mean_step_ms"] is None for v in runs.values() for r in v):
+        return {"runs": runs, "failed": "a run wrote no steps: see its log in the work folder"}
     step = {k: statistics.mean(r["mean_step_ms"] for r in v) for k, v in runs.items()}
     return {
         "runs": runs,
@@ -184,7 +186,7 @@ def goals(result: dict) -> list[dict]:
                 }
             )
     o = result.get("overhead")
-    if o:
+    if o and "failed" not in o:
         r = o["async_over_blocking"]
         out.append(
             {
@@ -229,14 +231,14 @@ def markdown(result: dict) -> str:
             "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for name, f in sec.items():
+            sent = "-" if f["bytes_per_step"] is None else f"{f['bytes_per_step']:.0f}"
             lines.append(
                 f"| {name} | {f['seconds_to_target']} | {f['steps_to_target']} | "
-                f"{f['final_accuracy']} | {f['mean_step_ms']} | {f['bytes_per_step']:.0f} | "
-                f"{f['wait_seconds']} |"
+                f"{f['final_accuracy']} | {f['mean_step_ms']} | {sent} | {f['wait_seconds']} |"
             )
         lines.append("")
     o = result.get("overhead")
-    if o:
+    if o and "failed" not in o:
         lines += [
             "## Loopback, 2 ranks, no straggler",
             "",

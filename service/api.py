@@ -89,6 +89,13 @@ class ScaleRequest(BaseModel):
 
     workers: int = Field(ge=1, le=1024, description="The job's new number of workers.")
 
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _not_true_or_false(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError(f"a number of workers, not {str(v).lower()}")
+        return v
+
 
 class JobOut(BaseModel):
     id: int

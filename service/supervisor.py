@@ -36,6 +36,7 @@ from db.store import Store
 from service import logs, processes
 from service.settings import ServiceSettings
 from training import checkpoint
+from training.config import ConfigError, parse_config, topology_problem
 from training.hosts import Hosts, HostsError, format_hosts, parse_hosts
 from training.launch import horovodrun_argv
 
@@ -622,12 +623,28 @@ class Supervisor:
         """Checkpoint a running job now, then relaunch it from that checkpoint with `workers`."""
         with self._lock:
             job, handle = self._running_here(job_id, "scale")
-            resources = json.loads(job.config).get("resources", {})
-            problem = self.placement_problem(
-                workers, int(resources.get("gpus_per_worker", 0)), None
-            )
+            config = json.loads(job.config)
+            resized = {**config, "resources": {**config.get("resources", {}), "workers": workers}}
+            try:  # what the relaunch would refuse (backup workers, groups, a matrix, hosts)
+                checked = parse_config(resized)
+                problem = topology_problem(checked, workers)
+                if problem:
+                    raise ConfigError([problem])
+            except ConfigError as exc:
+                raise ConfigError([f"--workers {workers}: {p}" for p in exc.problems]) from None
+            res = checked.resources
+            problem = self.placement_problem(workers, res.gpus_per_worker, res.host_map)
             if problem:
                 raise InvalidTransition(problem.replace("resources.workers", "--workers"))
+            self.handles.pop(job_id)  # its own slots count as free for the new size
+            try:
+                fits = self._allocate(job, workers) is not None
+            finally:
+                self.handles[job_id] = handle
+            if not fits:
+                raise InvalidTransition(
+                    f"--workers {workers}: not enough free slots now; the job goes on as it is"
+                )
             found = checkpoint.latest(Path(job.run_dir)) if job.run_dir else None
             if self._signal_ranks(handle) == 0:
                 raise InvalidTransition(f"job {job_id} has no training rank running yet")
@@ -636,39 +653,46 @@ class Supervisor:
             return self.store.update_job(job_id, message=note)
 
     def _scale_when_checkpointed(self) -> None:
-        for job_id, (workers, before, asked_at) in list(self.scaling.items()):
-            handle = self.handles.get(job_id)
-            job = self.store.get_job(job_id)
-            if handle is None or job.status is not JobStatus.RUNNING:
-                self.scaling.pop(job_id)
-                continue
-            found = checkpoint.latest(Path(job.run_dir))
-            if found is None or found[1]["step"] <= before:
-                if time.time() - asked_at > SCALE_WAIT_SECONDS:
-                    self.scaling.pop(job_id)
-                    self.store.update_job(
-                        job_id,
-                        message=f"scaling to {workers} workers given up: no checkpoint within "
-                        f"{SCALE_WAIT_SECONDS} s",
-                    )
-                continue
-            self.handles.pop(job_id)
-            self._terminate_job(
-                handle.token, handle.pid, handle.start_time, self.settings.grace_seconds
-            )
-            allocation = self._allocate(job, workers)
-            if allocation is None:  # its own slots are free again: only another job took them
-                allocation = self._allocate(job)
-            step = int(found[1]["step"])
-            placed = sum(allocation.hosts.values()) if allocation else 0
+        for job_id in list(self.scaling):
+            try:
+                self._scale_one(job_id, *self.scaling[job_id])
+            except Exception as exc:  # noqa: BLE001 - one job must not stop the others' watch
+                self.scaling.pop(job_id, None)
+                print(f"easgd service: scaling job {job_id}: {exc!r}", file=sys.stderr, flush=True)
+
+    def _scale_one(self, job_id: int, workers: int, before: int, asked_at: float) -> None:
+        handle = self.handles.get(job_id)
+        job = self.store.get_job(job_id)
+        if handle is None or job.status is not JobStatus.RUNNING:
             self.scaling.pop(job_id)
-            note = f"scaled from {found[1].get('workers')} to {placed} workers at step {step}"
-            self.store.add_event(job.run_id, "scaled", note, step)
-            self.store.update_job(job_id, workers=placed or job.workers, message=note)
-            if allocation is None:
-                self._fail(job, None, "not relaunched: its slots were taken while it scaled")
-                continue
-            self._start(self.store.get_job(job_id), allocation, ["--resume", job.run_dir])
+            return
+        found = checkpoint.latest(Path(job.run_dir))
+        if found is None or found[1]["step"] <= before:
+            if time.time() - asked_at > SCALE_WAIT_SECONDS:
+                self.scaling.pop(job_id)
+                self.store.update_job(
+                    job_id,
+                    message=f"scaling to {workers} workers given up: no checkpoint within "
+                    f"{SCALE_WAIT_SECONDS} s",
+                )
+            return
+        self.handles.pop(job_id)
+        self._terminate_job(
+            handle.token, handle.pid, handle.start_time, self.settings.grace_seconds
+        )
+        allocation = self._allocate(job, workers)
+        if allocation is None:  # its own slots are free again: only another job took them
+            allocation = self._allocate(job)
+        step = int(found[1]["step"])
+        placed = sum(allocation.hosts.values()) if allocation else 0
+        self.scaling.pop(job_id)
+        note = f"scaled from {found[1].get('workers')} to {placed} workers at step {step}"
+        self.store.add_event(job.run_id, "scaled", note, step)
+        self.store.update_job(job_id, workers=placed or job.workers, message=note)
+        if allocation is None:
+            self._fail(job, None, "not relaunched: its slots were taken while it scaled")
+            return
+        self._start(self.store.get_job(job_id), allocation, ["--resume", job.run_dir])
 
     # ------------------------------------------------------------------ requests
     def cancel(self, job_id: int) -> JobRecord:

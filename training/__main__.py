@@ -12,6 +12,7 @@ import sys
 import time
 
 from db.entities import RunSource
+from training import signals
 from training.config import ConfigError, load_config_file, parse_config, resolve
 
 # horovodrun terminates every rank as soon as one exits non-zero, so a quiet rank that failed
@@ -52,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from training.program import check_groups, env_rank
 
+    signals.install()
     args = _parser().parse_args(argv)
     quiet = env_rank() != 0
     try:

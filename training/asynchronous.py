@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from training.center_client import CenterClient
+from training.center_client import CenterClient, CenterError
 from training.center_protocol import Op
 
 
@@ -304,13 +304,24 @@ class AsynchronousCenter:
         return reply.a, reply.values.reshape(-1, 4)
 
     def finish(self, poll_seconds: float = 0.05) -> None:
-        """Every rank after its last step; rank 0 returns once every worker is done."""
+        """Every rank after its last step; rank 0 returns once every worker is done, or fails
+        when one has been silent for the client's timeout (it died without a word)."""
         self.worker.finish()
         self.worker.client.call(Op.DONE)
         if self.control is None:
             return
-        while self.status()[0] < self.server.workers:
+        done, stats = self.status()
+        heard, last = time.monotonic(), stats[:, 0].sum()
+        while done < self.server.workers:
             time.sleep(poll_seconds)
+            done, stats = self.status()
+            if stats[:, 0].sum() != last:
+                heard, last = time.monotonic(), stats[:, 0].sum()
+            if time.monotonic() - heard > self.control.timeout:
+                raise CenterError(
+                    f"{self.server.workers - done} worker(s) neither finished nor exchanged for "
+                    f"{self.control.timeout:g} s (EASGD_CENTER_TIMEOUT); they may have died"
+                )
 
     def abort(self, reason: str) -> None:
         """Tell every worker (at its next exchange) that this one gave up, and why."""

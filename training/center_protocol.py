@@ -1,6 +1,6 @@
 """The wire format between workers and the asynchronous center server.
 
-Every message is two frames: a fixed 48-byte header and a payload of raw little-endian float32
+Every message is two frames: a fixed 44-byte header and a payload of raw little-endian float32
 values (float16 for the model-sized payloads of a job whose `exchange_precision` is float16; or,
 for an error, its UTF-8 text). Nothing is pickled, so a peer can send the server only
 numbers of an agreed length; a message of any other shape is answered with an error and changes
@@ -58,10 +58,6 @@ class Message:
     a: int
     b: int
     payload: bytes
-
-    @property
-    def count(self) -> int:
-        return len(self.payload) // 4
 
     def values(self, dtype: str = "<f4") -> np.ndarray:
         """The payload as float32 (converted from `dtype`, the job's wire precision)."""

@@ -125,7 +125,6 @@ class CenterServer:
         self.means: dict[int, np.ndarray] = {}
         self.log_steps = max(BACKUP_LOG_MIN, BACKUP_LOG_BYTES // max(4 * self.n, 1))
         self.pending: dict[int, tuple[bytes, Message]] = {}
-        self.requests = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._process = None
@@ -214,7 +213,12 @@ class CenterServer:
         """Replies (identity first) to one request: none while it waits for its turn, several
         when it ends a turn another request waited for."""
         identity, body = frames[0], frames[1:]
-        self.requests += 1
+        try:
+            return self._handle(identity, body)
+        except Exception as exc:  # noqa: BLE001 - the server answers; it never dies of a request
+            return [[identity, *error_frames(Status.ERROR, f"the center failed: {exc!r:.300}")]]
+
+    def _handle(self, identity: bytes, body: list) -> list[list]:
         try:
             m = decode(body)
         except ProtocolError as exc:
@@ -230,6 +234,11 @@ class CenterServer:
         if m.op == Op.GRADIENT:
             return self._gradient(identity, m)
         replies = [[identity, *self._answer(m)]]
+        if m.op == Op.ABORT:  # the workers waiting for a turn or a step hear it now
+            waiting = [who for who, _ in self.pending.values()]
+            waiting += [who for who, _ in self.step_waiting]
+            self.pending, self.step_waiting = {}, []
+            replies += [[who, *error_frames(Status.ABORTED, self.aborted)] for who in waiting]
         if m.op in (Op.WRITE, Op.PUSH, Op.DONE) and self.deterministic:
             replies += self._serve_waiting()
         return replies
@@ -262,6 +271,8 @@ class CenterServer:
         }.get(Op(m.op))
         if kinds is not None and self.kind not in kinds:
             return f"{Op(m.op).name} is not an operation of the {self.kind} center"
+        if m.op == Op.LOAD and m.rank != 0:
+            return f"only rank 0 loads a checkpoint's center (received from rank {m.rank})"
         if self.deterministic and m.op == Op.WRITE and m.rank != self.holder:
             return f"rank {m.rank} wrote out of its turn (rank {self.holder}'s)"
         return None

@@ -59,18 +59,20 @@ def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(cache) as f:
             return f["x"], f["y"]
-    except (OSError, ValueError, KeyError):
+    except Exception:  # noqa: BLE001 - missing, torn or foreign: parse again and rewrite it
         pass
     x, y = mnist_data()
     x, y = _images(x / 255.0, 28), y.astype("int64")
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
         with tmp.open("wb") as f:
             np.savez(f, x=x, y=y)
         tmp.replace(cache)  # whole or not at all, whichever rank writes it last
     except OSError:
-        pass  # a read-only home: parse again next time
+        pass  # a read-only or full home: parse again next time
+    finally:
+        tmp.unlink(missing_ok=True)
     return x, y
 
 

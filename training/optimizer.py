@@ -697,7 +697,8 @@ class CenterServerCallback(keras.callbacks.Callback):
     """Drives an asynchronous `ElasticAveragingOptimizer` (or one with backup workers' server,
     which `model.fit` cannot use: its step is split around the exchange) inside `model.fit`:
     starts the center server, exchanges around each batch, and waits for every worker at the
-    end. Pass it to `fit(callbacks=[...])` under horovodrun."""
+    end. Pass it to `fit(callbacks=[...])` under horovodrun; when `fit` raises, call
+    `optimizer.stop_asynchronous()` yourself to end the server's thread and sockets."""
 
     def __init__(self, optimizer: ElasticAveragingOptimizer, mode: str | None = None):
         super().__init__()
@@ -720,9 +721,11 @@ class CenterServerCallback(keras.callbacks.Callback):
         self.optimizer.after_step(int(self.optimizer.iterations.numpy()) - 1)
 
     def on_train_end(self, logs=None):
-        self.optimizer.finish_asynchronous()
-        collectives.barrier()
-        self.optimizer.stop_asynchronous()
+        try:
+            self.optimizer.finish_asynchronous()
+            collectives.barrier()
+        finally:
+            self.optimizer.stop_asynchronous()
 
 
 def _check_tree(alpha, group_size, tau_root, beta_root) -> None:

@@ -8,11 +8,10 @@ built, so that importing this module stays cheap.
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
 from pathlib import Path
 
+from training import signals
 from training.config import ExperimentConfig
 from training.console import progress_line, say
 from training.metrics import (
@@ -39,17 +38,6 @@ from training.metrics import (
 
 # Steps between the ranks' agreement on a checkpoint asked for by a signal.
 CONTROL_EVERY = 10
-
-
-def _on_checkpoint_signal(trainer: Trainer) -> None:
-    """SIGUSR1 asks for a checkpoint at the next step boundary the ranks agree on."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def ask(signum, frame) -> None:
-        trainer.checkpoint_asked = True
-
-    signal.signal(signal.SIGUSR1, ask)
 
 
 class Trainer:
@@ -104,8 +92,7 @@ class Trainer:
         self.served = opt_cfg.asynchronous or self.backup
         self.slowdown = config.resources.slow_ranks.get(self.rank, 1.0)
         self.restart_note: str | None = None
-        self.checkpoint_asked = False
-        _on_checkpoint_signal(self)
+        signals.install()  # also here for a Trainer built without `python -m training`
         self._staleness_seen = (0.0, 0.0)
         if resume:
             found = checkpoint.latest(run_dir)
@@ -406,12 +393,13 @@ class Trainer:
                 f"({self.shard.steps_per_epoch} per epoch), directory {self.run_dir}"
             )
         start = time.perf_counter() - self.wall_offset
-        if self.step == 0:
-            values = self._evaluation()
-            if self.rank == 0:
-                self.sink.log(0, 0.0, {EPOCH: 0.0, BYTES_SENT: 0.0, COMM_SECONDS: 0.0, **values})
-                self._progress(0, values)
         try:
+            if self.step == 0:
+                values = self._evaluation()
+                if self.rank == 0:
+                    row = {EPOCH: 0.0, BYTES_SENT: 0.0, COMM_SECONDS: 0.0, **values}
+                    self.sink.log(0, 0.0, row)
+                    self._progress(0, values)
             last = self._loop(start)
         finally:
             if self.served:
@@ -459,7 +447,8 @@ class Trainer:
                 last.update(row)
                 if evaluate:
                     self._evaluated(row)
-            if (every and self._crossed(before, every)) or at_end or self._asked(before):
+            asked = self._asked(before)  # every rank, every time: it may all-reduce
+            if (every and self._crossed(before, every)) or at_end or asked:
                 self._checkpoint(time.perf_counter() - start)
         if self.served:
             self.optimizer.finish_asynchronous()
@@ -484,12 +473,10 @@ class Trainer:
         with one scalar all-reduce whether any was asked; on the center server rank 0 saves
         alone, at once."""
         if self.served:
-            asked, self.checkpoint_asked = self.checkpoint_asked and self.rank == 0, False
-            return asked
+            return signals.take() and self.rank == 0
         if not self._crossed(before, CONTROL_EVERY):
             return False
-        flag = self.tf.constant(float(self.checkpoint_asked), self.tf.float64)
-        self.checkpoint_asked = False
+        flag = self.tf.constant(float(signals.take()), self.tf.float64)
         return float(self.collectives.sum_scalar(flag, "easgd_control").numpy()) > 0
 
     def _crossed(self, before: int, every: int) -> bool:

@@ -294,6 +294,7 @@ def test_a_mixing_matrix_entry_past_any_float_is_422(client, store):
         ({"workers": 0}, ["body", "workers"]),
         ({"workers": 10**30}, ["body", "workers"]),
         ({"workers": "two"}, ["body", "workers"]),
+        ({"workers": True}, ["body", "workers"]),
         ({"workers": 2, "now": True}, ["body", "now"]),
         ({}, ["body", "workers"]),
     ],

@@ -181,3 +181,19 @@ def test_a_float16_exchange_halves_the_bytes_and_adds_in_float32(serve):
     with pytest.raises(CenterError, match="WRITE takes 6 float16 values, received 24 bytes"):
         w0.send(Op.WRITE, payload=b"\0" * 24)
         w0.wait()
+
+
+def test_an_abort_answers_the_workers_waiting_for_their_turn(serve):
+    _, client = serve(workers=3, deterministic=True)
+    w = [client(r) for r in range(3)]
+    w[2].send(Op.READ)  # waits for ranks 0 and 1
+    w[1].call(Op.ABORT, payload=b"diverged")
+    with pytest.raises(CenterAborted, match="rank 1: diverged"):
+        w[2].wait()
+
+
+def test_only_rank_0_loads_a_center(serve):
+    _, client = serve()
+    with pytest.raises(CenterError, match="only rank 0 loads"):
+        client(1).call(Op.LOAD, payload=np.zeros(N, "f4"))
+    assert _snapshot(client(0))[1] == 0
