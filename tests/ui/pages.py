@@ -22,3 +22,19 @@ def small_job_form() -> AppTest:
     at.selectbox(key="form.data.dataset").set_value("digits").run()
     at.selectbox(key="form.model.name").set_value("mlp").run()
     return at
+
+
+def launch(at: AppTest, store):
+    """Press Launch on a filled form: the page says the job is queued; the one job queued."""
+    next(b for b in at.button if b.label == "Launch").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("queued" in s.value for s in at.success), [e.value for e in at.error]
+    (job,) = store.list_jobs()
+    return job
+
+
+def finished_run(service, store, job, timeout: float = 400):
+    """Wait for a launched job to succeed; its run, as the store has it."""
+    done = service.wait(job.id, {"succeeded", "failed"}, timeout=timeout)
+    assert done["status"] == "succeeded", done
+    return store.get_run(store.get_job(job.id).run_id)

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.support import Service
-from tests.ui.pages import open_app, small_job_form
+from tests.ui.pages import finished_run, launch, open_app, small_job_form
 
 
 def test_the_form_offers_what_each_algorithm_has(ui_store):
@@ -36,14 +36,9 @@ def test_an_asynchronous_job_launched_from_the_page_finishes(ui_store, easgd_hom
         at.number_input(key="form.training.epochs").set_value(1.0).run()
         at.selectbox(key="form.optimizer.algorithm").set_value("eamsgd").run()
         at.checkbox(key="form.optimizer.asynchronous").check().run()
-        next(b for b in at.button if b.label == "Launch").click().run()
-        assert not at.exception
-        assert any("queued" in s.value for s in at.success), [e.value for e in at.error]
-        (job,) = ui_store.list_jobs()
+        job = launch(at, ui_store)
         assert json.loads(job.config)["optimizer"]["asynchronous"] is True
-        done = service.wait(job.id, {"succeeded", "failed"}, timeout=400)
-        assert done["status"] == "succeeded", done
-        run = ui_store.get_run(ui_store.get_job(job.id).run_id)
+        run = finished_run(service, ui_store, job)
         assert str(run.params["optimizer.asynchronous"]).lower() == "true"
         assert run.status == "finished"
         assert {"staleness", "wait_seconds", "center_accuracy"} <= set(run.metrics)

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.support import Service
-from tests.ui.pages import open_app, small_job_form
+from tests.ui.pages import finished_run, launch, open_app, small_job_form
 from training.algorithms import REGISTRY
 
 
@@ -50,14 +50,9 @@ def test_a_tree_job_launched_from_the_page_finishes(ui_store, easgd_home, monkey
         _tree_form(at, 4)
         at.number_input(key="form.optimizer.group_size").set_value(2).run()
         at.number_input(key="form.optimizer.tau_root").set_value(8).run()
-        next(b for b in at.button if b.label == "Launch").click().run()
-        assert not at.exception
-        assert any("queued" in s.value for s in at.success), [e.value for e in at.error]
-        (job,) = ui_store.list_jobs()
+        job = launch(at, ui_store)
         assert job.workers == 4 and json.loads(job.config)["optimizer"]["group_size"] == 2
-        done = service.wait(job.id, {"succeeded", "failed"}, timeout=400)
-        assert done["status"] == "succeeded", done
-        run = ui_store.get_run(ui_store.get_job(job.id).run_id)
+        run = finished_run(service, ui_store, job)
         assert run.params["optimizer.algorithm"] == "tree_easgd"
         assert str(run.params["optimizer.group_size"]) == "2"  # the store keeps text
         assert run.status == "finished"

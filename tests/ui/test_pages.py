@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from db.store import Store
 from tests.support import Service
-from tests.ui.pages import open_app, small_job_form
+from tests.ui.pages import finished_run, launch, open_app, small_job_form
 from training.algorithms import REGISTRY
 
 
@@ -243,13 +243,9 @@ def test_cdsgd_launched_from_the_form_runs_on_three_workers(ui_store, easgd_home
         # A short run: 30 steps on 3 workers.
         at.number_input(key="form.training.max_steps").set_value(30).run()
         at.number_input(key="form.resources.workers").set_value(3).run()
-        next(b for b in at.button if b.label == "Launch").click().run()
-        assert any("queued" in s.value for s in at.success), [e.value for e in at.error]
-        (job,) = ui_store.list_jobs()
+        job = launch(at, ui_store)
         assert job.workers == 3 and json.loads(job.config)["optimizer"]["topology"] == "ring"
-        service.wait(job.id, {"succeeded", "failed"})
-        assert ui_store.get_job(job.id).status.value == "succeeded"
-        metrics = ui_store.get_run(f"job-{job.id}").metrics
+        metrics = finished_run(service, ui_store, job).metrics
         assert metrics["consensus"].value > 0 and metrics["center_accuracy"].value > 0.3
     finally:
         service.stop()
