@@ -31,8 +31,6 @@ INNER_OPTION_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 DEFAULT_MOMENTUM = 0.9
 # The order in which the center takes the workers' elastic pulls within one round.
 ORDERS = ("simultaneous", "round_robin")
-# The exchanges with an asynchronous form (a center server on rank 0, training/asynchronous.py).
-ASYNCHRONOUS_FORMS = ("elastic", "downpour", "mvadownpour", "adownpour")
 _ASYNC = {"asynchronous": "asynchronous", "exchange_precision": "exchange_precision"}
 
 
@@ -164,6 +162,11 @@ EXCHANGES: Mapping[str, Exchange] = MappingProxyType(
         )
     }
 )
+
+
+# The exchanges with an asynchronous form (a center server on rank 0, training/asynchronous.py):
+# those that take the `asynchronous` field.
+ASYNCHRONOUS_FORMS = tuple(n for n, e in EXCHANGES.items() if "asynchronous" in e.arguments)
 
 
 @dataclass(frozen=True)

@@ -53,13 +53,11 @@ class WorkerExchange:
         self.shapes = [tuple(v.shape) for v in variables]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.exchanges = 0
-        self.staleness_sum = 0
         self.wait_seconds = 0.0
         self._pending_pull: np.ndarray | None = None
         self._sent_x: np.ndarray | None = None
         self._base: np.ndarray | None = None
         self._base_version = 0
-        self._read_version = 0
         self._wire = client.wire
 
     # -- flat views --------------------------------------------------------------------------
@@ -111,7 +109,8 @@ class WorkerExchange:
         if self.deterministic:
             read = self._blocking(Op.READ)
             e = self._rounded(self.alpha * (self._elastic_x() - read.values))
-            self._written(self._blocking(Op.WRITE, a=read.a, b=self._waited_us, payload=e))
+            self._blocking(Op.WRITE, a=read.a, b=self._waited_us, payload=e)
+            self.exchanges += 1
             self._pending_pull = e
             return
         self.client.send(Op.READ)
@@ -149,7 +148,6 @@ class WorkerExchange:
         steps done now (one row when on time) out, and the number of steps done."""
         reply = self._blocking(Op.GRADIENT, a=step, b=self._waited_us, payload=flat)
         self.exchanges += 1
-        self.staleness_sum += reply.b
         return reply.values.reshape(-1, sum(self.sizes)), reply.a
 
     # -- answers -----------------------------------------------------------------------------
@@ -175,22 +173,17 @@ class WorkerExchange:
             self._add(e, -1.0)
             self.client.send(Op.WRITE, a=reply.a, b=self._waited_us, payload=e)
         elif self.client.last_op == Op.WRITE:
-            self._written(reply)
+            self.exchanges += 1
         elif self.client.last_op == Op.PUSH:
             x = self._x()
             self._set(reply.values + (x - self._sent_x))
             self._sent_x = None
             self._restarted(reply)
 
-    def _written(self, reply) -> None:
-        self.exchanges += 1
-        self.staleness_sum += reply.b
-
     def _restarted(self, reply) -> None:
         self._base = np.array(reply.values, dtype="f4")
         self._base_version = reply.a
         self.exchanges += 1
-        self.staleness_sum += reply.b
 
 
 # The synchronous exchanges that have an asynchronous form, and the server's kind and average.

@@ -349,6 +349,15 @@ class OptimizerConfig(_Section):
             return self.momentum
         return self.spec.momentum(self.resolved_inner.value)
 
+    @property
+    def uses_backup_workers(self) -> bool:
+        return "backup_workers" in self.spec.fields and self.backup_workers > 0
+
+    @property
+    def served(self) -> bool:
+        """Whether rank 0's center server carries the communication (training/asynchronous.py)."""
+        return self.asynchronous or self.uses_backup_workers
+
     def resolved_alpha(self, workers: int) -> float:
         if self.alpha is not None:
             return self.alpha
@@ -953,8 +962,7 @@ def warnings_for(config: ExperimentConfig, workers: int | None = None) -> list[s
                 f"optimizer.order: round_robin changes nothing in synchronous '{spec.name}' (the "
                 "center takes the sum of the updates); it orders the asynchronous form's turns"
             )
-    served = opt.asynchronous or ("backup_workers" in spec.fields and opt.backup_workers > 0)
-    if opt.exchange_precision != "float32" and not served:
+    if opt.exchange_precision != "float32" and not opt.served:
         out.append(
             f"optimizer.exchange_precision: {opt.exchange_precision} applies to the center "
             "server's messages only (asynchronous: true, or backup_workers); this run all-reduces "

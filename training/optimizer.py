@@ -640,7 +640,6 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
                 "comm_seconds": w.wait_seconds,
                 "rounds": w.exchanges,
                 "wait_seconds": w.wait_seconds,
-                "staleness_sum": float(w.staleness_sum),
             }
         out = {
             "bytes_sent": float(self.bytes_sent.numpy()),

@@ -86,10 +86,9 @@ class Trainer:
         self.wall_offset = 0.0
         self.resumed_from: int | None = None
         self.diverged_at: int | None = None
-        opt_cfg = config.optimizer
-        self.backup = "backup_workers" in opt_cfg.spec.fields and opt_cfg.backup_workers > 0
+        self.backup = config.optimizer.uses_backup_workers
         # A center server on rank 0 does the communication: no collective inside the loop.
-        self.served = opt_cfg.asynchronous or self.backup
+        self.served = config.optimizer.served
         self.slowdown = config.resources.slow_ranks.get(self.rank, 1.0)
         self.restart_note: str | None = None
         signals.install()  # also here for a Trainer built without `python -m training`
