@@ -36,8 +36,8 @@ from pathlib import Path
 import yaml
 
 from bench.harness import (
-    NETNS,
     config_for,
+    drop_slow_network,
     horovodrun_command,
     slow_network,
     tuned_settings,
@@ -78,9 +78,9 @@ def launch(
     path = work / f"{label}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     out = runs_dir() / f"asynchronous-{work.name}-{label}"
-    cmd = horovodrun_command(ranks, ["-m", "training", "--config", str(path), "--out", str(out)])
-    if network == "slow":
-        cmd = ["ip", "netns", "exec", NETNS, *cmd]
+    cmd = horovodrun_command(
+        ranks, ["-m", "training", "--config", str(path), "--out", str(out)], network
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", **(env or {})}
     t0 = time.time()
     with (work / f"{label}.log").open("w") as log:
@@ -163,7 +163,7 @@ def slow(work: Path) -> dict:
             cfg = config_for("mlp", name.removesuffix("_fp16"), opt)
             out[name] = figures(launch(f"slow-{name}", cfg, 2, work, "slow"), 0.90)
     finally:
-        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+        drop_slow_network()
     return out
 
 

@@ -133,10 +133,12 @@ def outcome(run_dir: Path, algorithm: str, target: float | None = None, tau: int
     }
 
 
-def horovodrun_command(ranks: int, args: list[str]) -> list[str]:
+def horovodrun_command(ranks: int, args: list[str], network: str = "loopback") -> list[str]:
     """This machine's ranks over loopback, running this Python with `args` (through
-    training.launch, so that benchmarks start runs as the service starts jobs)."""
-    return horovodrun_argv(ranks, [sys.executable, *args])
+    training.launch, so that benchmarks start runs as the service starts jobs); on the "slow"
+    network, inside the namespace `slow_network` made."""
+    cmd = horovodrun_argv(ranks, [sys.executable, *args])
+    return ["ip", "netns", "exec", NETNS, *cmd] if network == "slow" else cmd
 
 
 def sweep(entries: list[tuple[str, dict]], ranks: int, work: Path, prefix: str) -> dict[str, Path]:
@@ -207,7 +209,7 @@ def slow_network() -> str | None:
         return "not root: a network namespace needs CAP_NET_ADMIN"
     if not shutil.which("ip") or not shutil.which("tc"):
         return "iproute2 (ip, tc) is not installed"
-    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+    drop_slow_network()
     steps = [
         ["ip", "netns", "add", NETNS],
         ["ip", "-n", NETNS, "link", "set", "lo", "mtu", "9000", "up"],
@@ -234,6 +236,10 @@ def slow_network() -> str | None:
     for cmd in steps:
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
-            subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+            drop_slow_network()
             return f"{' '.join(cmd)} failed: {r.stderr.strip()}"
     return None
+
+
+def drop_slow_network() -> None:
+    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)

@@ -27,13 +27,13 @@ import yaml
 
 from bench.harness import (
     NAMES,
-    NETNS,
     RANKS,
     SEED,
     TAU,
     TUNED,
     WORKLOADS,
     config_for,
+    drop_slow_network,
     horovodrun_command,
     outcome,
     slow_network,
@@ -48,9 +48,7 @@ def say(msg: str) -> None:
 
 
 def horovodrun(args: list[str], network: str, log: Path) -> int:
-    cmd = horovodrun_command(RANKS, args)
-    if network == "slow":
-        cmd = ["ip", "netns", "exec", NETNS, *cmd]
+    cmd = horovodrun_command(RANKS, args, network)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     with log.open("w") as f:
         return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
@@ -336,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
     finally:
         if "slow" in networks:
-            subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+            drop_slow_network()
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",

@@ -1,6 +1,6 @@
 """The wire format between workers and the asynchronous center server.
 
-Every message is two frames: a fixed 44-byte header and a payload of raw little-endian float32
+Every message is two frames: a fixed 40-byte header and a payload of raw little-endian float32
 values (float16 for the model-sized payloads of a job whose `exchange_precision` is float16; or,
 for an error, its UTF-8 text). Nothing is pickled, so a peer can send the server only
 numbers of an agreed length; a message of any other shape is answered with an error and changes
@@ -17,8 +17,8 @@ import numpy as np
 
 MAGIC = b"EASG"
 PROTOCOL = 1
-# magic, protocol, op or status, rank, payload count, token, a, b
-HEADER = struct.Struct("<4sBBHI16sqq")
+# magic, protocol, op or status, rank, token, a, b (the payload's length is its frame's)
+HEADER = struct.Struct("<4sBBH16sqq")
 TOKEN_BYTES = 16
 ERROR_TEXT_MAX = 2000
 PRECISIONS = {"float32": "<f4", "float16": "<f2"}
@@ -76,10 +76,7 @@ def encode(op: int, rank: int, token: bytes, a: int = 0, b: int = 0, payload=b""
     if isinstance(payload, np.ndarray):
         wire = "<f2" if payload.dtype == np.float16 else "<f4"
         payload = np.ascontiguousarray(payload, dtype=wire)
-        count = payload.size
-    else:
-        count = len(payload)
-    return [HEADER.pack(MAGIC, PROTOCOL, int(op), rank, count, token, int(a), int(b)), payload]
+    return [HEADER.pack(MAGIC, PROTOCOL, int(op), rank, token, int(a), int(b)), payload]
 
 
 def decode(frames: list) -> Message:
@@ -88,7 +85,7 @@ def decode(frames: list) -> Message:
     header, payload = bytes(frames[0]), bytes(frames[1])
     if len(header) != HEADER.size:
         raise ProtocolError(f"header of {len(header)} bytes, expected {HEADER.size}")
-    magic, protocol, op, rank, count, token, a, b = HEADER.unpack(header)
+    magic, protocol, op, rank, token, a, b = HEADER.unpack(header)
     if magic != MAGIC or protocol != PROTOCOL:
         raise ProtocolError(
             f"not an EASGD center message (magic {magic!r}, protocol {protocol}; expected "
