@@ -36,7 +36,7 @@ from db.store import Store
 from service import logs, processes
 from service.settings import ServiceSettings
 from training import checkpoint
-from training.config import ConfigError, parse_config, topology_problem
+from training.config import ConfigError, ResourcesConfig, parse_config, topology_problem
 from training.hosts import Hosts, HostsError, format_hosts, parse_hosts
 from training.launch import horovodrun_argv
 
@@ -316,7 +316,8 @@ class Supervisor:
         checkpoint, its restarts spent (resources.max_restarts), the same failure at the same
         step as the attempt before, or too few free slots."""
         resources = json.loads(job.config).get("resources", {})
-        limit = int(resources.get("max_restarts", 3))
+        # A job queued before the field existed has the schema's default.
+        limit = int(resources.get("max_restarts", ResourcesConfig().max_restarts))
         floor = int(resources.get("min_workers") or job.workers)
         if code in (None, 0, 2) or not job.run_dir or not job.run_id or limit <= 0:
             return ""
