@@ -136,3 +136,84 @@ class LeaseRecord:
     hostname: str
     acquired_at: float
     expires_at: float
+
+
+class SweepStatus(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"  # every trial ended, or the search space is spent
+    STOPPED = "stopped"  # on request
+    FAILED = "failed"  # the search itself could not go on
+
+    def is_terminal(self) -> bool:
+        return self is not SweepStatus.RUNNING
+
+
+class TrialState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED_EARLY = "stopped_early"
+    CANCELLED = "cancelled"
+
+    def is_terminal(self) -> bool:
+        return self not in (TrialState.QUEUED, TrialState.RUNNING)
+
+
+@dataclass
+class TrialRecord:
+    id: int
+    sweep_id: int
+    number: int
+    state: TrialState
+    params: dict[str, Any]
+    job_id: int | None
+    run_id: str | None
+    value: float | None
+    optuna_number: int | None
+    message: str | None
+    created_at: float
+    ended_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["state"] = self.state.value
+        return d
+
+
+@dataclass
+class SweepRecord:
+    id: int
+    name: str | None
+    status: SweepStatus
+    method: str
+    metric: str
+    goal: str
+    seed: int
+    run_cap: int
+    concurrency: int
+    source: str
+    spec: dict[str, Any]
+    base_config: dict[str, Any]
+    stop_requested: bool
+    message: str | None
+    created_at: float
+    ended_at: float | None
+    trials: list[TrialRecord] = field(default_factory=list)
+
+    def best_trial(self) -> TrialRecord | None:
+        """The succeeded trial with the best final metric: a trial stopped early is not a
+        candidate, whatever its last value."""
+        done = [t for t in self.trials if t.state is TrialState.SUCCEEDED and t.value is not None]
+        if not done:
+            return None
+        sign = -1 if self.goal == "maximize" else 1
+        return min(done, key=lambda t: (sign * t.value, t.number))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["status"] = self.status.value
+        d["trials"] = [t.to_dict() for t in self.trials]
+        best = self.best_trial()
+        d["best_trial"] = None if best is None else best.number
+        return d

@@ -16,9 +16,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from db.entities import JobRecord, JobStatus, LeaseRecord, RunStatus
-from db.errors import InvalidTransition, LeaseHeld, LeaseLost, NotFound, StoreError
+from db.errors import InvalidTransition, LeaseHeld, LeaseLost, StoreError
 from db.models import Job, Run, ServiceLease
-from db.sql import SqlStore, check_run_id, check_source, is_row_id, record
+from db.sql import SqlStore, check_run_id, check_source, check_statuses, record
 
 SCHEDULER_LEASE = "scheduler"
 _CLOSED_BY_SERVICE = (RunStatus.FAILED, RunStatus.CANCELLED)
@@ -30,33 +30,10 @@ _ALLOWED = {
 
 class JobStore(SqlStore):
     # ----------------------------------------------------------------- jobs
-    def create_job(
-        self,
-        *,
-        config: dict[str, Any],
-        workers: int,
-        hosts: str | None = None,
-        gpus: str | None = None,
-        name: str | None = None,
-        priority: int = 0,
-        source: str = "api",
-    ) -> JobRecord:
-        if not isinstance(workers, int) or workers < 1:
-            raise StoreError(f"workers: a positive integer (received: {workers!r})")
-        source = check_source(source, "job source")
+    def create_job(self, **fields: Any) -> JobRecord:
+        """A queued job: `fields` are `new_job`'s."""
+        job = new_job(**fields)
         with self._write() as s:
-            job = Job(
-                name=name,
-                status=JobStatus.QUEUED.value,
-                priority=priority,
-                source=source,
-                config=json.dumps(config, sort_keys=True),
-                workers=workers,
-                hosts=hosts,
-                gpus=gpus,
-                cancel_requested=False,
-                created_at=time.time(),
-            )
             s.add(job)
             s.flush()
             return _job_record(job)
@@ -66,27 +43,12 @@ class JobStore(SqlStore):
             return _job_record(self._require_job(s, job_id))
 
     def _require_job(self, s: Session, job_id: int, lock: bool = False) -> Job:
-        if not isinstance(job_id, int) or isinstance(job_id, bool):
-            raise StoreError(f"job id: an integer (received: {job_id!r})")
-        job = None
-        if is_row_id(job_id):  # no row has another id, and SQL integers cannot carry larger
-            stmt = select(Job).where(Job.id == job_id)
-            if lock and not self._is_sqlite:
-                stmt = stmt.with_for_update()
-            job = s.scalars(stmt).first()
-        if job is None:
-            raise NotFound(f"no job {job_id}; `easgd jobs list` shows the jobs there are")
-        return job
+        return self._require_row(s, Job, job_id, "job", lock)
 
     def list_jobs(
         self, status: Sequence[str] | str | None = None, limit: int = 100
     ) -> list[JobRecord]:
-        wanted = [status] if isinstance(status, str) else list(status or [])
-        for w in wanted:
-            if w not in JobStatus.__members__.values():
-                raise StoreError(
-                    f"job status: one of {', '.join(j.value for j in JobStatus)} (received: {w!r})"
-                )
+        wanted = check_statuses(status, JobStatus, "job status")
         stmt = select(Job)
         if wanted:
             stmt = stmt.where(Job.status.in_(wanted))
@@ -289,6 +251,33 @@ class JobStore(SqlStore):
             s.execute(
                 delete(ServiceLease).where(ServiceLease.name == name, ServiceLease.token == token)
             )
+
+
+def new_job(
+    *,
+    config: dict[str, Any],
+    workers: int,
+    hosts: str | None = None,
+    gpus: str | None = None,
+    name: str | None = None,
+    priority: int = 0,
+    source: str = "api",
+) -> Job:
+    """A queued job's row, checked, for a transaction to add (a sweep adds its trial with it)."""
+    if not isinstance(workers, int) or workers < 1:
+        raise StoreError(f"workers: a positive integer (received: {workers!r})")
+    return Job(
+        name=name,
+        status=JobStatus.QUEUED.value,
+        priority=priority,
+        source=check_source(source, "job source"),
+        config=json.dumps(config, sort_keys=True),
+        workers=workers,
+        hosts=hosts,
+        gpus=gpus,
+        cancel_requested=False,
+        created_at=time.time(),
+    )
 
 
 def _lease_record(row: ServiceLease) -> LeaseRecord:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -135,3 +136,47 @@ class ServiceLease(Base):
     hostname: Mapped[str] = mapped_column(String(255))
     acquired_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
+
+
+class Sweep(Base):
+    """A hyperparameter search: its validated file and base configuration, frozen as JSON."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    method: Mapped[str] = mapped_column(String(16))
+    metric: Mapped[str] = mapped_column(String(250))
+    goal: Mapped[str] = mapped_column(String(8))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    run_cap: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16), default="api")
+    spec: Mapped[str] = mapped_column(Text)
+    base_config: Mapped[str] = mapped_column(Text)
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+
+
+class SweepTrial(Base):
+    """One point of a sweep: its parameters, and the job (and so the run) that tries them."""
+
+    __tablename__ = "sweep_trials"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    params: Mapped[str] = mapped_column(Text)
+    job_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Float)
+    optuna_number: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (UniqueConstraint("sweep_id", "number", name="uq_sweep_trials_number"),)

@@ -12,13 +12,14 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
+from enum import StrEnum
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from db import engine as engines
 from db.entities import RunSource
-from db.errors import StoreError, StoreNotInitialized
+from db.errors import NotFound, StoreError, StoreNotInitialized
 from db.settings import db_url
 
 LOST_AFTER_SECONDS = float(os.environ.get("EASGD_LOST_AFTER_SECONDS", "60"))
@@ -65,6 +66,15 @@ def record(cls, row, **computed):
 
 def is_row_id(value: int) -> bool:
     return 1 <= value <= MAX_ID
+
+
+def check_statuses(status, kind: type[StrEnum], what: str) -> list[str]:
+    """A status filter (one, several or none) of `kind`'s values, each checked."""
+    wanted = [status] if isinstance(status, str) else list(status or [])
+    for w in wanted:
+        if w not in kind.__members__.values():
+            raise StoreError(f"{what}: one of {', '.join(k.value for k in kind)} (received: {w!r})")
+    return wanted
 
 
 class SqlStore:
@@ -115,6 +125,22 @@ class SqlStore:
                 f"the run store at {self.display_url} {state} (this version needs {head}); "
                 "run `easgd init` once"
             )
+
+    def _require_row(self, s: Session, model, row_id: int, what: str, lock: bool = False):
+        """The row of an integer id, locked on PostgreSQL with `lock`; NotFound names the
+        command that lists the `what`s there are."""
+        if not isinstance(row_id, int) or isinstance(row_id, bool):
+            raise StoreError(f"{what} id: an integer (received: {row_id!r})")
+        row = None
+        if is_row_id(row_id):  # no row has another id, and SQL integers cannot carry larger
+            stmt = select(model).where(model.id == row_id)
+            if lock and not self._is_sqlite:
+                stmt = stmt.with_for_update()
+            row = s.scalars(stmt).first()
+        if row is None:
+            listing = "easgd jobs list" if what == "job" else f"easgd {what} list"
+            raise NotFound(f"no {what} {row_id}; `{listing}` shows the {what}s there are")
+        return row
 
     def table_names(self) -> list[str]:
         return sorted(inspect(self.engine).get_table_names())

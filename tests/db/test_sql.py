@@ -18,9 +18,11 @@ def test_init_creates_every_table_once(store):
         "run_events",
         "jobs",
         "service_leases",
+        "sweeps",
+        "sweep_trials",
         "alembic_version",
     } <= set(store.table_names())
-    assert store.init() == "0002"  # idempotent
+    assert store.init() == "0003"  # idempotent
     store.check()
 
 
