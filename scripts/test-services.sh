@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs (once) what the test suite talks to: PostgreSQL (started on loopback) and Chromium
-# (for the browser test).
+# Installs (once) what the test suite talks to: PostgreSQL (started on loopback), Chromium
+# (for the browser tests), and OpenSSH's server and iproute2 (the multi-host test makes hosts of
+# network namespaces, each with its own sshd, which it starts and stops itself).
 # Prints the environment the tests read; a machine without root or apt skips with a reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ SUDO=""
 need=()
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && $SUDO true 2>/dev/null; then
     say "installing ${need[*]} from Debian's packages"

@@ -153,3 +153,12 @@ def terminate_job(
         psutil.wait_procs(alive, timeout=2)
         time.sleep(0.1)
     return ended_by
+
+
+def on_this_host(proc: psutil.Process) -> bool:
+    """Whether a process shares this one's network: ranks that another host runs may still be
+    visible here (hosts that are network namespaces of one machine), but not to be signalled."""
+    try:
+        return os.readlink(f"/proc/{proc.pid}/ns/net") == os.readlink("/proc/self/ns/net")
+    except OSError:
+        return True  # no /proc namespaces to tell (not Linux): it is visible, so it is here

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from training.hosts import Hosts, local_slots, parse_hosts
 
 DEFAULT_PORT = 8765
 DEFAULT_UI_PORT = 8501
+# Linux interface names (at most 15 characters), comma-separated as horovodrun takes them.
+_INTERFACES = re.compile(r"[A-Za-z0-9_.-]{1,15}(,[A-Za-z0-9_.-]{1,15}){0,15}")
 
 
 class SettingsError(EasgdError, ValueError):
@@ -73,6 +76,10 @@ class ServiceSettings:
     poll_seconds: float = 0.5
     lease_seconds: float = 30.0
     data_dirs: list[Path] = field(default_factory=list)
+    # Across hosts: what horovodrun and the service's reachability check pass on to ssh.
+    network_interface: str | None = None
+    ssh_port: int | None = None
+    ssh_identity_file: str | None = None
 
     @classmethod
     def from_env(cls, **overrides) -> ServiceSettings:
@@ -94,10 +101,26 @@ class ServiceSettings:
             if dirs
             else [home() / "data", Path.cwd().resolve()]
         )
+        s.network_interface = env.get("EASGD_NETWORK_INTERFACE") or None
+        s.ssh_port = env.get("EASGD_SSH_PORT") or None  # type: ignore[assignment]
+        s.ssh_identity_file = env.get("EASGD_SSH_IDENTITY_FILE") or None
         for key, value in overrides.items():
             if value is not None:
                 setattr(s, key, value)
+        s.network_interface = network_interface(
+            s.network_interface, "--network-interface (EASGD_NETWORK_INTERFACE)"
+        )
+        s.ssh_port = ssh_port(s.ssh_port, "--ssh-port (EASGD_SSH_PORT)")
+        s.ssh_identity_file = identity_file(
+            s.ssh_identity_file, "--ssh-identity-file (EASGD_SSH_IDENTITY_FILE)"
+        )
         return s
+
+    @property
+    def ssh_options(self) -> list[str]:
+        """The ssh options that reach the hosts, for the service's own reachability check."""
+        options = ["-p", str(self.ssh_port)] if self.ssh_port is not None else []
+        return options + (["-i", self.ssh_identity_file] if self.ssh_identity_file else [])
 
     def check(self) -> None:
         """Refuse to listen beyond loopback without a token: every caller could run jobs."""
@@ -128,3 +151,36 @@ class ServiceSettings:
     @property
     def runs_dir(self) -> Path:
         return store_runs_dir()
+
+
+def network_interface(value: str | None, what: str) -> str | None:
+    if value is None:
+        return None
+    if not _INTERFACES.fullmatch(value):
+        raise SettingsError(
+            f"{what}: network interface names (letters, digits, _ . -; at most 15 characters "
+            f"each), comma-separated, e.g. eth0 (received: {value[:80]!r})"
+        )
+    return value
+
+
+def ssh_port(value: int | str | None, what: str) -> int | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise SettingsError(f"{what}: a port from 1 to 65535 (received: {text[:80]!r})")
+    return int(text)
+
+
+def identity_file(value: str | None, what: str) -> str | None:
+    """An absolute path: horovodrun hands it to ssh from the job's own directory."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise SettingsError(
+            f"{what}: not a readable file (received: {value[:200]!r}); give the private key "
+            "that logs in to every host without a password"
+        )
+    return str(path.resolve())

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,12 +33,12 @@ import yaml
 from db.entities import JobRecord, JobStatus, LeaseRecord, RunStatus
 from db.errors import EasgdError, InvalidTransition, LeaseHeld, LeaseLost, NotFound
 from db.store import Store
-from service import logs, processes
+from service import logs, processes, reachability
 from service.settings import ServiceSettings
-from training import checkpoint
+from training import checkpoint, signals
 from training.config import ConfigError, ResourcesConfig, parse_config, topology_problem
-from training.hosts import Hosts, HostsError, format_hosts, parse_hosts
-from training.launch import horovodrun_argv
+from training.hosts import Hosts, HostsError, format_hosts, host_of_rank, parse_hosts
+from training.launch import LOCAL_HOSTS, horovodrun_argv
 
 LOST_MESSAGE = "lost: the service stopped while it ran"
 CANCELLED_MESSAGE = "cancelled by request"
@@ -52,6 +52,8 @@ _REASON = re.compile(
 # Horovod's own account when a rank dies without a word (killed, say).
 _HOROVOD_REASON = re.compile(r"^(Process \d+ exit with status code -?\d+\.)$")
 _REASON_SCAN_LINES = 400
+# horovodrun's last words when ranks failed: the first one to, by time.
+_FIRST_FAILED = re.compile(r"^Process name: (\d+)\nExit code: (-?\d+)$", re.MULTILINE)
 # The service's own secrets (EASGD_API_TOKEN...): with remote hosts, Horovod puts a job's
 # environment on the ssh command line. The job's own launch token is set after this filter.
 _SECRET_ENV = re.compile(r"^EASGD_\w*TOKEN$")
@@ -68,6 +70,13 @@ class SchedulerBusy(EasgdError, RuntimeError):
             "schedules jobs from this store; stop it, or use another EASGD_HOME/EASGD_DB_URL"
         )
         self.lease = lease
+
+
+def first_failed(log_text: str) -> tuple[int, int] | None:
+    """(rank, exit code) of the rank that failed first in the log's last attempt, as horovodrun
+    names it; None if it named none."""
+    found = _FIRST_FAILED.findall(log_text)
+    return (int(found[-1][0]), int(found[-1][1])) if found else None
 
 
 def failure_reason(log_text: str) -> str | None:
@@ -338,25 +347,55 @@ class Supervisor:
         self._terminate_job(
             handle.token, handle.pid, handle.start_time, self.settings.grace_seconds
         )
-        allocation = next(
-            (a for n in range(job.workers, floor - 1, -1) if (a := self._allocate(job, n))),
-            None,
-        )
+        tail = logs.tail(job.log_path, _REASON_SCAN_LINES)
+        down, suspect = self._hosts_to_leave_out(handle.allocation.hosts, tail)
+        left_out = {**suspect, **down}
+        allocation = None
+        for exclude in (set(left_out), set(down)):
+            allocation = next(
+                (
+                    a
+                    for n in range(job.workers, floor - 1, -1)
+                    if (a := self._allocate(job, n, exclude))
+                ),
+                None,
+            )
+            if allocation is not None:
+                break
         if allocation is None:
             return f"not restarted: fewer than {floor} slots free (resources.min_workers)"
         workers = sum(allocation.hosts.values())
         step = int(found[1]["step"])
-        cause = failure_reason(logs.tail(job.log_path, _REASON_SCAN_LINES)) or f"exit code {code}"
+        cause = failure_reason(tail) or f"exit code {code}"
+        if (first := first_failed(tail)) and len(handle.allocation.hosts) > 1:
+            host = host_of_rank(handle.allocation.hosts, first[0])
+            cause = f"rank {first[0]} on {host} failed first (exit code {first[1]})"
+        skipped = [f"{h} ({why})" for h, why in left_out.items() if h not in allocation.hosts]
         note = (
             f"{cause}; relaunched from the checkpoint at step {step} with {workers} of "
             f"{job.workers} workers (restart {restarts + 1} of {limit})"
         )
+        if skipped:
+            note += f"; left out {', '.join(skipped)}"
         self.store.add_event(job.run_id, "restarted", note, step)
         with Path(job.log_path).open("a") as log:
             log.write(f"easgd service: job {job.id}: {note}\n")
         self._start(job, allocation, ["--resume", job.run_dir], workers)
         self.store.update_job(job.id, message=f"restarted {restarts + 1} time(s); last: {note}")
         return None
+
+    def _hosts_to_leave_out(
+        self, placed: Hosts, log_tail: str
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The hosts a relaunch must avoid (they no longer answer ssh) and those it should (as
+        Horovod's elastic mode does, the host whose rank failed first, when the job had others;
+        it is taken back only if the rest cannot hold resources.min_workers), each with why."""
+        suspect: dict[str, str] = {}
+        if len(placed) > 1 and (first := first_failed(log_tail)):
+            if (host := host_of_rank(placed, first[0])) is not None:
+                suspect[host] = f"its rank {first[0]} failed first"
+        down = reachability.unreachable(placed, self.settings.ssh_options)
+        return {h: "it does not answer ssh" for h in down}, suspect
 
     def _exit_from_run(self, job: JobRecord) -> int | None:
         if not job.run_id:
@@ -430,8 +469,11 @@ class Supervisor:
             )
         return None
 
-    def _allocate(self, job: JobRecord, workers: int | None = None) -> Allocation | None:
-        """Where `workers` (default: the job's) ranks go now, or None until slots are free."""
+    def _allocate(
+        self, job: JobRecord, workers: int | None = None, exclude: Collection[str] = ()
+    ) -> Allocation | None:
+        """Where `workers` (default: the job's) ranks go now, or None until slots are free;
+        never on the hosts in `exclude`."""
         workers = workers or job.workers
         resources = json.loads(job.config).get("resources", {})
         gpus_per_worker = int(resources.get("gpus_per_worker", 0))
@@ -454,6 +496,8 @@ class Supervisor:
         remaining = workers
         hosts: Hosts = {}
         for name, cap in (requested or self.settings.hosts).items():
+            if name in exclude:
+                continue
             take = min(cap, self.settings.hosts[name] - used_hosts.get(name, 0), remaining)
             if take > 0:
                 hosts[name] = take
@@ -475,6 +519,9 @@ class Supervisor:
             sum(allocation.hosts.values()),
             [sys.executable, "-m", "training", *args, "--source", job.source],
             allocation.hosts,
+            network_interface=self.settings.network_interface,
+            ssh_port=self.settings.ssh_port,
+            ssh_identity_file=self.settings.ssh_identity_file,
         )
 
     def _launch(self, job: JobRecord, allocation: Allocation) -> None:
@@ -600,11 +647,16 @@ class Supervisor:
         return job, handle
 
     def _signal_ranks(self, handle: Handle) -> int:
-        """SIGUSR1 to the job's training ranks (not horovodrun, for which it is fatal)."""
+        """SIGUSR1 to the job's training ranks on this host (not horovodrun, for which it is
+        fatal)."""
         sent = 0
         for proc in processes.job_processes(handle.token, handle.pid, handle.start_time):
             try:
-                if "HOROVOD_RANK" in proc.environ() and "training" in proc.cmdline():
+                if (
+                    "HOROVOD_RANK" in proc.environ()
+                    and "training" in proc.cmdline()
+                    and processes.on_this_host(proc)
+                ):
                     proc.send_signal(signal.SIGUSR1)
                     sent += 1
             except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -616,6 +668,11 @@ class Supervisor:
         (every 10 steps for ranks that all-reduce; at once on the center server)."""
         with self._lock:
             job, handle = self._running_here(job_id, "checkpoint")
+            if not set(handle.allocation.hosts) <= LOCAL_HOSTS and job.run_dir:
+                Path(job.run_dir).mkdir(parents=True, exist_ok=True)
+                signals.request(Path(job.run_dir))  # rank 0 may run on another host
+                self._signal_ranks(handle)
+                return job
             if self._signal_ranks(handle) == 0:
                 raise InvalidTransition(f"job {job_id} has no training rank running yet")
             return job

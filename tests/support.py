@@ -57,8 +57,9 @@ def free_port() -> int:
 
 
 class Service:
-    def __init__(self, home: Path, slots: int = 2):
-        self.home, self.slots = home, slots
+    def __init__(self, home: Path, slots: int = 2, serve_args: tuple[str, ...] = ()):
+        """`serve_args` replace `--slots` when they name --hosts."""
+        self.home, self.slots, self.serve_args = home, slots, serve_args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **QUIET_TF, "EASGD_HOME": str(home), "EASGD_API_URL": self.url}
@@ -69,7 +70,14 @@ class Service:
     def start(self) -> Service:
         self.home.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [str(BIN / "easgd"), "serve", "--port", str(self.port), "--slots", str(self.slots)],
+            [
+                str(BIN / "easgd"),
+                "serve",
+                "--port",
+                str(self.port),
+                *([] if "--hosts" in self.serve_args else ["--slots", str(self.slots)]),
+                *self.serve_args,
+            ],
             env=self.env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,

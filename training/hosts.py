@@ -69,3 +69,12 @@ def local_slots(value: str | int, what: str = "slots") -> Hosts:
 def format_hosts(hosts: Mapping[str, int]) -> str:
     """`-H`'s value, in the mapping's order."""
     return ",".join(f"{host}:{slots}" for host, slots in hosts.items())
+
+
+def host_of_rank(hosts: Mapping[str, int], rank: int) -> str | None:
+    """The host that runs `rank`: horovodrun fills each host's slots in `-H` order."""
+    for host, slots in hosts.items():
+        if rank < slots:
+            return host
+        rank -= slots
+    return None

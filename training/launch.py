@@ -28,6 +28,9 @@ def horovodrun_argv(
     hosts: Mapping[str, int] | None = None,
     *,
     pin_loopback: bool = True,
+    network_interface: str | None = None,
+    ssh_port: int | None = None,
+    ssh_identity_file: str | None = None,
 ) -> list[str]:
     """The horovodrun argument list (never a shell string, so no path or value is ever re-parsed
     by a shell). `hosts` defaults to all `np` ranks on localhost.
@@ -35,9 +38,19 @@ def horovodrun_argv(
     With every host local, `pin_loopback` names `lo` as the interface: Horovod's interface
     discovery can hang where other interfaces exist but lead nowhere (it did for elastic runs),
     and loopback is the only one local ranks need. `pin_loopback=False` leaves the discovery to
-    horovodrun, as the plain command the README gives users does."""
+    horovodrun, as the plain command the README gives users does. Across hosts,
+    `network_interface` names the interface the ranks and the rendezvous use (it must have that
+    name on every host and on this one), and the ssh options reach hosts whose sshd is not on
+    port 22 or whose key is not the default one."""
     hosts = {"localhost": np} if hosts is None else hosts
     argv = [horovodrun_executable(), "-np", str(np), "-H", format_hosts(hosts), "--gloo"]
-    if pin_loopback and set(hosts) <= LOCAL_HOSTS:
+    local = set(hosts) <= LOCAL_HOSTS
+    if pin_loopback and local:
         argv += ["--network-interface", "lo"]
+    elif network_interface:
+        argv += ["--network-interface", network_interface]
+    if ssh_port is not None and not local:
+        argv += ["--ssh-port", str(ssh_port)]
+    if ssh_identity_file and not local:
+        argv += ["--ssh-identity-file", ssh_identity_file]
     return argv + list(program)

@@ -63,6 +63,7 @@ class Trainer:
         self.collectives = collectives
         self.config = config
         self.run_dir = run_dir
+        self._saved_at = 0.0
         self.rank = collectives.rank()
         self.size = collectives.size()
         self.source = source
@@ -341,6 +342,10 @@ class Trainer:
             target.assign(value.value)
 
     def _checkpoint(self, wall_time: float) -> None:
+        self._save(wall_time)
+        self._saved_at = time.time()  # what was asked before now, this checkpoint serves
+
+    def _save(self, wall_time: float) -> None:
         if self.served:
             if self.rank == 0:
                 self.optimizer.prepare_evaluation()  # the server's center into the variables
@@ -467,15 +472,17 @@ class Trainer:
         return last
 
     def _asked(self, before: int) -> bool:
-        """A checkpoint on demand (SIGUSR1, what `easgd jobs checkpoint` sends every rank). The
+        """A checkpoint on demand (SIGUSR1, what `easgd jobs checkpoint` sends every rank on the
+        service's host, or the request file it leaves in the run directory for rank 0). The
         ranks that all-reduce must save on the same step: every CONTROL_EVERY steps they agree
         with one scalar all-reduce whether any was asked; on the center server rank 0 saves
         alone, at once."""
+        mine = self.run_dir if self.rank == 0 else None
         if self.served:
-            return signals.take() and self.rank == 0
+            return signals.take(self._saved_at, mine) and self.rank == 0
         if not self._crossed(before, CONTROL_EVERY):
             return False
-        flag = self.tf.constant(float(signals.take()), self.tf.float64)
+        flag = self.tf.constant(float(signals.take(self._saved_at, mine)), self.tf.float64)
         return float(self.collectives.sum_scalar(flag, "easgd_control").numpy()) > 0
 
     def _crossed(self, before: int, every: int) -> bool:

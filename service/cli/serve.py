@@ -27,7 +27,13 @@ def _settings(args) -> ServiceSettings:
     """A bad --hosts or --slots is an error of the family, which the command line reports."""
     hosts = parse_hosts(args.hosts, "--hosts") if args.hosts else None
     s = ServiceSettings.from_env(
-        host=args.host, port=args.port, hosts=hosts, db_url=getattr(args, "db_url", None)
+        host=args.host,
+        port=args.port,
+        hosts=hosts,
+        db_url=getattr(args, "db_url", None),
+        network_interface=args.network_interface,
+        ssh_port=args.ssh_port,
+        ssh_identity_file=args.ssh_identity_file,
     )
     if args.slots is not None:
         s.hosts = local_slots(args.slots, "--slots")
@@ -125,6 +131,13 @@ def cmd_up(args) -> int:
         serve += ["--slots", str(args.slots)]
     if args.hosts:
         serve += ["--hosts", args.hosts]
+    for flag, value in (
+        ("--network-interface", settings.network_interface),
+        ("--ssh-port", settings.ssh_port),
+        ("--ssh-identity-file", settings.ssh_identity_file),
+    ):
+        if value is not None:
+            serve += [flag, str(value)]
     children.append(subprocess.Popen(serve, env=env, preexec_fn=_preexec))
     ui_app = _ui_app()
     ui_url = None
@@ -210,6 +223,19 @@ def add_commands(sub, add) -> None:
         )
         p.add_argument(
             "--hosts", help="horovodrun hosts and slots, e.g. h1:4,h2:4 (default: localhost)"
+        )
+        p.add_argument(
+            "--network-interface",
+            help="across hosts: the interface the ranks talk over, named so on every host "
+            "(default: $EASGD_NETWORK_INTERFACE, else horovodrun finds one)",
+        )
+        p.add_argument(
+            "--ssh-port", help="across hosts: the hosts' sshd port (default: $EASGD_SSH_PORT or 22)"
+        )
+        p.add_argument(
+            "--ssh-identity-file",
+            help="across hosts: the private key that logs in without a password "
+            "(default: $EASGD_SSH_IDENTITY_FILE, else ssh's own)",
         )
 
     serve = add(sub, "serve", cmd_serve, "run the job service (REST API and scheduler)")

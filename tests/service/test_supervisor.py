@@ -20,7 +20,7 @@ from db.entities import JobStatus
 from db.store import Store
 from service import processes
 from service.settings import ServiceSettings
-from service.supervisor import SchedulerBusy, Supervisor
+from service.supervisor import SchedulerBusy, Supervisor, first_failed
 
 CONFIG = {"resources": {"workers": 2}}
 
@@ -422,3 +422,15 @@ def test_a_job_the_service_can_never_place_fails_with_the_reason(
     done = store.get_job(job.id)
     assert done.status is JobStatus.FAILED and phrase in done.message
     assert fake.spawned == []
+
+
+def test_the_rank_that_failed_first_is_read_from_the_last_attempt_horovodrun_logged():
+    attempt = (
+        "RuntimeError: Horovod detected that one or more processes exited with non-zero status, "
+        "thus causing the job to be terminated. The first process to do so was:\n"
+        "Process name: {rank}\nExit code: {code}\n"
+    )
+    log = attempt.format(rank=0, code=1) + "easgd service: relaunched\n"
+    assert first_failed(log) == (0, 1)
+    assert first_failed(log + attempt.format(rank=3, code=255)) == (3, 255)
+    assert first_failed("Process 1 exit with status code 255.\n") is None

@@ -6,7 +6,7 @@ import pytest
 
 from db.errors import EasgdError
 from training.config import ConfigError, parse_config
-from training.hosts import HostsError, format_hosts, local_slots, parse_hosts
+from training.hosts import HostsError, format_hosts, host_of_rank, local_slots, parse_hosts
 
 
 def test_parses_what_horovodrun_h_reads_in_order():
@@ -68,3 +68,8 @@ def test_a_name_horovodrun_would_read_as_an_option_is_refused(text):
 def test_slots_are_ascii_digits(value):
     with pytest.raises(HostsError, match="an integer from 1 to 1024"):
         local_slots(value, "EASGD_SLOTS")
+
+
+def test_ranks_fill_each_hosts_slots_in_order_as_horovodrun_places_them():
+    hosts = parse_hosts("a:2,b:1,c:3")
+    assert [host_of_rank(hosts, r) for r in range(7)] == ["a", "a", "b", "c", "c", "c", None]
