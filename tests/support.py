@@ -29,7 +29,7 @@ def horovodrun(
     np: int, args: list[str], env: dict | None = None, timeout: float = 300, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
     # Without --network-interface: the plain command the README gives users.
-    cmd = horovodrun_argv(np, [sys.executable, *args], pin_loopback=False)
+    cmd = horovodrun_argv(np, [sys.executable, *args], pin_loopback=False, plain=True)
     full_env = {**os.environ, **QUIET_TF, **(env or {})}
     return subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT

@@ -22,12 +22,19 @@ def horovodrun_executable() -> str:
     return str(beside) if beside.exists() else "horovodrun"
 
 
+def launcher(plain: bool = False) -> list[str]:
+    """training.horovodrun in this interpreter (horovodrun without its 3.5 s build check at every
+    launch), or with `plain` the horovodrun command users type."""
+    return [horovodrun_executable()] if plain else [sys.executable, "-m", "training.horovodrun"]
+
+
 def horovodrun_argv(
     np: int,
     program: Sequence[str],
     hosts: Mapping[str, int] | None = None,
     *,
     pin_loopback: bool = True,
+    plain: bool = False,
     network_interface: str | None = None,
     ssh_port: int | None = None,
     ssh_identity_file: str | None = None,
@@ -38,12 +45,13 @@ def horovodrun_argv(
     With every host local, `pin_loopback` names `lo` as the interface: Horovod's interface
     discovery can hang where other interfaces exist but lead nowhere (it did for elastic runs),
     and loopback is the only one local ranks need. `pin_loopback=False` leaves the discovery to
-    horovodrun, as the plain command the README gives users does. Across hosts,
+    horovodrun, as the plain command the README gives users does; `plain` starts that command
+    itself rather than training.horovodrun. Across hosts,
     `network_interface` names the interface the ranks and the rendezvous use (it must have that
     name on every host and on this one), and the ssh options reach hosts whose sshd is not on
     port 22 or whose key is not the default one."""
     hosts = {"localhost": np} if hosts is None else hosts
-    argv = [horovodrun_executable(), "-np", str(np), "-H", format_hosts(hosts), "--gloo"]
+    argv = [*launcher(plain), "-np", str(np), "-H", format_hosts(hosts), "--gloo"]
     local = set(hosts) <= LOCAL_HOSTS
     if pin_loopback and local:
         argv += ["--network-interface", "lo"]

@@ -21,13 +21,13 @@ def with_horovodrun(tmp_path, monkeypatch):
     python.parent.mkdir()
     (python.parent / "horovodrun").touch()
     monkeypatch.setattr(sys, "executable", str(python))
-    return str(python.parent / "horovodrun")
+    return [str(python), "-m", "training.horovodrun"]
 
 
 def test_local_ranks_are_pinned_to_loopback(with_horovodrun):
     argv = horovodrun_argv(2, PROGRAM)
     assert argv == [
-        with_horovodrun,
+        *with_horovodrun,
         "-np",
         "2",
         "-H",
@@ -41,7 +41,7 @@ def test_local_ranks_are_pinned_to_loopback(with_horovodrun):
 
 def test_every_local_name_counts_as_local(with_horovodrun):
     argv = horovodrun_argv(3, PROGRAM, {"localhost": 1, "127.0.0.1": 2})
-    assert argv[1:8] == [
+    assert argv[3:10] == [
         "-np",
         "3",
         "-H",
@@ -57,7 +57,7 @@ def test_remote_hosts_leave_the_interface_to_horovodrun(with_horovodrun):
         argv = horovodrun_argv(6, PROGRAM, hosts)
         assert "--network-interface" not in argv
         assert argv == [
-            with_horovodrun,
+            *with_horovodrun,
             "-np",
             "6",
             "-H",
@@ -69,12 +69,14 @@ def test_remote_hosts_leave_the_interface_to_horovodrun(with_horovodrun):
 
 def test_loopback_pin_can_be_left_out(with_horovodrun):
     argv = horovodrun_argv(2, PROGRAM, pin_loopback=False)
-    assert argv == [with_horovodrun, "-np", "2", "-H", "localhost:2", "--gloo", *PROGRAM]
+    assert argv == [*with_horovodrun, "-np", "2", "-H", "localhost:2", "--gloo", *PROGRAM]
 
 
-def test_without_horovodrun_beside_python_path_is_searched(tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
-    assert horovodrun_argv(1, ["prog.py"])[0] == "horovodrun"
+def test_plain_is_the_horovodrun_beside_python_or_on_the_path(with_horovodrun, monkeypatch):
+    beside = str(Path(sys.executable).parent / "horovodrun")
+    assert horovodrun_argv(1, ["prog.py"], plain=True)[:2] == [beside, "-np"]
+    monkeypatch.setattr(sys, "executable", str(Path(sys.executable).parent.parent / "python"))
+    assert horovodrun_argv(1, ["prog.py"], plain=True)[0] == "horovodrun"
 
 
 def test_argv_is_a_list_of_strings_never_a_shell_line(with_horovodrun):
