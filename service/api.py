@@ -37,6 +37,8 @@ from service.logs import tail
 from service.settings import ServiceSettings
 from service.submission import prepare
 from service.supervisor import Supervisor
+from service.sweeps import routes as sweep_routes
+from service.sweeps.driver import SweepDriver
 from training.config import NOT_PRINTABLE, ConfigError, check_printable
 
 MAX_BODY_BYTES = 1 << 20
@@ -204,6 +206,15 @@ def create_app(
     settings.check()
     store = store or Store(settings.db_url)
     supervisor = Supervisor(store, settings)
+    sweeps = SweepDriver(
+        store,
+        settings,
+        placement=lambda cfg: supervisor.placement_problem(
+            cfg.resources.workers, cfg.resources.gpus_per_worker, cfg.resources.host_map
+        ),
+        may_schedule=lambda: supervisor.holds_lease,
+        wake_scheduler=supervisor.wake,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -212,7 +223,9 @@ def create_app(
             print(f"easgd service: {note}", flush=True)
         if start_supervisor:
             supervisor.start()
+            sweeps.start()
         yield
+        sweeps.stop()
         supervisor.stop()
 
     app = FastAPI(
@@ -241,6 +254,7 @@ def create_app(
         return await call_next(request)
 
     app.state.store, app.state.supervisor, app.state.settings = store, supervisor, settings
+    app.state.sweeps = sweeps
 
     @app.exception_handler(RequestValidationError)
     async def _unprocessable(_, exc: RequestValidationError):
@@ -418,6 +432,7 @@ def create_app(
         hist = store.metric_histories([run_id], key, max_points)
         return {k: [[p.step, p.wall_time, p.value] for p in hist[(run_id, k)]] for k in key}
 
+    sweep_routes.add_routes(app, store, sweeps, _message, body)
     return app
 
 

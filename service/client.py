@@ -94,6 +94,23 @@ class Client:
     def scale(self, job_id: int, workers: int) -> dict[str, Any]:
         return self._call("POST", f"/jobs/{job_id}/scale", json={"workers": workers})
 
+    def create_sweep(
+        self,
+        sweep: dict[str, Any] | str,
+        base: dict[str, Any] | str | None = None,
+        source: str = "cli",
+    ) -> dict[str, Any]:
+        return self._call("POST", "/sweeps", json={"sweep": sweep, "base": base, "source": source})
+
+    def sweeps(self, status: list[str] | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        return self._call("GET", "/sweeps", params={"status": status or [], "limit": limit})
+
+    def sweep(self, sweep_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/sweeps/{sweep_id}")
+
+    def stop_sweep(self, sweep_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/sweeps/{sweep_id}/stop")
+
     def logs(self, job_id: int, tail: int = 200) -> str:
         return self._call("GET", f"/jobs/{job_id}/logs", params={"tail": tail})
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 
 from db.errors import EasgdError
-from service.cli import jobs, runs, serve
+from service.cli import jobs, runs, serve, sweeps
 from service.cli.errors import CliError
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_commands(sub, add)
     serve.add_commands(sub, add)
     jobs.add_commands(sub, add)
+    sweeps.add_commands(sub, add)
     return p
 
 

@@ -126,13 +126,14 @@ def cmd_jobs_scale(args) -> int:
     return 0
 
 
-def add_commands(sub, add) -> None:
-    def api_arg(p):
-        p.add_argument(
-            "--api",
-            help=f"service URL (default: $EASGD_API_URL or http://127.0.0.1:{DEFAULT_PORT})",
-        )
+def api_arg(p) -> None:
+    p.add_argument(
+        "--api",
+        help=f"service URL (default: $EASGD_API_URL or http://127.0.0.1:{DEFAULT_PORT})",
+    )
 
+
+def add_commands(sub, add) -> None:
     sb = add(sub, "submit", cmd_submit, "queue a training job; prints its id")
     sb.add_argument("config", help="experiment YAML file")
     sb.add_argument("--workers", type=int, help="ranks (overrides resources.workers)")

@@ -55,6 +55,7 @@ MAX_CONCURRENCY = 64
 MAX_PARAMETERS = 50
 MAX_CHOICES = 1000
 MAX_ITER = 10**6
+MAX_STEPS = 10**9  # of a q_uniform range
 # exp() of more overflows a float: log_uniform's bounds are natural logarithms.
 MAX_LOG = 700.0
 PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -230,6 +231,13 @@ class Parameter(_Strict):
             q = 1 if self.q is None else self.q
             if q <= 0:
                 raise ValueError(f"q: a positive step (received: {_shown(q)})")
+            steps = (self.max - self.min) / q
+            if not math.isfinite(steps) or steps > MAX_STEPS:
+                raise ValueError(
+                    f"q: {_shown(q)} cuts the range into more than {MAX_STEPS:,} steps; use "
+                    f"uniform, or a larger q (received: min {_shown(self.min)}, "
+                    f"max {_shown(self.max)})"
+                )
             if math.floor(self.max / q) < math.ceil(self.min / q):
                 raise ValueError(
                     f"q_uniform: no multiple of q {_shown(q)} lies between min and max "

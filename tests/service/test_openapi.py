@@ -24,12 +24,12 @@ from tests.support import BIN
 pytestmark = [pytest.mark.service, pytest.mark.fuzz]
 
 SECONDS = 60
-# What JSON Schema cannot say: a string config must be a YAML mapping the training schema
+# What JSON Schema cannot say: a string config (or sweep) must be a YAML mapping the schema
 # accepts, and a filter must parse; such requests are valid to the document and still 422.
 # Following a job's log waits for the job to start, and here no job ever starts.
 CONFIG = """
 [[operations]]
-include-name = ["POST /jobs", "GET /runs"]
+include-name = ["POST /jobs", "GET /runs", "POST /sweeps"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", 401, 404, 422]
 
 [[operations]]
@@ -106,6 +106,8 @@ def test_the_api_conforms_to_its_openapi_document(served, tmp_path):
     assert out.returncode == 0, findings
     assert result["test_cases"]["generated"] >= 200, result["test_cases"]
     tested = {op for op in result["valid_rates"]}
-    assert {"POST /jobs", "GET /runs", "POST /jobs/{job_id}/cancel"} <= tested, tested
+    assert {"POST /jobs", "GET /runs", "POST /jobs/{job_id}/cancel", "POST /sweeps"} <= tested, (
+        tested
+    )
     launched = [j for j in store.list_jobs(limit=100000) if j.pid or j.started_at]
     assert launched == []
