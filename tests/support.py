@@ -17,7 +17,10 @@ from typing import Any
 
 import httpx
 import numpy
+import psutil
 
+from db.store import Store
+from service.processes import job_processes
 from training.launch import horovodrun_argv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +57,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def store_of(home: Path) -> Store:
+    """The SQLite store of a service started with `Service(home)`."""
+    return Store(f"sqlite:///{home / 'easgd.db'}")
+
+
+def processes_of(home: Path, job_id: int) -> list[psutil.Process]:
+    j = store_of(home).get_job(job_id)
+    return job_processes(j.launch_token, j.pid, j.pid_start_time)
+
+
+def kill_jobs(home: Path) -> None:
+    """What a test's jobs left running (a stopped service leaves its jobs to the next one)."""
+    for j in store_of(home).list_jobs():
+        for p in processes_of(home, j.id):
+            p.kill()
 
 
 class Service:

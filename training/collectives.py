@@ -55,6 +55,10 @@ def rank() -> int:
     return hvd.rank()
 
 
+def local_rank() -> int:
+    return hvd.local_rank()
+
+
 def size() -> int:
     return hvd.size()
 

@@ -11,7 +11,7 @@ import math
 import time
 from pathlib import Path
 
-from training import signals
+from training import signals, system_metrics
 from training.config import ExperimentConfig
 from training.console import progress_line, say
 from training.metrics import (
@@ -94,6 +94,9 @@ class Trainer:
         self.restart_note: str | None = None
         signals.install()  # also here for a Trainer built without `python -m training`
         self._staleness_seen = (0.0, 0.0)
+        self.system = system_metrics.SystemSampler(
+            collectives.local_rank(), bool(tf.config.list_physical_devices("GPU"))
+        )
         if resume:
             found = checkpoint.latest(run_dir)
             if found is None:
@@ -269,10 +272,17 @@ class Trainer:
                 for x, c in zip(self.model.trainable_variables, center)
             ]
         )
-        # One all-reduce carries the spread and how many ranks saw a non-finite loss, so that
-        # every rank stops on the same step when training diverged.
+        # One all-reduce carries the spread, how many ranks saw a non-finite loss (so that every
+        # rank stops on the same step when training diverged) and every rank's system metrics.
+        mine = system_metrics.slots(self.system.sample(), self.rank, self.size)
         total = self.collectives.sum_scalar(
-            tf.stack([local, tf.constant(float(self.diverged_at is not None), tf.float64)]),
+            tf.concat(
+                [
+                    tf.reshape(local, [1]),
+                    tf.constant([float(self.diverged_at is not None), *mine], tf.float64),
+                ],
+                0,
+            ),
             "easgd_spread",
         ).numpy()
         spread = float(total[0])
@@ -284,7 +294,11 @@ class Trainer:
             )
         if self.rank != 0:
             return {}
-        values = {**self._scores(), SPREAD: spread}
+        values = {
+            **self._scores(),
+            SPREAD: spread,
+            **system_metrics.metrics(list(total[2:]), self.size),
+        }
         if self.config.optimizer.spec.evaluated == "mean":
             # No center: the spread is around the workers' mean; per worker, it is CDSGD's
             # consensus distance.
@@ -304,7 +318,10 @@ class Trainer:
         if self.rank != 0:
             return {}
         self.optimizer.prepare_evaluation()
-        values = self._scores()
+        values = {
+            **self._scores(),
+            **system_metrics.metrics(system_metrics.slots(self.system.sample(), 0, 1), 1),
+        }
         if self.optimizer.exchange == "elastic":
             values[SPREAD] = self.optimizer.spread
         _, stats = self.optimizer.center_status()

@@ -18,7 +18,7 @@ import pytest
 
 from service import reachability
 from tests.namespace_hosts import NamespaceHosts, unavailable
-from tests.support import Service
+from tests.support import Service, kill_jobs
 
 pytestmark = [pytest.mark.service, pytest.mark.horovod]
 TINY = (Path(__file__).parent.parent / "training" / "tiny.yaml").read_text()
@@ -128,6 +128,7 @@ def test_a_job_across_two_hosts_goes_on_without_the_host_it_lost(hosts, tmp_path
         service.stop()
         for i in (1, 2):
             hosts.kill(i)
+        kill_jobs(service.home)  # horovodrun and its ssh clients, here
 
 
 def test_only_the_hosts_that_answer_ssh_count_as_reachable(hosts):

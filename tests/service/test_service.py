@@ -13,27 +13,10 @@ import httpx
 import psutil
 import pytest
 
-from db.store import Store
-from service.processes import job_processes
-from tests.support import BIN, Service, free_port
+from tests.support import BIN, Service, free_port, kill_jobs, processes_of, store_of
 
 pytestmark = [pytest.mark.service, pytest.mark.horovod]
 TINY = (Path(__file__).parent.parent / "training" / "tiny.yaml").read_text()
-
-
-def _store(home: Path) -> Store:
-    return Store(f"sqlite:///{home / 'easgd.db'}")
-
-
-def _processes_of(home: Path, job_id: int) -> list[psutil.Process]:
-    j = _store(home).get_job(job_id)
-    return job_processes(j.launch_token, j.pid, j.pid_start_time)
-
-
-def _kill_jobs(home: Path) -> None:
-    for j in _store(home).list_jobs():
-        for p in _processes_of(home, j.id):
-            p.kill()
 
 
 @pytest.fixture
@@ -41,7 +24,7 @@ def service(tmp_path):
     svc = Service(tmp_path / "home").start()
     yield svc
     svc.stop()
-    _kill_jobs(svc.home)
+    kill_jobs(svc.home)
 
 
 def test_job_runs_to_success_and_is_recorded(service):
@@ -69,7 +52,7 @@ def test_job_runs_to_success_and_is_recorded(service):
     listed = service.easgd("jobs", "list")
     assert "succeeded" in listed.stdout
     # The store keeps each job's launch token; no reply and no output shows it.
-    token = _store(service.home).get_job(job["id"]).launch_token
+    token = store_of(service.home).get_job(job["id"]).launch_token
     assert token and "launch_token" not in done and "launch_token" not in job
     shown = service.easgd("jobs", "show", str(job["id"]), "--format", "json")
     assert shown.returncode == 0 and f'"id": {job["id"]}' in shown.stdout, shown.stderr
@@ -111,7 +94,7 @@ def test_cancel_leaves_no_process_and_closes_the_run(service):
     job = service.post({"config": TINY, "set": ["training.epochs=500"]}).json()
     service.wait(job["id"], {"running"})
     _wait_for_steps(service, f"job-{job['id']}")
-    before = _processes_of(service.home, job["id"])
+    before = processes_of(service.home, job["id"])
     assert len(before) >= 3  # horovodrun and two ranks at least
     out = service.easgd("jobs", "cancel", str(job["id"]))
     assert out.returncode == 0, out.stderr
@@ -121,7 +104,7 @@ def test_cancel_leaves_no_process_and_closes_the_run(service):
     assert run["status"] == "cancelled" and run["end_time"] is not None
     assert done["exit_code"] in (-15, -9)  # the signal that stopped it, not horovodrun's 0
     assert _alive(before) == []
-    assert _processes_of(service.home, job["id"]) == []
+    assert processes_of(service.home, job["id"]) == []
 
 
 def test_a_cancel_in_one_service_spares_another_services_job_with_the_same_id(tmp_path):
@@ -145,7 +128,7 @@ def test_a_cancel_in_one_service_spares_another_services_job_with_the_same_id(tm
     finally:
         for svc in (a, b):
             svc.stop()
-            _kill_jobs(svc.home)
+            kill_jobs(svc.home)
 
 
 def _rank(job_root: psutil.Process, rank: int = 0) -> psutil.Process:
@@ -179,7 +162,7 @@ def test_a_killed_rank_restarts_the_job_from_its_checkpoint(service):
     running = service.wait(job["id"], {"running"})
     run_id = f"job-{job['id']}"
     _wait_for_steps(service, run_id, steps=25)
-    before = _processes_of(service.home, job["id"])
+    before = processes_of(service.home, job["id"])
     killed_at = time.time()
     _rank(psutil.Process(running["pid"]), 1).kill()
     deadline = time.time() + 60

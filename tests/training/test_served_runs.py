@@ -38,6 +38,9 @@ def test_an_asynchronous_run_records_staleness_and_exports_the_center(tmp_path, 
     assert [r["step"] for r in evals][:3] == [0, 10, 20] and evals[-1]["step"] == rows[-1]["step"]
     assert all("staleness" in r for r in evals[1:]) and all(r["staleness"] >= 0 for r in evals[1:])
     assert "wait_seconds" in rows[-1] and rows[-1]["bytes_sent"] > 0
+    # No collective on the center server: rank 0 logs its own system metrics only.
+    assert all(r["system/rank_0/memory_mb"] > 100 for r in evals)
+    assert not any("system/rank_1/memory_mb" in r for r in rows)
     # Each worker's exchanges on t mod tau == 0 (tau = 4), all of them counted by the center.
     summary = next(e for e in _events(out) if e["kind"] == "asynchronous")["message"]
     steps = rows[-1]["step"]

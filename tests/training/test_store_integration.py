@@ -48,6 +48,16 @@ def test_horovodrun_records_the_run(store, tmp_path):
         assert len(store.metric_history(run.id, key)) == count, key
     assert [e.kind for e in store.events(run.id)][0] == "started"
     assert store.events(run.id)[-1].kind == "finished"
+    # Every rank's system metrics reach rank 0 at each evaluation; no GPU, no GPU figures.
+    evaluations = len(store.metric_history(run.id, "center_accuracy"))
+    for rank in (0, 1):
+        memory = store.metric_history(run.id, f"system/rank_{rank}/memory_mb")
+        cpu = store.metric_history(run.id, f"system/rank_{rank}/cpu_percent")
+        assert len(memory) == len(cpu) == evaluations
+        assert all(100 < m.value < 16000 for m in memory)  # a TensorFlow process: MBs, not GBs
+        assert all(0 <= c.value <= 100 * (os.cpu_count() or 1) for c in cpu)
+        assert max(c.value for c in cpu) > 0
+    assert not store.metric_history(run.id, "system/rank_0/gpu_percent")
     cli = subprocess.run(
         [
             str(BIN / "easgd"),
