@@ -36,6 +36,15 @@ class RunStatus(StrEnum):
     LOST = "lost"  # derived: running, but its writer's heartbeat stopped
 
 
+class RunView(StrEnum):
+    """Which runs a search sees, as MLflow's `run_view_type`: archived runs are kept but hidden
+    unless asked for."""
+
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+    ALL = "all"
+
+
 @dataclass
 class LatestValue:
     step: int
@@ -61,6 +70,7 @@ class RunRecord:
     last_step: int
     total_steps: int | None
     error: str | None
+    archived_at: float | None = None
     params: dict[str, str | None] = field(default_factory=dict)
     tags: dict[str, str | None] = field(default_factory=dict)
     metrics: dict[str, LatestValue] = field(default_factory=dict)

@@ -38,6 +38,8 @@ class Run(Base):
     last_step: Mapped[int] = mapped_column(BigInteger, default=0)
     total_steps: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
+    # Set while the run is archived (MLflow's "deleted" stage): kept, hidden from searches.
+    archived_at: Mapped[float | None] = mapped_column(Float)
 
 
 class Param(Base):

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from db.entities import EventRecord, LatestValue, MetricPoint, RunRecord, RunStatus
+from db.entities import EventRecord, LatestValue, MetricPoint, RunRecord, RunStatus, RunView
 from db.errors import NotFound, StoreError
 from db.models import LatestMetric, Metric, Param, Run, RunEvent, Tag
 from db.search import search_statement, status_column
@@ -174,13 +174,6 @@ class RunStore(SqlStore):
             )
             if done.rowcount == 0:
                 self._require_run(s, run_id)
-
-    def delete_run(self, run_id: str) -> None:
-        with self._write() as s:
-            self._require_run(s, run_id)
-            for model in (Metric, LatestMetric, Param, Tag, RunEvent):
-                s.execute(delete(model).where(model.run_id == run_id))
-            s.execute(delete(Run).where(Run.id == run_id))
 
     # ----------------------------------------------------------------- metrics and events
     def log_metrics(self, run_id: str, rows: Iterable[tuple[str, int, float, float | None]]) -> int:
@@ -373,8 +366,10 @@ class RunStore(SqlStore):
             stmt = select(Run, status_column(self.lost_after)).where(Run.id.in_(ids))
             return {r.id: r for r in self._records(s, stmt)}
 
-    def list_runs(self, limit: int = 100, offset: int = 0) -> list[RunRecord]:
-        return self.search_runs(None, limit=limit, offset=offset)
+    def list_runs(
+        self, limit: int = 100, offset: int = 0, view: RunView | str = RunView.ACTIVE
+    ) -> list[RunRecord]:
+        return self.search_runs(None, limit=limit, offset=offset, view=view)
 
     def search_runs(
         self,
@@ -382,13 +377,16 @@ class RunStore(SqlStore):
         order_by: list[str] | str | None = None,
         limit: int = 100,
         offset: int = 0,
+        view: RunView | str = RunView.ACTIVE,
     ) -> list[RunRecord]:
-        """Runs matching an MLflow-style filter (see `db.query`), newest first by default."""
+        """Runs matching an MLflow-style filter (see `db.query`), newest first by default;
+        archived runs only when `view` asks for them."""
         if not isinstance(limit, int) or not 1 <= limit <= 100000:
             raise StoreError(f"limit: an integer from 1 to 100000 (received: {limit!r})")
         if not isinstance(offset, int) or offset < 0:
             raise StoreError(f"offset: an integer >= 0 (received: {offset!r})")
-        stmt = search_statement(filter, order_by, self.lost_after).limit(limit).offset(offset)
+        stmt = search_statement(filter, order_by, self.lost_after, view)
+        stmt = stmt.limit(limit).offset(offset)
         with self._read() as s:
             return self._records(s, stmt)
 

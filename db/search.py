@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import Select, and_, case, exists, func, literal, select
 
-from db.entities import RunStatus
+from db.entities import RunStatus, RunView
 from db.errors import StoreError
 from db.models import LatestMetric, Param, Run, Tag
 from db.query import ATTRIBUTES, Comparison, Field, parse_filter, parse_order_by
@@ -37,13 +37,22 @@ def status_column(lost_after: float):
 
 
 def search_statement(
-    filter: str | None, order_by: list[str] | str | None, lost_after: float
+    filter: str | None,
+    order_by: list[str] | str | None,
+    lost_after: float,
+    view: RunView | str = RunView.ACTIVE,
 ) -> Select:
-    """SELECT (Run, status) for the filter, in the requested order, newest first after it."""
+    """SELECT (Run, status) for the filter among the runs of `view`, in the requested order,
+    newest first after it."""
     comparisons = parse_filter(filter)
     orders = parse_order_by(order_by)
     status = status_column(lost_after)
     stmt = select(Run, status)
+    view = check_view(view)
+    if view is RunView.ACTIVE:
+        stmt = stmt.where(Run.archived_at.is_(None))
+    elif view is RunView.ARCHIVED:
+        stmt = stmt.where(Run.archived_at.is_not(None))
     for c in comparisons:
         stmt = stmt.where(_condition(c, status))
     for o in orders:
@@ -52,6 +61,12 @@ def search_statement(
                 col.desc().nulls_last() if o.descending else col.asc().nulls_last()
             )
     return stmt.order_by(Run.start_time.desc(), Run.id)
+
+
+def check_view(view: RunView | str) -> RunView:
+    if view not in RunView.__members__.values():
+        raise StoreError(f"view: one of {', '.join(v.value for v in RunView)} (received: {view!r})")
+    return RunView(view)
 
 
 def _attribute_column(name: str, status):

@@ -22,7 +22,7 @@ def test_init_creates_every_table_once(store):
         "sweep_trials",
         "alembic_version",
     } <= set(store.table_names())
-    assert store.init() == "0003"  # idempotent
+    assert store.init() == "0004"  # idempotent
     store.check()
 
 
