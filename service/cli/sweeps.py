@@ -134,7 +134,8 @@ def cmd_show(args) -> int:
     if notes:
         print()
         for t in notes:
-            print(f"trial {t['number']} {t['state']}: {fmt.printable(t['message'])}")
+            what = "stopping" if t["state"] == "running" else t["state"]
+            print(f"trial {t['number']} {what}: {fmt.printable(t['message'])}")
     best = _best(s)
     print()
     if best is None:

@@ -171,7 +171,7 @@ class SweepDriver:
                 self._end(sweep, SweepStatus.STOPPED, trials)
             return
         if spec.early_terminate:
-            self._stop_poor(sweep, spec.early_terminate, trials, jobs, tpe)
+            self._stop_poor(sweep, spec.early_terminate, trials, jobs)
         dims = dimensions(spec)
         made = len(trials)
         exhausted = False
@@ -216,11 +216,16 @@ class SweepDriver:
         if not job.status.is_terminal():
             return t
         to = _JOB_TO_TRIAL[job.status]
+        stopping = t.message  # a running trial's message is why the sweep stops it
         message = None
         if to is TrialState.FAILED and job.message:
             message = job.message.splitlines()[0]
+        elif to is TrialState.CANCELLED and stopping:
+            to, message = TrialState.STOPPED_EARLY, stopping
         elif to is TrialState.CANCELLED:
             message = STOPPED_MESSAGE if sweep.stop_requested else "its job was cancelled"
+        elif stopping:
+            message = f"it ended before its stop took effect ({stopping})"
         t = self.store.transition_trial(
             t.id, to, value=self._final(sweep, job.run_id), message=message
         )
@@ -264,35 +269,29 @@ class SweepDriver:
                 tpe.tell(t.optuna_number, "cancelled")
 
     # ------------------------------------------------------------------ early stopping
-    def _stop_poor(self, sweep, rule, trials, jobs, tpe) -> None:
+    def _stop_poor(self, sweep, rule, trials, jobs) -> None:
+        """Stop the trials the rule picks: each is marked with why (its message, while it
+        runs), then its job is cancelled; it becomes stopped_early when the job has ended
+        (succeeded, if it ended first). Its metric still counts for the others."""
         curves = []
         for t in trials:
             values = self._curve(sweep, t, jobs.get(t.job_id) if t.job_id else None)
             if values is not None:
-                running = t.state is TrialState.RUNNING
-                curves.append(Curve(t.number, running, t.state is TrialState.SUCCEEDED, values))
+                judged = t.state is TrialState.RUNNING and not t.message
+                curves.append(Curve(t.number, judged, t.state is TrialState.SUCCEEDED, values))
         decisions = to_stop(rule, sweep.metric, sweep.goal, curves)
         for i, t in enumerate(trials):
             why = decisions.get(t.number)
             job = jobs.get(t.job_id) if t.job_id else None
             if why is None or job is None or job.status is not JobStatus.RUNNING:
                 continue
-            values = next(c.values for c in curves if c.number == t.number)
             try:
-                trials[i] = t = self.store.transition_trial(
-                    t.id, TrialState.STOPPED_EARLY, value=values[-1], message=why
-                )
+                trials[i] = self.store.transition_trial(t.id, TrialState.RUNNING, message=why)
             except InvalidTransition:
                 continue
             self._cancel_job(job)
-            try:
-                self.store.add_event(
-                    job.run_id, "stopped_early", f"sweep {sweep.id}: {why}", len(values)
-                )
-            except NotFound:
-                pass
-            if tpe is not None and t.optuna_number is not None:
-                tpe.tell(t.optuna_number, TrialState.STOPPED_EARLY.value)
+            step = self.store.get_run(job.run_id).last_step
+            self.store.add_event(job.run_id, "stopped_early", f"sweep {sweep.id}: {why}", step)
 
     def _curve(
         self, sweep: SweepRecord, t: TrialRecord, job: JobRecord | None

@@ -146,22 +146,44 @@ def test_poor_trials_are_stopped_early_and_their_jobs_cancelled(store):
     _evaluate(store, runs[0], [0.3, 0.8])
     _evaluate(store, runs[1], [0.2])
     driver.tick()
-    assert {t.state for t in _trials(store, sweep.id)} == {TrialState.RUNNING}  # not there yet
+    assert not any(t.message for t in _trials(store, sweep.id))  # not at a bracket yet
     _evaluate(store, runs[1], [0.4], first=1)
     driver.tick()
     trials = _trials(store, sweep.id)
-    stopped = trials[1]
-    assert stopped.state is TrialState.STOPPED_EARLY and stopped.value == 0.4
-    assert stopped.message.startswith("center_accuracy 0.4 at iteration 2 is outside the best 1/2")
-    assert trials[0].state is TrialState.RUNNING
-    assert store.get_job(stopped.job_id).cancel_requested
+    stopping = trials[1]
+    why = "center_accuracy 0.4 at iteration 2 is outside the best 1/2 of the 2 trials there"
+    assert stopping.state is TrialState.RUNNING and stopping.message.startswith(why)
+    assert trials[0].state is TrialState.RUNNING and not trials[0].message
+    assert store.get_job(stopping.job_id).cancel_requested
     events = [e for e in store.events(runs[1]) if e.kind == "stopped_early"]
-    assert len(events) == 1 and events[0].message.startswith(f"sweep {sweep.id}: ")
-    assert len(trials) == 2  # its slot frees only when its job has ended
-    _end(store, stopped.job_id, JobStatus.CANCELLED)
+    assert [(e.message, e.step) for e in events] == [(f"sweep {sweep.id}: {stopping.message}", 20)]
+    driver.tick()
+    assert len(_trials(store, sweep.id)) == 2  # its slot frees only when its job has ended
+    assert len([e for e in store.events(runs[1]) if e.kind == "stopped_early"]) == 1
+    _evaluate(store, runs[1], [0.45], first=2)  # what it did before the cancel reached it
+    _end(store, stopping.job_id, JobStatus.CANCELLED)
     driver.tick()
     trials = _trials(store, sweep.id)
-    assert trials[1].state is TrialState.STOPPED_EARLY and len(trials) == 3
+    assert trials[1].state is TrialState.STOPPED_EARLY and trials[1].value == 0.45
+    assert trials[1].message == stopping.message and len(trials) == 3
+
+
+def test_a_trial_that_ends_before_its_stop_takes_effect_succeeded(store):
+    driver = _driver(store)
+    rule = {"type": "hyperband", "min_iter": 1, "eta": 2}
+    sweep, _ = driver.create(_spec(early_terminate=rule), BASE)
+    driver.tick()
+    runs = [_start(store, t.job_id) for t in _trials(store, sweep.id)]
+    _evaluate(store, runs[0], [0.9])
+    _evaluate(store, runs[1], [0.1])
+    driver.tick()
+    late = _trials(store, sweep.id)[1]
+    assert late.message and store.get_job(late.job_id).cancel_requested
+    _end(store, late.job_id, JobStatus.SUCCEEDED)
+    driver.tick()
+    done = _trials(store, sweep.id)[1]
+    assert done.state is TrialState.SUCCEEDED and done.value == 0.1
+    assert done.message.startswith("it ended before its stop took effect (center_accuracy 0.1")
 
 
 def test_stopping_a_sweep_cancels_its_trials_then_ends_it(store):
