@@ -70,6 +70,9 @@ def cmd_list(args) -> int:
     if args.format == "json":
         print(fmt.dumps(sweeps))
         return 0
+    if not sweeps and args.status:
+        print(f"no sweep is {' or '.join(args.status)}")
+        return 0
     if not sweeps:
         print("no sweeps. Start one with: easgd sweep create configs/sweep-digits-random.yaml")
         return 0
