@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.entities import JobStatus, RunRecord, RunStatus
@@ -27,9 +27,9 @@ from db.sql import check_key
 NOTE_TAG = "note"
 MAX_TAG_VALUE = 5000  # as a configuration's `tags:` values
 MAX_TAG_CHANGES = 100
-# What a table or a terminal would act on; a note keeps its line breaks and tabs.
-_NOT_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-_NOT_NOTE_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# What a table or a terminal would act on; line breaks and tabs are text (a note has lines).
+NOT_TAG_TEXT = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\u2028\\u2029"
+_NOT_TAG_TEXT = re.compile(f"[{NOT_TAG_TEXT}\\ud800-\\udfff]")
 
 
 @dataclass
@@ -43,19 +43,18 @@ class RunDeletion:
 
 
 def check_tag_value(key: str, value: str) -> str:
-    """A tag's value: text of at most MAX_TAG_VALUE characters, printable; the note may also
-    break lines (Windows line ends become plain ones)."""
+    """A tag's value: printable text of at most MAX_TAG_VALUE characters, line breaks and tabs
+    allowed (Windows line ends become plain ones)."""
     what = "note" if key == NOTE_TAG else f"tag {key!r}"
     if not isinstance(value, str):
         raise StoreError(f"{what}: a string, or null to remove it (received: {value!r:.80})")
-    if key == NOTE_TAG:
-        value = value.replace("\r\n", "\n").replace("\r", "\n")
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
     if len(value) > MAX_TAG_VALUE:
         raise StoreError(
             f"{what}: at most {MAX_TAG_VALUE} characters; shorten it "
             f"(received: {len(value)} characters)"
         )
-    found = (_NOT_NOTE_TEXT if key == NOTE_TAG else _NOT_TEXT).search(value)
+    found = _NOT_TAG_TEXT.search(value)
     if found:
         raise StoreError(
             f"{what}: character U+{ord(found.group()):04X} at position {found.start()} is not "
@@ -126,6 +125,15 @@ class RunEditStore(RunStore):
                 s.execute(delete(model).where(model.run_id == run_id))
             s.execute(delete(Run).where(Run.id == run_id))
         return gone
+
+    def runs_in_directory(self, directory: str) -> list[str]:
+        """The runs whose recorded directory is `directory` or lies inside it."""
+        inside = directory.rstrip("/") + "/"
+        with self._read() as s:
+            stmt = select(Run.id).where(
+                or_(Run.run_dir == directory, Run.run_dir.startswith(inside, autoescape=True))
+            )
+            return sorted(s.scalars(stmt))
 
     def _deletion(self, s: Session, run: Run) -> RunDeletion:
         def count(model) -> int:

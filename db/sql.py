@@ -32,7 +32,7 @@ MAX_ID = 2**63 - 1  # the largest SQL BIGINT: no row has a larger id
 
 
 def check_run_id(run_id: str) -> str:
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
         raise StoreError(
             "run id: letters, digits, '.', '_' or '-', at most 64 characters "
             f"(received: {run_id!r})"
@@ -41,7 +41,7 @@ def check_run_id(run_id: str) -> str:
 
 
 def check_key(key: str, what: str = "key") -> str:
-    if not isinstance(key, str) or not _KEY.match(key):
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise StoreError(
             f"{what}: letters, digits, '_', '.', '-' or '/', 1 to 250 characters "
             f"(received: {key!r})"

@@ -27,12 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from db.entities import JobStatus, RunSource
+from db.entities import JobStatus, RunSource, RunView
 from db.errors import EasgdError, StoreError
 from db.query import MAX_ORDERINGS, FilterError, parse_order_by
 from db.sql import KEY_PATTERN, RUN_ID_PATTERN
 from db.store import Store
-from service import formatting
+from service import formatting, run_edit_routes
 from service.logs import tail
 from service.settings import ServiceSettings
 from service.submission import prepare
@@ -407,11 +407,14 @@ def create_app(
             None, max_length=MAX_ORDERINGS, description="e.g. metrics.center_accuracy DESC"
         ),
         limit: int = Query(100, ge=1, le=10000),
+        view: RunView = Query(
+            RunView.ACTIVE, description="active runs (default), archived ones, or all"
+        ),
     ) -> list[dict[str, Any]]:
         with _about("query", "order_by"):
             parse_order_by(order_by)
         with _about("query", "filter"):
-            found = store.search_runs(filter, order_by, limit)
+            found = store.search_runs(filter, order_by, limit, view=view)
         return [formatting.run_json(r) for r in found]
 
     run_id_param = PathParam(pattern=RUN_ID_PATTERN, description="The run's id.")
@@ -433,6 +436,7 @@ def create_app(
         return {k: [[p.step, p.wall_time, p.value] for p in hist[(run_id, k)]] for k in key}
 
     sweep_routes.add_routes(app, store, sweeps, _message, body)
+    run_edit_routes.add_routes(app, store, settings.runs_dir, _message, body)
     return app
 
 

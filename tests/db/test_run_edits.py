@@ -37,9 +37,10 @@ def test_tags_are_set_and_removed_together(store):
     "tags, phrase",
     [
         ({"ok": "v", "bad key": "v"}, r"tag key: .*received: 'bad key'"),
+        ({"ok": "v", "k\n": "v"}, r"tag key: .*received: 'k\\n'"),
         ({"ok": "v", "k": 3}, r"tag 'k': a string, or null to remove it \(received: 3\)"),
         ({"ok": "v", "k": "x" * 5001}, r"at most 5000 characters; .*received: 5001 characters"),
-        ({"ok": "v", "k": "two\nlines"}, r"U\+000A at position 3 is not printable"),
+        ({"ok": "v", "k": "\x1b[31mred"}, r"U\+001B at position 0 is not printable"),
         ({"ok": "v", "k": "caf\udce9"}, r"U\+DCE9 at position 3"),
         ({f"k{i}": "v" for i in range(101)}, r"at most 100 changes at once \(received: 101\)"),
         ({"ok": "v", "note": "nul\x00byte"}, r"note: character U\+0000 at position 3"),
@@ -57,6 +58,7 @@ def test_the_note_is_the_tag_note_and_keeps_its_lines(store):
     _finished(store, "r2")
     run = store.set_note("r1", "diverged after lr warmup\r\nretry with\ttau 4")
     assert run.tags == {"note": "diverged after lr warmup\nretry with\ttau 4"}
+    assert store.set_tags("r2", {"why": "a\rb"}).tags == {"why": "a\nb"}
     assert [r.id for r in store.search_runs("tags.note LIKE '%diverged%'")] == ["r1"]
     assert store.set_note("r1", "").tags == {}
     with pytest.raises(NotFound, match="no run 'nope'"):
@@ -152,3 +154,13 @@ def test_a_store_at_the_sweeps_revision_is_upgraded_and_keeps_its_runs(store_url
     assert [r.id for r in s.list_runs()] == ["old"]
     assert s.archive_run("old").archived_at is not None
     s.dispose()
+
+
+def test_runs_in_a_directory_are_found_by_their_recorded_path(store):
+    _finished(store, "a", run_dir="/d/runs/a")
+    _finished(store, "inner", run_dir="/d/runs/a/inner")
+    _finished(store, "sibling", run_dir="/d/runs/ab")
+    _finished(store, "percent", run_dir="/d/runs/%")
+    assert store.runs_in_directory("/d/runs/a") == ["a", "inner"]
+    assert store.runs_in_directory("/d/runs/%") == ["percent"]
+    assert store.runs_in_directory("/d/runs/_") == []

@@ -4,7 +4,11 @@ declares. The supervisor is not started, so a POSTed job is only queued, never l
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import jsonschema
@@ -202,11 +206,13 @@ def test_options_and_405_list_every_method_of_the_path(client):
         ("/jobs/1", {"GET", "OPTIONS"}),
         ("/jobs/1/cancel", {"POST", "OPTIONS"}),
         ("/runs/r1/metrics", {"GET", "OPTIONS"}),
+        ("/runs/r1", {"GET", "PATCH", "DELETE", "OPTIONS"}),
+        ("/runs/r1/archive", {"POST", "OPTIONS"}),
     ):
         r = client.options(path)
         assert r.status_code == 204, (path, r.status_code)
         assert {m.strip() for m in r.headers["allow"].split(",")} == methods, path
-        for wrong in ("DELETE", "PATCH"):
+        for wrong in {"DELETE", "PATCH", "PUT"} - methods:
             r = client.request(wrong, path)
             assert r.status_code == 405, (wrong, path)
             assert {m.strip() for m in r.headers["allow"].split(",")} == methods, (wrong, path)
@@ -224,6 +230,10 @@ def test_every_error_a_route_answers_is_documented(client):
         ("/runs", "get"): {"401", "422"},
         ("/runs/{run_id}", "get"): {"401", "404", "422"},
         ("/runs/{run_id}/metrics", "get"): {"401", "404", "422"},
+        ("/runs/{run_id}", "patch"): {"400", "401", "404", "413", "422"},
+        ("/runs/{run_id}", "delete"): {"401", "404", "409", "422"},
+        ("/runs/{run_id}/archive", "post"): {"401", "404", "409", "422"},
+        ("/runs/{run_id}/restore", "post"): {"401", "404", "422"},
         ("/health", "get"): {"401"},
     }
     for (path, method), codes in expected.items():
@@ -315,3 +325,181 @@ def test_checkpoint_and_scale_of_a_job_not_running_here_are_409(client, path):
     assert r.json()["detail"] == (
         f"job 1 is queued; only a running job of this service can {path.rsplit('/', 1)[1]}"
     )
+
+
+# ---------------------------------------------------------------------- editing runs
+def _ended_run(store: Store, run_id: str, run_dir: Path | None = None, **kw) -> None:
+    store.create_run(run_id, params={}, run_dir=None if run_dir is None else str(run_dir), **kw)
+    store.log_metrics(run_id, [("loss", s, float(s), 1.0) for s in range(3)])
+    store.finish_run(run_id, "finished")
+
+
+def _run_dir(home: Path, name: str) -> Path:
+    d = home / "runs" / name
+    (d / "checkpoints").mkdir(parents=True)
+    (d / "metrics.jsonl").write_text("{}\n" * 100)
+    (d / "checkpoints" / "meta.json").write_text("{}")
+    return d
+
+
+def test_tags_and_the_note_are_patched_and_found_by_the_filter(client, store):
+    _ended_run(store, "r1", tags={"team": "vision", "old": "x"})
+    _ended_run(store, "r2")
+    body = {"tags": {"stage": "tuned", "old": None}, "note": "diverged at step 40\nlr too high"}
+    r = client.patch("/runs/r1", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["tags"] == {"team": "vision", "stage": "tuned", "note": body["note"]}
+    found = client.get("/runs", params={"filter": "tags.note LIKE '%diverged%'"}).json()
+    assert [run["id"] for run in found] == ["r1"]
+    assert client.patch("/runs/r1", json={"note": None}).json()["tags"] == {
+        "team": "vision",
+        "stage": "tuned",
+    }
+    both = client.patch("/runs/r1", json={"note": "the note", "tags": {"note": "a tag"}})
+    assert both.json()["tags"]["note"] == "the note"
+    assert client.patch("/runs/nope", json={"note": "x"}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body, loc, phrase",
+    [
+        ({}, ["body"], "nothing to change"),
+        ({"tags": {"bad key": "v"}}, ["body", "tags", "bad key", "[key]"], "pattern"),
+        ({"tags": {"k": 3}}, ["body", "tags", "k"], "valid string"),
+        ({"tags": {"k": {"a": {"b": 1}}}}, ["body", "tags", "k"], "valid string"),
+        ({"tags": ["k"]}, ["body", "tags"], "valid dictionary"),
+        ({"tags": {"k": "\x1b[31m"}}, ["body", "tags"], "U+001B at position 0"),
+        ({"note": "x" * 5001}, ["body", "note"], "at most 5000 characters"),
+        ({"note": "nul\x00"}, ["body", "note"], "U+0000 at position 3"),
+        ({"note": 7}, ["body", "note"], "valid string"),
+        ({"note": "a", "archived": True}, ["body", "archived"], "Extra inputs"),
+        ({"tags": {f"k{i}": "v" for i in range(101)}}, ["body", "tags"], "at most 100 items"),
+    ],
+)
+def test_a_bad_patch_is_422_naming_the_field_and_changes_nothing(client, store, body, loc, phrase):
+    _ended_run(store, "r1", tags={"team": "vision"})
+    r = client.patch("/runs/r1", json=body)
+    assert r.status_code == 422, r.text
+    _validation_error(client, r.json())
+    error = r.json()["detail"][0]
+    assert error["loc"] == loc and phrase in error["msg"], error
+    assert store.get_run("r1").tags == {"team": "vision"}
+
+
+def test_archived_runs_leave_the_list_until_restored(client, store):
+    _ended_run(store, "a")
+    _ended_run(store, "b")
+    r = client.post("/runs/a/archive")
+    assert r.status_code == 200 and r.json()["archived_at"] is not None
+    assert [run["id"] for run in client.get("/runs").json()] == ["b"]
+    assert [run["id"] for run in client.get("/runs?view=archived").json()] == ["a"]
+    assert {run["id"] for run in client.get("/runs?view=all").json()} == {"a", "b"}
+    assert client.get("/runs/a").json()["archived_at"] is not None
+    bad = client.get("/runs?view=hidden")
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "view"]
+    assert client.post("/runs/a/restore").json()["archived_at"] is None
+    assert {run["id"] for run in client.get("/runs").json()} == {"a", "b"}
+
+
+@pytest.mark.parametrize("request_", [("POST", "/runs/r1/archive"), ("DELETE", "/runs/r1")])
+def test_a_run_still_written_is_409_and_kept(client, store, request_):
+    store.create_run("r1", params={})
+    r = client.request(*request_)
+    assert r.status_code == 409, r.text
+    assert r.json()["detail"] == (
+        "run 'r1' is running; stop it first (cancel its job, or stop its horovodrun), then "
+        f"{'archive' if request_[0] == 'POST' else 'delete'} it"
+    )
+    assert store.get_run("r1").archived_at is None
+
+
+def test_delete_removes_the_run_and_with_files_its_directory(client, store, easgd_home):
+    kept, gone = _run_dir(easgd_home, "kept"), _run_dir(easgd_home, "gone")
+    _ended_run(store, "kept", kept)
+    _ended_run(store, "gone", gone)
+    r = client.delete("/runs/kept")
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "run_id": "kept",
+        "metric_points": 3,
+        "events": 0,
+        "run_dir": str(kept),
+        "files_removed": False,
+        "message": f"deleted run kept (3 metric points, 0 events); its directory {kept} is kept "
+        "(delete with files to remove it)",
+    }
+    assert kept.is_dir() and client.get("/runs/kept").status_code == 404
+    size = sum(f.stat().st_size for f in gone.rglob("*") if f.is_file())
+    r = client.delete("/runs/gone", params={"files": "true"})
+    assert r.status_code == 200, r.text
+    assert r.json()["files_removed"] is True and not gone.exists()
+    assert r.json()["message"].endswith(f"and its directory {gone} ({size} B)")
+    assert (easgd_home / "runs").is_dir()
+
+
+@pytest.mark.parametrize("where", ["outside", "symlink", "runs-root", "relative", "shared"])
+def test_delete_with_files_refuses_a_directory_not_the_runs_own(
+    client, store, easgd_home, tmp_path, where
+):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "precious").write_text("keep me")
+    _run_dir(easgd_home, "other")
+    run_dir = {
+        "outside": outside,
+        "symlink": easgd_home / "runs" / "link",
+        "runs-root": easgd_home / "runs",
+        "relative": Path("runs/other"),
+        "shared": easgd_home / "runs",
+    }[where]
+    if where == "symlink":
+        run_dir.symlink_to(outside, target_is_directory=True)
+    if where == "shared":
+        _ended_run(store, "neighbour", easgd_home / "runs" / "other")
+        run_dir = easgd_home / "runs"
+    _ended_run(store, "r1", run_dir)
+    r = client.delete("/runs/r1", params={"files": True})
+    assert r.status_code == 409, r.text
+    assert r.json()["detail"].startswith(f"run r1: its directory {run_dir} ")
+    assert "nothing was deleted" in r.json()["detail"]
+    assert store.get_run("r1").metrics["loss"].step == 2
+    assert (outside / "precious").read_text() == "keep me"
+    assert (easgd_home / "runs" / "other" / "metrics.jsonl").is_file()
+    assert client.delete("/runs/r1").status_code == 200  # without its files it may go
+
+
+@contextmanager
+def _undeletable(path: Path) -> Iterator[None]:
+    """A file that cannot be removed: immutable for root, in a read-only directory otherwise."""
+    if os.geteuid() != 0:
+        path.parent.chmod(0o500)
+        try:
+            yield
+        finally:
+            path.parent.chmod(0o700)
+        return
+    if shutil.which("chattr") is None:
+        pytest.skip("running as root without chattr: no file here resists removal")
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip(f"chattr +i is not supported on the file system of {path}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_directory_that_cannot_be_removed_is_reported_after_the_run_is_deleted(
+    client, store, easgd_home
+):
+    d = _run_dir(easgd_home, "r1")
+    _ended_run(store, "r1", d)
+    with _undeletable(d / "checkpoints" / "meta.json"):
+        r = client.delete("/runs/r1?files=true")
+    assert r.status_code == 200, r.text
+    assert r.json()["files_removed"] is False
+    reason = "Operation not permitted" if os.geteuid() == 0 else "Permission denied"
+    assert r.json()["message"] == (
+        f"deleted run r1 (3 metric points, 0 events), but its directory {d} could not be "
+        f"removed ({reason}); remove it yourself"
+    )
+    assert client.get("/runs/r1").status_code == 404

@@ -502,3 +502,91 @@ def test_deep_json_bodies_are_4xx(depth, kind, env):
     r = client.post("/jobs", content=body, headers={"content-type": "application/json"})
     assert 400 <= r.status_code < 500 and "nested" in r.text, r.text
     assert len(store.list_jobs()) == before
+
+
+# ---------------------------------------------------------------------- editing runs
+@pytest.fixture
+def edited(env):
+    """A finished run of the shared store, removed again after the test."""
+    client, store, _, work = env
+    store.create_run("hostile-run", params={}, tags={"team": "vision"})
+    store.finish_run("hostile-run", "finished")
+    try:
+        yield client, store, work
+    finally:
+        store.delete_run("hostile-run")
+
+
+def _patch(client: TestClient, body: str | bytes) -> Any:
+    return client.patch(
+        "/runs/hostile-run", content=body, headers={"content-type": "application/json"}
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"note": "caf\xe9"}',
+        b"not json",
+        b'{"note": "' + b"x" * (2 << 20) + b'"}',
+        '{"tags": {"k": "caf\\udce9"}}',
+        '{"note": "caf\\udce9"}',
+        '{"tags": {"caf\\udce9": "v"}}',
+        '{"note": NaN}',
+        '{"note": 1e400}',
+        '{"tags": {"k": Infinity}}',
+        '{"tags": {"k": true}}',
+        '{"tags": "k=v"}',
+        '{"tags": [["k", "v"]]}',
+        '{"note": ["a"]}',
+        '{"tags": {"' + "k" * 300 + '": "v"}}',
+        '{"tags": {"k": "' + "x" * 10_000 + '"}}',
+        '{"tags": {"k": "two\\u2028lines"}}',
+        "[]",
+        "null",
+        '"note"',
+    ]
+    + [
+        '{"tags": {"k": ' + (inner * depth) + "1" + closing * depth + "}}"
+        for depth in (25, 900, 5000)
+        for inner, closing in (('{"a": ', "}"), ("[", "]"))
+    ],
+    ids=lambda b: repr(b[:24]) + f"...{len(b)}",
+)
+def test_hostile_run_patches_are_4xx_and_change_nothing(edited, body):
+    client, store, _ = edited
+    r = _patch(client, body)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text[:500])
+    assert "Traceback" not in r.text
+    assert store.get_run("hostile-run").tags == {"team": "vision"}
+
+
+@pytest.mark.parametrize("text", INJECTIONS.values(), ids=INJECTIONS.keys())
+def test_injection_text_in_tags_and_notes_is_stored_verbatim(edited, text):
+    client, store, work = edited
+    r = client.patch("/runs/hostile-run", json={"tags": {"why": text}, "note": text})
+    assert r.status_code == 200, r.text
+    assert r.json()["tags"] == {"team": "vision", "why": text, "note": text}
+    quoted = text.replace("'", "''")
+    found = client.get("/runs", params={"filter": f"tags.note = '{quoted}'"}).json()
+    assert [run["id"] for run in found] == ["hostile-run"]
+    assert {t for t in store.table_names()} >= {"runs", "tags"}
+    assert not (work / MARKER).exists()
+
+
+@pytest.mark.parametrize(
+    "method, path, status",
+    [
+        ("PATCH", "/runs/..%2F..%2Fetc", 404),  # no route: the id cannot hold a '/'
+        ("DELETE", "/runs/..%2F..%2Fetc?files=true", 404),
+        ("POST", "/runs/%00/archive", 422),
+        ("POST", "/runs/" + "r" * 65 + "/restore", 422),
+        ("DELETE", "/runs/hostile-run?files=rm%20-rf", 422),
+        ("DELETE", "/runs/hostile-run?files=" + "1" * 5000, 422),
+    ],
+)
+def test_hostile_run_ids_and_flags_are_4xx(edited, method, path, status):
+    client, store, _ = edited
+    r = client.request(method, path, json={"note": "x"} if method == "PATCH" else None)
+    assert r.status_code == status, (r.status_code, r.text[:500])
+    assert store.get_run("hostile-run").tags == {"team": "vision"}

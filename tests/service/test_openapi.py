@@ -26,7 +26,8 @@ pytestmark = [pytest.mark.service, pytest.mark.fuzz]
 SECONDS = 60
 # What JSON Schema cannot say: a string config (or sweep) must be a YAML mapping the schema
 # accepts, and a filter must parse; such requests are valid to the document and still 422.
-# Following a job's log waits for the job to start, and here no job ever starts.
+# Following a job's log waits for the job to start, and here no job ever starts. A running run
+# is neither archived nor deleted (409).
 CONFIG = """
 [[operations]]
 include-name = ["POST /jobs", "GET /runs", "POST /sweeps"]
@@ -35,6 +36,10 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", 401, 404, 422]
 [[operations]]
 include-name = "GET /jobs/{job_id}/logs"
 parameters = { follow = false }
+
+[[operations]]
+include-name = ["POST /runs/{run_id}/archive", "DELETE /runs/{run_id}"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", 401, 404, 409]
 """
 
 
@@ -106,8 +111,13 @@ def test_the_api_conforms_to_its_openapi_document(served, tmp_path):
     assert out.returncode == 0, findings
     assert result["test_cases"]["generated"] >= 200, result["test_cases"]
     tested = {op for op in result["valid_rates"]}
-    assert {"POST /jobs", "GET /runs", "POST /jobs/{job_id}/cancel", "POST /sweeps"} <= tested, (
-        tested
-    )
+    assert {
+        "POST /jobs",
+        "GET /runs",
+        "POST /jobs/{job_id}/cancel",
+        "POST /sweeps",
+        "PATCH /runs/{run_id}",
+        "DELETE /runs/{run_id}",
+    } <= tested, tested
     launched = [j for j in store.list_jobs(limit=100000) if j.pid or j.started_at]
     assert launched == []
