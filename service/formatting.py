@@ -82,7 +82,7 @@ def runs_table(runs: Sequence[RunRecord], metrics: Sequence[str] = KEY_METRICS) 
             [
                 r.id,
                 r.name or "-",
-                r.status,
+                r.status if r.archived_at is None else f"{r.status} (archived)",
                 r.source,
                 r.params.get("optimizer.algorithm", "-"),
                 r.workers,

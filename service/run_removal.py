@@ -37,20 +37,24 @@ class Removal:
     def preview(self) -> str:
         """What a deletion will remove, for the question before it."""
         d = self.deletion
-        what = f"run {d.run_id}: its record, {d.metric_points} metric points and {d.events} events"
+        what = f"run {d.run_id}: its record, {self._counts(' and ')}"
         if self.directory is not None:
             return f"{what}, and its directory {self.directory} ({format_bytes(self.size)})"
         return f"{what}; {self._directory_left()}"
 
     def line(self) -> str:
         """What a deletion did, in one line."""
-        d = self.deletion
-        done = f"deleted run {d.run_id} ({d.metric_points} metric points, {d.events} events)"
+        done = f"deleted run {self.deletion.run_id} ({self._counts(', ')})"
         if self.removed:
             return f"{done} and its directory {self.directory} ({format_bytes(self.size)})"
         if self.problem:
             return f"{done}, but {self.problem}"
         return f"{done}; {self._directory_left()}"
+
+    def _counts(self, joint: str) -> str:
+        d = self.deletion
+        points = f"{d.metric_points} metric point" + ("" if d.metric_points == 1 else "s")
+        return points + joint + f"{d.events} event" + ("" if d.events == 1 else "s")
 
     def _directory_left(self) -> str:
         run_dir = self.deletion.run_dir

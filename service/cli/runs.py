@@ -7,6 +7,7 @@ import csv
 import io
 import sys
 
+from db.entities import RunView
 from db.store import Store
 from service import formatting as fmt
 
@@ -27,11 +28,13 @@ def cmd_init(args) -> int:
 
 
 def cmd_runs_list(args) -> int:
-    return _print_runs(_store(args).list_runs(limit=args.limit), args.format)
+    return _print_runs(_store(args).list_runs(limit=args.limit, view=args.view), args.format)
 
 
 def cmd_runs_query(args) -> int:
-    runs = _store(args).search_runs(args.filter, order_by=args.order_by, limit=args.limit)
+    runs = _store(args).search_runs(
+        args.filter, order_by=args.order_by, limit=args.limit, view=args.view
+    )
     return _print_runs(runs, args.format)
 
 
@@ -70,6 +73,17 @@ def cmd_runs_show(args) -> int:
     )
     print(f"step      {run.last_step}" + (f"/{run.total_steps}" if run.total_steps else ""))
     print(f"directory {run.run_dir or '-'}")
+    if run.archived_at is not None:
+        print(f"archived  {fmt.when(run.archived_at)}   (`easgd runs restore {run.id}` lists it)")
+    tags = dict(run.tags)
+    note = tags.pop("note", None)
+    if note is not None:
+        print("\nnote")
+        for line in note.split("\n"):
+            print(f"  {fmt.printable(line)}")
+    if tags:
+        print("\ntags")
+        print(fmt.table(["key", "value"], sorted(tags.items())))
     print("\nlatest metrics")
     print(
         fmt.table(
@@ -108,12 +122,6 @@ def cmd_runs_metrics(args) -> int:
     return 0
 
 
-def cmd_runs_delete(args) -> int:
-    _store(args).delete_run(args.run_id)
-    print(f"deleted run {args.run_id} from the store (its directory is left as it is)")
-    return 0
-
-
 def cmd_validate(args) -> int:
     from training.config import resolve, warnings_for
 
@@ -131,12 +139,13 @@ def add_commands(sub, add) -> None:
     v.add_argument("config")
     v.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
 
-    runs = sub.add_parser("runs", help="list, show and query runs").add_subparsers(
-        dest="runs_command", required=True, metavar="ACTION"
-    )
+    runs = sub.add_parser(
+        "runs", help="list, show, query, tag, archive and delete runs"
+    ).add_subparsers(dest="runs_command", required=True, metavar="ACTION")
     ls = add(runs, "list", cmd_runs_list, "the newest runs")
     ls.add_argument("--limit", type=int, default=50)
     ls.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    ls.add_argument("--view", **_VIEW)
     q = add(
         runs,
         "query",
@@ -153,6 +162,7 @@ def add_commands(sub, add) -> None:
     )
     q.add_argument("--limit", type=int, default=100)
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    q.add_argument("--view", **_VIEW)
     sh = add(runs, "show", cmd_runs_show, "one run: parameters, latest metrics, events")
     sh.add_argument("run_id")
     sh.add_argument("--format", choices=["text", "json"], default="text")
@@ -160,5 +170,13 @@ def add_commands(sub, add) -> None:
     me.add_argument("run_id")
     me.add_argument("--key", help="one metric, e.g. center_accuracy")
     me.add_argument("--format", choices=["csv", "json"], default="csv")
-    de = add(runs, "delete", cmd_runs_delete, "remove a run from the store")
-    de.add_argument("run_id")
+    from service.cli import run_edits  # its commands open the store as these do
+
+    run_edits.add_commands(runs, add)
+
+
+_VIEW = dict(
+    choices=[v.value for v in RunView],
+    default=RunView.ACTIVE.value,
+    help="active runs (default), archived ones, or all",
+)

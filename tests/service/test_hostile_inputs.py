@@ -590,3 +590,56 @@ def test_hostile_run_ids_and_flags_are_4xx(edited, method, path, status):
     r = client.request(method, path, json={"note": "x"} if method == "PATCH" else None)
     assert r.status_code == status, (r.status_code, r.text[:500])
     assert store.get_run("hostile-run").tags == {"team": "vision"}
+
+
+@pytest.mark.parametrize(
+    "argv, phrase",
+    [
+        ([b"note", b"r1", b"caf\xe9"], "note: character U+DCE9 at position 3"),
+        ([b"tag", b"r1", b"k=\xff\xfe"], "tag 'k': character U+DCFF at position 0"),
+        ([b"tag", b"r1", b"caf\xe9=v"], "tag key: letters, digits"),
+        (["tag", "r1", "k=" + "x" * 100_000], "tag 'k': at most 5000 characters"),
+        (["tag", "r1", *[f"k{i}=v" for i in range(101)]], "at most 100 changes at once"),
+        (["note", "r1", "\x1b]0;pwned\x07"], "note: character U+001B at position 0"),
+        (["delete", "../../etc", "--yes", "--files"], "run id: letters, digits"),
+        (["archive", "r1; rm -rf /"], "run id: letters, digits"),
+        (["restore", "r1\n"], "run id: letters, digits"),
+    ],
+    ids=lambda v: repr(v)[:40] if isinstance(v, list) else None,
+)
+def test_hostile_run_edits_on_the_command_line_are_one_line(argv, phrase, tmp_path):
+    home = tmp_path / "home"
+    store = Store(f"sqlite:///{home / 'easgd.db'}")
+    store.init()
+    store.create_run("r1", params={}, tags={"team": "vision"})
+    store.finish_run("r1", "finished")
+    env = {**os.environ, "EASGD_HOME": str(home)}
+    env.pop("EASGD_DB_URL", None)
+    p = subprocess.run(
+        [str(BIN / "easgd"), "runs", *argv], capture_output=True, env=env, cwd=tmp_path, timeout=60
+    )
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode == 2 and p.stdout == b"" and "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith("easgd: ") and phrase in err, err
+    run = store.get_run("r1")
+    assert run.tags == {"team": "vision"} and run.archived_at is None
+
+
+def test_shell_text_in_a_note_is_stored_verbatim_never_run(tmp_path):
+    home = tmp_path / "home"
+    store = Store(f"sqlite:///{home / 'easgd.db'}")
+    store.init()
+    store.create_run("r1", params={})
+    store.finish_run("r1", "finished")
+    note = INJECTIONS["shell-subst"] + " " + INJECTIONS["sql"]
+    p = subprocess.run(
+        [str(BIN / "easgd"), "runs", "note", "r1", note],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "EASGD_HOME": str(home)},
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    assert store.get_run("r1").tags == {"note": note}
+    assert not (tmp_path / MARKER).exists() and "runs" in store.table_names()
