@@ -94,6 +94,25 @@ class Client:
     def scale(self, job_id: int, workers: int) -> dict[str, Any]:
         return self._call("POST", f"/jobs/{job_id}/scale", json={"workers": workers})
 
+    def set_tags(self, run_id: str, tags: dict[str, str | None]) -> dict[str, Any]:
+        """Set tags (a None value removes one); returns the run."""
+        return self._call("PATCH", f"/runs/{run_id}", json={"tags": tags})
+
+    def set_note(self, run_id: str, note: str | None) -> dict[str, Any]:
+        """The run's note; empty or None removes it."""
+        return self._call("PATCH", f"/runs/{run_id}", json={"note": note})
+
+    def archive_run(self, run_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/runs/{run_id}/archive")
+
+    def restore_run(self, run_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/runs/{run_id}/restore")
+
+    def delete_run(self, run_id: str, files: bool = False) -> dict[str, Any]:
+        """Delete the run, and with `files` its directory; the reply's `message` says what
+        was done (and when the directory could not be removed)."""
+        return self._call("DELETE", f"/runs/{run_id}", params={"files": files})
+
     def create_sweep(
         self,
         sweep: dict[str, Any] | str,
