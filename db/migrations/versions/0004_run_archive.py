@@ -22,5 +22,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("runs", schema=None) as batch_op:
+    # Not the batch "move and copy": on SQLite it drops `runs`, and with foreign keys on (the
+    # engine turns them on) that deletes every param, tag, metric and event. SQLite 3.35 and later
+    # drops a column in place.
+    with op.batch_alter_table("runs", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("archived_at")
