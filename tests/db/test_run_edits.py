@@ -147,7 +147,7 @@ def test_a_store_at_the_sweeps_revision_is_upgraded_and_keeps_its_runs(store_url
         )
         conn.execute(text("INSERT INTO tags (run_id, key, value) VALUES ('old', 't', 'v')"))
     assert engines.current_revision(s.engine) == "0003"
-    assert s.init() == "0004"
+    assert s.init() == engines.head_revision()
     s.check()
     run = s.get_run("old")
     assert (run.name, run.archived_at, run.tags) == ("before", None, {"t": "v"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from db.engine import head_revision
 from db.errors import StoreNotInitialized
 from db.store import Store
 
@@ -22,7 +23,7 @@ def test_init_creates_every_table_once(store):
         "sweep_trials",
         "alembic_version",
     } <= set(store.table_names())
-    assert store.init() == "0004"  # idempotent
+    assert store.init() == head_revision()  # idempotent
     store.check()
 
 
