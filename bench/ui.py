@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from bench.harness import write_result
 from db.store import Store
@@ -144,23 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
-    ui = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(app),
-            "--server.address",
-            "127.0.0.1",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
+    ui = subprocess.Popen(  # served as `easgd up` serves it
+        [sys.executable, "-m", "ui.server", "--server.address", "127.0.0.1"]
+        + ["--server.port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -15,7 +15,12 @@ import streamlit as st  # noqa: E402
 from db.errors import StoreNotInitialized  # noqa: E402
 from ui import state  # noqa: E402
 
-st.set_page_config(page_title="easgd", page_icon=":material/hub:", layout="wide")
+# Our own icon (the hub of a center and its workers), shown once a page has loaded.
+st.set_page_config(
+    page_title="easgd",
+    page_icon=str(Path(__file__).resolve().parent / "assets" / "favicon.svg"),
+    layout="wide",
+)
 
 try:
     state.store()

@@ -88,7 +88,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _ui_app() -> Path | None:
     """The Streamlit app's file, found without importing the UI (the service is below it);
-    None where the UI is not installed."""
+    None where the UI is not installed. `python -m ui.server` serves it."""
     spec = importlib.util.find_spec("ui")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -150,17 +150,11 @@ def cmd_up(args) -> int:
                 [
                     sys.executable,
                     "-m",
-                    "streamlit",
-                    "run",
-                    str(ui_app),
+                    "ui.server",
                     "--server.address",
                     args.ui_host,
                     "--server.port",
                     str(args.ui_port),
-                    "--server.headless",
-                    "true",
-                    "--browser.gatherUsageStats",
-                    "false",
                 ],
                 env=env,
                 preexec_fn=_preexec,

@@ -6,6 +6,8 @@ import pytest
 import streamlit as st
 
 from db.store import Store
+from tests.ui.chromium import chromium_browser, served, store_in
+from tests.ui.seeded_runs import seed
 
 
 @pytest.fixture
@@ -17,3 +19,28 @@ def ui_store(easgd_home):
     yield store
     st.cache_resource.clear()
     store.dispose()
+
+
+@pytest.fixture
+def product(tmp_path):
+    """`easgd up` on loopback in a fresh EASGD_HOME (tests/ui/chromium.py)."""
+    with served(tmp_path / "home") as p:
+        yield p
+
+
+@pytest.fixture(scope="package")
+def seeded(tmp_path_factory):
+    """`easgd up` on a store holding tests/ui/seeded_runs.py's runs, for the browser tests that
+    only read them: one start for all of those modules."""
+    home = tmp_path_factory.mktemp("seeded") / "home"
+    store = store_in(home)
+    seed(store)
+    store.dispose()
+    with served(home) as p:
+        yield p
+
+
+@pytest.fixture(scope="package")
+def seeded_browser(seeded):
+    with chromium_browser() as b:
+        yield b

@@ -1,0 +1,208 @@
+"""What the browser tests share: `easgd up` on loopback from an EASGD_HOME the test may seed,
+Chromium pages on it, and reading what the pages drew on canvas (uPlot's axes, the tables'
+cells), which has no text in the DOM."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from db.store import Store
+from tests.support import BIN, QUIET_TF, ROOT, free_port
+from ui.testing import CHROMIUM_ARGS, DRAWN, chromium, wait_until_serving
+
+CHROMIUM = chromium()
+SHOTS = ROOT / "test-artifacts" / "browser"
+WIDTH, HEIGHT = 1400, 1000
+
+# Installed in every page before its own scripts: each canvas keeps the texts drawn on it since
+# it was last cleared whole (uPlot clears before each draw), and the page keeps every text any
+# canvas ever drew (the tables draw through off-screen buffers).
+CANVAS_TEXTS = """
+(() => {
+  const since = new WeakMap();
+  const ever = [];
+  window.__canvasTexts = (canvas) => (since.get(canvas) || []).map((t) => ({ ...t }));
+  window.__everDrawn = () => ever.slice();
+  const proto = CanvasRenderingContext2D.prototype;
+  const fillText = proto.fillText;
+  proto.fillText = function (text, x, y, ...rest) {
+    const list = since.get(this.canvas) || [];
+    list.push({ text: String(text), align: this.textAlign });
+    since.set(this.canvas, list);
+    ever.push(String(text));
+    return fillText.call(this, text, x, y, ...rest);
+  };
+  const clearRect = proto.clearRect;
+  proto.clearRect = function (x, y, w, h) {
+    if (x <= 0 && y <= 0 && w >= this.canvas.width && h >= this.canvas.height) {
+      since.set(this.canvas, []);
+    }
+    return clearRect.call(this, x, y, w, h);
+  };
+})();
+"""
+
+
+@dataclass
+class Product:
+    """The product as `easgd up` serves it: its URLs, environment, home and terminal output."""
+
+    ui: str
+    api: str
+    env: dict[str, str]
+    home: Path
+    output: Path
+
+    def store(self) -> Store:
+        return Store(f"sqlite:///{self.home / 'easgd.db'}")
+
+    def terminal(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def easgd(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "easgd"), *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=ROOT,
+            timeout=120,
+        )
+
+
+def store_in(home: Path) -> Store:
+    """The store `easgd up` will open in `home`, created now, for a test to seed first."""
+    home.mkdir(parents=True, exist_ok=True)
+    store = Store(f"sqlite:///{home / 'easgd.db'}")
+    store.init()
+    return store
+
+
+@contextmanager
+def served(home: Path, slots: int = 2) -> Iterator[Product]:
+    """`easgd up` with its own EASGD_HOME, its terminal output kept in a file beside it."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium")
+    api, ui = free_port(), free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **QUIET_TF, "EASGD_HOME": str(home)}
+    env.pop("EASGD_DB_URL", None)
+    output = home / "easgd-up.out"
+    with output.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "easgd"), "up", "--port", str(api), "--ui-port", str(ui)]
+            + ["--slots", str(slots)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        if not wait_until_serving(
+            [f"http://127.0.0.1:{ui}/", f"http://127.0.0.1:{api}/health"], timeout=90
+        ):
+            raise AssertionError("easgd up did not start: " + output.read_text())
+        yield Product(
+            ui=f"http://127.0.0.1:{ui}",
+            api=f"http://127.0.0.1:{api}",
+            env={**env, "EASGD_API_URL": f"http://127.0.0.1:{api}"},
+            home=home,
+            output=output,
+        )
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextmanager
+def chromium_browser() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_page(browser, url: str | None = None):
+    """A page of the test's size that records canvas texts, opened at `url`."""
+    page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT}, accept_downloads=True)
+    page.set_default_timeout(30000)
+    page.add_init_script(CANVAS_TEXTS)
+    if url:
+        page.goto(url)
+    return page
+
+
+def shot(page, name: str) -> None:
+    """A screenshot under test-artifacts/browser/ named for what it shows; no page may show a
+    Streamlit exception."""
+    page.wait_for_timeout(500)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0, name
+
+
+def nav(page, title: str) -> None:
+    page.get_by_test_id("stSidebarNavLink").filter(has_text=re.compile(rf"{title}$")).click()
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick `option` in the select box labelled `label`."""
+    page.get_by_role("combobox", name=label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    page.wait_for_timeout(400)
+
+
+def chart(page, y_label: str | None = None):
+    """A drawn curves chart (the one of `y_label`, else the first)."""
+    return page.locator(f'{DRAWN}[data-y="{y_label}"]') if y_label else page.locator(DRAWN).first
+
+
+def compare_page(browser, product: Product, query: str):
+    """Compare at /compare?`query`, its first chart drawn."""
+    page = new_page(browser, f"{product.ui}/compare?{query}")
+    chart(page).wait_for()
+    return page
+
+
+def y_ticks(chart_root) -> list[str]:
+    """The y axis's tick labels as the chart last drew them (uPlot right-aligns those)."""
+    texts = chart_root.evaluate("el => window.__canvasTexts(el.querySelector('canvas'))")
+    return [t["text"] for t in texts if t["align"] == "right"]
+
+
+def canvas_texts(chart_root) -> list[str]:
+    return [
+        t["text"]
+        for t in chart_root.evaluate("el => window.__canvasTexts(el.querySelector('canvas'))")
+    ]
+
+
+def ever_drawn(page) -> list[str]:
+    return page.evaluate("() => window.__everDrawn()")
+
+
+def legend(chart_root) -> list[str]:
+    """The hover legend: the x value, then one value per run."""
+    return chart_root.locator(".u-legend .u-series .u-value").all_inner_texts()
+
+
+def table_headers(page, index: int = 0) -> list[str]:
+    """The column headers a table shows in its visible width (the grid's accessible copy)."""
+    grid = page.get_by_test_id("stDataFrame").nth(index)
+    return grid.locator("[role=columnheader]").all_inner_texts()
