@@ -35,7 +35,7 @@ from db.store import Store
 from service import formatting, run_edit_routes
 from service.logs import tail
 from service.settings import ServiceSettings
-from service.submission import prepare
+from service.submission import Prepared, prepare
 from service.supervisor import Supervisor
 from service.sweeps import routes as sweep_routes
 from service.sweeps.driver import SweepDriver
@@ -97,6 +97,12 @@ class ScaleRequest(BaseModel):
         if isinstance(v, bool):
             raise ValueError(f"a number of workers, not {str(v).lower()}")
         return v
+
+
+class JobCheck(BaseModel):
+    """A job the service would accept: what it would warn about."""
+
+    warnings: list[str] = []
 
 
 class JobOut(BaseModel):
@@ -317,8 +323,9 @@ def create_app(
         },
     }
 
-    @app.post("/jobs", status_code=201, response_model=JobOut, responses=body)
-    def submit(req: JobRequest) -> JobOut:
+    def accepted(req: JobRequest) -> Prepared:
+        """The job as it would be queued: the schema's checks, then the scheduler's own rule
+        for whether this service can ever place it (422 for either)."""
         try:
             prepared = prepare(req.config, req.set, req.workers, settings.data_dirs, req.name)
             res = prepared.config.resources
@@ -329,6 +336,19 @@ def create_app(
             raise RequestValidationError(
                 [_config_problem(p, f) for p, (f, _) in zip(exc.problems, exc.by_field())]
             ) from None
+        return prepared
+
+    @app.post("/jobs:check", response_model=JobCheck, responses=body)
+    def check(req: JobRequest) -> JobCheck:
+        """What POST /jobs would answer, without queueing anything: 200 with the warnings for a
+        job it would accept, else the same 422 (a form asks this as it is filled in). A custom
+        method of the collection (AIP-136), beside /jobs/{job_id} rather than inside it."""
+        return JobCheck(warnings=accepted(req).warnings)
+
+    @app.post("/jobs", status_code=201, response_model=JobOut, responses=body)
+    def submit(req: JobRequest) -> JobOut:
+        prepared = accepted(req)
+        res = prepared.config.resources
         cfg = prepared.config
         job = store.create_job(
             config=prepared.frozen,
@@ -360,9 +380,13 @@ def create_app(
     @app.post(
         "/jobs/{job_id}/cancel",
         response_model=JobOut,
-        responses=no_job,
+        responses={
+            **no_job,
+            409: _message("The job's run has finished: the job is exiting, nothing is left."),
+        },
     )
     def cancel(job_id: int = Depends(_job_id)) -> JobOut:
+        """Cancel a queued or running job (an ended one is returned as it is)."""
         return _job_out(supervisor.cancel(job_id))
 
     not_running = {

@@ -79,6 +79,11 @@ class Client:
         }
         return self._call("POST", "/jobs", json=body)
 
+    def check(self, config: dict[str, Any] | str) -> dict[str, Any]:
+        """What `submit` would answer, with nothing queued: the warnings of a job the service
+        would accept; ApiError (422, each problem naming its field) for one it would refuse."""
+        return self._call("POST", "/jobs:check", json={"config": config}, timeout=5)
+
     def jobs(self, status: list[str] | None = None, limit: int = 100) -> list[dict[str, Any]]:
         return self._call("GET", "/jobs", params={"status": status or [], "limit": limit})
 

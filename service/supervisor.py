@@ -42,6 +42,7 @@ from training.launch import LOCAL_HOSTS, horovodrun_argv
 
 LOST_MESSAGE = "lost: the service stopped while it ran"
 CANCELLED_MESSAGE = "cancelled by request"
+FINISHED_FIRST_MESSAGE = "its run finished before the cancel asked for reached it"
 # How long a scale waits for the checkpoint it asked for.
 SCALE_WAIT_SECONDS = 120
 # What the training program prints when it gives up (training/__main__.py, training/program.py),
@@ -621,6 +622,9 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 pass
         self.handles.pop(job.id, None)
+        if self._exit_from_run(job) == 0:  # the run finished before the cancel reached it
+            self._finish(job, JobStatus.SUCCEEDED, exit_code=0, message=FINISHED_FIRST_MESSAGE)
+            return
         # The sweep reaps the root itself, after which Popen reads 0 whatever happened: the
         # signal that ended it is what happened; the root's own code only if it ended first.
         self._finish(
@@ -756,7 +760,8 @@ class Supervisor:
     def cancel(self, job_id: int) -> JobRecord:
         """Cancel a queued job at once, or a running one (its whole tree) at once when this
         service runs it, else on its supervisor's next pass. Never raises for a job that ended
-        meanwhile: the job is returned as it is.
+        meanwhile: the job is returned as it is. Refused (InvalidTransition) once the job's run
+        has finished: the job is only exiting, and succeeds.
 
         Under the lock, so this service's launch cannot slip between the read and the cancel;
         the store refuses to claim a job asked to cancel, and cancels a queued job only while it
@@ -766,6 +771,11 @@ class Supervisor:
             job = self.store.get_job(job_id)
             if job.status.is_terminal():
                 return job
+            if self._exit_from_run(job) == 0:
+                raise InvalidTransition(
+                    f"job {job_id}: its run {job.run_id} has finished; the job is exiting and "
+                    "succeeds on its own, so there is nothing left to cancel"
+                )
             self.store.update_job(job_id, cancel_requested=True)
             if job.status is JobStatus.QUEUED and self._finish(
                 job,

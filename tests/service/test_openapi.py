@@ -30,7 +30,7 @@ SECONDS = 60
 # is neither archived nor deleted (409).
 CONFIG = """
 [[operations]]
-include-name = ["POST /jobs", "GET /runs", "POST /sweeps"]
+include-name = ["POST /jobs", "POST /jobs:check", "GET /runs", "POST /sweeps"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", 401, 404, 422]
 
 [[operations]]
