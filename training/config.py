@@ -1004,11 +1004,20 @@ def recorded_params(config: dict[str, Any]) -> dict[str, Any]:
     """A resolved configuration as the run store records it: dotted keys, and of the optimizer
     section only the fields its algorithm and inner optimizer use (a `sync` run has no
     `optimizer.tau`, a run without LARS no `optimizer.lars_eta`)."""
-    optimizer = config.get("optimizer") or {}
-    used = fields_for(optimizer.get("algorithm", Algorithm.EAMSGD), optimizer.get("inner"))
+    return used_params(flatten(config))
+
+
+def used_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Of dotted parameters, those the run's algorithm and inner optimizer use (the registry's
+    rule, `fields_for`): what is recorded, and what tells runs apart when they are compared,
+    runs recorded before the rule included. An algorithm the registry does not know keeps all."""
+    algorithm = params.get("optimizer.algorithm", Algorithm.EAMSGD)
+    if algorithm not in REGISTRY:
+        return dict(params)
+    used = fields_for(algorithm, params.get("optimizer.inner"))
     return {
         key: value
-        for key, value in flatten(config).items()
+        for key, value in params.items()
         if not key.startswith("optimizer.") or key.removeprefix("optimizer.") in used
     }
 

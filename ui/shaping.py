@@ -11,8 +11,11 @@ import numpy as np
 import pandas as pd
 
 from db.entities import MetricPoint, RunRecord
+from training.config import used_params
 from training.metrics import BYTES_SENT, EPOCH, KEY_METRICS
 
+# Table columns that hold bytes (shown in the same units as the charts' byte axes).
+BYTES_COLUMNS = (BYTES_SENT, "bytes sent")
 X_AXES = {
     "step": "Step",
     EPOCH: "Epoch",
@@ -25,34 +28,41 @@ def run_label(run: RunRecord) -> str:
     return f"{run.id} ({run.name})" if run.name and run.name != run.id else run.id
 
 
+def params_of(run: RunRecord) -> dict[str, Any]:
+    """The parameters a run's algorithm uses: a `sync` run recorded with a `tau` (as runs were
+    before recording followed the registry) has no tau to compare."""
+    return used_params(run.params)
+
+
 def differing_params(runs: Sequence[RunRecord]) -> list[str]:
     """Parameter keys whose value is not the same in every run (what tells runs apart)."""
-    keys = sorted({k for r in runs for k in r.params})
+    used = [params_of(r) for r in runs]
+    keys = sorted({k for p in used for k in p})
     if len(runs) < 2:
         return [k for k in keys if k in ("optimizer.algorithm", "optimizer.tau", "workers")]
-    return [k for k in keys if len({r.params.get(k) for r in runs}) > 1]
+    return [k for k in keys if len({p.get(k) for p in used}) > 1]
 
 
 def runs_frame(runs: Sequence[RunRecord], metrics: Sequence[str] = KEY_METRICS) -> pd.DataFrame:
     params = differing_params(runs)
     rows = []
     for r in runs:
-        row: dict[str, Any] = {
-            "run": r.id,
-            "name": r.name,
-            "status": r.status,
-            "source": r.source,
+        # What tells runs apart first (the key metrics), then how they ran, then parameters.
+        row: dict[str, Any] = {"run": r.id, "name": r.name, "status": r.status}
+        for m in metrics:
+            row[m] = r.metrics[m].value if m in r.metrics else None
+        row |= {
             "algorithm": r.params.get("optimizer.algorithm"),
             "workers": r.workers,
             "progress": (f"{r.last_step}/{r.total_steps}" if r.total_steps else str(r.last_step)),
             "duration (s)": None if r.duration is None else round(r.duration, 1),
             "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.start_time)),
+            "source": r.source,
         }
+        used = params_of(r)
         for p in params:
             if p != "optimizer.algorithm":
-                row[p] = r.params.get(p)
-        for m in metrics:
-            row[m] = r.metrics[m].value if m in r.metrics else None
+                row[p] = used.get(p)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -144,7 +154,9 @@ def summary(runs: Sequence[RunRecord], metric: str) -> pd.DataFrame:
 
 def params_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
     keys = differing_params(runs) or ["optimizer.algorithm"]
-    return pd.DataFrame({run_label(r): [r.params.get(k) for k in keys] for r in runs}, index=keys)
+    return pd.DataFrame(
+        {run_label(r): [params_of(r).get(k) for k in keys] for r in runs}, index=keys
+    )
 
 
 def config_of(run: RunRecord) -> dict[str, Any]:

@@ -9,8 +9,17 @@ from db.entities import LatestValue, MetricPoint
 from tests.support import run_record
 from training.algorithms import REGISTRY
 from training.config import ConfigError, ExperimentConfig, visible_fields
+from training.metrics import KEY_METRICS
 from ui import form
-from ui.shaping import config_of, curves, differing_params, runs_frame, smooth, summary
+from ui.shaping import (
+    config_of,
+    curves,
+    differing_params,
+    params_table,
+    runs_frame,
+    smooth,
+    summary,
+)
 
 
 def test_specs_come_from_the_schema():
@@ -64,9 +73,13 @@ def test_differing_params_and_table():
         {"optimizer.algorithm": "eamsgd", "optimizer.tau": "10", "seed": "1"},
         {"center_accuracy": LatestValue(10, 0.9, 0.1, 0.95, 5.0)},
     )
+    # Recorded as runs were before recording followed the registry: a tau that sync never uses.
     b = run_record("b", {"optimizer.algorithm": "sync", "optimizer.tau": "10", "seed": "1"})
-    assert differing_params([a, b]) == ["optimizer.algorithm"]
+    assert differing_params([a, b]) == ["optimizer.algorithm", "optimizer.tau"]
     frame = runs_frame([a, b])
+    assert list(frame["optimizer.tau"]) == ["10", None]
+    assert list(params_table([a, b]).loc["optimizer.tau"]) == ["10", None]
+    assert list(frame.columns[:6]) == ["run", "name", "status", *KEY_METRICS]
     assert list(frame["run"]) == ["a", "b"] and frame["center_accuracy"][0] == 0.9
     assert np.isnan(frame["center_accuracy"][1]) and frame["duration (s)"][0] == 60.0
 

@@ -7,9 +7,11 @@ import time
 import pandas as pd
 import streamlit as st
 
+from db.entities import RunStatus
 from service.client import ApiError
 from service.logs import tail
-from ui import state
+from ui import address, state
+from ui.pages_common import LIVE_SECONDS, show_table
 
 st.title("Jobs")
 
@@ -21,7 +23,7 @@ def _progress(runs, job) -> float | None:
     return (run.last_step / run.total_steps) if run.total_steps else None
 
 
-@st.fragment(run_every=2)
+@st.fragment(run_every=LIVE_SECONDS)
 def live() -> None:
     store = state.store()
     jobs = store.list_jobs(limit=100)
@@ -41,7 +43,7 @@ def live() -> None:
                 "progress": _progress(runs, j),
                 "workers": j.workers,
                 "hosts": j.hosts,
-                "run": j.run_id,
+                "run": f"run?run={j.run_id}" if j.run_id else None,
                 "source": j.source,
                 "created": time.strftime("%H:%M:%S", time.localtime(j.created_at)),
                 "message": (j.message or "").splitlines()[0] if j.message else None,
@@ -49,13 +51,14 @@ def live() -> None:
             for j in jobs
         ]
     )
-    st.dataframe(
+    show_table(
         frame,
-        hide_index=True,
-        column_config={
+        {
             "progress": st.column_config.ProgressColumn(
                 "progress", min_value=0, max_value=1, format="percent"
-            )
+            ),
+            # A link to the run's page, relative to this one: it keeps any base URL.
+            "run": st.column_config.LinkColumn("run", display_text=r"run\?run=(.*)"),
         },
     )
     st.caption(
@@ -63,24 +66,45 @@ def live() -> None:
         f"{sum(j.status.value == 'running' for j in jobs)} running, "
         f"{sum(j.status.value == 'queued' for j in jobs)} queued"
     )
-    chosen = st.selectbox(
-        "Job", [j.id for j in jobs], key="jobs.selected", format_func=lambda i: f"job {i}"
-    )
+    ids = [j.id for j in jobs]
+    selected = [address.Param("job", "jobs.selected", lambda text: _listed(int(text), ids))]
+    address.restore(selected)
+    chosen = st.selectbox("Job", ids, key="jobs.selected", format_func=lambda i: f"job {i}")
+    address.publish(selected)
     job = next(j for j in jobs if j.id == chosen)
+    run = runs.get(job.run_id) if job.run_id else None
     cols = st.columns([3, 1])
-    cols[0].markdown(
-        f"**job {job.id}**: {job.status.value}" + (f", run `{job.run_id}`" if job.run_id else "")
-    )
-    if not job.status.is_terminal() and cols[1].button("Cancel job", key=f"cancel-{job.id}"):
+    with cols[0]:
+        st.markdown(f"**job {job.id}**: {job.status.value}")
+        if job.run_id:
+            st.page_link(
+                state.PAGE_PATHS["run"],
+                label=f"run {job.run_id}" + (f" ({run.status})" if run else ""),
+                query_params={"run": job.run_id},
+                icon=":material/description:",
+            )
+    # Once its run has finished, the job is only exiting: there is nothing left to cancel.
+    finished = run is not None and run.status == RunStatus.FINISHED
+    if (
+        not job.status.is_terminal()
+        and not finished
+        and cols[1].button("Cancel job", key=f"cancel-{job.id}")
+    ):
         try:
             state.client().cancel(job.id)
             st.toast(f"job {job.id}: cancel requested")
         except ApiError as exc:
             st.error(str(exc))
     if job.message:
-        st.code(job.message, language=None)
+        st.code(job.message, language=None, wrap_lines=True)
     st.text("log (last 40 lines)")
-    st.code(tail(job.log_path, 40) or "(no output yet)", language=None)
+    st.code(tail(job.log_path, 40) or "(no output yet)", language=None, wrap_lines=True)
+
+
+def _listed(job_id: int, ids: list[int]) -> int:
+    if job_id not in ids:
+        raise ValueError(job_id)
+    return job_id
 
 
 live()

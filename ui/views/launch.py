@@ -91,6 +91,20 @@ def _form_config() -> tuple[set[str], dict]:
     return shown, form.nested({p: _value(p) for p in SPECS if p in shown})
 
 
+def _asked_service(config: ExperimentConfig | None) -> tuple[ConfigError | None, str | None]:
+    """What the service says of the job before it is queued: its refusal (the schema's, and the
+    scheduler's own rule for whether it can ever place the job), or why it could not be asked."""
+    if config is None:
+        return None, None
+    try:
+        state.client().check(config.to_dict())
+    except ApiError as exc:
+        if exc.status == 422 and isinstance(exc.detail, list):
+            return ConfigError([str(d.get("msg", d)) for d in exc.detail]), None
+        return None, str(exc)
+    return None, None
+
+
 def _widget(spec: form.FieldSpec) -> None:
     key = _key(spec.path)
     if spec.kind == "choice":
@@ -148,7 +162,8 @@ if mode == "YAML":
         problems: list[str] = []
     except ConfigError as exc:
         config, problems = None, exc.problems
-    for p in problems:
+    refused_here, unasked = _asked_service(config)
+    for p in problems + (refused_here.problems if refused_here else []):
         st.error(p)
     if config is not None and st.button("Edit this in the form"):
         # Widgets of this run cannot change now: load on the next run, before they exist.
@@ -161,7 +176,10 @@ else:
         config = parse_config(data)
     except ConfigError as exc:
         config, refused = None, exc
+    refused_here, unasked = _asked_service(config)
     errors = form.errors_by_field(refused)
+    for path, reasons in form.errors_by_field(refused_here).items():
+        errors.setdefault(path, []).extend(reasons)
     placed: set[str] = set()
     columns = st.columns(3)
     for i, (title, prefixes) in enumerate(SECTIONS):
@@ -189,7 +207,9 @@ if config is not None:
     for w in warnings_for(config):
         st.warning(w)
 
-if st.button("Launch", type="primary", disabled=config is None):
+if unasked:
+    st.warning(f"The job service could not check this job: {unasked}")
+if st.button("Launch", type="primary", disabled=config is None or refused_here is not None):
     try:
         job = state.client().submit(config.to_dict(), source="ui")
     except ApiError as exc:

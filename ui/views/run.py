@@ -11,99 +11,114 @@ import yaml
 
 from service.logs import tail
 from training.metrics import CENTER_ACCURACY, RUN_PAGE_CURVES, WORKERS
-from ui import state
+from ui import address, state
 from ui.charts import curve_chart
 from ui.curve_view import show_curves
-from ui.pages_common import recent_runs_or_stop, run_config
+from ui.pages_common import (
+    recent_runs_or_stop,
+    run_config,
+    show_live,
+    show_table,
+    stop_when_finished,
+)
 from ui.shaping import curves
 
 st.title("Run")
 store = state.store()
 recent, labels = recent_runs_or_stop(store)
-wanted = st.query_params.get("run") or st.session_state.get(state.RUN)
 ids = list(labels)
-run_id = st.selectbox(
-    "Run",
-    ids,
-    index=ids.index(wanted) if wanted in ids else 0,
-    format_func=labels.get,
-    key="run.id",
-)
+chosen = [address.Param("run", "run.id", address.one_of(ids))]
+address.restore(chosen)
+if st.session_state.get("run.id") not in ids:  # a first visit, or a run no longer listed
+    remembered = st.session_state.get(state.RUN)
+    st.session_state["run.id"] = remembered if remembered in ids else ids[0]
+run_id = st.selectbox("Run", ids, format_func=labels.get, key="run.id")
+address.publish(chosen)
 st.session_state[state.RUN] = run_id
-run = store.get_run(run_id)
-
-cols = st.columns(5)
-cols[0].metric("status", run.status)
-cols[1].metric("step", f"{run.last_step}/{run.total_steps}" if run.total_steps else run.last_step)
-acc = run.metrics.get(CENTER_ACCURACY)
-cols[2].metric("center accuracy", f"{acc.value:.4f}" if acc and acc.value is not None else "-")
-cols[3].metric("workers", run.workers)
-cols[4].metric("duration", f"{run.duration:.0f} s" if run.duration is not None else "-")
-st.caption(
-    f"source {run.source}; started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.start_time))}"
-    + (f"; job {run.job_id}" if run.job_id else "")
-)
-if run.error:
-    st.error(run.error)
+first = store.get_run(run_id)
 if st.button("Clone into the Launch form"):
-    st.session_state[state.CLONE] = run_config(run)
+    st.session_state[state.CLONE] = run_config(first)
     st.switch_page(state.PAGE_PATHS["launch"])
 
-curves_tab, config_tab, events_tab, log_tab, files_tab = st.tabs(
-    ["Curves", "Configuration", "Events", "Log", "Files"]
-)
-with curves_tab:
-    # The world size only once it changed (a resize or a restart with fewer workers).
-    metrics = [
-        k
-        for k in RUN_PAGE_CURVES
-        if k in run.metrics and (k != WORKERS or run.metrics[k].min != run.metrics[k].max)
-    ]
-    histories = store.metric_histories([run.id], metrics, max_points=1000)
-    for m in metrics:
-        data = curves(histories, [run], m)
-        if not data.empty:
-            show_curves(curve_chart(data, m, height=220), key=f"run.chart.{m}")
-with config_tab:
-    st.code(yaml.safe_dump(run_config(run), sort_keys=False), language="yaml")
-with events_tab:
-    events = store.events(run.id)
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "time": time.strftime("%H:%M:%S", time.localtime(e.time)),
-                    "kind": e.kind,
-                    "step": e.step,
-                    "message": e.message,
-                }
-                for e in events
-            ]
-        ),
-        hide_index=True,
+
+def run_view() -> None:
+    """Everything drawn from the run's records: redrawn every few seconds while it runs."""
+    run = store.get_run(run_id)
+    cols = st.columns(5)
+    cols[0].metric("status", run.status)
+    cols[1].metric(
+        "step", f"{run.last_step}/{run.total_steps}" if run.total_steps else run.last_step
     )
-with log_tab:
-    job = store.job_for_run(run.id)
-    if job and job.log_path:
-        st.code(tail(job.log_path, 100) or "(empty)", language=None)
-    else:
-        st.caption("This run was started from a shell; its output went to that terminal.")
-with files_tab:
-    if run.run_dir and Path(run.run_dir).is_dir():
-        d = Path(run.run_dir)
-        st.markdown(f"Run directory: `{d}`")
-        ckpts = sorted(
-            p.name for p in (d / "checkpoints").glob("step-*") if (p / "meta.json").exists()
-        )
-        st.markdown(
-            f"Checkpoints: {', '.join(f'`{c}`' for c in ckpts) or 'none yet'} "
-            f"(resume with `--resume {d}`)"
-        )
-        model = d / "center.keras"
-        if model.exists():
-            st.markdown(f"Exported center: `{model}`")
-            st.code(
-                f"import keras\nmodel = keras.models.load_model({str(model)!r})", language="python"
+    acc = run.metrics.get(CENTER_ACCURACY)
+    cols[2].metric("center accuracy", f"{acc.value:.4f}" if acc and acc.value is not None else "-")
+    cols[3].metric("workers", run.workers)
+    cols[4].metric("duration", f"{run.duration:.0f} s" if run.duration is not None else "-")
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.start_time))
+    st.caption(
+        f"source {run.source}; started {started}" + (f"; job {run.job_id}" if run.job_id else "")
+    )
+    if run.error:
+        st.error(run.error)
+    stop_when_finished([first], [run])
+
+    curves_tab, config_tab, events_tab, log_tab, files_tab = st.tabs(
+        ["Curves", "Configuration", "Events", "Log", "Files"]
+    )
+    with curves_tab:
+        # The world size only once it changed (a resize or a restart with fewer workers).
+        metrics = [
+            k
+            for k in RUN_PAGE_CURVES
+            if k in run.metrics and (k != WORKERS or run.metrics[k].min != run.metrics[k].max)
+        ]
+        histories = store.metric_histories([run.id], metrics, max_points=1000)
+        for m in metrics:
+            data = curves(histories, [run], m)
+            if not data.empty:
+                show_curves(curve_chart(data, m, height=220), key=f"run.chart.{m}")
+    with config_tab:
+        st.code(yaml.safe_dump(run_config(run), sort_keys=False), language="yaml")
+    with events_tab:
+        events = store.events(run.id)
+        show_table(
+            pd.DataFrame(
+                [
+                    {
+                        "time": time.strftime("%H:%M:%S", time.localtime(e.time)),
+                        "kind": e.kind,
+                        "step": e.step,
+                        "message": e.message,
+                    }
+                    for e in events
+                ]
             )
-    else:
-        st.caption(f"The run directory {run.run_dir or ''} is not on this machine.")
+        )
+    with log_tab:
+        job = store.job_for_run(run.id)
+        if job and job.log_path:
+            st.code(tail(job.log_path, 100) or "(empty)", language=None, wrap_lines=True)
+        else:
+            st.caption("This run was started from a shell; its output went to that terminal.")
+    with files_tab:
+        if run.run_dir and Path(run.run_dir).is_dir():
+            d = Path(run.run_dir)
+            st.markdown(f"Run directory: `{d}`")
+            ckpts = sorted(
+                p.name for p in (d / "checkpoints").glob("step-*") if (p / "meta.json").exists()
+            )
+            st.markdown(
+                f"Checkpoints: {', '.join(f'`{c}`' for c in ckpts) or 'none yet'} "
+                f"(resume with `--resume {d}`)"
+            )
+            model = d / "center.keras"
+            if model.exists():
+                st.markdown(f"Exported center: `{model}`")
+                st.code(
+                    f"import keras\nmodel = keras.models.load_model({str(model)!r})",
+                    language="python",
+                )
+        else:
+            st.caption(f"The run directory {run.run_dir or ''} is not on this machine.")
+
+
+show_live(run_view, [first])

@@ -6,12 +6,14 @@ import streamlit as st
 
 from db.errors import StoreError
 from db.query import FilterError
-from training.metrics import BYTES_SENT, CENTER_ACCURACY, TRAIN_LOSS
-from ui import state
+from ui import address, state
+from ui.pages_common import show_table
 from ui.shaping import run_label, runs_frame
 
 st.title("Runs")
 store = state.store()
+query = [address.Param("filter", "runs.filter", write=lambda text: text or None)]
+address.restore(query)
 text = st.text_input(
     "Filter",
     key="runs.filter",
@@ -19,6 +21,7 @@ text = st.text_input(
     help="The language of `easgd runs query`: params.KEY, metrics.KEY, min()/max(), tags.KEY, "
     "status, source, workers... joined with 'and'.",
 )
+address.publish(query)
 try:
     runs = store.search_runs(text or None, limit=500)
 except FilterError as exc:
@@ -33,16 +36,12 @@ if not runs and not text:
 elif not runs:
     st.warning("No run matches this filter.")
 else:
-    st.dataframe(
-        runs_frame(runs),
-        hide_index=True,
-        column_config={
-            CENTER_ACCURACY: st.column_config.NumberColumn(format="%.4f"),
-            TRAIN_LOSS: st.column_config.NumberColumn(format="%.4f"),
-            BYTES_SENT: st.column_config.NumberColumn(format="%d"),
-        },
+    # The run column stays in view when the table scrolls to the right.
+    show_table(runs_frame(runs), {"run": st.column_config.TextColumn("run", pinned=True)})
+    st.caption(
+        f"{len(runs)} run{'' if len(runs) == 1 else 's'}; "
+        "parameters shown are those that differ between them"
     )
-    st.caption(f"{len(runs)} runs; parameters shown are those that differ between them")
     labels = {r.id: run_label(r) for r in runs}
     remembered = [i for i in st.session_state.get(state.COMPARE, []) if i in labels]
     picked = st.multiselect(
@@ -55,7 +54,7 @@ else:
     cols = st.columns(2)
     if cols[0].button("Compare selected", type="primary", disabled=not picked):
         st.session_state[state.COMPARE] = picked
-        st.switch_page(state.PAGE_PATHS["compare"])
+        st.switch_page(state.PAGE_PATHS["compare"], query_params={"runs": ",".join(picked)})
     one = cols[1].selectbox(
         "Open one run",
         [None, *labels],
@@ -64,4 +63,4 @@ else:
     )
     if one:
         st.session_state[state.RUN] = one
-        st.switch_page(state.PAGE_PATHS["run"])
+        st.switch_page(state.PAGE_PATHS["run"], query_params={"run": one})
