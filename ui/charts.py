@@ -10,8 +10,10 @@ import pandas as pd
 from training.metrics import BYTES_SENT, EPOCH
 from ui.shaping import X_AXES
 
-# How the browser formats x values: counts and bytes compactly, seconds with a unit.
+# How the browser formats an axis's values (ui/assets/curves.js): numbers by magnitude, bytes
+# in decimal units, seconds with the digits that matter at their size.
 X_KINDS = {"step": "number", EPOCH: "number", "wall_time": "seconds", BYTES_SENT: "bytes"}
+Y_KINDS = {BYTES_SENT: "bytes"}
 
 
 def curve_chart(
@@ -44,6 +46,7 @@ def curve_chart(
         "x_label": X_AXES[x_axis],
         "x_kind": X_KINDS[x_axis],
         "y_label": metric,
+        "y_kind": Y_KINDS.get(metric, "number"),
         "log": bool(log_scale),
         "height": int(height),
     }
