@@ -33,6 +33,7 @@ page = st.navigation(
         st.Page(state.PAGE_PATHS["runs"], title="Runs", icon=":material/table_rows:", default=True),
         st.Page(state.PAGE_PATHS["launch"], title="Launch", icon=":material/rocket_launch:"),
         st.Page(state.PAGE_PATHS["jobs"], title="Jobs", icon=":material/list_alt:"),
+        st.Page(state.PAGE_PATHS["sweeps"], title="Sweeps", icon=":material/tune:"),
         st.Page(state.PAGE_PATHS["compare"], title="Compare", icon=":material/monitoring:"),
         st.Page(state.PAGE_PATHS["run"], title="Run", icon=":material/description:"),
     ]

@@ -17,6 +17,7 @@ PAGE_PATHS = {
     "runs": "views/runs.py",
     "compare": "views/compare.py",
     "run": "views/run.py",
+    "sweeps": "views/sweeps.py",
 }
 FIRST_RUN_HINT = (
     "No runs yet. Launch one on the **Launch** page, or from a shell:\n\n"

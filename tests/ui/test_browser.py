@@ -110,7 +110,7 @@ def test_launch_watch_compare_in_chromium(product):
         _check_chart(shared, series=2)
         links = shared.get_by_test_id("stSidebarNavLink")
         titles = [text.split()[-1] for text in links.all_inner_texts()]  # after the icon's name
-        assert titles == ["Runs", "Launch", "Jobs", "Compare", "Run"]
+        assert titles == ["Runs", "Launch", "Jobs", "Sweeps", "Compare", "Run"]
         _no_exception(shared, "8-compare-shared-link")
 
 

@@ -16,6 +16,7 @@ from training.config import (
     warnings_for,
 )
 from ui import form, state
+from ui.sweep_form import sweep_these_fields
 
 SPECS = form.field_specs()
 SECTIONS = [
@@ -227,6 +228,9 @@ if job:
         label=f"Follow job {job['id']} on the Jobs page",
         icon=":material/arrow_forward:",
     )
+
+if config is not None:
+    sweep_these_fields(config, SPECS, visible_fields(config.to_dict()))
 
 with st.expander("Start from an existing run (clone)"):
     try:

@@ -1,0 +1,137 @@
+// Parallel coordinates of a sweep's trials: one vertical axis per parameter and the metric last,
+// one line per trial, coloured by its metric (best dark blue, worst light orange). Trials stopped
+// early are dashed; the best trial is drawn thick, on top. Plain SVG, no library.
+//
+// data: {axes: [{label, kind: number|log|category, min, max, ticks}], lines: [{label, values,
+//        state, best}], goal: maximize|minimize, height}
+
+const SVG = "http://www.w3.org/2000/svg";
+const precise = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 4 });
+
+function format(v) {
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 0.001 || a >= 100000)) return v.toExponential(1).replace(".0e", "e");
+  return precise.format(v);
+}
+
+function el(name, attrs, parent) {
+  const node = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+// Where a value lies on its axis, from 0 (bottom) to 1 (top).
+function position(axis, v) {
+  if (axis.kind === "category") {
+    const n = axis.ticks.length;
+    return n > 1 ? v / (n - 1) : 0.5;
+  }
+  let lo = axis.min;
+  let hi = axis.max;
+  let x = v;
+  if (axis.kind === "log") {
+    lo = Math.log(lo);
+    hi = Math.log(hi);
+    x = Math.log(v);
+  }
+  if (!(hi > lo)) return 0.5;
+  return Math.min(1, Math.max(0, (x - lo) / (hi - lo)));
+}
+
+function ticks(axis) {
+  if (axis.kind === "category") return axis.ticks.map((label, i) => [i, label]);
+  if (axis.kind === "log") {
+    const out = [];
+    for (let e = Math.ceil(Math.log10(axis.min)); e <= Math.floor(Math.log10(axis.max)); e++) {
+      out.push([10 ** e, format(10 ** e)]);
+    }
+    if (out.length < 2) return [[axis.min, format(axis.min)], [axis.max, format(axis.max)]];
+    return out;
+  }
+  return [0, 0.25, 0.5, 0.75, 1].map((f) => {
+    const v = axis.min + f * (axis.max - axis.min);
+    return [v, format(v)];
+  });
+}
+
+// Light orange (worst) to dark blue (best).
+function colour(f) {
+  const a = [253, 174, 97];
+  const b = [33, 102, 172];
+  const c = a.map((x, i) => Math.round(x + (b[i] - x) * f));
+  return `rgb(${c.join(",")})`;
+}
+
+export default function ({ parentElement, data }) {
+  const root = parentElement.querySelector(".easgd-parallel");
+  const host = parentElement.host || parentElement;
+  root.dataset.drawn = "0";
+  root.replaceChildren();
+  const axes = data.axes || [];
+  const lines = data.lines || [];
+  root.dataset.lines = String(lines.length);
+  root.dataset.axes = String(axes.length);
+  if (axes.length < 2 || !lines.length) return undefined;
+
+  const draw = () => {
+    root.replaceChildren();
+    const width = Math.max(root.clientWidth || host.clientWidth || 600, 320);
+    const height = data.height || 360;
+    const top = 40;
+    const bottom = 24;
+    const side = 70;
+    const svg = el("svg", { width, height, role: "img" }, root);
+    el("title", {}, svg).textContent = "Parallel coordinates of the trials";
+    const step = (width - 2 * side) / (axes.length - 1);
+    const x = (i) => side + i * step;
+    const y = (axis, v) => top + (1 - position(axis, v)) * (height - top - bottom);
+    const metric = axes[axes.length - 1];
+    const good = (v) => {
+      const f = position(metric, v);
+      return data.goal === "minimize" ? 1 - f : f;
+    };
+    const ordered = [...lines].sort((p, q) => Number(p.best) - Number(q.best));
+    for (const line of ordered) {
+      const last = line.values[line.values.length - 1];
+      const stopped = line.state === "stopped_early";
+      const path = el(
+        "polyline",
+        {
+          points: line.values.map((v, i) => `${x(i)},${y(axes[i], v)}`).join(" "),
+          fill: "none",
+          stroke: colour(good(last)),
+          "stroke-width": line.best ? 3.5 : 1.6,
+          "stroke-opacity": stopped ? 0.55 : 0.9,
+          "stroke-dasharray": stopped ? "5 4" : "none",
+          class: "trial",
+          "data-trial": line.label,
+        },
+        svg,
+      );
+      const parts = axes.map((a, i) =>
+        a.kind === "category" ? `${a.label} ${a.ticks[line.values[i]]}` : `${a.label} ${format(line.values[i])}`,
+      );
+      el("title", {}, path).textContent = `${line.label} (${line.state}): ${parts.join(", ")}`;
+    }
+    axes.forEach((axis, i) => {
+      el("line", { x1: x(i), x2: x(i), y1: top, y2: height - bottom, class: "axis" }, svg);
+      const anchor = i === 0 ? "start" : i === axes.length - 1 ? "end" : "middle";
+      const label = el("text", { x: x(i), y: top - 16, "text-anchor": anchor, "font-weight": 600 }, svg);
+      label.textContent = axis.label;
+      for (const [v, text] of ticks(axis)) {
+        const t = el("text", { x: x(i) - 6, y: y(axis, v) + 4, "text-anchor": "end" }, svg);
+        t.textContent = text;
+      }
+    });
+    root.dataset.drawn = "1";
+  };
+  draw();
+  const observer = new ResizeObserver(() => {
+    const svg = root.querySelector("svg");
+    const w = Math.max(root.clientWidth || 0, 320);
+    if (!svg || Math.abs(w - Number(svg.getAttribute("width"))) > 1) draw();
+  });
+  observer.observe(root);
+  return () => observer.disconnect();
+}
