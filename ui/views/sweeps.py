@@ -21,7 +21,9 @@ if not sweeps:
     )
     st.stop()
 
-labels = {s.id: f"sweep {s.id}: {s.name or '-'} ({s.method}, {s.status.value})" for s in sweeps}
+labels = {
+    s.id: f"sweep {s.id}: {s.name or '-'} ({s.method})" for s in sweeps
+}  # status: below, live
 
 
 def _known(text: str) -> int:
