@@ -21,9 +21,7 @@ if not sweeps:
     )
     st.stop()
 
-labels = {
-    s.id: f"sweep {s.id}: {s.name or '-'} ({s.method})" for s in sweeps
-}  # status: below, live
+labels = {s.id: f"sweep {s.id}: {s.name or '-'} ({s.method})" for s in sweeps}
 
 
 def _known(text: str) -> int:
