@@ -55,6 +55,7 @@ MAX_CONCURRENCY = 64
 MAX_PARAMETERS = 50
 MAX_CHOICES = 1000
 MAX_ITER = 10**6
+MAX_BRACKETS = 100
 MAX_STEPS = 10**9  # of a q_uniform range
 # exp() of more overflows a float: log_uniform's bounds are natural logarithms.
 MAX_LOG = 700.0
@@ -283,10 +284,12 @@ class EarlyTerminate(_Strict):
             return []
         if self.min_iter is not None:
             out, band = [], float(self.min_iter)
-            while band <= MAX_ITER:
+            for _ in range(MAX_BRACKETS):  # W&B's 100; an eta near 1 must not loop for long
+                if band > MAX_ITER:
+                    break
                 out.append(int(band))
                 band *= self.eta
-            return out
+            return sorted(set(out))
         out, band = [], float(self.max_iter)
         for _ in range(self.s):
             band /= self.eta

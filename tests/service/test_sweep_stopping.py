@@ -14,6 +14,13 @@ def test_hyperband_brackets_are_wbs():
     assert by_max.brackets() == [1, 3, 9]
 
 
+def test_an_eta_near_one_gives_few_brackets_at_once():
+    near_one = EarlyTerminate(type="hyperband", min_iter=5, eta=1.0000000001)
+    assert near_one.brackets() == [5]  # 100 tries, as W&B makes, all the same iteration
+    steep = EarlyTerminate(type="hyperband", min_iter=1, eta=100)
+    assert steep.brackets() == [1, 100, 10**4, 10**6]  # none past the longest curve we take
+
+
 def test_hyperband_keeps_the_best_half_at_a_bracket():
     curves = [
         Curve(0, running=True, succeeded=False, values=[0.2, 0.5, 0.6]),
