@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.entities import SweepRecord, SweepStatus, TrialRecord, TrialState
+from db.entities import JobStatus, SweepRecord, SweepStatus, TrialRecord, TrialState
 from db.errors import InvalidTransition, NotFound, StoreError
 from db.jobs import new_job
-from db.models import Sweep, SweepTrial
+from db.models import Job, Run, RunEvent, Sweep, SweepTrial
 from db.sql import SqlStore, check_key, check_source, check_statuses, record
 
 _TRIAL_ALLOWED = {
@@ -189,13 +189,7 @@ class SweepStore(SqlStore):
         """The one way a trial's state changes; a terminal state is never left."""
         to = TrialState(to)
         with self._write() as s:
-            trial = s.scalars(
-                select(SweepTrial).where(SweepTrial.id == trial_id).with_for_update()
-                if not self._is_sqlite
-                else select(SweepTrial).where(SweepTrial.id == trial_id)
-            ).first()
-            if trial is None:
-                raise NotFound(f"no trial {trial_id}")
+            trial = self._lock_trial(s, trial_id)
             current = TrialState(trial.state)
             if current.is_terminal():
                 raise InvalidTransition(
@@ -217,6 +211,42 @@ class SweepStore(SqlStore):
             if to.is_terminal():
                 trial.ended_at = time.time()
             return _trial_record(trial)
+
+    def stop_trial_early(self, trial_id: int, why: str) -> TrialRecord:
+        """Mark a running trial as stopped by the sweep's rule (`why` is its message), ask its
+        job to cancel, and note the stop on its run at the run's last step, all in one
+        transaction: a trial is never judged without its job being asked to end."""
+        with self._write() as s:
+            trial = self._lock_trial(s, trial_id)
+            if trial.state != TrialState.RUNNING.value or trial.message:
+                raise InvalidTransition(
+                    f"trial {trial.number} of sweep {trial.sweep_id} is {trial.state}"
+                    f"{' and already stopping' if trial.message else ''}; it cannot be stopped early"
+                )
+            job = self._require_row(s, Job, trial.job_id, "job", True) if trial.job_id else None
+            trial.message = why
+            if job is not None and job.status in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
+                job.cancel_requested = True
+            run_id = trial.run_id or (job.run_id if job else None)
+            run = s.get(Run, run_id) if run_id else None
+            if run is not None:
+                s.add(
+                    RunEvent(
+                        run_id=run.id,
+                        time=time.time(),
+                        kind="stopped_early",
+                        step=run.last_step,
+                        message=f"sweep {trial.sweep_id}: {why}",
+                    )
+                )
+            return _trial_record(trial)
+
+    def _lock_trial(self, s: Session, trial_id: int) -> SweepTrial:
+        stmt = select(SweepTrial).where(SweepTrial.id == trial_id)
+        trial = s.scalars(stmt if self._is_sqlite else stmt.with_for_update()).first()
+        if trial is None:
+            raise NotFound(f"no trial {trial_id}")
+        return trial
 
 
 def _json(value: Any, what: str) -> str:

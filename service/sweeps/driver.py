@@ -170,6 +170,10 @@ class SweepDriver:
             if not active:
                 self._end(sweep, SweepStatus.STOPPED, trials)
             return
+        for t in trials:
+            job = jobs.get(t.job_id) if t.job_id else None
+            if t.state is TrialState.RUNNING and t.message and job and not job.cancel_requested:
+                self._cancel_job(job)  # a stop once recorded without its cancel is completed
         if spec.early_terminate:
             self._stop_poor(sweep, spec.early_terminate, trials, jobs)
         dims = dimensions(spec)
@@ -286,12 +290,10 @@ class SweepDriver:
             if why is None or job is None or job.status is not JobStatus.RUNNING:
                 continue
             try:
-                trials[i] = self.store.transition_trial(t.id, TrialState.RUNNING, message=why)
+                trials[i] = self.store.stop_trial_early(t.id, why)
             except InvalidTransition:
                 continue
-            self._cancel_job(job)
-            step = self.store.get_run(job.run_id).last_step
-            self.store.add_event(job.run_id, "stopped_early", f"sweep {sweep.id}: {why}", step)
+            self._wake_scheduler()
 
     def _curve(
         self, sweep: SweepRecord, t: TrialRecord, job: JobRecord | None

@@ -132,3 +132,22 @@ def test_deleting_a_sweep_deletes_its_trials(store):
         conn.execute(text("DELETE FROM sweeps WHERE id = :id"), {"id": sweep.id})
         left = conn.execute(text("SELECT count(*) FROM sweep_trials")).scalar()
     assert left == 0
+
+
+def test_stopping_a_trial_early_marks_it_cancels_its_job_and_notes_its_run_at_once(store):
+    sweep = _sweep(store)
+    t = store.add_trial(sweep.id, 0, {}, job=_job())
+    with pytest.raises(InvalidTransition, match="is queued; it cannot be stopped early"):
+        store.stop_trial_early(t.id, "poor")
+    store.transition_job(t.job_id, JobStatus.RUNNING, run_id="r0")
+    store.create_run("r0", params={}, job_id=t.job_id, source="cli")
+    store.log_metrics("r0", [("center_accuracy", 30, 1.0, 0.2)])
+    store.transition_trial(t.id, TrialState.RUNNING, run_id="r0")
+    stopping = store.stop_trial_early(t.id, "poor")
+    assert stopping.state is TrialState.RUNNING and stopping.message == "poor"
+    assert store.get_job(t.job_id).cancel_requested
+    events = [(e.kind, e.step, e.message) for e in store.events("r0")]
+    assert ("stopped_early", 30, f"sweep {sweep.id}: poor") in events
+    with pytest.raises(InvalidTransition, match="already stopping"):
+        store.stop_trial_early(t.id, "again")
+    assert len([e for e in store.events("r0") if e.kind == "stopped_early"]) == 1

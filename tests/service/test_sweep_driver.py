@@ -169,6 +169,22 @@ def test_poor_trials_are_stopped_early_and_their_jobs_cancelled(store):
     assert trials[1].message == stopping.message and len(trials) == 3
 
 
+def test_a_stop_recorded_without_its_cancel_is_cancelled_on_the_next_pass(store):
+    driver = _driver(store)
+    sweep, _ = driver.create(_spec(run_cap=2), BASE)
+    driver.tick()
+    first, _ = _trials(store, sweep.id)
+    _start(store, first.job_id)
+    driver.tick()
+    store.transition_trial(first.id, TrialState.RUNNING, message="judged before a crash")
+    assert not store.get_job(first.job_id).cancel_requested
+    driver.tick()
+    assert store.get_job(first.job_id).cancel_requested
+    _end(store, first.job_id, JobStatus.CANCELLED)
+    driver.tick()
+    assert _trials(store, sweep.id)[0].state is TrialState.STOPPED_EARLY
+
+
 def test_a_trial_that_ends_before_its_stop_takes_effect_succeeded(store):
     driver = _driver(store)
     rule = {"type": "hyperband", "min_iter": 1, "eta": 2}
