@@ -454,9 +454,11 @@ def test_delete_with_files_refuses_a_directory_not_the_runs_own(
     }[where]
     if where == "symlink":
         run_dir.symlink_to(outside, target_is_directory=True)
-    if where == "shared":
-        _ended_run(store, "neighbour", easgd_home / "runs" / "other")
-        run_dir = easgd_home / "runs"
+    if where == "shared":  # runs/parent holds runs/parent/child, another run's
+        run_dir = easgd_home / "runs" / "parent"
+        (run_dir / "child").mkdir(parents=True)
+        (run_dir / "child" / "precious").write_text("keep me")
+        _ended_run(store, "neighbour", run_dir / "child")
     _ended_run(store, "r1", run_dir)
     r = client.delete("/runs/r1", params={"files": True})
     assert r.status_code == 409, r.text
@@ -465,6 +467,13 @@ def test_delete_with_files_refuses_a_directory_not_the_runs_own(
     assert store.get_run("r1").metrics["loss"].step == 2
     assert (outside / "precious").read_text() == "keep me"
     assert (easgd_home / "runs" / "other" / "metrics.jsonl").is_file()
+    if where == "shared":
+        assert r.json()["detail"] == (
+            f"run r1: its directory {run_dir} also holds run neighbour's directory; nothing was "
+            "deleted. Delete the run without its files, and remove the directory yourself if you "
+            "mean to"
+        )
+        assert (run_dir / "child" / "precious").read_text() == "keep me"
     assert client.delete("/runs/r1").status_code == 200  # without its files it may go
 
 
