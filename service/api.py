@@ -34,6 +34,7 @@ from db.sql import KEY_PATTERN, RUN_ID_PATTERN
 from db.store import Store
 from service import formatting, run_edit_routes
 from service.logs import tail
+from service.run_removal import finish_deletions
 from service.settings import ServiceSettings
 from service.submission import Prepared, prepare
 from service.supervisor import Supervisor
@@ -225,7 +226,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.init()
-        for note in supervisor.reconcile():
+        for note in supervisor.reconcile() + finish_deletions(store, settings.runs_dir):
             print(f"easgd service: {note}", flush=True)
         if start_supervisor:
             supervisor.start()

@@ -3,17 +3,28 @@ after, and only a directory that is the run's own and lies under the data direct
 folder (the store records whatever `--out` a shell run was given; that path is not ours to
 remove). Whatever could not be removed is said, never hidden.
 
+A crash at any point leaves nothing nobody sees: the directory is first renamed to
+runs/.deleting-<run id>-<token> (one atomic step), then the records go (the directory moved back
+if they cannot), then the renamed directory. What an interrupted deletion left there,
+`finish_deletions` finishes when the service starts. Deletions and that take turns through a
+lock on runs/ itself.
+
 The API's DELETE /runs/{id} and `easgd runs delete` share this, so both refuse and report alike.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
+import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from db.errors import EasgdError
+from db.errors import EasgdError, NotFound
 from db.run_edits import RunDeletion
 from db.store import Store
 from training.console import format_bytes
@@ -33,6 +44,7 @@ class Removal:
     size: int = 0
     removed: bool = False
     problem: str | None = None  # why the directory is still there after the deletion
+    aside: Path | None = None  # where the directory was moved to be removed
 
     def preview(self) -> str:
         """What a deletion will remove, for the question before it."""
@@ -78,18 +90,117 @@ def plan_removal(store: Store, run_id: str, files: bool, runs_root: Path) -> Rem
 def remove_run(store: Store, run_id: str, files: bool, runs_root: Path) -> Removal:
     """Delete the run's records, then (with `files`) its directory; a refusal leaves both."""
     removal = plan_removal(store, run_id, files, runs_root)
-    removal.deletion = store.delete_run(run_id)
     if removal.directory is None:
+        removal.deletion = store.delete_run(run_id)
         return removal
-    try:
-        shutil.rmtree(removal.directory)  # refuses a symbolic link; never follows one inside
-        removal.removed = True
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        removal.problem = (
-            f"its directory {removal.directory} could not be removed ({reason}); remove it yourself"
-        )
+    with _deletions_locked(runs_root):
+        aside = _move_aside(run_id, removal.directory, runs_root)
+        if aside is None:  # deleted meanwhile by another: the store says so
+            removal.deletion = store.delete_run(run_id)
+            return removal
+        removal.aside = aside
+        try:
+            removal.deletion = store.delete_run(run_id)
+        except BaseException:
+            with suppress(OSError):  # else the next start of the service moves it back
+                os.rename(aside, removal.directory)
+            raise
+        try:
+            shutil.rmtree(aside)  # refuses a symbolic link; never follows one inside
+            removal.removed = True
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            removal.problem = (
+                f"its directory {removal.directory} could not be removed ({reason}); what is "
+                f"left of it is {aside}: remove that yourself (the service removes it when it "
+                "next starts)"
+            )
     return removal
+
+
+DELETING = ".deleting-"
+_ASIDE = re.compile(re.escape(DELETING) + r"(?P<run_id>.+)-[0-9a-f]{16}")
+
+
+def _move_aside(run_id: str, directory: Path, runs_root: Path) -> Path | None:
+    """Rename the run's directory to runs/.deleting-<run id>-<token>; None if it is gone."""
+    aside = runs_root.resolve() / f"{DELETING}{run_id}-{secrets.token_hex(8)}"
+    try:
+        os.rename(directory, aside)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # another file system (a mount under runs/), or no permission
+        raise RemovalRefused(
+            f"run {run_id}: its directory {directory} could not be moved to "
+            f"{aside} to be removed ({exc.strerror or exc}); nothing was deleted. Delete the run "
+            "without its files, and remove the directory yourself if you mean to"
+        ) from None
+    return aside
+
+
+def finish_deletions(store: Store, runs_root: Path) -> list[str]:
+    """Finish the deletions a crash interrupted, one line for each: a directory moved aside
+    whose run is gone is removed; one whose run is still recorded (its records never went) is
+    moved back where the run records it."""
+    if not runs_root.is_dir():
+        return []
+    notes = []
+    with _deletions_locked(runs_root):
+        for aside in sorted(runs_root.resolve().iterdir()):
+            found = _ASIDE.fullmatch(aside.name)
+            if found is None or aside.is_symlink() or not aside.is_dir():
+                continue
+            run_id = found["run_id"]
+            try:
+                recorded = store.get_run(run_id).run_dir
+            except NotFound:
+                notes.append(_remove_left_over(aside, run_id))
+                continue
+            back = Path(recorded or "")
+            if not recorded or not back.is_absolute():
+                why = "the run records no directory to move it back to"
+            elif os.path.lexists(back):
+                why = f"{back} is taken"
+            else:
+                try:
+                    os.rename(aside, back)
+                    notes.append(
+                        f"run {run_id}: its deletion stopped before its records went; its "
+                        f"directory is back at {back}"
+                    )
+                    continue
+                except OSError as exc:
+                    why = f"it could not be moved back to {back} ({exc.strerror or exc})"
+            notes.append(
+                f"run {run_id}: its deletion stopped before its records went, and {why}; its "
+                f"files are in {aside}: move them where you want them"
+            )
+    return notes
+
+
+def _remove_left_over(aside: Path, run_id: str) -> str:
+    size = directory_size(aside)
+    try:
+        shutil.rmtree(aside)
+    except OSError as exc:
+        return (
+            f"run {run_id} was deleted, but what is left of its directory, {aside}, could not "
+            f"be removed ({exc.strerror or exc}); remove it yourself"
+        )
+    return f"run {run_id} was deleted: removed what was left of its directory, {aside} " + (
+        f"({format_bytes(size)})"
+    )
+
+
+@contextmanager
+def _deletions_locked(runs_root: Path) -> Iterator[None]:
+    """One deletion at a time on runs/, across processes (the CLI works beside the service)."""
+    fd = os.open(runs_root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def own_directory(store: Store, deletion: RunDeletion, runs_root: Path) -> Path | None:

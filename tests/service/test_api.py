@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -475,17 +475,19 @@ def test_delete_with_files_refuses_a_directory_not_the_runs_own(
         )
         assert (run_dir / "child" / "precious").read_text() == "keep me"
     assert client.delete("/runs/r1").status_code == 200  # without its files it may go
+    assert not list((easgd_home / "runs").glob(".deleting-*"))
 
 
 @contextmanager
-def _undeletable(path: Path) -> Iterator[None]:
-    """A file that cannot be removed: immutable for root, in a read-only directory otherwise."""
+def _undeletable(path: Path, moved_to: Callable[[], Path] | None = None) -> Iterator[None]:
+    """A file that cannot be removed: immutable for root, in a read-only directory otherwise;
+    removable again at the end, where `moved_to` says it went."""
     if os.geteuid() != 0:
         path.parent.chmod(0o500)
         try:
             yield
         finally:
-            path.parent.chmod(0o700)
+            (moved_to() if moved_to else path).parent.chmod(0o700)
         return
     if shutil.which("chattr") is None:
         pytest.skip("running as root without chattr: no file here resists removal")
@@ -494,7 +496,7 @@ def _undeletable(path: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        subprocess.run(["chattr", "-i", str(path)], check=True)
+        subprocess.run(["chattr", "-i", str(moved_to() if moved_to else path)], check=True)
 
 
 def test_a_directory_that_cannot_be_removed_is_reported_after_the_run_is_deleted(
@@ -502,13 +504,21 @@ def test_a_directory_that_cannot_be_removed_is_reported_after_the_run_is_deleted
 ):
     d = _run_dir(easgd_home, "r1")
     _ended_run(store, "r1", d)
-    with _undeletable(d / "checkpoints" / "meta.json"):
+
+    def aside_file() -> Path:
+        (aside,) = (easgd_home / "runs").glob(".deleting-r1-*")
+        return aside / "checkpoints" / "meta.json"
+
+    with _undeletable(d / "checkpoints" / "meta.json", aside_file):
         r = client.delete("/runs/r1?files=true")
     assert r.status_code == 200, r.text
     assert r.json()["files_removed"] is False
     reason = "Operation not permitted" if os.geteuid() == 0 else "Permission denied"
+    aside = aside_file().parent.parent
     assert r.json()["message"] == (
         f"deleted run r1 (3 metric points, 0 events), but its directory {d} could not be "
-        f"removed ({reason}); remove it yourself"
+        f"removed ({reason}); what is left of it is {aside}: remove that yourself (the service "
+        "removes it when it next starts)"
     )
     assert client.get("/runs/r1").status_code == 404
+    assert not d.exists() and (aside / "checkpoints" / "meta.json").is_file()
