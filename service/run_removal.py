@@ -225,7 +225,9 @@ def own_directory(store: Store, deletion: RunDeletion, runs_root: Path) -> Path 
     if not path.exists():
         return None
     real = path.resolve()
-    if real == root or not real.is_relative_to(root):
+    if real == root:
+        raise refuse("is the data directory's runs/ folder itself, which is never removed")
+    if not real.is_relative_to(root):
         raise refuse("is not inside the data directory's runs/ folder")
     if not real.is_dir():
         raise refuse("is not a directory")

@@ -9,6 +9,7 @@ a run by accident.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from db.settings import runs_dir
@@ -47,7 +48,15 @@ def cmd_runs_tag(args) -> int:
 
 
 def cmd_runs_note(args) -> int:
-    run = _store(args).set_note(args.run_id, args.text)
+    if args.text in (["-h"], ["--help"]):
+        args.parser.print_help()
+        return 0
+    if len(args.text) != 1:
+        raise CliError(
+            "note: the text as one argument, quoted, e.g. easgd runs note RUN_ID 'lr too high' "
+            f"('' removes the note; received {len(args.text)} arguments: {args.text!r:.200})"
+        )
+    run = _store(args).set_note(args.run_id, args.text[0])
     note = run.tags.get("note")
     if note is None:
         print(f"run {args.run_id}: note removed")
@@ -110,7 +119,10 @@ def add_commands(runs, add) -> None:
     )
     n = add(runs, "note", cmd_runs_note, "set a run's note (the tag `note`); '' removes it")
     n.add_argument("run_id")
-    n.add_argument("text")
+    # Everything after the run id, so that a note may start with '-' ("-0.5 after warmup").
+    n.add_argument("text", nargs=argparse.REMAINDER, help="the note, quoted")
+    n.usage = "%(prog)s [-h] run_id text"
+    n.set_defaults(parser=n)
     a = add(runs, "archive", cmd_runs_archive, "hide a run from lists and queries, keeping it")
     a.add_argument("run_id")
     r = add(runs, "restore", cmd_runs_restore, "list an archived run again")

@@ -28,28 +28,35 @@ def cmd_init(args) -> int:
 
 
 def cmd_runs_list(args) -> int:
-    return _print_runs(_store(args).list_runs(limit=args.limit, view=args.view), args.format)
+    store = _store(args)
+    return _print_runs(store, None, store.list_runs(limit=args.limit, view=args.view), args)
 
 
 def cmd_runs_query(args) -> int:
-    runs = _store(args).search_runs(
-        args.filter, order_by=args.order_by, limit=args.limit, view=args.view
-    )
-    return _print_runs(runs, args.format)
+    store = _store(args)
+    runs = store.search_runs(args.filter, order_by=args.order_by, limit=args.limit, view=args.view)
+    return _print_runs(store, args.filter, runs, args)
 
 
-def _print_runs(runs, form: str) -> int:
-    if form == "json":
+def _print_runs(store: Store, filter: str | None, runs, args) -> int:
+    if args.format == "json":
         print(fmt.dumps([fmt.run_json(r) for r in runs]))
-    elif form == "csv":
+    elif args.format == "csv":
         sys.stdout.write(fmt.runs_csv(runs))
-    elif not runs:
+    elif runs:
+        print(fmt.runs_table(runs))
+    elif args.view == RunView.ACTIVE.value and store.search_runs(
+        filter, limit=1, view=RunView.ARCHIVED
+    ):
+        print(
+            "no active runs match, but archived ones do: add --view archived (or --view all) "
+            "to list them"
+        )
+    else:
         print(
             "no runs match. Start one with: horovodrun -np 2 -H localhost:2 --gloo "
             "python -m training --config configs/lenet-mnist5k-eamsgd.yaml"
         )
-    else:
-        print(fmt.runs_table(runs))
     return 0
 
 

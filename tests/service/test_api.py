@@ -467,6 +467,11 @@ def test_delete_with_files_refuses_a_directory_not_the_runs_own(
     assert store.get_run("r1").metrics["loss"].step == 2
     assert (outside / "precious").read_text() == "keep me"
     assert (easgd_home / "runs" / "other" / "metrics.jsonl").is_file()
+    if where == "runs-root":
+        assert r.json()["detail"].startswith(
+            f"run r1: its directory {run_dir} is the data directory's runs/ folder itself, which "
+            "is never removed; nothing was deleted."
+        )
     if where == "shared":
         assert r.json()["detail"] == (
             f"run r1: its directory {run_dir} also holds run neighbour's directory; nothing was "

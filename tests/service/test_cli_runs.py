@@ -207,6 +207,46 @@ def test_the_note_is_set_shown_found_and_removed(seeded):
     assert seeded.get_run("r-sync").tags == {}
 
 
+@pytest.mark.parametrize("args", [["-0.5 after warmup"], ["--", "-0.5 after warmup"]])
+def test_a_note_may_start_with_a_dash(seeded, args):
+    out = easgd("runs", "note", "r-sync", *args)
+    assert out.returncode == 0, out.stderr
+    assert seeded.get_run("r-sync").tags == {"note": "-0.5 after warmup"}
+
+
+@pytest.mark.parametrize(
+    "args, received",
+    [([], "0 arguments: []"), (["lr", "too high"], "2 arguments: ['lr', 'too high']")],
+)
+def test_a_note_is_one_argument(seeded, args, received):
+    out = easgd("runs", "note", "r-sync", *args)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == (
+        "easgd: note: the text as one argument, quoted, e.g. easgd runs note RUN_ID 'lr too "
+        f"high' ('' removes the note; received {received})\n"
+    )
+    assert seeded.get_run("r-sync").tags == {}
+
+
+def test_the_note_help_is_still_help(seeded):
+    out = easgd("runs", "note", "r-sync", "--help")
+    assert out.returncode == 0 and out.stdout.startswith("usage: easgd runs note [-h] run_id text")
+    assert seeded.get_run("r-sync").tags == {}
+
+
+@pytest.mark.parametrize("command", [["list"], ["query", "params.optimizer.tau = 10"]])
+def test_an_empty_list_says_when_archived_runs_would_match(seeded, command):
+    for run_id in ("r-eam", "r-sync"):
+        seeded.archive_run(run_id)
+    out = easgd("runs", *command)
+    assert out.returncode == 0 and out.stdout == (
+        "no active runs match, but archived ones do: add --view archived (or --view all) to "
+        "list them\n"
+    )
+    other = easgd("runs", "query", "params.optimizer.tau = 11")
+    assert other.stdout.startswith("no runs match. Start one with: horovodrun")
+
+
 def test_archived_runs_are_hidden_until_restored(seeded):
     out = easgd("runs", "archive", "r-eam")
     assert out.returncode == 0 and out.stdout.startswith("archived run r-eam: hidden from")
