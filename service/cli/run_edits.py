@@ -14,7 +14,7 @@ import sys
 
 from db.settings import runs_dir
 from service.cli.errors import CliError
-from service.cli.runs import _store
+from service.cli.runs import open_store
 from service.run_removal import plan_removal, remove_run
 
 
@@ -36,7 +36,7 @@ def tag_changes(pairs: list[str], remove: list[str]) -> dict[str, str | None]:
 
 def cmd_runs_tag(args) -> int:
     changes = tag_changes(args.tags, args.remove)
-    _store(args).set_tags(args.run_id, changes)
+    open_store(args).set_tags(args.run_id, changes)
     done = []
     put = [k for k, v in changes.items() if v is not None]
     if put:
@@ -56,7 +56,7 @@ def cmd_runs_note(args) -> int:
             "note: the text as one argument, quoted, e.g. easgd runs note RUN_ID 'lr too high' "
             f"('' removes the note; received {len(args.text)} arguments: {args.text!r:.200})"
         )
-    run = _store(args).set_note(args.run_id, args.text[0])
+    run = open_store(args).set_note(args.run_id, args.text[0])
     note = run.tags.get("note")
     if note is None:
         print(f"run {args.run_id}: note removed")
@@ -66,7 +66,7 @@ def cmd_runs_note(args) -> int:
 
 
 def cmd_runs_archive(args) -> int:
-    _store(args).archive_run(args.run_id)
+    open_store(args).archive_run(args.run_id)
     print(
         f"archived run {args.run_id}: hidden from `easgd runs list` and queries (`--view "
         f"archived` shows it); `easgd runs restore {args.run_id}` lists it again"
@@ -75,13 +75,13 @@ def cmd_runs_archive(args) -> int:
 
 
 def cmd_runs_restore(args) -> int:
-    _store(args).restore_run(args.run_id)
+    open_store(args).restore_run(args.run_id)
     print(f"restored run {args.run_id}: listed again")
     return 0
 
 
 def cmd_runs_delete(args) -> int:
-    store = _store(args)
+    store = open_store(args)
     if not args.yes:
         plan = plan_removal(store, args.run_id, args.files, runs_dir())
         if not sys.stdin.isatty():

@@ -12,7 +12,9 @@ from db.store import Store
 from service import formatting as fmt
 
 
-def _store(args, check: bool = True) -> Store:
+def open_store(args, check: bool = True) -> Store:
+    """The store `--db-url` names (else the environment's), checked to be set up unless asked
+    not to: what every command that works on the store directly opens."""
     store = Store(getattr(args, "db_url", None))
     if check:
         store.check()
@@ -21,19 +23,19 @@ def _store(args, check: bool = True) -> Store:
 
 # ---------------------------------------------------------------------- store and runs
 def cmd_init(args) -> int:
-    store = _store(args, check=False)
+    store = open_store(args, check=False)
     revision = store.init()
     print(f"run store ready at {store.display_url} (schema revision {revision})")
     return 0
 
 
 def cmd_runs_list(args) -> int:
-    store = _store(args)
+    store = open_store(args)
     return _print_runs(store, None, store.list_runs(limit=args.limit, view=args.view), args)
 
 
 def cmd_runs_query(args) -> int:
-    store = _store(args)
+    store = open_store(args)
     runs = store.search_runs(args.filter, order_by=args.order_by, limit=args.limit, view=args.view)
     return _print_runs(store, args.filter, runs, args)
 
@@ -61,7 +63,7 @@ def _print_runs(store: Store, filter: str | None, runs, args) -> int:
 
 
 def cmd_runs_show(args) -> int:
-    store = _store(args)
+    store = open_store(args)
     run = store.get_run(args.run_id)
     if args.format == "json":
         d = fmt.run_json(run)
@@ -116,7 +118,7 @@ def cmd_runs_show(args) -> int:
 
 
 def cmd_runs_metrics(args) -> int:
-    points = _store(args).metric_history(args.run_id, args.key)
+    points = open_store(args).metric_history(args.run_id, args.key)
     if args.format == "json":
         print(fmt.dumps([p.__dict__ for p in points]))
         return 0
