@@ -201,9 +201,9 @@ class SweepDriver:
                 sweep.goal,
                 sweep.seed,
                 sweep.run_cap,
+                dimensions(parse_sweep_data(sweep.spec)),
             )
-            # Asked for just before the service stopped, and never recorded as a trial of ours.
-            tpe.abandon({t.optuna_number for t in sweep.trials if t.optuna_number is not None})
+            tpe.reconcile(sweep.trials)
             self._tpe[sweep.id] = tpe
         return tpe
 
@@ -233,8 +233,8 @@ class SweepDriver:
         t = self.store.transition_trial(
             t.id, to, value=self._final(sweep, job.run_id), message=message
         )
-        if tpe is not None and t.optuna_number is not None:
-            tpe.tell(t.optuna_number, t.state.value, t.value)
+        if tpe is not None:
+            tpe.tell(t.number, t.optuna_number, t.params, t.state.value, t.value)
         return t
 
     def _final(self, sweep: SweepRecord, run_id: str | None) -> float | None:
@@ -269,8 +269,8 @@ class SweepDriver:
                 value=self._final(sweep, job.run_id if job else None),
                 message=STOPPED_MESSAGE,
             )
-            if tpe is not None and t.optuna_number is not None:
-                tpe.tell(t.optuna_number, "cancelled")
+            if tpe is not None:
+                tpe.tell(t.number, t.optuna_number, t.params, "cancelled")
 
     # ------------------------------------------------------------------ early stopping
     def _stop_poor(self, sweep, rule, trials, jobs) -> None:
@@ -320,7 +320,7 @@ class SweepDriver:
         configuration is refused); None when the grid is spent."""
         optuna_number = None
         if tpe is not None:
-            optuna_number, params = tpe.ask(dims, number)
+            optuna_number, params = tpe.ask(number)
         elif sweep.method == "grid":
             params = grid_params(dims, number)
             if params is None:
@@ -343,10 +343,10 @@ class SweepDriver:
             )
         except Exception:
             if tpe is not None:
-                tpe.tell(optuna_number, "failed")
+                tpe.fail_asked(optuna_number)
             raise
         if tpe is not None and job is None:
-            tpe.tell(optuna_number, "failed")
+            tpe.fail_asked(optuna_number)
         if job is not None:
             self._wake_scheduler()
         return trial

@@ -59,9 +59,23 @@ def grid_params(dims: list[Dimension], number: int) -> dict[str, Any] | None:
 
 
 class TpeSearch:
-    """One sweep's Optuna study: ask for a trial's parameters, tell its outcome."""
+    """One sweep's Optuna study: ask for a trial's parameters, tell its outcome.
 
-    def __init__(self, path: Path, study_name: str, goal: str, seed: int, run_cap: int):
+    The run store is the record; the study is a cache of it that may be lost or replaced (its
+    file lies in this machine's data directory, the store may be shared). Each study trial is
+    marked with our trial's number, and a study trial is told an outcome only when it is that
+    trial with the same parameters; a trial of ours the study does not hold is added to it,
+    finished, with its outcome."""
+
+    def __init__(
+        self,
+        path: Path,
+        study_name: str,
+        goal: str,
+        seed: int,
+        run_cap: int,
+        dims: list[Dimension],
+    ):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -71,6 +85,7 @@ class TpeSearch:
         self.study_name = study_name
         self.direction = "maximize" if goal == "maximize" else "minimize"
         self.seed = seed
+        self.dims = dims
         # Optuna's default of 10 random trials first would leave a short sweep without TPE.
         self.startup = max(2, min(10, run_cap // 3))
 
@@ -86,20 +101,25 @@ class TpeSearch:
             load_if_exists=True,
         )
 
-    def ask(self, dims: list[Dimension], number: int) -> tuple[int, dict[str, Any]]:
+    def ask(self, number: int) -> tuple[int, dict[str, Any]]:
         """(Optuna's trial number, the parameters) for our trial `number`."""
         study = self._study(number)
-        searched = {d.path: self._distribution(d) for d in dims if d.kind != "constant"}
-        trial = study.ask(searched)
+        trial = study.ask(self._distributions())
+        trial.set_user_attr(_OURS, number)
         params = {}
-        for d in dims:
+        for d in self.dims:
             if d.kind == "constant":
                 params[d.path] = d.choices[0]
             elif d.kind == "categorical":
                 params[d.path] = d.choices[trial.params[d.path]]
+            elif d.kind == "q_uniform":
+                params[d.path] = q_round(trial.params[d.path], d.q)
             else:
                 params[d.path] = trial.params[d.path]
         return trial.number, params
+
+    def _distributions(self) -> dict[str, Any]:
+        return {d.path: self._distribution(d) for d in self.dims if d.kind != "constant"}
 
     def _distribution(self, d: Dimension):
         dist = self._optuna.distributions
@@ -116,25 +136,117 @@ class TpeSearch:
             return dist.FloatDistribution(math.exp(d.low), math.exp(d.high), log=True)
         return dist.FloatDistribution(d.low, d.high)
 
-    def tell(self, optuna_number: int, outcome: str, value: float | None = None) -> None:
-        """`outcome`: succeeded (with its value), stopped_early (pruned), or anything else
-        (failed). Telling a trial twice, after a restart, is harmless."""
-        state = self._optuna.trial.TrialState
-        study = self._study(0)
-        if outcome == "succeeded" and value is not None and math.isfinite(value):
-            study.tell(optuna_number, value, skip_if_finished=True)
-        elif outcome == "stopped_early":
-            study.tell(optuna_number, state=state.PRUNED, skip_if_finished=True)
-        else:
-            study.tell(optuna_number, state=state.FAIL, skip_if_finished=True)
+    def _as_optuna(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """Our parameters as the study holds them (choices by index); None when they are not
+        of this search space."""
+        out = {}
+        for d in self.dims:
+            if d.kind == "constant":
+                continue
+            value = params.get(d.path)
+            if d.kind == "categorical":
+                found = [
+                    i for i, c in enumerate(d.choices) if c == value and type(c) is type(value)
+                ]
+                if not found:
+                    return None
+                value = found[0]
+            out[d.path] = value
+        return out
 
-    def abandon(self, known: set[int]) -> list[int]:
-        """Fail the study's trials still open that no trial of ours holds (asked just before the
-        service stopped); their numbers."""
+    def tell(
+        self,
+        number: int,
+        optuna_number: int | None,
+        params: dict[str, Any],
+        outcome: str,
+        value: float | None = None,
+    ) -> None:
+        """Our trial `number` ended with `outcome`: succeeded (with its value), stopped_early
+        (pruned), or anything else (failed). Telling a trial twice is harmless."""
         study = self._study(0)
-        running = self._optuna.trial.TrialState.RUNNING
-        lost = [t.number for t in study.get_trials(deepcopy=False, states=(running,))]
-        lost = [n for n in lost if n not in known]
-        for n in lost:
-            self.tell(n, "failed")
-        return lost
+        self._tell(
+            study, study.get_trials(deepcopy=False), number, optuna_number, params, outcome, value
+        )
+
+    def _tell(self, study, held, number, optuna_number, params, outcome, value) -> None:
+        wanted = self._as_optuna(params)
+        if wanted is None:
+            return
+        found = _held(held, number, optuna_number, wanted)
+        state, value = self._state(outcome, value)
+        if found is not None:
+            if not found.state.is_finished():
+                study.tell(found.number, value, state=state, skip_if_finished=True)
+            return
+        try:
+            study.add_trial(
+                self._optuna.trial.create_trial(
+                    params=wanted,
+                    distributions={k: v for k, v in self._distributions().items() if k in wanted},
+                    value=value,
+                    state=state,
+                    user_attrs={_OURS: number},
+                )
+            )
+        except ValueError:  # a value outside this search space: nothing TPE can learn from
+            return
+
+    def _state(self, outcome: str, value: float | None):
+        state = self._optuna.trial.TrialState
+        if outcome == "succeeded" and value is not None and math.isfinite(value):
+            return state.COMPLETE, value
+        if outcome == "stopped_early":
+            return state.PRUNED, None
+        return state.FAIL, None
+
+    def fail_asked(self, optuna_number: int) -> None:
+        """Fail a trial just asked for whose trial of ours was never made."""
+        self._study(0).tell(
+            optuna_number, state=self._optuna.trial.TrialState.FAIL, skip_if_finished=True
+        )
+
+    def reconcile(self, trials: list[Any]) -> None:
+        """Bring the study in line with our trials (records with number, optuna_number,
+        params, state and value): every ended one told or added, and every study trial still
+        open that is no running trial of ours (asked just before a stop, or of a study that was
+        replaced) failed."""
+        study = self._study(0)
+        held = study.get_trials(deepcopy=False)
+        open_ours = set()
+        for t in trials:
+            if t.state.is_terminal():
+                self._tell(study, held, t.number, t.optuna_number, t.params, t.state.value, t.value)
+                held = study.get_trials(deepcopy=False)
+                continue
+            wanted = self._as_optuna(t.params)
+            found = _held(held, t.number, t.optuna_number, wanted) if wanted else None
+            if found is not None:
+                open_ours.add(found.number)
+        fail = self._optuna.trial.TrialState.FAIL
+        for ft in held:
+            if not ft.state.is_finished() and ft.number not in open_ours:
+                study.tell(ft.number, state=fail, skip_if_finished=True)
+
+
+_OURS = "easgd_trial"
+
+
+def _held(held: list[Any], number: int, optuna_number: int | None, wanted: dict[str, Any]):
+    """The study trial that is our trial `number`: marked so, else (a study from before the
+    marks) numbered so; in both cases with the same parameters."""
+    for ft in held:
+        mark = ft.user_attrs.get(_OURS)
+        if mark == number or (mark is None and ft.number == optuna_number):
+            if _same(ft.params, wanted):
+                return ft
+    return None
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if a.keys() != b.keys():
+        return False
+    return all(
+        x == y or (isinstance(x, float) and isinstance(y, float) and math.isclose(x, y))
+        for x, y in ((a[k], b[k]) for k in a)
+    )

@@ -265,3 +265,22 @@ def test_tpe_keeps_optuna_in_its_own_file(store, easgd_home):
     ours = head_revision()
     assert optuna_db.execute("SELECT version_num FROM alembic_version").fetchone()[0] != ours
     assert store.init() == ours  # our Alembic version table is ours alone
+
+
+def test_a_lost_optuna_study_is_rebuilt_from_the_store_before_the_next_ask(store, easgd_home):
+    driver = _driver(store)
+    sweep, _ = driver.create(_spec(method="tpe", run_cap=4, concurrency=1), BASE)
+    for value in (0.5, 0.9):
+        driver.tick()
+        (t,) = [t for t in _trials(store, sweep.id) if not t.state.is_terminal()]
+        _evaluate(store, _start(store, t.job_id), [value])
+        _end(store, t.job_id)
+    optuna_path(sweep.id).unlink()
+    _driver(store).tick()  # a service that starts on another machine, or lost its data directory
+    optuna_db = sqlite3.connect(optuna_path(sweep.id))
+    told = optuna_db.execute(
+        "SELECT a.value_json, t.state, v.value FROM trials t"
+        " JOIN trial_user_attributes a ON a.trial_id = t.trial_id AND a.key = 'easgd_trial'"
+        " LEFT JOIN trial_values v ON v.trial_id = t.trial_id ORDER BY t.number"
+    ).fetchall()
+    assert told == [("0", "COMPLETE", 0.5), ("1", "COMPLETE", 0.9), ("2", "RUNNING", None)]

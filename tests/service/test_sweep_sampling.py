@@ -6,9 +6,12 @@ from __future__ import annotations
 import math
 import sqlite3
 import statistics
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from db.entities import TrialState
 from service.sweeps.sampling import TpeSearch, grid_params, random_params
 from service.sweeps.spec import Dimension, dimensions, parse_sweep_data
 
@@ -78,14 +81,14 @@ def _objective(params: dict) -> float:
 def test_tpe_asks_and_is_told_through_its_own_file(tmp_path):
     dims = [DIMS[1], DIMS[3]]
     path = tmp_path / "sweeps" / "sweep-1" / "optuna.db"
-    tpe = TpeSearch(path, "sweep-1", "maximize", seed=5, run_cap=30)
+    tpe = TpeSearch(path, "sweep-1", "maximize", seed=5, run_cap=30, dims=dims)
     found = []
     for n in range(30):
-        number, params = tpe.ask(dims, n)
+        number, params = tpe.ask(n)
         assert number == n and 1e-4 <= params["optimizer.learning_rate"] <= 1e-1
         assert params["optimizer.tau"] in (1, 2, 4)
         found.append((_objective(params), params))
-        tpe.tell(number, "succeeded", _objective(params))
+        tpe.tell(n, number, params, "succeeded", _objective(params))
     late = sorted(v for v, _ in found[20:])
     early = sorted(v for v, _ in found[:10])
     assert statistics.median(late) > statistics.median(early)  # it learnt where to look
@@ -98,13 +101,13 @@ def test_tpe_is_reproducible_and_survives_a_restart(tmp_path):
     dims = [DIMS[1], DIMS[3]]
 
     def run(where, restart_at=None):
-        tpe = TpeSearch(where, "s", "maximize", seed=11, run_cap=12)
+        tpe = TpeSearch(where, "s", "maximize", seed=11, run_cap=12, dims=dims)
         out = []
         for n in range(12):
             if n == restart_at:
-                tpe = TpeSearch(where, "s", "maximize", seed=11, run_cap=12)
-            number, params = tpe.ask(dims, n)
-            tpe.tell(number, "succeeded", _objective(params))
+                tpe = TpeSearch(where, "s", "maximize", seed=11, run_cap=12, dims=dims)
+            number, params = tpe.ask(n)
+            tpe.tell(n, number, params, "succeeded", _objective(params))
             out.append(params)
         return out
 
@@ -113,22 +116,67 @@ def test_tpe_is_reproducible_and_survives_a_restart(tmp_path):
     assert once == run(tmp_path / "c.db", restart_at=6)
 
 
+def _trial(number, optuna_number, params, state="running", value=None):
+    return SimpleNamespace(
+        number=number,
+        optuna_number=optuna_number,
+        params=params,
+        state=TrialState(state),
+        value=value,
+    )
+
+
+def _states(path: Path) -> list[tuple]:
+    import optuna
+
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{path}")
+    return [(t.user_attrs.get("easgd_trial"), t.state.name, t.value) for t in study.trials]
+
+
 def test_tpe_fails_trials_it_asked_for_that_no_trial_holds(tmp_path):
-    tpe = TpeSearch(tmp_path / "o.db", "s", "minimize", seed=1, run_cap=10)
-    kept, _ = tpe.ask(DIMS[:2], 0)
-    lost, _ = tpe.ask(DIMS[:2], 1)
-    tpe.tell(kept, "stopped_early")
-    assert tpe.abandon({kept}) == [lost]
-    assert tpe.abandon({kept}) == []
-    tpe.tell(lost, "succeeded", 0.5)  # a second tell, after a restart: harmless
+    tpe = TpeSearch(tmp_path / "o.db", "s", "minimize", seed=1, run_cap=10, dims=DIMS[:2])
+    kept, kept_params = tpe.ask(0)
+    lost, _ = tpe.ask(1)
+    tpe.reconcile([_trial(0, kept, kept_params)])
+    assert _states(tmp_path / "o.db") == [(0, "RUNNING", None), (1, "FAIL", None)]
+    tpe.tell(0, kept, kept_params, "stopped_early")
+    tpe.tell(0, kept, kept_params, "succeeded", 0.5)  # a second tell, after a restart: harmless
+    assert _states(tmp_path / "o.db") == [(0, "PRUNED", None), (1, "FAIL", None)]
+
+
+def test_a_lost_study_is_rebuilt_from_our_trials_and_never_told_a_stranger(tmp_path):
+    dims = [DIMS[1], DIMS[3]]
+    path = tmp_path / "o.db"
+    tpe = TpeSearch(path, "s", "maximize", seed=2, run_cap=10, dims=dims)
+    ours = []
+    for n in range(3):
+        number, params = tpe.ask(n)
+        ours.append(_trial(n, number, params))
+    ended = _trial(0, ours[0].optuna_number, ours[0].params, "succeeded", 0.7)
+    path.unlink()  # the study is lost while trial 0 has ended (told or not) and 1, 2 run
+    tpe = TpeSearch(path, "s", "maximize", seed=2, run_cap=10, dims=dims)
+    tpe.reconcile([ended, ours[1], ours[2]])
+    assert _states(path) == [(0, "COMPLETE", 0.7)]
+    number, params = tpe.ask(3)  # Optuna's number 1, which trial 1 of ours also holds
+    assert number == ours[1].optuna_number
+    t1 = ours[1]
+    tpe.tell(1, t1.optuna_number, t1.params, "succeeded", 0.2)
+    tpe.tell(3, number, params, "succeeded", 0.9)
+    assert _states(path) == [(0, "COMPLETE", 0.7), (3, "COMPLETE", 0.9), (1, "COMPLETE", 0.2)]
+    import optuna
+
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{path}")
+    by_ours = {t.user_attrs["easgd_trial"]: t.params for t in study.trials}
+    assert by_ours[1]["optimizer.learning_rate"] == t1.params["optimizer.learning_rate"]
+    assert by_ours[3]["optimizer.learning_rate"] == params["optimizer.learning_rate"]
 
 
 @pytest.mark.parametrize("outcome", ["failed", "cancelled", "succeeded"])
 def test_tpe_tells_failures_and_missing_values_as_failed(tmp_path, outcome):
     import optuna
 
-    tpe = TpeSearch(tmp_path / "o.db", "s", "minimize", seed=1, run_cap=10)
-    number, _ = tpe.ask(DIMS[:2], 0)
-    tpe.tell(number, outcome, None)
+    tpe = TpeSearch(tmp_path / "o.db", "s", "minimize", seed=1, run_cap=10, dims=DIMS[:2])
+    number, params = tpe.ask(0)
+    tpe.tell(0, number, params, outcome, None)
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'o.db'}")
     assert study.trials[0].state is optuna.trial.TrialState.FAIL
