@@ -21,7 +21,7 @@ COPY configs/ configs/
 # the rest comes pinned from the same constraints file the CPU setup uses.
 RUN python -m pip install --no-cache-dir -c requirements/constraints.txt \
         "pydantic" "pyyaml" "mlxtend" "scikit-learn" "sqlalchemy" "alembic" "psycopg[binary]" \
-        "fastapi" "uvicorn" "httpx" "psutil" "streamlit" "matplotlib" "optuna" \
+        "fastapi" "uvicorn" "httpx" "psutil" "streamlit" "matplotlib" "optuna" "pyzmq" \
     && python -m pip install --no-cache-dir --no-deps . \
     && horovodrun --check-build | grep -q "\[X\] TensorFlow"
 
