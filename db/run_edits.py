@@ -9,7 +9,6 @@ writer would go on writing into a run nobody sees, or into none.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,13 +22,9 @@ from db.models import Job, LatestMetric, Metric, Param, Run, RunEvent, Tag
 from db.runs import RunStore
 from db.search import status_column
 from db.sql import check_key
+from db.text import NOTE_TAG, check_tag_value, short
 
-NOTE_TAG = "note"
-MAX_TAG_VALUE = 5000  # as a configuration's `tags:` values
 MAX_TAG_CHANGES = 100
-# What a table or a terminal would act on; line breaks and tabs are text (a note has lines).
-NOT_TAG_TEXT = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\u2028\\u2029"
-_NOT_TAG_TEXT = re.compile(f"[{NOT_TAG_TEXT}\\ud800-\\udfff]")
 
 
 @dataclass
@@ -42,33 +37,12 @@ class RunDeletion:
     run_dir: str | None
 
 
-def check_tag_value(key: str, value: str) -> str:
-    """A tag's value: printable text of at most MAX_TAG_VALUE characters, line breaks and tabs
-    allowed (Windows line ends become plain ones)."""
-    what = "note" if key == NOTE_TAG else f"tag {key!r}"
-    if not isinstance(value, str):
-        raise StoreError(f"{what}: a string, or null to remove it (received: {value!r:.80})")
-    value = value.replace("\r\n", "\n").replace("\r", "\n")
-    if len(value) > MAX_TAG_VALUE:
-        raise StoreError(
-            f"{what}: at most {MAX_TAG_VALUE} characters; shorten it "
-            f"(received: {len(value)} characters)"
-        )
-    found = _NOT_TAG_TEXT.search(value)
-    if found:
-        raise StoreError(
-            f"{what}: character U+{ord(found.group()):04X} at position {found.start()} is not "
-            f"printable text; remove it (received: {value!r:.80})"
-        )
-    return value
-
-
 class RunEditStore(RunStore):
     def set_tags(self, run_id: str, tags: Mapping[str, str | None]) -> RunRecord:
         """Set each tag to its value, or remove it where the value is None, in one transaction
         (removing a tag the run does not have is no error)."""
         if not isinstance(tags, Mapping):
-            raise StoreError(f"tags: a mapping of key to value (received: {tags!r:.80})")
+            raise StoreError(f"tags: a mapping of key to value (received: {short(tags)})")
         if len(tags) > MAX_TAG_CHANGES:
             raise StoreError(
                 f"tags: at most {MAX_TAG_CHANGES} changes at once (received: {len(tags)})"

@@ -32,6 +32,7 @@ from db.errors import EasgdError, StoreError
 from db.query import MAX_ORDERINGS, FilterError, parse_order_by
 from db.sql import KEY_PATTERN, RUN_ID_PATTERN
 from db.store import Store
+from db.text import NOT_PRINTABLE, check_printable
 from service import formatting, run_edit_routes
 from service.logs import tail
 from service.run_removal import finish_deletions
@@ -40,7 +41,7 @@ from service.submission import Prepared, prepare
 from service.supervisor import Supervisor
 from service.sweeps import routes as sweep_routes
 from service.sweeps.driver import SweepDriver
-from training.config import NOT_PRINTABLE, ConfigError, check_printable
+from training.config import ConfigError
 
 MAX_BODY_BYTES = 1 << 20
 # A request line must fit the HTTP server's 64 KiB, percent-encoded (up to 12 bytes a character).

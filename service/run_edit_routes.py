@@ -16,13 +16,12 @@ from fastapi import FastAPI, Query
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from db.run_edits import MAX_TAG_CHANGES, MAX_TAG_VALUE, NOT_TAG_TEXT, NOTE_TAG, check_tag_value
+from db.run_edits import MAX_TAG_CHANGES
 from db.sql import KEY_PATTERN, RUN_ID_PATTERN
 from db.store import Store
+from db.text import MAX_TAG_VALUE, NOT_NOTE_TEXT, NOT_PRINTABLE, NOTE_TAG, check_tag_value
 from service import formatting
 from service.run_removal import remove_run
-
-_TEXT = f"^[^{NOT_TAG_TEXT}]*$"
 
 
 class RunPatch(BaseModel):
@@ -34,17 +33,36 @@ class RunPatch(BaseModel):
         Annotated[
             dict[
                 Annotated[str, Field(pattern=KEY_PATTERN)],
-                Annotated[str, Field(max_length=MAX_TAG_VALUE, pattern=_TEXT)] | None,
+                Annotated[str, Field(max_length=MAX_TAG_VALUE, pattern=f"^[^{NOT_PRINTABLE}]*$")]
+                | None,
             ],
             Field(max_length=MAX_TAG_CHANGES, json_schema_extra={"additionalProperties": False}),
         ]
         | None
-    ) = Field(None, description="key: value to set, key: null to remove; printable text.")
-    note: Annotated[str, Field(max_length=MAX_TAG_VALUE, pattern=_TEXT)] | None = Field(
+    ) = Field(
         None,
-        description=f"The run's note (the tag `{NOTE_TAG}`, which it overrides in `tags`); "
-        "empty or null removes it.",
+        description="key: value to set, key: null to remove; printable text on one line (the "
+        "note, which may have lines, goes in `note`).",
     )
+    note: (
+        Annotated[str, Field(max_length=MAX_TAG_VALUE, pattern=f"^[^{NOT_NOTE_TEXT}]*$")] | None
+    ) = Field(
+        None,
+        description=f"The run's note (the tag `{NOTE_TAG}`, which it overrides in `tags`): "
+        "printable text, line breaks and tabs allowed; empty or null removes it.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _note_in_tags(cls, data: Any) -> Any:
+        # `tags.note` is the note: its rule (lines allowed) is the `note` field's.
+        if isinstance(data, dict) and isinstance(data.get("tags"), dict):
+            if NOTE_TAG in data["tags"]:
+                tags = dict(data["tags"])
+                note = tags.pop(NOTE_TAG)
+                data = {**data, "tags": tags}
+                data.setdefault("note", note)
+        return data
 
     @field_validator("tags", mode="before")
     @classmethod

@@ -10,7 +10,6 @@ import copy
 import json
 import math
 import os
-import re
 import typing
 from enum import StrEnum
 from pathlib import Path
@@ -30,6 +29,7 @@ from pydantic import (
 )
 
 from db.errors import EasgdError
+from db.text import MAX_TAG_VALUE, check_printable, check_tag_value
 from training.algorithms import ORDERS, REGISTRY, AlgorithmSpec
 from training.hosts import HOSTS_PATTERN, Hosts, HostsError, format_hosts, parse_hosts
 from training.lr_scaling import lr_scale
@@ -80,24 +80,6 @@ def _not_bool(value: Any) -> Any:
         )
     if isinstance(value, int) and value.bit_length() > 1000:
         raise ValueError(f"input should be a finite number (received: {_short(value)})")
-    return value
-
-
-# Unicode's Cc, Zl and Zp, as the body of a regular-expression class, so that the API's document
-# can state the same rule as a pattern; lone surrogates (Cs) are no scalar values, so no pattern
-# can name them, and only the check below refuses them.
-NOT_PRINTABLE = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029"
-_NOT_PRINTABLE = re.compile(f"[{NOT_PRINTABLE}\\ud800-\\udfff]")
-
-
-def check_printable(value: str) -> str:
-    """Names and tags end up in tables, logs and file listings: no control characters there."""
-    found = _NOT_PRINTABLE.search(value)
-    if found:
-        raise ValueError(
-            f"character U+{ord(found.group()):04X} at position {found.start()} is not printable "
-            f"text; remove it (received: {_short(value)})"
-        )
     return value
 
 
@@ -488,14 +470,26 @@ class ExperimentConfig(_Section):
     )
     tags: dict[
         Annotated[Text, Field(min_length=1, max_length=250)],
-        Annotated[Text, Field(max_length=5000)],
-    ] = Field(default_factory=dict, max_length=100, description="Free key/value labels.")
+        Annotated[str, Field(max_length=MAX_TAG_VALUE)],
+    ] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="Free key/value labels, one line each; the tag `note` may have lines.",
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+
+    @model_validator(mode="after")
+    def _tag_values(self) -> ExperimentConfig:
+        # The store's rule, which depends on the key (the note has lines); in place, as an
+        # assignment would validate the whole model again.
+        for key, value in self.tags.items():
+            self.tags[key] = check_tag_value(key, value, f"tags.{key}")
+        return self
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:

@@ -41,6 +41,11 @@ def test_tags_are_set_and_removed_together(store):
         ({"ok": "v", "k": 3}, r"tag 'k': a string, or null to remove it \(received: 3\)"),
         ({"ok": "v", "k": "x" * 5001}, r"at most 5000 characters; .*received: 5001 characters"),
         ({"ok": "v", "k": "\x1b[31mred"}, r"U\+001B at position 0 is not printable"),
+        (
+            {"ok": "v", "k": "two\nlines"},
+            r"tag 'k': character U\+000A at position 3 is not printable text; remove it "
+            r"\(received: 'two\\nlines'\); only the note \(the tag 'note'\) has lines",
+        ),
         ({"ok": "v", "k": "caf\udce9"}, r"U\+DCE9 at position 3"),
         ({f"k{i}": "v" for i in range(101)}, r"at most 100 changes at once \(received: 101\)"),
         ({"ok": "v", "note": "nul\x00byte"}, r"note: character U\+0000 at position 3"),
@@ -58,7 +63,9 @@ def test_the_note_is_the_tag_note_and_keeps_its_lines(store):
     _finished(store, "r2")
     run = store.set_note("r1", "diverged after lr warmup\r\nretry with\ttau 4")
     assert run.tags == {"note": "diverged after lr warmup\nretry with\ttau 4"}
-    assert store.set_tags("r2", {"why": "a\rb"}).tags == {"why": "a\nb"}
+    assert store.set_tags("r2", {"note": "a\rb"}).tags == {"note": "a\nb"}
+    with pytest.raises(StoreError, match="only the note"):  # every other tag is one line
+        store.set_tags("r2", {"why": "a\rb"})
     assert [r.id for r in store.search_runs("tags.note LIKE '%diverged%'")] == ["r1"]
     assert store.set_note("r1", "").tags == {}
     with pytest.raises(NotFound, match="no run 'nope'"):

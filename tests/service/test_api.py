@@ -357,6 +357,9 @@ def test_tags_and_the_note_are_patched_and_found_by_the_filter(client, store):
     }
     both = client.patch("/runs/r1", json={"note": "the note", "tags": {"note": "a tag"}})
     assert both.json()["tags"]["note"] == "the note"
+    lines = client.patch("/runs/r1", json={"tags": {"note": "two\r\nlines", "k": "v"}})
+    assert lines.status_code == 200, lines.text
+    assert lines.json()["tags"]["note"] == "two\nlines" and lines.json()["tags"]["k"] == "v"
     assert client.patch("/runs/nope", json={"note": "x"}).status_code == 404
 
 
@@ -369,6 +372,7 @@ def test_tags_and_the_note_are_patched_and_found_by_the_filter(client, store):
         ({"tags": {"k": {"a": {"b": 1}}}}, ["body", "tags", "k"], "valid string"),
         ({"tags": ["k"]}, ["body", "tags"], "valid dictionary"),
         ({"tags": {"k": "\x1b[31m"}}, ["body", "tags"], "U+001B at position 0"),
+        ({"tags": {"k": "two\nlines"}}, ["body", "tags"], "only the note (the tag 'note') has"),
         ({"note": "x" * 5001}, ["body", "note"], "at most 5000 characters"),
         ({"note": "nul\x00"}, ["body", "note"], "U+0000 at position 3"),
         ({"note": 7}, ["body", "note"], "valid string"),

@@ -373,6 +373,16 @@ def test_control_characters_refused_in_text(data, field):
     assert line.startswith(field), line
 
 
+def test_the_note_tag_alone_has_lines():
+    cfg = parse_config({"tags": {"note": "diverged\r\nretry\twith tau 4", "team": "vision"}})
+    assert cfg.tags == {"note": "diverged\nretry\twith tau 4", "team": "vision"}
+    line = _refused_once(parse_config, {"tags": {"team": "a\tb"}})
+    assert line == (
+        "tags.team: character U+0009 at position 1 is not printable text; remove it (received: "
+        "'a\\tb'); only the note (the tag 'note') has lines"
+    )
+
+
 def test_plain_unicode_text_accepted():
     cfg = parse_config({"name": "résumé 学习 '; DROP TABLE runs;--", "tags": {"équipe": "ü"}})
     assert cfg.name == "résumé 学习 '; DROP TABLE runs;--"
