@@ -156,6 +156,8 @@ class SweepStore(SqlStore):
             sweep = self._require_sweep(s, sweep_id, lock=True)
             if SweepStatus(sweep.status).is_terminal():
                 raise InvalidTransition(f"sweep {sweep_id} is {sweep.status}; it takes no trial")
+            if sweep.stop_requested:
+                raise InvalidTransition(f"sweep {sweep_id} is stopping; it takes no trial")
             job_row = None
             if job is not None:
                 job_row = new_job(**job)

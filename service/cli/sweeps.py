@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -159,6 +160,18 @@ def cmd_stop(args) -> int:
     return 0
 
 
+def sweep_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value < 2**63:
+        raise argparse.ArgumentTypeError(
+            f"a sweep id: a whole number from 1, as `easgd sweep list` shows (received: {text!r})"
+        )
+    return value
+
+
 def add_commands(sub, add) -> None:
     sweep = sub.add_parser(
         "sweep", help="hyperparameter sweeps: create, list, show and stop"
@@ -172,9 +185,9 @@ def add_commands(sub, add) -> None:
     ls.add_argument("--format", choices=["table", "json"], default="table")
     api_arg(ls)
     sh = add(sweep, "show", cmd_show, "one sweep: its trials, their metric, and the best")
-    sh.add_argument("sweep_id", type=int)
+    sh.add_argument("sweep_id", type=sweep_id)
     sh.add_argument("--format", choices=["text", "json"], default="text")
     api_arg(sh)
     st = add(sweep, "stop", cmd_stop, "stop a sweep: no new trial, its running trials cancelled")
-    st.add_argument("sweep_id", type=int)
+    st.add_argument("sweep_id", type=sweep_id)
     api_arg(st)

@@ -45,6 +45,10 @@ from service.sweeps.stopping import Curve, to_stop
 from training.config import ConfigError, ExperimentConfig
 
 STOPPED_MESSAGE = "the sweep was stopped"
+FAILED_MESSAGE = "the sweep failed"
+# Passes of one sweep that fail in a row before it is ended as failed: a store away for a
+# moment fails a pass or two, a sweep the service cannot go on with fails them all.
+MAX_FAILED_PASSES = 5
 _JOB_TO_TRIAL = {
     JobStatus.SUCCEEDED: TrialState.SUCCEEDED,
     JobStatus.FAILED: TrialState.FAILED,
@@ -76,6 +80,7 @@ class SweepDriver:
         self._tpe: dict[int, TpeSearch] = {}
         self._ended_curves: dict[int, list[float | None]] = {}
         self._ended_jobs: set[int] = set()
+        self._failures: dict[int, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -147,8 +152,14 @@ class SweepDriver:
             for sweep in sweeps:
                 try:
                     self._advance(sweep)
+                    self._failures.pop(sweep.id, None)
+                except SweepError as exc:  # its stored file no longer parses: it never will
+                    self._fail(sweep, f"its sweep file is refused now: {exc}")
                 except Exception as exc:  # noqa: BLE001 - one sweep must not stop the others
                     print(f"easgd service: sweep {sweep.id}: {exc!r}", file=sys.stderr, flush=True)
+                    self._failures[sweep.id] = n = self._failures.get(sweep.id, 0) + 1
+                    if n >= MAX_FAILED_PASSES:
+                        self._fail(sweep, f"{n} passes in a row failed, the last with {exc!r}")
 
     # ------------------------------------------------------------------ one sweep
     def _advance(self, sweep: SweepRecord) -> None:
@@ -369,6 +380,27 @@ class SweepDriver:
         }
 
     # ------------------------------------------------------------------ the end
+    def _fail(self, sweep: SweepRecord, why: str) -> None:
+        """End a sweep the service cannot go on with as failed, saying why, and cancel what
+        of it still runs; each step on its own, as the store may be what fails."""
+        print(f"easgd service: sweep {sweep.id} failed: {why}", file=sys.stderr, flush=True)
+        for t in sweep.trials:
+            if t.state.is_terminal():
+                continue
+            try:
+                if t.job_id:
+                    self._cancel_job(self.store.get_job(t.job_id))
+                self.store.transition_trial(t.id, TrialState.CANCELLED, message=FAILED_MESSAGE)
+            except Exception as exc:  # noqa: BLE001 - the sweep is ended regardless
+                print(f"easgd service: sweep {sweep.id}: {exc!r}", file=sys.stderr, flush=True)
+        try:
+            self.store.end_sweep(sweep.id, SweepStatus.FAILED, why.splitlines()[0])
+        except Exception as exc:  # noqa: BLE001 - tried again on the next pass
+            print(f"easgd service: sweep {sweep.id}: {exc!r}", file=sys.stderr, flush=True)
+            return
+        self._failures.pop(sweep.id, None)
+        self._tpe.pop(sweep.id, None)
+
     def _end(self, sweep: SweepRecord, status: SweepStatus, trials: list[TrialRecord]) -> None:
         counts: dict[str, int] = {}
         for t in trials:

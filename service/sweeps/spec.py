@@ -56,6 +56,7 @@ MAX_PARAMETERS = 50
 MAX_CHOICES = 1000
 MAX_ITER = 10**6
 MAX_BRACKETS = 100
+MAX_NAME = 200  # of a run, and so of a trial's job
 MAX_STEPS = 10**9  # of a q_uniform range
 # exp() of more overflows a float: log_uniform's bounds are natural logarithms.
 MAX_LOG = 700.0
@@ -139,6 +140,15 @@ def _path(value: Any) -> str:
     return value
 
 
+def _base(value: Any) -> Any:
+    if value is None or isinstance(value, dict | str):
+        return value
+    raise ValueError(
+        "the base configuration's file name, or the configuration itself as a mapping of "
+        f"sections (received: {_shown(value)})"
+    )
+
+
 Number = Annotated[Any, BeforeValidator(_number)]
 Choice = Annotated[Any, BeforeValidator(_choice)]
 Count = Annotated[int, BeforeValidator(_no_bool)]
@@ -152,7 +162,7 @@ class _Strict(BaseModel):
 
 class Metric(_Strict):
     name: Literal[OBJECTIVES]  # type: ignore[valid-type]
-    goal: Literal["maximize", "minimize"]
+    goal: Literal["maximize", "minimize"] = "minimize"  # W&B's default
 
 
 class Parameter(_Strict):
@@ -300,7 +310,7 @@ class EarlyTerminate(_Strict):
 
 
 class SweepSpec(_Strict):
-    name: Annotated[Text, Field(max_length=200)] | None = None
+    name: Annotated[Text, Field(max_length=MAX_NAME)] | None = None
     description: Annotated[Text, Field(max_length=5000)] | None = None
     method: Literal[METHODS]  # type: ignore[valid-type]
     metric: Metric
@@ -311,7 +321,7 @@ class SweepSpec(_Strict):
     concurrency: Annotated[Count, Field(ge=1, le=MAX_CONCURRENCY)] = 1
     early_terminate: EarlyTerminate | None = None
     seed: Annotated[Count, Field(ge=0, le=SEED_MAX)] | None = None
-    base: dict[str, Any] | str | None = None
+    base: Annotated[Any, BeforeValidator(_base)] = None
 
 
 @dataclass(frozen=True)
@@ -332,9 +342,10 @@ class Dimension:
             return list(self.choices)
         if self.kind == "int_uniform":
             return [self.low, self.high]
-        if self.kind == "q_uniform":
+        if self.kind == "q_uniform":  # and a step from the low end: a fraction, if q is one
             lo, hi = q_bounds(self.low, self.high, self.q)
-            return [lo, hi, q_round(lo + 0.37 * (hi - lo), self.q)]
+            steps = [q_round(lo + self.q, self.q)] if lo + self.q <= hi else []
+            return [lo, hi, *steps, q_round(lo + 0.37 * (hi - lo), self.q)]
         lo, hi = self.low, self.high
         if self.kind == "log_uniform":
             lo, hi = math.exp(lo), math.exp(hi)
@@ -381,12 +392,35 @@ def dimensions(spec: SweepSpec) -> list[Dimension]:
     return out
 
 
+GRID_KINDS = ("constant", "categorical", "int_uniform", "q_uniform")
+
+
+def grid_count(d: Dimension) -> int:
+    """How many values the grid tries of `d`: its choices, or every integer (every multiple
+    of q) of its range, as W&B expands them."""
+    if d.kind == "int_uniform":
+        return d.high - d.low + 1
+    if d.kind == "q_uniform":
+        lo, hi = q_bounds(d.low, d.high, d.q)
+        return round((hi - lo) / d.q) + 1
+    return len(d.choices)
+
+
+def grid_values(d: Dimension) -> tuple[Any, ...]:
+    if d.kind == "int_uniform":
+        return tuple(range(d.low, d.high + 1))
+    if d.kind == "q_uniform":
+        lo = q_bounds(d.low, d.high, d.q)[0]
+        return tuple(q_round(lo + i * d.q, d.q) for i in range(grid_count(d)))
+    return d.choices
+
+
 def grid_size(dims: list[Dimension]) -> int:
-    return math.prod(len(d.choices) for d in dims)
+    return math.prod(grid_count(d) for d in dims)
 
 
 def grid_points(dims: list[Dimension]) -> itertools.product:
-    return itertools.product(*(d.choices for d in dims))
+    return itertools.product(*(grid_values(d) for d in dims))
 
 
 def with_values(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
@@ -411,6 +445,26 @@ def with_values(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
 def parse_sweep_data(data: Any) -> SweepSpec:
     if not isinstance(data, dict):
         raise SweepError([f"sweep: expected a mapping of keys (received: {_shown(data)})"])
+    if data.get("method") == "bayes":
+        raise SweepError(
+            [
+                "method: bayes (W&B's Gaussian process search) is not offered; use tpe, Optuna's "
+                "Bayesian search, with the same keys (received: bayes)"
+            ]
+        )
+    parameters = data.get("parameters")
+    for path, p in parameters.items() if isinstance(parameters, dict) else ():
+        if isinstance(p, dict) and "parameters" in p:
+            inner = (
+                next(iter(p["parameters"]), "KEY") if isinstance(p["parameters"], dict) else "KEY"
+            )
+            raise SweepError(
+                [
+                    f"parameters.{_shown(path)[1:-1]}: W&B's nested parameters are written here "
+                    f"as dotted paths, such as {_shown(path)[1:-1]}.{_shown(inner)[1:-1]}: "
+                    "{values: [...]} (received: parameters under it)"
+                ]
+            )
     for key in _NOT_USED:
         if key in data:
             raise SweepError(
@@ -470,6 +524,8 @@ def validate_sweep(
     if not isinstance(base, dict):
         raise SweepError([f"base: expected a mapping of sections (received: {_shown(base)})"])
     base_cfg = _checked(base, data_dirs, placement, "base")
+    # Kept complete, every default filled in: a later change of a default changes no trial.
+    base = base_cfg.to_dict()
     dims = dimensions(spec)
     problems = []
     for dim in dims:
@@ -486,6 +542,16 @@ def validate_sweep(
     if problems:
         raise SweepError(problems)
     run_cap = _run_cap(spec, dims)
+    longest = trial_name(spec.name, 0, run_cap - 1)
+    if spec.name is not None and len(longest) > MAX_NAME:
+        room = MAX_NAME - (len(longest) - len(spec.name))
+        raise SweepError(
+            [
+                f"name: its trials' jobs are named <name>-trial-<n>, at most {MAX_NAME} "
+                f"characters; give a name of at most {room} characters for {run_cap} trials "
+                f"(received {len(spec.name)} characters: {_shown(spec.name)})"
+            ]
+        )
     seed = spec.seed if spec.seed is not None else secrets.randbelow(SEED_MAX + 1)
     warnings = _warnings(spec, dims, base_cfg, slots)
     return ValidSweep(spec, data, base, dims, run_cap, seed, warnings)
@@ -510,14 +576,23 @@ def _checked(
 
 def _run_cap(spec: SweepSpec, dims: list[Dimension]) -> int:
     if spec.method == "grid":
-        ranges = [d.path for d in dims if d.kind not in ("constant", "categorical")]
-        if ranges:
-            raise SweepError(
-                [
-                    f"parameters.{ranges[0]}: grid tries listed values only; give values "
-                    f"(received: distribution {spec.parameters[ranges[0]].distribution})"
-                ]
-            )
+        for d in dims:
+            if d.kind not in GRID_KINDS:
+                raise SweepError(
+                    [
+                        f"parameters.{d.path}: grid tries listed values, or every value of an "
+                        "int_uniform or q_uniform range; give values, or use method random or "
+                        f"tpe (received: distribution {d.kind})"
+                    ]
+                )
+            if grid_count(d) > MAX_CHOICES:
+                raise SweepError(
+                    [
+                        f"parameters.{d.path}: the grid would try {grid_count(d):,} values of "
+                        f"it, more than {MAX_CHOICES}; narrow the range, raise q, or use method "
+                        f"random (received: {d.kind} from {_shown(d.low)} to {_shown(d.high)})"
+                    ]
+                )
         size = grid_size(dims)
         if spec.run_cap is None and size > MAX_RUN_CAP:
             raise SweepError(

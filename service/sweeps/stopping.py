@@ -2,10 +2,13 @@
 center_accuracy, each evaluation): the driver passes every trial's curve, these rules say which
 running trials to stop and why.
 
-- hyperband (W&B's keys): at brackets min_iter x eta^k (or max_iter / eta^k, s of them), a
-  running trial whose value at the last bracket it reached is below the best 1/eta of the values
-  every trial of the sweep had there (at least one is kept) is stopped. A trial that reached a
-  bracket before the others did is judged again as they arrive.
+- hyperband (W&B's rule, as its sweeps package computes it): at brackets min_iter x eta^k (or
+  max_iter / eta^k, s of them), each trial's k-th value (k a bracket) is taken from every trial
+  that recorded k values; sorted from best to worst, the one at position int(n / eta) is the
+  threshold (so n / eta rounded down, plus one, are kept). A running trial whose best value so
+  far is worse than the threshold of the last bracket it reached is stopped. Missing and
+  non-finite values are left out, as W&B leaves them out. A trial that reached a bracket before
+  the others did is judged again as they arrive.
 - median (as Optuna's MedianPruner): from its min_iter-th value on, a running trial whose best
   value so far is worse than the median of the succeeded trials' values at the same iteration
   is stopped, once min_trials succeeded trials reached it.
@@ -47,25 +50,24 @@ def _score(value: float | None, sign: float) -> float:
 
 
 def _hyperband(rule, metric, sign, curves, scored) -> dict[int, str]:
-    brackets = rule.brackets()
-    thresholds = {}
-    for b in brackets:
-        there = sorted((s[b - 1] for s in scored.values() if len(s) >= b), reverse=True)
-        if not there:
-            break
-        keep = max(1, math.ceil(len(there) / rule.eta))
-        thresholds[b] = (there[keep - 1], len(there))
+    # W&B's terms: lower is better, invalid values dropped.
+    loss = {n: [-v for v in s if math.isfinite(v)] for n, s in scored.items()}
+    thresholds = []
+    for b in rule.brackets():
+        there = sorted(h[b - 1] for h in loss.values() if len(h) >= b)
+        thresholds.append((b, there[int(len(there) / rule.eta)] if there else math.inf, len(there)))
     out = {}
     for c in curves:
-        reached = [b for b in thresholds if len(c.values) >= b]
+        history = loss[c.number]
+        reached = [t for t in thresholds if t[0] <= len(history)]
         if not c.running or not reached:
             continue
-        b = reached[-1]
-        threshold, n = thresholds[b]
-        if scored[c.number][b - 1] < threshold:
+        b, threshold, n = reached[-1]
+        if min(history) > threshold:
             out[c.number] = (
-                f"{metric} {_shown(c.values[b - 1])} at iteration {b} is outside the best "
-                f"1/{rule.eta:g} of the {n} trials there (the last kept: {_shown(sign * threshold)})"
+                f"best {metric} so far {_shown(-sign * min(history))} is outside the best "
+                f"1/{rule.eta:g} of the {n} trials at iteration {b} (the last kept: "
+                f"{_shown(-sign * threshold)})"
             )
     return out
 

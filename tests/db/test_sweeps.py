@@ -151,3 +151,11 @@ def test_stopping_a_trial_early_marks_it_cancels_its_job_and_notes_its_run_at_on
     with pytest.raises(InvalidTransition, match="already stopping"):
         store.stop_trial_early(t.id, "again")
     assert len([e for e in store.events("r0") if e.kind == "stopped_early"]) == 1
+
+
+def test_a_sweep_asked_to_stop_takes_no_new_trial(store):
+    sweep = _sweep(store)
+    store.request_sweep_stop(sweep.id)
+    with pytest.raises(InvalidTransition, match="is stopping; it takes no trial"):
+        store.add_trial(sweep.id, 0, {}, job=_job())
+    assert store.get_sweep(sweep.id).trials == [] and store.list_jobs() == []

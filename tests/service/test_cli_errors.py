@@ -71,3 +71,13 @@ def test_an_invalid_filter_shows_where(easgd_home):
     proc = _easgd(["runs", "query", "status = "], {})
     assert proc.returncode == 2 and proc.stderr.startswith("easgd: invalid filter: ")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("given", ["0", "-3", "x", str(2**63)])
+def test_a_sweep_id_that_is_none_names_the_argument(given, easgd_home):
+    for action in ("show", "stop"):
+        proc = _easgd(["sweep", action, "--", given], {})
+        assert proc.returncode == 2, proc.stderr
+        said = "argument sweep_id: a sweep id: a whole number from 1, as `easgd sweep list` shows"
+        assert f"{said} (received: '{given}')" in proc.stderr
+        assert "Traceback" not in proc.stderr

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from service.api import create_app
@@ -76,27 +77,46 @@ def test_a_refused_sweep_names_the_key_in_fastapis_shape(client):
     assert client.get("/sweeps").json() == []
 
 
+VALID = {k: v for k, v in yaml.safe_load(SWEEP).items() if k != "base"}
+
+
+def _changed(path: str, value) -> dict:
+    sweep = json.loads(json.dumps(VALID))
+    *parents, last = path.split("/")
+    node = sweep
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return {"sweep": sweep, "base": BASE}
+
+
 @pytest.mark.parametrize(
-    "body",
+    ("body", "named"),
     [
-        {"sweep": "method: [\n"},
-        {"sweep": "- a list"},
-        {"sweep": {"method": "random", "run_cap": 1e308}},
-        {"sweep": {"parameters": {"a": {"values": [float("nan")]}}}},
-        {"sweep": SWEEP, "base": "optimizer: {tau: .inf}"},
-        {"sweep": SWEEP, "base": BASE, "extra": 1},
-        {"sweep": 3},
-        {"sweep": {"name": "\ud800"}},
+        ({"sweep": "method: [\n", "base": BASE}, "sweep"),
+        ({"sweep": "- a list", "base": BASE}, "sweep"),
+        ({"sweep": 3, "base": BASE}, "sweep"),
+        ({"sweep": VALID, "base": "optimizer: {tau: .inf}"}, "optimizer.tau"),
+        ({"sweep": VALID, "base": BASE, "extra": 1}, "extra"),
+        (_changed("run_cap", 1e308), "run_cap"),
+        (_changed("concurrency", 10**9), "concurrency"),
+        (_changed("name", "\ud800"), "name"),
+        (_changed("metric/goal", "up"), "metric.goal"),
+        (_changed("parameters/optimizer.tau/values", [float("nan")]), "optimizer.tau"),
+        (_changed("early_terminate/eta", -1), "early_terminate.eta"),
     ],
 )
-def test_hostile_bodies_get_a_422(client, body):
+def test_a_hostile_body_gets_a_4xx_naming_what_is_wrong(client, body, named):
     r = client.post(
         "/sweeps",
         content=json.dumps(body).encode("utf-8", "surrogatepass"),
         headers={"content-type": "application/json"},
     )
     assert r.status_code in (400, 422), r.text
-    assert "detail" in r.json()
+    detail = r.json()["detail"]
+    said = " ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)
+    assert named in said, said
+    assert client.post("/sweeps", json={"sweep": VALID, "base": BASE}).status_code == 201
 
 
 def test_unknown_ids_and_missing_tokens(client, tmp_path):

@@ -180,3 +180,14 @@ def test_tpe_tells_failures_and_missing_values_as_failed(tmp_path, outcome):
     tpe.tell(0, number, params, outcome, None)
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'o.db'}")
     assert study.trials[0].state is optuna.trial.TrialState.FAIL
+
+
+def test_tpe_rounds_q_uniform_as_random_draws_do(tmp_path):
+    dims = [DIMS[2]]
+    tpe = TpeSearch(tmp_path / "o.db", "s", "minimize", seed=1, run_cap=10, dims=dims)
+    drawn = []
+    for n in range(10):
+        number, params = tpe.ask(n)
+        drawn.append(params["optimizer.momentum"])
+        tpe.tell(n, number, params, "succeeded", params["optimizer.momentum"])
+    assert all(v == round(v, 1) and 0.1 <= v <= 0.9 for v in drawn), drawn

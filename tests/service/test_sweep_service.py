@@ -3,10 +3,11 @@
 
 Why a trial is stopped early here, every time: the sweep's seed (7) fixes the learning rates
 drawn, from 1e-4 to 0.5 on a log scale, and the draws include rates two orders of magnitude
-apart. Hyperband compares trials at evaluations 3, 6, 12, 24 and keeps the better half there;
-a trial stays in only by being in the better half at each bracket it reaches, which the slow
-ones are not. The test checks that each stop it sees was deserved: the stopped trial was worse,
-at the iteration named in its reason, than another trial was there.
+apart. Hyperband (eta 3) compares trials at evaluations 3, 9 and 27 and, of n trials there,
+keeps int(n / 3) + 1: of two trials that reach a bracket together, a trial whose best value so
+far is below the other's value there is stopped, which the slow ones are. The test checks that
+each stop it sees was deserved: another trial was better at the iteration named in its reason
+than the stopped trial ever was before it (its value there included).
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from service.sweeps.sampling import grid_params
 from service.sweeps.spec import MAX_RUN_CAP, SweepError, validate_sweep
 from tests.support import ROOT
+from training.config import parse_config
 
 EXAMPLE = ROOT / "configs" / "sweep-digits-random.yaml"
 BASE = yaml.safe_load((ROOT / "configs" / "mlp-digits-easgd.yaml").read_text())
@@ -39,7 +41,7 @@ def test_the_example_sweep_is_valid_and_keeps_its_seed():
         ("optimizer.tau", "categorical"),
     ]
     assert (valid.run_cap, valid.seed, valid.spec.concurrency) == (8, 7, 2)
-    assert valid.spec.early_terminate.brackets()[:4] == [3, 6, 12, 24]
+    assert valid.spec.early_terminate.brackets()[:4] == [3, 9, 27, 81]
     stored = valid.stored_spec()
     assert "base" not in stored and stored["run_cap"] == 8
     assert validate_sweep(stored, BASE).dimensions == valid.dimensions  # parses again the same
@@ -71,9 +73,18 @@ def test_a_value_the_schema_refuses_is_refused_with_the_schemas_reason():
         ({"run_cap": math.inf}, "run_cap: input should be a finite number"),
         ({"run_cap": "eight"}, "run_cap: input should be a valid integer"),
         ({"concurrency": 0}, "concurrency: input should be greater than or equal to 1"),
-        ({"method": "bayes"}, "method: input should be 'grid', 'random' or 'tpe'"),
+        (
+            {"method": "bayes"},
+            "method: bayes (W&B's Gaussian process search) is not offered; use tpe",
+        ),
+        ({"method": "hill"}, "method: input should be 'grid', 'random' or 'tpe'"),
+        ({"base": [1, 2]}, "base: the base configuration's file name, or the configuration itself"),
+        (
+            {"parameters": {"optimizer": {"parameters": {"tau": {"values": [1, 2]}}}}},
+            "parameters.optimizer: W&B's nested parameters are written here as dotted paths, such "
+            "as optimizer.tau",
+        ),
         ({"metric": {"name": "center_acc", "goal": "maximize"}}, "metric.name: input should be"),
-        ({"metric": {"name": "center_accuracy"}}, "metric.goal: required"),
         ({"program": "train.py"}, "program: W&B's key is not used here"),
         ({"colour": "red"}, "colour: unknown key"),
         ({"parameters": {}}, "parameters: dictionary should have at least 1 item"),
@@ -168,11 +179,32 @@ def test_grid_takes_listed_values_and_its_size_bounds_the_run_cap():
     assert validate_sweep(grid, BASE).run_cap == 3
     assert validate_sweep({**grid, "run_cap": 2}, BASE).run_cap == 2
     ranged = {**grid, "parameters": {"optimizer.learning_rate": {"min": 0.01, "max": 0.1}}}
-    assert "grid tries listed values only" in _refused(ranged)
+    assert "grid tries listed values, or every value of an int_uniform" in _refused(ranged)
     paths = ("seed", "data.split_seed", "data.batch_size", "optimizer.tau")
     many = {path: {"values": list(range(1, 11))} for path in paths}
     assert "the grid has 10,000 points" in _refused({**grid, "parameters": many})
     assert "run_cap: required for method random" in _refused(_sweep(run_cap=None))
+
+
+def test_grid_expands_int_uniform_and_q_uniform_ranges_into_their_values():
+    grid = _sweep(
+        method="grid",
+        run_cap=None,
+        parameters={
+            "optimizer.tau": {"min": 1, "max": 3},
+            "optimizer.beta": {"distribution": "q_uniform", "min": 0.25, "max": 0.8, "q": 0.2},
+        },
+    )
+    valid = validate_sweep(grid, BASE)
+    assert valid.run_cap == 9
+    points = [grid_params(valid.dimensions, n) for n in range(9)]
+    assert [(p["optimizer.beta"], p["optimizer.tau"]) for p in points] == [
+        (b, t) for b in (0.4, 0.6, 0.8) for t in (1, 2, 3)
+    ]
+    wide = {**grid, "parameters": {"optimizer.tau": {"min": 1, "max": 5000}}}
+    line = _refused(wide)
+    assert line.startswith("parameters.optimizer.tau: the grid would try 5,000 values of it")
+    assert "(received: int_uniform from 1 to 5000)" in line
 
 
 def test_the_base_is_the_schemas_too_and_a_path_base_is_the_command_lines():
@@ -181,8 +213,14 @@ def test_the_base_is_the_schemas_too_and_a_path_base_is_the_command_lines():
     with pytest.raises(SweepError, match="names a file, which only the command line reads"):
         validate_sweep({**_sweep(), "base": "mlp-digits-easgd.yaml"})
     inline = validate_sweep({**_sweep(), "base": BASE})
-    assert inline.base == BASE
-    assert validate_sweep(_sweep(), yaml.safe_dump(BASE)).base == BASE  # YAML text
+    complete = parse_config(BASE).to_dict()
+    assert inline.base == complete and complete != BASE  # every default kept with the sweep
+    assert validate_sweep(_sweep(), yaml.safe_dump(BASE)).base == complete  # YAML text
+
+
+def test_the_goal_is_minimize_unless_given_as_in_wandb():
+    valid = validate_sweep(_sweep(metric={"name": "center_loss"}), BASE)
+    assert valid.spec.metric.goal == "minimize"
 
 
 def test_what_the_service_could_never_place_is_refused_by_its_own_rule():
@@ -222,3 +260,16 @@ def test_a_sweep_file_that_is_not_utf8_is_refused_by_the_command_line(tmp_path: 
     (tmp_path / "t.yaml").write_text("method: [\n")
     assert main(["sweep", "create", str(tmp_path / "t.yaml"), "--api", "http://127.0.0.1:9"]) == 2
     assert capsys.readouterr().err.startswith("easgd: invalid sweep: ")
+
+
+def test_a_fractional_q_for_an_integer_field_is_refused_up_front():
+    halves = {"optimizer.tau": {"distribution": "q_uniform", "min": 1, "max": 9, "q": 0.5}}
+    line = _refused(_sweep(parameters=halves))
+    assert line.startswith("parameters.optimizer.tau: the value 1.5 is refused")
+
+
+def test_a_sweep_name_too_long_for_its_trials_names_is_refused():
+    line = _refused(_sweep(name="n" * 195))  # run_cap 8: "-trial-7" makes 203 characters
+    assert line.startswith("name: its trials' jobs are named <name>-trial-<n>, at most 200")
+    assert "give a name of at most 192 characters for 8 trials" in line
+    assert validate_sweep(_sweep(name="n" * 192), BASE).spec.name == "n" * 192
