@@ -20,17 +20,20 @@ EMPTY = "-"
 NUMBER_FORMAT = "%.4g"
 
 
-def recent_runs_or_stop(store, limit: int = 500) -> tuple[list[RunRecord], dict[str, str]]:
-    """The newest runs and their labels; with no run at all, the teaching empty state."""
+def recent_runs_or_stop(
+    store, limit: int = 500, view: str = "active"
+) -> tuple[list[RunRecord], dict[str, str]]:
+    """The newest runs (of `view`: active, archived or all) and their labels; with no run at
+    all, the teaching empty state."""
     import streamlit as st
 
     from ui import state
 
-    recent = store.list_runs(limit=limit)
+    recent = store.list_runs(limit=limit, view=view)
     if not recent:
         st.info(state.FIRST_RUN_HINT)
         st.stop()
-    return recent, {r.id: run_label(r) for r in recent}
+    return recent, {r.id: run_label(r) + (" (archived)" if r.archived_at else "") for r in recent}
 
 
 def run_config(run: RunRecord) -> dict[str, Any]:

@@ -179,3 +179,36 @@ def config_of(run: RunRecord) -> dict[str, Any]:
         except (ValueError, yaml.YAMLError):
             node[leaf] = value
     return out
+
+
+def system_curves(
+    histories: dict[tuple[str, str], list[MetricPoint]], run_id: str, keys: Sequence[str]
+) -> dict[str, pd.DataFrame]:
+    """Per system field (cpu_percent, memory_mb...), a long table (run, x, value) whose series
+    are the ranks: `system/rank_R/FIELD` keys, as training.system_metrics names them."""
+    found: dict[str, list[pd.DataFrame]] = {}
+    for key in keys:
+        parts = key.split("/")
+        if len(parts) != 3 or parts[0] != "system" or not parts[1].startswith("rank_"):
+            continue
+        if not parts[1][5:].isdigit():
+            continue
+        points = [p for p in histories.get((run_id, key), []) if p.value is not None]
+        if points:
+            steps = [float(p.step) for p in points]
+            found.setdefault(parts[2], []).append(
+                pd.DataFrame(
+                    {
+                        "run": parts[1].replace("_", " "),
+                        "step": steps,
+                        "x": steps,
+                        "value": [p.value for p in points],
+                    }
+                )
+            )
+    return {
+        field: pd.concat(
+            sorted(frames, key=lambda f: int(f["run"].iat[0].split()[1])), ignore_index=True
+        )
+        for field, frames in found.items()
+    }

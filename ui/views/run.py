@@ -1,4 +1,5 @@
-"""Run: one run's configuration, curves, events, log and files."""
+"""Run: one run's configuration, curves, system metrics, events, log and files; its note and
+tags, archiving and deletion."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import pandas as pd
 import streamlit as st
 import yaml
 
+from db.errors import EasgdError
+from db.settings import runs_dir
+from db.text import NOTE_TAG
 from service.logs import tail
+from service.run_removal import plan_removal, remove_run
 from training.metrics import CENTER_ACCURACY, RUN_PAGE_CURVES, WORKERS
 from ui import address, state
 from ui.charts import curve_chart
@@ -21,11 +26,13 @@ from ui.pages_common import (
     show_table,
     stop_when_finished,
 )
-from ui.shaping import curves
+from ui.shaping import curves, system_curves
 
 st.title("Run")
+if done := st.session_state.pop("run.edit.done", None):  # what the last edit did
+    st.success(done)
 store = state.store()
-recent, labels = recent_runs_or_stop(store)
+recent, labels = recent_runs_or_stop(store, view="all")
 ids = list(labels)
 chosen = [address.Param("run", "run.id", address.one_of(ids))]
 address.restore(chosen)
@@ -61,8 +68,8 @@ def run_view() -> None:
         st.error(run.error)
     stop_when_finished([first], [run])
 
-    curves_tab, config_tab, events_tab, log_tab, files_tab = st.tabs(
-        ["Curves", "Configuration", "Events", "Log", "Files"]
+    curves_tab, system_tab, config_tab, events_tab, log_tab, files_tab = st.tabs(
+        ["Curves", "System", "Configuration", "Events", "Log", "Files"]
     )
     with curves_tab:
         # The world size only once it changed (a resize or a restart with fewer workers).
@@ -76,6 +83,17 @@ def run_view() -> None:
             data = curves(histories, [run], m)
             if not data.empty:
                 show_curves(curve_chart(data, m, height=220), key=f"run.chart.{m}")
+    with system_tab:
+        keys = [k for k in store.metric_keys([run.id]) if k.startswith("system/")]
+        by_field = system_curves(
+            store.metric_histories([run.id], keys, max_points=1000), run.id, keys
+        )
+        if not by_field:
+            st.caption(
+                "No system metrics: they are logged at evaluations by runs since they exist."
+            )
+        for field, data in by_field.items():
+            show_curves(curve_chart(data, field, height=200), key=f"run.system.{field}")
     with config_tab:
         st.code(yaml.safe_dump(run_config(run), sort_keys=False), language="yaml")
     with events_tab:
@@ -122,3 +140,80 @@ def run_view() -> None:
 
 
 show_live(run_view, [first])
+
+
+def _done(message: str) -> None:
+    st.session_state["run.edit.done"] = message
+    st.rerun()
+
+
+def _not_asking() -> None:
+    st.session_state.pop("run.delete.asking", None)
+
+
+@st.dialog("Delete this run?", on_dismiss=_not_asking)
+def _confirm_delete(files: bool) -> None:
+    try:
+        st.write(plan_removal(store, run_id, files, runs_dir()).preview())
+    except EasgdError as exc:
+        st.error(str(exc))
+        return
+    left, right = st.columns(2)
+    if right.button("Cancel", key="run.delete.cancel"):
+        _not_asking()
+        st.rerun()
+    if left.button("Delete", type="primary", key="run.delete.confirm"):
+        _not_asking()
+        try:
+            removal = remove_run(store, run_id, files, runs_dir())
+        except EasgdError as exc:
+            st.error(str(exc))
+            return
+        st.session_state.pop("run.id", None)
+        st.session_state.pop(state.RUN, None)
+        _done(removal.line())
+
+
+with st.expander("Note, tags, archive, delete", expanded=done is not None):
+    run = store.get_run(run_id)
+    note = st.text_area("Note", value=run.tags.get(NOTE_TAG, ""), key=f"run.note.{run_id}")
+    if st.button("Save note", key="run.note.save"):
+        try:
+            store.set_note(run_id, note or None)
+            _done("note saved")
+        except EasgdError as exc:
+            st.error(str(exc))
+    tags = {k: v for k, v in run.tags.items() if k != NOTE_TAG}
+    edited = st.data_editor(
+        pd.DataFrame({"tag": list(tags), "value": list(tags.values())}, dtype=str),
+        num_rows="dynamic",
+        key=f"run.tags.{run_id}",
+        hide_index=True,
+    )
+    if st.button("Save tags", key="run.tags.save"):
+        rows = {
+            str(r.tag).strip(): ("" if pd.isna(r.value) else str(r.value))
+            for r in edited.itertuples()
+            if not pd.isna(r.tag) and str(r.tag).strip()
+        }
+        try:
+            store.set_tags(run_id, {**{k: None for k in tags if k not in rows}, **rows})
+            _done(f"{len(rows)} tag{'' if len(rows) == 1 else 's'} saved")
+        except EasgdError as exc:
+            st.error(str(exc))
+    left, right = st.columns(2)
+    if run.archived_at is None:
+        if left.button("Archive", key="run.archive", help="hidden from Runs and Compare; kept"):
+            try:
+                store.archive_run(run_id)
+                _done(f"run {run_id} archived: Runs and Compare no longer list it")
+            except EasgdError as exc:
+                st.error(str(exc))
+    elif left.button("Restore", key="run.restore"):
+        store.restore_run(run_id)
+        _done(f"run {run_id} restored")
+    files = right.checkbox("with its directory", key="run.delete.files")
+    if right.button("Delete…", key="run.delete"):
+        st.session_state["run.delete.asking"] = run_id
+    if st.session_state.get("run.delete.asking") == run_id:  # stays open across reruns
+        _confirm_delete(files)
