@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,21 +127,46 @@ def served(home: Path, slots: int = 2) -> Iterator[Product]:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+_shared: dict[str, Any] = {}
+
+
+def _chromium():
+    """The one Chromium the tests share: Playwright's sync API runs one instance per thread,
+    so tests that each started their own failed once another's was still open."""
+    browser = _shared.get("browser")
+    if browser is None or not browser.is_connected():
+        from playwright.sync_api import sync_playwright
+
+        _shared["playwright"] = playwright = sync_playwright().start()
+        _shared["browser"] = browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+    return browser
+
+
+def stop_chromium() -> None:
+    if (browser := _shared.pop("browser", None)) is not None:
+        browser.close()
+    if (playwright := _shared.pop("playwright", None)) is not None:
+        playwright.stop()
+
+
 @contextmanager
 def chromium_browser() -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    """A browser of its own (cookies, sessions, downloads) on the shared Chromium, at the size
+    the tests use; closed on leaving."""
+    context = _chromium().new_context(
+        viewport={"width": WIDTH, "height": HEIGHT}, accept_downloads=True
+    )
+    try:
+        yield context
+    finally:
+        context.close()
 
 
 def new_page(browser, url: str | None = None):
-    """A page of the test's size that records canvas texts, opened at `url`."""
-    page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT}, accept_downloads=True)
+    """A page of `browser` (from chromium_browser) that records canvas texts, opened at `url`."""
+    page = browser.new_page()
     page.set_default_timeout(30000)
     page.add_init_script(CANVAS_TEXTS)
     if url:

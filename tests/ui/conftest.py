@@ -6,7 +6,7 @@ import pytest
 import streamlit as st
 
 from db.store import Store
-from tests.ui.chromium import chromium_browser, served, store_in
+from tests.ui.chromium import chromium_browser, served, stop_chromium, store_in
 from tests.ui.seeded_runs import seed
 
 
@@ -44,3 +44,10 @@ def seeded(tmp_path_factory):
 def seeded_browser(seeded):
     with chromium_browser() as b:
         yield b
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _chromium_stops():
+    """The shared Chromium (started by the first browser test that asks) ends with the tests."""
+    yield
+    stop_chromium()
