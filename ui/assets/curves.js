@@ -174,6 +174,11 @@ export default function ({ parentElement, data }) {
       drag: { x: true, y: false },
       points: { show: false },
       dataIdx: (u, seriesIdx, closestIdx) => closestIdx,
+      // The cursor's line stands at the x the legend names, not between two points.
+      move: (u, left, top) => {
+        const x = left < 0 ? null : u.data[0][u.posToIdx(left)];
+        return x == null ? [left, top] : [Math.round(u.valToPos(x, "x")), top];
+      },
     },
     legend: { live: true },
     hooks: {
