@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from streamlit.testing.v1 import AppTest
 
 APP = "ui/app.py"
@@ -38,3 +40,20 @@ def finished_run(service, store, job, timeout: float = 400):
     done = service.wait(job.id, {"succeeded", "failed"}, timeout=timeout)
     assert done["status"] == "succeeded", done
     return store.get_run(store.get_job(job.id).run_id)
+
+
+def seed_system_run(store, run_dir: Path) -> None:
+    """A finished 2-rank run named after its directory, with its directory, center accuracy and
+    each rank's CPU and memory at three evaluations (rank 1 a little above rank 0)."""
+    run_id = run_dir.name
+    (run_dir / "checkpoints").mkdir(parents=True)
+    store.create_run(run_id, name=run_id, params={"optimizer.algorithm": "eamsgd"}, workers=2,
+                     total_steps=20, run_dir=str(run_dir))  # fmt: skip
+    rows = []
+    for step in (0, 10, 20):
+        rows.append(("center_accuracy", step, step / 2, 0.5 + step / 100))
+        for rank in (0, 1):
+            rows.append((f"system/rank_{rank}/cpu_percent", step, step / 2, 90.0 + rank))
+            rows.append((f"system/rank_{rank}/memory_mb", step, step / 2, 700.0 + 10 * rank))
+    store.log_metrics(run_id, rows)
+    store.finish_run(run_id, "finished")

@@ -100,7 +100,8 @@ def test_launch_watch_compare_in_chromium(product):
 
         nav(page, "Run")
         expect(page.get_by_role("heading", name="Run", exact=True)).to_be_visible()
-        expect(page.locator(DRAWN)).to_have_count(4)  # accuracy, loss, spread, bytes sent
+        # accuracy, loss, spread, bytes sent; and, on the System tab, the ranks' CPU and memory
+        expect(page.locator(DRAWN)).to_have_count(6)
         _no_exception(page, "7-run")
 
         # A shared link opens the same page inside the app, in a browser that has never seen it.

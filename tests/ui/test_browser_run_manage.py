@@ -5,33 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from db.store import Store
 from tests.ui.chromium import chart, chromium_browser, new_page, served, shot, store_in
+from tests.ui.pages import seed_system_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.service]
-
-
-def _seed(store: Store, home) -> None:
-    run_dir = home / "runs" / "sys-run"
-    (run_dir / "checkpoints").mkdir(parents=True)
-    store.create_run(
-        "sys-run", name="sys-run", params={"optimizer.algorithm": "eamsgd"}, workers=2,
-        total_steps=20, run_dir=str(run_dir),
-    )  # fmt: skip
-    rows = []
-    for step in (0, 10, 20):
-        rows.append(("center_accuracy", step, step / 2, 0.5 + step / 100))
-        for rank in (0, 1):
-            rows.append((f"system/rank_{rank}/cpu_percent", step, step / 2, 90.0 + rank))
-            rows.append((f"system/rank_{rank}/memory_mb", step, step / 2, 700.0 + 10 * rank))
-    store.log_metrics("sys-run", rows)
-    store.finish_run("sys-run", "finished")
 
 
 def test_system_curves_and_a_deletion_that_asks_first(tmp_path):
     home = tmp_path / "home"
     store = store_in(home)
-    _seed(store, home)
+    seed_system_run(store, home / "runs" / "sys-run")
     with served(home) as product, chromium_browser() as browser:
         page = new_page(browser, f"{product.ui}/run?run=sys-run")
         page.get_by_role("tab", name="System").click()

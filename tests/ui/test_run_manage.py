@@ -9,23 +9,11 @@ from streamlit.testing.v1 import AppTest
 
 from db.settings import runs_dir
 from db.store import Store
-from tests.ui.pages import open_app
+from tests.ui.pages import open_app, seed_system_run
 
 
 def _seed(store: Store) -> None:
-    run_dir = runs_dir() / "r-sys"
-    (run_dir / "checkpoints").mkdir(parents=True)
-    (run_dir / "metrics.jsonl").write_text('{"step": 0}\n')
-    store.create_run("r-sys", name="r-sys", params={"optimizer.algorithm": "eamsgd"}, workers=2,
-                     total_steps=20, run_dir=str(run_dir))  # fmt: skip
-    rows = []
-    for step in (0, 10, 20):
-        rows.append(("center_accuracy", step, step / 2, 0.5 + step / 100))
-        for rank in (0, 1):
-            rows.append((f"system/rank_{rank}/cpu_percent", step, step / 2, 90.0 + rank))
-            rows.append((f"system/rank_{rank}/memory_mb", step, step / 2, 700.0 + 10 * rank))
-    store.log_metrics("r-sys", rows)
-    store.finish_run("r-sys", "finished")
+    seed_system_run(store, runs_dir() / "r-sys")
 
 
 def _run_page(at: AppTest | None = None) -> AppTest:

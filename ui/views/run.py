@@ -174,7 +174,7 @@ def _confirm_delete(files: bool) -> None:
         _done(removal.line())
 
 
-with st.expander("Note, tags, archive, delete", expanded=done is not None):
+with st.expander("Note, tags, archive, delete", key="run.manage"):
     run = store.get_run(run_id)
     note = st.text_area("Note", value=run.tags.get(NOTE_TAG, ""), key=f"run.note.{run_id}")
     if st.button("Save note", key="run.note.save"):
