@@ -494,10 +494,12 @@ class Trainer:
         ranks that all-reduce must save on the same step: every CONTROL_EVERY steps they agree
         with one scalar all-reduce whether any was asked; on the center server rank 0 saves
         alone, at once."""
-        mine = self.run_dir if self.rank == 0 else None
+        # Rank 0 looks for the request file only at agreement steps: not a stat every step.
+        boundary = self._crossed(before, CONTROL_EVERY)
+        mine = self.run_dir if self.rank == 0 and boundary else None
         if self.served:
             return signals.take(self._saved_at, mine) and self.rank == 0
-        if not self._crossed(before, CONTROL_EVERY):
+        if not boundary:
             return False
         flag = self.tf.constant(float(signals.take(self._saved_at, mine)), self.tf.float64)
         return float(self.collectives.sum_scalar(flag, "easgd_control").numpy()) > 0
