@@ -349,7 +349,8 @@ class Supervisor:
             handle.token, handle.pid, handle.start_time, self.settings.grace_seconds
         )
         tail = logs.tail(job.log_path, _REASON_SCAN_LINES)
-        down, suspect = self._hosts_to_leave_out(handle.allocation.hosts, tail)
+        first = first_failed(tail)
+        down, suspect = self._hosts_to_leave_out(handle.allocation.hosts, first)
         left_out = {**suspect, **down}
         allocation = None
         for exclude in (set(left_out), set(down)):
@@ -368,7 +369,7 @@ class Supervisor:
         workers = sum(allocation.hosts.values())
         step = int(found[1]["step"])
         cause = failure_reason(tail) or f"exit code {code}"
-        if (first := first_failed(tail)) and len(handle.allocation.hosts) > 1:
+        if first and len(handle.allocation.hosts) > 1:
             host = host_of_rank(handle.allocation.hosts, first[0])
             cause = f"rank {first[0]} on {host} failed first (exit code {first[1]})"
         skipped = [f"{h} ({why})" for h, why in left_out.items() if h not in allocation.hosts]
@@ -386,13 +387,14 @@ class Supervisor:
         return None
 
     def _hosts_to_leave_out(
-        self, placed: Hosts, log_tail: str
+        self, placed: Hosts, first: tuple[int, int] | None
     ) -> tuple[dict[str, str], dict[str, str]]:
         """The hosts a relaunch must avoid (they no longer answer ssh) and those it should (as
         Horovod's elastic mode does, the host whose rank failed first, when the job had others;
-        it is taken back only if the rest cannot hold resources.min_workers), each with why."""
+        it is taken back only if the rest cannot hold resources.min_workers), each with why;
+        `first` is horovodrun's (rank, exit code) of the rank that failed first."""
         suspect: dict[str, str] = {}
-        if len(placed) > 1 and (first := first_failed(log_tail)):
+        if len(placed) > 1 and first:
             if (host := host_of_rank(placed, first[0])) is not None:
                 suspect[host] = f"its rank {first[0]} failed first"
         down = reachability.unreachable(placed, self.settings.ssh_options)
