@@ -167,7 +167,7 @@ def sweep(entries: list[tuple[str, dict]], ranks: int, work: Path, prefix: str) 
 
 def label_for(workload: str, algorithm: str, optimizer: dict, seed: int) -> str:
     """A run's name from its whole configuration, so that a setting already trained is reused
-    (the tuner can be rerun after a grid change and trains only what is new)."""
+    (bench.seeds can be rerun with more seeds and trains only what is new)."""
     cfg = json.dumps(config_for(workload, algorithm, optimizer, seed=seed), sort_keys=True)
     return f"{workload}-{algorithm}-s{seed}-{hashlib.sha1(cfg.encode()).hexdigest()[:10]}"
 

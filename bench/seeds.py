@@ -6,8 +6,8 @@ benchmark's settings (bench.tune's choice) on several seeds, steps to the target
 Steps to target do not depend on the network (the same arithmetic runs on loopback and on the
 slow link), so the runs go on loopback; with the median step costs that bench.run measured
 (bench/results/bench.json) they give the time ratio each seed would have had on each network.
-The runs share bench.tune's names (by configuration), so a setting the tuner or an earlier call
-already trained is not trained again.
+Runs are named by their configuration, so a setting an earlier call already trained is not
+trained again (the tuner's runs are sweep trials, named by their jobs: they are not reused here).
 """
 
 from __future__ import annotations
