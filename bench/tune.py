@@ -322,6 +322,7 @@ class Tuner:
                     spec, base = tuning.sweep(a, group, round_)
                     sweep = self.client.create_sweep(spec, base, source="bench")
                     self.created.append(sweep["id"])
+                    self._same_store(sweep)
                     started.append((a, sweep["id"], group))
                     rates = ", ".join(f"{o['learning_rate']:g}" for o in group)
                     print(
@@ -354,6 +355,20 @@ class Tuner:
             "tried": tried,
             "sweeps": {a: sorted({t["sweep"] for t in runs}) for a, runs in tried.items()},
         }
+
+    def _same_store(self, sweep: dict) -> None:
+        """The trials' runs are read from this store: a service on another would leave them
+        unread, and the choice made on nothing."""
+        try:
+            mine = self.store.get_sweep(sweep["id"])
+        except NotFound:
+            mine = None
+        if mine is None or (mine.name, mine.created_at) != (sweep["name"], sweep["created_at"]):
+            raise TuneError(
+                f"the service at {self.client.url} keeps its sweeps in another store than the "
+                "one bench.tune reads the trials' runs from; give both the same EASGD_HOME or "
+                f"EASGD_DB_URL (received: this store {self.store.display_url})"
+            )
 
     def _entry(
         self, tuning: Tuning, algorithm: str, opt: dict, run_id: str | None, sweep: int, trial: int
