@@ -21,13 +21,12 @@ from db import engine as engines
 from db.entities import RunSource
 from db.errors import NotFound, StoreError, StoreNotInitialized
 from db.settings import db_url
+from db.text import KEY_PATTERN, check_key  # noqa: F401 (the store's modules import them here)
 
 LOST_AFTER_SECONDS = float(os.environ.get("EASGD_LOST_AFTER_SECONDS", "60"))
 # Patterns as strings too: the REST API's document states them.
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-KEY_PATTERN = r"^[A-Za-z0-9_.\-/]{1,250}$"
 _RUN_ID = re.compile(RUN_ID_PATTERN)
-_KEY = re.compile(KEY_PATTERN)
 MAX_ID = 2**63 - 1  # the largest SQL BIGINT: no row has a larger id
 
 
@@ -38,15 +37,6 @@ def check_run_id(run_id: str) -> str:
             f"(received: {run_id!r})"
         )
     return run_id
-
-
-def check_key(key: str, what: str = "key") -> str:
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
-        raise StoreError(
-            f"{what}: letters, digits, '_', '.', '-' or '/', 1 to 250 characters "
-            f"(received: {key!r})"
-        )
-    return key
 
 
 def check_source(source: str, what: str) -> str:

@@ -22,6 +22,9 @@ NOT_NOTE_TEXT = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\u2028\\u2029"
 _NOT_PRINTABLE = re.compile(f"[{NOT_PRINTABLE}\\ud800-\\udfff]")
 _NOT_NOTE_TEXT = re.compile(f"[{NOT_NOTE_TEXT}\\ud800-\\udfff]")
 
+# A key (of a tag, a parameter, a metric): as a string too, since the API's document states it.
+KEY_PATTERN = r"^[A-Za-z0-9_.\-/]{1,250}$"
+_KEY = re.compile(KEY_PATTERN)
 NOTE_TAG = "note"  # the tag a run's note is (MLflow's is `mlflow.note.content`)
 MAX_TAG_VALUE = 5000
 
@@ -36,6 +39,15 @@ def check_printable(value: str, lines: bool = False) -> str:
             f"text; remove it (received: {short(value)})"
         )
     return value
+
+
+def check_key(key: str, what: str = "key") -> str:
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
+        raise StoreError(
+            f"{what}: letters, digits, '_', '.', '-' or '/', 1 to 250 characters "
+            f"(received: {short(key)})"
+        )
+    return key
 
 
 def check_tag_value(key: str, value: str, what: str | None = None) -> str:

@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from db.errors import EasgdError
-from db.text import MAX_TAG_VALUE, check_printable, check_tag_value
+from db.text import MAX_TAG_VALUE, check_key, check_printable, check_tag_value
 from training.algorithms import ORDERS, REGISTRY, AlgorithmSpec
 from training.hosts import HOSTS_PATTERN, Hosts, HostsError, format_hosts, parse_hosts
 from training.lr_scaling import lr_scale
@@ -488,6 +488,7 @@ class ExperimentConfig(_Section):
         # The store's rule, which depends on the key (the note has lines); in place, as an
         # assignment would validate the whole model again.
         for key, value in self.tags.items():
+            check_key(key, "tags: a key")
             self.tags[key] = check_tag_value(key, value, f"tags.{key}")
         return self
 

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from db.errors import StoreError
+from db.store import Store
 from training.config import (
     Algorithm,
     ConfigError,
@@ -384,8 +386,23 @@ def test_the_note_tag_alone_has_lines():
 
 
 def test_plain_unicode_text_accepted():
-    cfg = parse_config({"name": "résumé 学习 '; DROP TABLE runs;--", "tags": {"équipe": "ü"}})
+    cfg = parse_config({"name": "résumé 学习 '; DROP TABLE runs;--", "tags": {"team": "équipe ü"}})
     assert cfg.name == "résumé 学习 '; DROP TABLE runs;--"
+    assert cfg.tags == {"team": "équipe ü"}
+
+
+@pytest.mark.parametrize("key", ["my team", "équipe", "a;b", "team\u200b"])
+def test_a_tag_key_the_store_would_refuse_is_refused_by_the_schema(key, tmp_path):
+    """The store keeps tag keys of letters, digits, '_', '.', '-' and '/': a key the schema let
+    through failed the job only when rank 0 recorded its run."""
+    line = _refused_once(parse_config, {"tags": {key: "vision"}})
+    assert line.startswith("tags: a key: letters, digits, '_', '.', '-' or '/', 1 to 250"), line
+    assert f"(received: {key[:20]!r}"[:-1] in line
+    store = Store(f"sqlite:///{tmp_path / 'easgd.db'}")
+    store.init()
+    with pytest.raises(StoreError, match="tag key: letters, digits"):
+        store.create_run("r", params={}, tags={key: "vision"})
+    store.dispose()
 
 
 @pytest.mark.parametrize("eta", [2.0, 4.0, 7.5])
