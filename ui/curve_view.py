@@ -24,6 +24,8 @@ _CSS = "\n".join(
     [
         _read("uplot/uPlot.min.css"),
         ".easgd-curves { width: 100%; }",
+        ".easgd-curve-grid { display: grid; gap: 0.75rem 1.5rem;"
+        " grid-template-columns: repeat(var(--easgd-columns, 1), minmax(0, 1fr)); }",
         ".easgd-curves .u-legend { font-size: 0.8rem; color: var(--st-text-color); }",
     ]
 )
@@ -31,7 +33,8 @@ _JS = _read("uplot/uPlot.iife.min.js") + "\n" + _read("curves.js")
 
 
 def show_curves(payload: dict[str, Any], *, key: str) -> None:
-    """Draw the curves of one `ui.charts.curve_chart` payload.
+    """Draw the curves of one `ui.charts.curve_chart` payload, or a `ui.charts.curve_grid` of
+    several.
 
     The component is registered on every call, as an app script would at its top: each Streamlit
     runtime (and each AppTest) keeps its own registry, and the same definition registers silently.

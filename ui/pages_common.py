@@ -79,9 +79,10 @@ def show_table(
     column_config: dict[str, Any] | None = None,
     hide_index: bool = True,
     **kwargs: Any,
-) -> None:
+) -> Any:
     """st.dataframe as every page shows tables: empty cells blank but for a dash, numbers by
-    magnitude, bytes in the same units as the charts (Streamlit's "bytes" format)."""
+    magnitude, bytes in the same units as the charts (Streamlit's "bytes" format); returns
+    what st.dataframe does (its selection, where `on_select` asks for one)."""
     import streamlit as st
 
     config: dict[str, Any] = {}
@@ -91,4 +92,6 @@ def show_table(
         elif pd.api.types.is_float_dtype(frame[name]):
             config[name] = st.column_config.NumberColumn(format=NUMBER_FORMAT)
     config.update(column_config or {})
-    st.dataframe(frame, hide_index=hide_index, column_config=config, placeholder=EMPTY, **kwargs)
+    return st.dataframe(
+        frame, hide_index=hide_index, column_config=config, placeholder=EMPTY, **kwargs
+    )

@@ -132,23 +132,26 @@ def curves(
     return pd.concat(frames, ignore_index=True)
 
 
-def summary(runs: Sequence[RunRecord], metric: str) -> pd.DataFrame:
-    """Final and best values side by side (best = highest for accuracy, lowest otherwise)."""
-    higher = "accuracy" in metric
+def summary(runs: Sequence[RunRecord], metrics: str | Sequence[str]) -> pd.DataFrame:
+    """Final and best values side by side (best = highest for accuracy, lowest otherwise); with
+    several metrics, a final and a best column for each."""
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    one = len(names) == 1
     rows = []
     for r in runs:
-        m = r.metrics.get(metric)
-        rows.append(
-            {
-                "run": run_label(r),
-                "status": r.status,
-                "final": None if m is None else m.value,
-                "best": None if m is None else (m.max if higher else m.min),
-                "at step": None if m is None else m.step,
-                "bytes sent": r.metrics[BYTES_SENT].value if BYTES_SENT in r.metrics else None,
-                "duration (s)": None if r.duration is None else round(r.duration, 1),
-            }
-        )
+        row: dict[str, Any] = {"run": run_label(r), "status": r.status}
+        for metric in names:
+            m = r.metrics.get(metric)
+            prefix = "" if one else f"{metric} "
+            row[prefix + "final"] = None if m is None else m.value
+            row[prefix + "best"] = (
+                None if m is None else (m.max if higher_is_better(metric) else m.min)
+            )
+            if one:
+                row["at step"] = None if m is None else m.step
+        row["bytes sent"] = r.metrics[BYTES_SENT].value if BYTES_SENT in r.metrics else None
+        row["duration (s)"] = None if r.duration is None else round(r.duration, 1)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -212,3 +215,94 @@ def system_curves(
         )
         for field, frames in found.items()
     }
+
+
+# How a group's runs spread around their mean curve (Compare's "Band").
+BANDS = {"std": "Mean ± 1 std", "minmax": "Min to max", "none": "Mean only"}
+
+
+def param_value(text: Any) -> Any:
+    """A recorded parameter as a value: the store keeps text ("0.05", "true", "easgd"), and a
+    number must sort and scale as one on an axis."""
+    if not isinstance(text, str):
+        return text
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, int | float | bool) else text
+
+
+def group_of(run: RunRecord, keys: Sequence[str]) -> str:
+    """A run's group when runs are grouped by the parameters `keys` (a parameter a run's
+    algorithm does not use reads "-"), e.g. "algorithm=easgd, tau=4"."""
+    used = params_of(run)
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={used.get(k, '-')}" for k in keys)
+
+
+def grouped_curves(
+    data: pd.DataFrame, runs: Sequence[RunRecord], keys: Sequence[str], band: str = "std"
+) -> pd.DataFrame:
+    """The mean curve of each group of runs (same values of `keys`) and its band, from the long
+    table `curves` returns: columns run (the group and its size), x, value (the mean), lo, hi,
+    runs (how many runs the point averages).
+
+    Each run's curve is interpolated at every x any run of its group recorded, and a point is
+    kept only where every run of the group covers it: a mean over seeds is a mean over all of
+    them, not a jump wherever the shortest run stops. The standard deviation is the sample one
+    (n - 1), as the fidelity report's; a group of one run has no band.
+    """
+    if band not in BANDS:
+        raise ValueError(f"band: one of {', '.join(BANDS)} (received: {band!r})")
+    columns = ["run", "x", "value", "lo", "hi", "runs"]
+    if data.empty:
+        return pd.DataFrame(columns=columns)
+    members: dict[str, list[str]] = {}
+    for r in runs:
+        members.setdefault(group_of(r, keys), []).append(r.id)
+    frames = []
+    for group, ids in members.items():
+        own = [data[data["run_id"] == i] for i in ids]
+        own = [f for f in own if not f.empty]
+        if not own:
+            continue
+        xs = np.unique(np.concatenate([f["x"].to_numpy(dtype=float) for f in own]))
+        lo_x = max(f["x"].min() for f in own)
+        hi_x = min(f["x"].max() for f in own)
+        xs = xs[(xs >= lo_x) & (xs <= hi_x)]
+        if not len(xs):
+            continue
+        stack = np.vstack(
+            [
+                np.interp(xs, *_sorted_xy(f["x"].to_numpy(float), f["value"].to_numpy(float)))
+                for f in own
+            ]
+        )
+        mean = stack.mean(axis=0)
+        if band == "std" and len(own) > 1:
+            spread = stack.std(axis=0, ddof=1)
+            lo, hi = mean - spread, mean + spread
+        elif band == "minmax" and len(own) > 1:
+            lo, hi = stack.min(axis=0), stack.max(axis=0)
+        else:
+            lo = hi = np.full(len(xs), np.nan)
+        label = f"{group or 'all runs'} ({len(own)} run{'' if len(own) == 1 else 's'})"
+        frames.append(
+            pd.DataFrame(
+                {"run": label, "x": xs, "value": mean, "lo": lo, "hi": hi, "runs": len(own)}
+            )
+        )
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _sorted_xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.isfinite(x) & np.isfinite(y)
+    order = np.argsort(x[keep], kind="stable")
+    return x[keep][order], y[keep][order]
+
+
+def higher_is_better(metric: str) -> bool:
+    """Accuracy goes up; loss, time and bytes go down (the rule `summary` ranks by)."""
+    return "accuracy" in metric

@@ -1,21 +1,18 @@
 """What the Sweeps page draws: the trials table, the best-so-far curve (a `ui.curve_view`
 payload) and the parallel coordinates of the parameters against the final metric
-(ui/assets/parallel.js, an SVG drawn in the browser). Pure functions of a sweep, but `show_*`."""
+(drawn by `ui.parallel_view`). Pure functions of a sweep."""
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import streamlit as st
 
 from db.entities import SweepRecord, TrialState
 from service.sweeps.spec import Dimension, dimensions, parse_sweep_data
 
-_ASSETS = Path(__file__).resolve().parent / "assets"
 _LOG_KINDS = ("log_uniform", "log_uniform_values")
 
 
@@ -119,27 +116,10 @@ def parallel_chart(sweep: SweepRecord, height: int = 360) -> dict[str, Any]:
                 "best": best is not None and t.number == best.number,
             }
         )
-    return {"axes": axes, "lines": lines, "goal": sweep.goal, "height": height}
-
-
-_CSS = "\n".join(
-    [
-        ".easgd-parallel { width: 100%; }",
-        ".easgd-parallel svg { font: 12px sans-serif; fill: var(--st-text-color); }",
-        # A halo of the background behind labels, so that the lines under them stay readable.
-        ".easgd-parallel text { paint-order: stroke; stroke-width: 3px;"
-        " stroke: var(--st-background-color, #fff); }",
-        ".easgd-parallel .axis { stroke: var(--st-border-color, #bbb); }",
-    ]
-)
-
-
-def show_parallel(payload: dict[str, Any], *, key: str) -> None:
-    """Draw a `parallel_chart` payload (registered on each call, as `ui.curve_view` explains)."""
-    component = st.components.v2.component(
-        "parallel",
-        html='<div class="easgd-parallel"></div>',
-        css=_CSS,
-        js=(_ASSETS / "parallel.js").read_text(encoding="utf-8"),
-    )
-    component(data=payload, key=key)
+    return {
+        "axes": axes,
+        "lines": lines,
+        "goal": sweep.goal,
+        "height": height,
+        "title": "Parallel coordinates of the trials",
+    }

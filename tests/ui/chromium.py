@@ -232,3 +232,47 @@ def table_headers(page, index: int = 0) -> list[str]:
     """The column headers a table shows in its visible width (the grid's accessible copy)."""
     grid = page.get_by_test_id("stDataFrame").nth(index)
     return grid.locator("[role=columnheader]").all_inner_texts()
+
+
+# The height of a table's header and of each of its rows, in pixels (Streamlit's default).
+ROW_HEIGHT = 35
+
+
+def tick_runs(page, *run_ids: str) -> None:
+    """Tick these runs' boxes in the Runs table (the first table), as a person clicks them: the
+    grid draws on a canvas, so the row of each run is found in the grid's accessible copy and
+    its tick box clicked where the canvas draws it."""
+    grid = page.get_by_test_id("stDataFrame").first
+    grid.wait_for()
+    box = grid.bounding_box()
+    for run_id in run_ids:
+        row = grid.locator("[role=row]").filter(
+            has=page.locator("[role=gridcell]", has_text=re.compile(rf"^{run_id}$"))
+        )
+        index = int(row.first.get_attribute("aria-rowindex"))  # 1 is the header
+        page.mouse.click(box["x"] + 18, box["y"] + ROW_HEIGHT * (index - 1) + ROW_HEIGHT / 2)
+        page.wait_for_timeout(1200)  # each tick reruns the page
+
+
+def pick_metrics(page, *metrics: str) -> None:
+    """Show exactly these metrics on Compare: the others' tags removed from the Metrics box,
+    the missing ones typed in."""
+    box = page.get_by_test_id("stMultiSelect").filter(has_text="Metrics")
+    shown = [
+        t.split(",")[0]
+        for t in box.locator('[data-baseweb="tag"]').evaluate_all(
+            "tags => tags.map(t => t.getAttribute('aria-label'))"
+        )
+    ]
+    for metric in metrics:
+        if metric not in shown:
+            box.locator("input").click()
+            page.keyboard.type(metric, delay=20)
+            page.keyboard.press("Enter")
+            page.wait_for_timeout(800)
+            page.keyboard.press("Escape")
+    for metric in shown:
+        if metric not in metrics:
+            box.locator(f'[data-baseweb="tag"][aria-label^="{metric},"] svg').click()
+            page.wait_for_timeout(800)
+    page.wait_for_timeout(400)

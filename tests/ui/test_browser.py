@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.support import BIN, ROOT
-from tests.ui.chromium import SHOTS, choose, chromium_browser, nav, new_page
+from tests.ui.chromium import choose, chromium_browser, nav, new_page, tick_runs
 from tests.ui.chromium import shot as _no_exception
 from ui.testing import DRAWN
 
@@ -79,18 +79,14 @@ def test_launch_watch_compare_in_chromium(product):
 
         nav(page, "Runs")
         expect(page.get_by_role("heading", name="Runs")).to_be_visible()
-        picker = page.get_by_test_id("stMultiSelect").filter(has_text="Runs to compare")
-        for label in ("browser-eamsgd", "tiny-sync"):
-            picker.locator("input").click()
-            page.wait_for_timeout(300)
-            page.keyboard.type(label, delay=30)
-            page.wait_for_timeout(500)
-            page.screenshot(path=str(SHOTS / f"5-picking-{label}.png"))
-            page.keyboard.press("Enter")
-            page.wait_for_timeout(1500)  # the app reruns with the new selection
-            page.keyboard.press("Escape")
-        expect(picker.get_by_text("browser-eamsgd")).to_be_visible()
-        expect(picker.get_by_text("tiny-sync")).to_be_visible()
+        page.get_by_test_id("stDataFrame").first.wait_for()
+        page.wait_for_timeout(1000)
+        ids = {}
+        for name in ("browser-eamsgd", "tiny-sync"):
+            (run,) = [r for r in httpx.get(f"{product.api}/runs").json() if r["name"] == name]
+            ids[name] = run["id"]
+        tick_runs(page, *ids.values())
+        expect(page.get_by_role("button", name="Compare selected (2)")).to_be_enabled()
         _no_exception(page, "5-runs-selected")
         page.get_by_role("button", name="Compare selected").click()
         expect(page.get_by_role("heading", name="Compare runs")).to_be_visible()

@@ -18,6 +18,7 @@ from tests.ui.chromium import (
     ever_drawn,
     legend,
     new_page,
+    pick_metrics,
     shot,
     y_ticks,
 )
@@ -72,7 +73,7 @@ def test_log_scale_ticks_are_numbers_in_the_range_of_the_data(seeded_browser, se
         ("center_accuracy", [accuracy(r, s) for r in EVAL_STEPS for s in EVAL_STEPS[r]]),
         ("train_loss", [loss(r, s) for r in EVAL_STEPS for s in range(STEPS + 1)]),
     ):
-        choose(page, "Metric", metric)
+        pick_metrics(page, metric)
         root = chart(page, metric)
         root.wait_for()
         page.wait_for_timeout(500)

@@ -35,7 +35,7 @@ def test_the_look_viewer_toolbar_our_theme_and_favicon(seeded_browser, seeded):
     tag = page.locator('[data-baseweb="tag"]').first
     assert tag.evaluate(style, "backgroundColor") == primary
     assert page.get_by_test_id("stSliderThumbValue").evaluate(style, "color") == primary
-    metric = page.get_by_role("combobox", name="Metric")
+    metric = page.get_by_role("combobox", name="X axis")
     metric.focus()
     page.wait_for_timeout(300)
     ring = metric.locator("xpath=..")

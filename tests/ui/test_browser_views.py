@@ -19,8 +19,10 @@ from tests.ui.chromium import (
     ever_drawn,
     nav,
     new_page,
+    pick_metrics,
     shot,
     table_headers,
+    tick_runs,
 )
 from tests.ui.seeded_runs import BYTES_PER_STEP, accuracy, loss
 
@@ -35,21 +37,16 @@ def test_each_view_lives_in_its_address(seeded_browser, seeded):
     from playwright.sync_api import expect
 
     page = new_page(seeded_browser, seeded.ui)
-    picker = page.get_by_test_id("stMultiSelect").filter(has_text="Runs to compare")
-    for name in ("sync-run", "easgd-run"):
-        picker.locator("input").click()
-        page.keyboard.type(name, delay=20)
-        page.keyboard.press("Enter")
-        page.wait_for_timeout(1000)
-        page.keyboard.press("Escape")
-    page.get_by_role("button", name="Compare selected").click()
+    tick_runs(page, "cmp-sync", "cmp-easgd")
+    assert _address(page) == {"selected": "cmp-sync,cmp-easgd"}
+    page.get_by_role("button", name="Compare selected (2)").click()
     expect(page.get_by_role("heading", name="Compare runs")).to_be_visible()
     chart(page).wait_for()
     page.wait_for_timeout(1000)
     assert urlparse(page.url).path == "/compare"
     assert _address(page)["runs"] == "cmp-sync,cmp-easgd"
 
-    choose(page, "Metric", "train_loss")
+    pick_metrics(page, "train_loss")
     choose(page, "X axis", "Bytes sent per rank")
     slider = page.get_by_role("slider")
     slider.focus()
@@ -78,14 +75,22 @@ def test_each_view_lives_in_its_address(seeded_browser, seeded):
     root = chart(fresh, "train_loss")
     root.wait_for()
     assert root.get_attribute("data-series") == "3"
-    assert fresh.get_by_role("combobox", name="Metric").input_value() == "train_loss"
+    metrics = fresh.get_by_test_id("stMultiSelect").filter(has_text="Metrics")
+    assert metrics.locator('[data-baseweb="tag"]').all_inner_texts() == ["train_loss"]
     assert fresh.get_by_role("combobox", name="X axis").input_value() == "Bytes sent per rank"
     assert fresh.get_by_test_id("stSliderThumbValue").inner_text() == "0.05"
     assert fresh.get_by_role("switch", name="Log scale").is_checked()
 
-    # Runs -> "Open one run" opens /run?run=...; choosing another run changes the address.
+    # Runs -> one run ticked, "Open selected run" opens /run?run=...; choosing another run
+    # changes the address.
     nav(page, "Runs")
-    choose(page, "Open one run", "cmp-easgd (easgd-run)")
+    page.get_by_test_id("stDataFrame").first.wait_for()
+    page.wait_for_timeout(1000)
+    # The runs compared last are ticked on coming back; untick one to open the other.
+    assert set(_address(page)["selected"].split(",")) == {"cmp-sync", "cmp-easgd", "cmp-tiny"}
+    tick_runs(page, "cmp-sync", "cmp-tiny")
+    assert _address(page) == {"selected": "cmp-easgd"}
+    page.get_by_role("button", name="Open selected run").click()
     expect(page.get_by_role("heading", name="Run", exact=True)).to_be_visible()
     page.wait_for_timeout(1000)
     assert urlparse(page.url).path == "/run" and _address(page) == {"run": "cmp-easgd"}
@@ -104,23 +109,24 @@ def test_csv_download_right_after_a_change_has_the_new_curves(seeded_browser, se
     log = page.get_by_text("Log scale")
     # Each change reruns the page; the download is pressed at once, while it may still run.
     changes = [
-        (lambda: choose(page, "Metric", "train_loss"), ("train_loss", "step")),
+        (lambda: pick_metrics(page, "train_loss"), ("train_loss", "step")),
         (log.click, ("train_loss", "step")),
         (lambda: choose(page, "X axis", "Bytes sent per rank"), ("train_loss", "bytes_sent")),
         (log.click, ("train_loss", "bytes_sent")),
-        (lambda: choose(page, "Metric", "center_accuracy"), ("center_accuracy", "bytes_sent")),
+        (lambda: pick_metrics(page, "center_accuracy"), ("center_accuracy", "bytes_sent")),
     ] + [(log.click, ("center_accuracy", "bytes_sent"))] * 6
     for change, view in changes:
         change()
         with page.expect_download(timeout=20000) as download:
             button.click()
         rows = list(csv.DictReader(io.StringIO(open(download.value.path()).read())))
-        assert rows and set(rows[0]) == {"run", "run_id", "step", "x", "value", "raw"}
+        assert rows and set(rows[0]) == {"metric", "run", "run_id", "step", "x", "value", "raw"}
         metric, x_axis = re.fullmatch(
             r"compare-(\w+)-vs-(\w+)\.csv", download.value.suggested_filename
         ).groups()
         assert (metric, x_axis) == view
         for row in rows:
+            assert row["metric"] == metric
             run, step = row["run_id"], float(row["step"])
             made = loss(run, step) if metric == "train_loss" else accuracy(run, step)
             assert float(row["raw"]) == pytest.approx(made)

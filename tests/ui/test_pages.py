@@ -39,9 +39,25 @@ def _seed(store: Store) -> None:
         store.finish_run(run_id, "finished")
 
 
+def _tick(at: AppTest, *run_ids: str) -> AppTest:
+    """Tick these runs in the Runs table, as its tick boxes would, for the next run of the page
+    (AppTest sends no table selection of its own: a browser sends it on every rerun)."""
+    ids = list(at.dataframe[0].value["run"])
+    at.session_state["runs.table"] = {"selection": {"rows": [ids.index(i) for i in run_ids]}}
+    return at
+
+
+def _components(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.json) for c in at.get("bidi_component")]
+
+
 def _charts(at: AppTest) -> list[dict]:
     """The payloads of the curve charts on the page, as the browser receives them."""
-    return [json.loads(c.proto.json) for c in at.get("bidi_component")]
+    return [c for c in _components(at) if "series" in c or "charts" in c]
+
+
+def _parallel(at: AppTest) -> list[dict]:
+    return [c for c in _components(at) if "axes" in c]
 
 
 def _text(at: AppTest) -> str:
@@ -80,13 +96,15 @@ def test_runs_table_filter_and_bad_filter(ui_store):
 def test_compare_draws_curves_and_summaries(ui_store):
     _seed(ui_store)
     at = open_app()
-    at.multiselect(key="runs.picked").set_value(["r-eam", "r-sync"]).run()
-    at.button[0].click().run()  # Compare selected
+    _tick(at, "r-eam", "r-sync").run()
+    assert at.button(key="runs.compare").label == "Compare selected (2)"
+    assert at.button(key="runs.open").disabled  # opens exactly one run
+    _tick(at, "r-eam", "r-sync").button(key="runs.compare").click().run()
     assert not at.exception
     assert at.title[0].value == "Compare runs"
     at.switch_page("views/compare.py").run()  # AppTest reruns the default page otherwise
     assert at.multiselect(key="compare.runs").value == ["r-eam", "r-sync"]
-    assert at.selectbox(key="compare.metric").value == "center_accuracy"
+    assert at.multiselect(key="compare.metrics").value == ["center_accuracy"]
     (chart,) = _charts(at)
     assert chart["y_label"] == "center_accuracy" and chart["x_label"] == "Step"
     assert [(c["label"], c["x"], c["y"]) for c in chart["series"]] == [
@@ -114,7 +132,8 @@ def test_compare_draws_curves_and_summaries(ui_store):
 def test_run_page_and_clone_into_launch(ui_store):
     _seed(ui_store)
     at = open_app()
-    at.selectbox(key="runs.open").set_value("r-eam").run()
+    _tick(at, "r-eam").run()
+    _tick(at, "r-eam").button(key="runs.open").click().run()
     assert at.title[0].value == "Run"
     at.switch_page("views/run.py").run()  # AppTest reruns the default page otherwise
     assert at.selectbox(key="run.id").value == "r-eam"

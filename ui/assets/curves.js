@@ -122,21 +122,20 @@ function themeColor(element, name, fallback) {
   return value || fallback;
 }
 
-const plots = new WeakMap();
+// A colour with an alpha, for a group's band under its mean line.
+function translucent(hex, alpha) {
+  const n = parseInt(hex.slice(1), 16);
+  return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, ${alpha})`;
+}
 
-export default function ({ parentElement, data }) {
-  const root = parentElement.querySelector(".easgd-curves");
-  const host = parentElement.host || parentElement;
-  const previous = plots.get(root);
-  if (previous) {
-    previous.observer.disconnect();
-    previous.plot.destroy();
-  }
+// One chart in `root`; returns what undoes it. `sync`: the key of the charts whose cursors move
+// together (uPlot.sync), or null.
+function drawChart(root, host, data, sync) {
   root.dataset.drawn = "0";
   const series = data.series || [];
   root.dataset.series = String(series.length);
   root.dataset.y = data.y_label || "";
-  if (!series.length) return undefined;
+  if (!series.length) return () => {};
 
   const text = themeColor(root, "--st-text-color", "#31333f");
   const grid = themeColor(root, "--st-border-color", "rgba(128, 128, 128, 0.2)");
@@ -147,6 +146,44 @@ export default function ({ parentElement, data }) {
   // The x under the cursor: the data point it snapped to, of whichever run has one there.
   const cursorX = (u) => (u.cursor.idx == null ? null : u.data[0][u.cursor.idx]);
   const yAxis = { ...axis, label: data.y_label, size: 70, values: (u, splits) => splits.map(fmtY) };
+
+  // A series with a band (a group's mean over its runs) brings two hidden series, its lower and
+  // upper edges, which uPlot fills between; their legend rows are removed below.
+  const plotted = [{ label: data.x_label, value: (u) => fmtX(cursorX(u)) }];
+  const columns = [];
+  const bands = [];
+  const hidden = [];
+  series.forEach((s, i) => {
+    const colour = PALETTE[i % PALETTE.length];
+    const banded = Array.isArray(s.lo) && Array.isArray(s.hi);
+    plotted.push({
+      label: s.label,
+      stroke: colour,
+      width: 1.6,
+      spanGaps: true,
+      points: { show: false },
+      value: (u) => {
+        const x = cursorX(u);
+        const mean = fmtY(valueAt(s.x, s.y, x));
+        if (!banded || mean === "--") return mean;
+        const lo = valueAt(s.x, s.lo, x);
+        const hi = valueAt(s.x, s.hi, x);
+        return lo == null || hi == null || !Number.isFinite(lo) ? mean : `${mean} [${fmtY(lo)}, ${fmtY(hi)}]`;
+      },
+    });
+    columns.push([s.x, s.y]);
+    if (banded) {
+      const mean = plotted.length - 1;
+      for (const edge of [s.lo, s.hi]) {
+        plotted.push({ label: "", stroke: "transparent", width: 0, spanGaps: true, points: { show: false } });
+        columns.push([s.x, edge]);
+        hidden.push(plotted.length - 1);
+      }
+      bands.push({ series: [mean + 2, mean + 1], fill: translucent(colour, 0.18) });
+      root.dataset.bands = String(bands.length);
+    }
+  });
+  if (!bands.length) delete root.dataset.bands;
 
   const opts = {
     width: width(),
@@ -159,17 +196,8 @@ export default function ({ parentElement, data }) {
       { ...axis, label: data.x_label, values: (u, splits) => splits.map(fmtX) },
       data.log ? { ...yAxis, splits: logSplits } : yAxis,
     ],
-    series: [
-      { label: data.x_label, value: (u) => fmtX(cursorX(u)) },
-      ...series.map((s, i) => ({
-        label: s.label,
-        stroke: PALETTE[i % PALETTE.length],
-        width: 1.6,
-        spanGaps: true,
-        points: { show: false },
-        value: (u) => fmtY(valueAt(s.x, s.y, cursorX(u))),
-      })),
-    ],
+    series: plotted,
+    bands,
     cursor: {
       drag: { x: true, y: false },
       points: { show: false },
@@ -179,6 +207,7 @@ export default function ({ parentElement, data }) {
         const x = left < 0 ? null : u.data[0][u.posToIdx(left)];
         return x == null ? [left, top] : [Math.round(u.valToPos(x, "x")), top];
       },
+      ...(sync ? { sync: { key: sync, setSeries: false } } : {}),
     },
     legend: { live: true },
     hooks: {
@@ -196,17 +225,59 @@ export default function ({ parentElement, data }) {
     },
   };
   // One x array for all runs: uPlot.join merges them, leaving gaps that spanGaps bridges.
-  const aligned = uPlot.join(series.map((s) => [s.x, s.y]));
+  const aligned = uPlot.join(columns);
   const plot = new uPlot(opts, aligned, root);
+  const rows = plot.root.querySelectorAll(".u-legend .u-series");
+  for (const idx of hidden) rows[idx]?.remove();
   const observer = new ResizeObserver(() => {
     const w = width();
     if (Math.abs(w - plot.width) > 1) plot.setSize({ width: w, height: plot.height });
   });
   observer.observe(root);
-  plots.set(root, { plot, observer });
   return () => {
     observer.disconnect();
     plot.destroy();
-    plots.delete(root);
+  };
+}
+
+const drawn = new WeakMap();
+let grids = 0;
+
+// data: one chart's payload, or {charts: [payload, ...], columns} for a grid of charts whose
+// cursors move together (each chart a .easgd-curves of its own inside the grid).
+export default function ({ parentElement, data }) {
+  const root = parentElement.querySelector(".easgd-curves");
+  const host = parentElement.host || parentElement;
+  drawn.get(root)?.();
+  drawn.delete(root);
+  if (!Array.isArray(data.charts)) {
+    root.classList.remove("easgd-curve-grid");
+    root.replaceChildren();
+    const undo = drawChart(root, host, data, null);
+    drawn.set(root, undo);
+    return () => {
+      undo();
+      drawn.delete(root);
+    };
+  }
+  // The grid itself is no chart: a test or a page looks for the charts inside it.
+  for (const name of ["drawn", "series", "y", "bands", "cursorX"]) delete root.dataset[name];
+  root.classList.add("easgd-curve-grid");
+  root.dataset.charts = String(data.charts.length);
+  root.style.setProperty("--easgd-columns", String(data.columns || 1));
+  root.replaceChildren();
+  grids += 1;
+  const sync = `easgd-grid-${grids}`;
+  const undos = data.charts.map((chart) => {
+    const cell = document.createElement("div");
+    cell.className = "easgd-curves";
+    root.appendChild(cell);
+    return drawChart(cell, host, chart, sync);
+  });
+  const undo = () => undos.forEach((u) => u());
+  drawn.set(root, undo);
+  return () => {
+    undo();
+    drawn.delete(root);
   };
 }

@@ -1,9 +1,10 @@
-// Parallel coordinates of a sweep's trials: one vertical axis per parameter and the metric last,
-// one line per trial, coloured by its metric (best dark blue, worst light orange). Trials stopped
-// early are dashed; the best trial is drawn thick, on top. Plain SVG, no library.
+// Parallel coordinates of a sweep's trials, or of compared runs: one vertical axis per parameter
+// and the metric last, one line per trial or run, coloured by its metric (best dark blue, worst
+// light orange). Trials stopped early are dashed; the best is drawn thick, on top. Plain SVG, no
+// library.
 //
 // data: {axes: [{label, kind: number|log|category, min, max, ticks}], lines: [{label, values,
-//        state, best}], goal: maximize|minimize, height}
+//        state, best}], goal: maximize|minimize, height, title}
 
 const SVG = "http://www.w3.org/2000/svg";
 const precise = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 4 });
@@ -82,7 +83,7 @@ export default function ({ parentElement, data }) {
     const bottom = 24;
     const side = 70;
     const svg = el("svg", { width, height, role: "img" }, root);
-    el("title", {}, svg).textContent = "Parallel coordinates of the trials";
+    el("title", {}, svg).textContent = data.title || "Parallel coordinates";
     const step = (width - 2 * side) / (axes.length - 1);
     const x = (i) => side + i * step;
     const y = (axis, v) => top + (1 - position(axis, v)) * (height - top - bottom);

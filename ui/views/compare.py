@@ -1,15 +1,27 @@
-"""Compare: curves of several runs overlaid, the parameters that differ, final and best values."""
+"""Compare: curves of several runs overlaid (several metrics at once, their cursors linked), runs
+grouped by parameters with a mean and a band over seeds, the parameters against a final metric,
+the parameters that differ, final and best values."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
-from training.metrics import BYTES_SENT, CENTER_ACCURACY, EPOCH
+from training.metrics import BYTES_SENT, CENTER_ACCURACY, EPOCH, TRAIN_LOSS
 from ui import address, state
-from ui.charts import curve_chart
+from ui.charts import curve_chart, curve_grid, runs_parallel_chart
 from ui.curve_view import show_curves
 from ui.pages_common import recent_runs_or_stop, show_live, show_table, stop_when_finished
-from ui.shaping import X_AXES, curves, params_table, summary
+from ui.parallel_view import show_parallel
+from ui.shaping import (
+    BANDS,
+    X_AXES,
+    curves,
+    differing_params,
+    grouped_curves,
+    params_table,
+    summary,
+)
 
 st.title("Compare runs")
 store = state.store()
@@ -21,7 +33,7 @@ address.restore(
 ids = st.multiselect("Runs", list(labels), format_func=labels.get, key="compare.runs")
 address.publish([picked])
 if not ids:
-    st.info("Pick runs here, or select them on the **Runs** page and press *Compare selected*.")
+    st.info("Tick runs on the **Runs** page and press *Compare selected*, or pick them here.")
     st.stop()
 st.session_state[state.COMPARE] = ids
 
@@ -29,11 +41,21 @@ keys = [k for k in store.metric_keys(ids) if k != EPOCH]
 if not keys:
     st.info("These runs have recorded no metric yet.")
     st.stop()
+shown = [r for r in recent if r.id in ids]
+groupable = differing_params(shown) if len(shown) > 1 else []
 view = [
-    address.Param("metric", "compare.metric", address.one_of(keys)),
+    address.Param("metric", "compare.metrics", address.subset_of(keys), address.joined),
     address.Param("x", "compare.x", address.one_of(list(X_AXES))),
     address.Param("smoothing", "compare.smoothing", address.number_in(0.0, 0.99), "{:g}".format),
     address.Param("log", "compare.log", address.flag, address.flag_text),
+    address.Param("group", "compare.group", address.subset_of(groupable), address.joined),
+    # The band means something only for groups: without one it stays out of the address.
+    address.Param(
+        "band",
+        "compare.band",
+        address.one_of(list(BANDS)),
+        lambda band: band if st.session_state.get("compare.group") else None,
+    ),
 ]
 address.restore(
     view,
@@ -41,43 +63,99 @@ address.restore(
         "compare.x": "step",
         "compare.smoothing": 0.0,
         "compare.log": False,
+        "compare.group": [],
+        "compare.band": "std",
     },
 )
-if st.session_state.get("compare.metric") not in keys:  # the runs changed, or a first visit
-    st.session_state["compare.metric"] = CENTER_ACCURACY if CENTER_ACCURACY in keys else keys[0]
-cols = st.columns([2, 2, 2, 1])
-metric = cols[0].selectbox("Metric", keys, key="compare.metric")
+# The runs changed, or a first visit: keep the metrics they still have, else the key ones.
+kept = [m for m in st.session_state.get("compare.metrics") or [] if m in keys]
+st.session_state["compare.metrics"] = (
+    kept or [m for m in (CENTER_ACCURACY, TRAIN_LOSS) if m in keys][:1] or keys[:1]
+)
+st.session_state["compare.group"] = [
+    k for k in st.session_state.get("compare.group") or [] if k in groupable
+]
+cols = st.columns([4, 2, 2, 1])
+metrics = cols[0].multiselect(
+    "Metrics",
+    keys,
+    key="compare.metrics",
+    help="Each metric is a chart of its own; the cursor on one shows every chart at that x.",
+)
 x_axis = cols[1].selectbox("X axis", list(X_AXES), format_func=X_AXES.get, key="compare.x")
 smoothing = cols[2].slider("Smoothing", 0.0, 0.99, step=0.01, key="compare.smoothing")
 log_scale = cols[3].toggle("Log scale", key="compare.log")
+cols = st.columns([4, 2, 3])
+group = cols[0].multiselect(
+    "Group by",
+    groupable,
+    key="compare.group",
+    disabled=not groupable,
+    placeholder="No grouping" if groupable else "Nothing differs to group by",
+    help="Runs with the same values of these parameters are drawn as one curve: their mean, "
+    "where every run of the group has a value, and a band around it (seeds left out of the "
+    "grouping are what the band spans).",
+)
+band = cols[1].selectbox(
+    "Band", list(BANDS), format_func=BANDS.get, key="compare.band", disabled=not group
+)
 address.publish(view)
-
-shown = [r for r in recent if r.id in ids]
+if not metrics:
+    st.info("Pick one metric or more to draw.")
+    st.stop()
 
 
 def comparison() -> None:
     """Everything drawn from the runs' records: redrawn every few seconds while one runs."""
     found = store.get_runs(ids)
     runs = [found[i] for i in ids if i in found]  # in the order the user picked them
-    wanted = [metric] + ([x_axis] if x_axis in (EPOCH, BYTES_SENT) else [])
+    wanted = [*metrics] + ([x_axis] if x_axis in (EPOCH, BYTES_SENT) else [])
     histories = store.metric_histories(ids, wanted, max_points=1000)
-    data = curves(histories, runs, metric, x_axis, smoothing)
-    if data.empty:
-        st.warning(f"None of these runs recorded {metric} against {X_AXES[x_axis].lower()} yet.")
-    else:
-        show_curves(curve_chart(data, metric, x_axis, log_scale), key="compare.chart")
+    charts, tables = [], []
+    for metric in metrics:
+        data = curves(histories, runs, metric, x_axis, smoothing)
+        if data.empty:
+            continue
+        drawn = grouped_curves(data, runs, group, band) if group else data
+        charts.append(
+            curve_chart(drawn, metric, x_axis, log_scale, height=380 if len(metrics) == 1 else 300)
+        )
+        tables.append(drawn.assign(metric=metric))
+    missing = [m for m in metrics if m not in {c["y_label"] for c in charts}]
+    if missing:
+        st.warning(
+            f"None of these runs recorded {', '.join(missing)} against "
+            f"{X_AXES[x_axis].lower()} yet."
+        )
+    if charts:
+        payload = charts[0] if len(charts) == 1 else curve_grid(charts)
+        show_curves(payload, key="compare.chart")
+        table = pd.concat(tables, ignore_index=True)
+        table = table[["metric", *[c for c in table.columns if c != "metric"]]]
         # The bytes themselves, not a callable: a deferred file is dropped by the next run,
         # and a click just after a change asked for one that was gone (a download that spun).
         st.download_button(
             "Download these curves (CSV)",
-            data.to_csv(index=False).encode("utf-8"),
-            file_name=f"compare-{metric}-vs-{x_axis}.csv",
+            table.to_csv(index=False).encode("utf-8"),
+            file_name=f"compare-{'+'.join(metrics)}-vs-{x_axis}.csv",
             mime="text/csv",
             key="compare.csv",
             on_click="ignore",
         )
     st.subheader("Final and best")
-    show_table(summary(runs, metric))
+    show_table(summary(runs, metrics))
+    differ = differing_params(runs) if len(runs) > 1 else []
+    if differ:
+        st.subheader(f"Parameters against the final {metrics[0]}")
+        parallel = runs_parallel_chart(runs, metrics[0], differ)
+        if len(parallel["lines"]) < 2:
+            st.caption(f"Fewer than two of these runs have a final {metrics[0]} to draw.")
+        else:
+            show_parallel(parallel, key="compare.parallel")
+            st.caption(
+                "One line per run, coloured from worst (orange) to best (blue); the best is "
+                "thick. Hover a line for its values."
+            )
     st.subheader("Parameters that differ")
     show_table(params_table(runs), hide_index=False)
     stop_when_finished(shown, runs)

@@ -8,7 +8,7 @@ from db.errors import StoreError
 from db.query import FilterError
 from ui import address, state
 from ui.pages_common import show_table
-from ui.shaping import run_label, runs_frame
+from ui.shaping import runs_frame
 
 st.title("Runs")
 store = state.store()
@@ -36,31 +36,48 @@ if not runs and not text:
 elif not runs:
     st.warning("No run matches this filter.")
 else:
+    ids = [r.id for r in runs]
+    # The ticked runs live in the address too; the table's own state holds row numbers, which
+    # point at other runs once the filter changes, so the ticks are laid anew by run id then.
+    ticked = address.Param("selected", "runs.selected", address.subset_of(ids), address.joined)
+    # Back from Compare, the runs compared there are the ones ticked.
+    compared = list(st.session_state.get(state.COMPARE, []))
+    if st.session_state.get("runs.compared") != compared:
+        st.session_state["runs.compared"] = compared
+        st.session_state["runs.selected"] = compared
+    address.restore([ticked], {"runs.selected": []})
+    wanted = [i for i in st.session_state["runs.selected"] if i in ids]
+    if st.session_state.get("runs.table.laid") != (ids, wanted):
+        st.session_state["runs.table"] = {
+            "selection": {"rows": [ids.index(i) for i in wanted], "columns": [], "cells": []}
+        }
     # The run column stays in view when the table scrolls to the right.
-    show_table(runs_frame(runs), {"run": st.column_config.TextColumn("run", pinned=True)})
+    event = show_table(
+        runs_frame(runs),
+        {"run": st.column_config.TextColumn("run", pinned=True)},
+        key="runs.table",
+        on_select="rerun",
+        selection_mode="multi-row",
+    )
+    picked = [ids[i] for i in event.selection.rows if 0 <= i < len(ids)]
+    st.session_state["runs.selected"] = picked
+    st.session_state["runs.table.laid"] = (ids, picked)
+    address.publish([ticked])
     st.caption(
         f"{len(runs)} run{'' if len(runs) == 1 else 's'}; "
-        "parameters shown are those that differ between them"
+        "parameters shown are those that differ between them. "
+        "Tick runs to compare them, or one to open it."
+        + (f" {len(picked)} ticked." if picked else "")
     )
-    labels = {r.id: run_label(r) for r in runs}
-    remembered = [i for i in st.session_state.get(state.COMPARE, []) if i in labels]
-    picked = st.multiselect(
-        "Runs to compare",
-        list(labels),
-        default=remembered,
-        format_func=labels.get,
-        key="runs.picked",
-    )
-    cols = st.columns(2)
-    if cols[0].button("Compare selected", type="primary", disabled=not picked):
+    buttons = st.container(horizontal=True)
+    if buttons.button(
+        f"Compare selected ({len(picked)})" if picked else "Compare selected",
+        type="primary",
+        disabled=not picked,
+        key="runs.compare",
+    ):
         st.session_state[state.COMPARE] = picked
         st.switch_page(state.PAGE_PATHS["compare"], query_params={"runs": ",".join(picked)})
-    one = cols[1].selectbox(
-        "Open one run",
-        [None, *labels],
-        format_func=lambda i: "(choose)" if i is None else labels[i],
-        key="runs.open",
-    )
-    if one:
-        st.session_state[state.RUN] = one
-        st.switch_page(state.PAGE_PATHS["run"], query_params={"run": one})
+    if buttons.button("Open selected run", disabled=len(picked) != 1, key="runs.open"):
+        st.session_state[state.RUN] = picked[0]
+        st.switch_page(state.PAGE_PATHS["run"], query_params={"run": picked[0]})

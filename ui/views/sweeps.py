@@ -9,7 +9,8 @@ from db.entities import SweepRecord
 from service.client import ApiError
 from ui import address, state
 from ui.curve_view import show_curves
-from ui.sweep_view import best_so_far_chart, parallel_chart, show_parallel, trials_frame
+from ui.parallel_view import show_parallel
+from ui.sweep_view import best_so_far_chart, parallel_chart, trials_frame
 
 st.title("Sweeps")
 store = state.store()
