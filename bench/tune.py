@@ -192,12 +192,17 @@ def config_key(cfg: dict) -> str | None:
 
 
 def finished_trials(store: Store) -> dict[str, tuple[int, int, str]]:
-    """Every configuration some sweep's trial ran to its end: (sweep, trial, run id), the newest
-    sweep's where several did."""
+    """Every configuration some sweep's trial ran to its end and whose run's metrics.jsonl is
+    still here: (sweep, trial, run id), the newest sweep's where several did."""
     out: dict[str, tuple[int, int, str]] = {}
     for sweep in store.list_sweeps(limit=100000):
+        runs = store.get_runs([t.run_id for t in sweep.trials if t.run_id])
         for t in sweep.trials:
-            if t.state is not TrialState.SUCCEEDED or not t.run_id:
+            if t.state is not TrialState.SUCCEEDED or t.run_id not in runs:
+                continue
+            # A run deleted since, or whose directory is gone, is trained again.
+            run_dir = runs[t.run_id].run_dir
+            if not run_dir or not (Path(run_dir) / "metrics.jsonl").is_file():
                 continue
             try:
                 key = config_key(with_values(sweep.base_config, t.params))
@@ -349,9 +354,18 @@ class Tuner:
                 break
         for a, runs in tried.items():
             print(f"tune: {tuning.workload} {a}: {_said(choose(runs), tuning.target)}", flush=True)
+        # A record with no choice for an algorithm would fail `make bench` later, less clearly.
+        lost = {a: runs for a, runs in tried.items() if choose(runs) is None}
+        if lost:
+            sweeps = sorted({t["sweep"] for runs in lost.values() for t in runs})
+            raise TuneError(
+                f"no trial of {', '.join(lost)} on {tuning.workload} recorded a center accuracy, "
+                f"so there is nothing to choose; see `easgd sweep show ID` for sweeps "
+                f"{', '.join(map(str, sweeps))} (their jobs' logs say why)"
+            )
         return {
             "target": tuning.target,
-            "chosen": {a: (choose(t) or {}).get("optimizer") for a, t in tried.items()},
+            "chosen": {a: choose(t)["optimizer"] for a, t in tried.items()},
             "tried": tried,
             "sweeps": {a: sorted({t["sweep"] for t in runs}) for a, runs in tried.items()},
         }
@@ -525,7 +539,14 @@ def _tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (a `timeout`, a cancelled CI job) as Ctrl-C: the running sweeps are stopped and
+    the service with them, not left running in the store with their jobs orphaned."""
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         raise SystemExit(main())
     except KeyboardInterrupt:

@@ -31,7 +31,14 @@ class Client:
         self.url = (url or default_url()).rstrip("/")
         token = token or os.environ.get("EASGD_API_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        try:
+            self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        except httpx.InvalidURL as exc:
+            raise ApiError(
+                f"the job service's URL is not a URL: {exc}; give one such as "
+                f"http://127.0.0.1:{DEFAULT_PORT} with --api or EASGD_API_URL "
+                f"(received: {self.url!r})"
+            ) from None
 
     def _call(self, method: str, path: str, **kwargs) -> Any:
         try:

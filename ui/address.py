@@ -78,10 +78,14 @@ def one_of(options: Sequence[str]) -> Callable[[str], str]:
 
 def subset_of(options: Sequence[str]) -> Callable[[str], list[str]]:
     """A reader of comma-separated choices among `options`, in the address's order, repeats
-    and unknown ones dropped."""
+    and unknown ones dropped; one that names none of them is ignored, as any value that names
+    nothing on the page."""
 
     def read(text: str) -> list[str]:
-        return list(dict.fromkeys(i for i in text.split(",") if i in options))
+        chosen = list(dict.fromkeys(i for i in text.split(",") if i in options))
+        if not chosen:
+            raise ValueError(text)
+        return chosen
 
     return read
 

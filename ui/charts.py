@@ -31,7 +31,8 @@ def curve_chart(
     Points are sorted by x and stripped of values JSON cannot carry (NaN, infinities); on a log
     scale values <= 0 are dropped too, since they have no place on it. A table with `lo` and
     `hi` columns (`ui.shaping.grouped_curves`) gives each series a band, where both are finite
-    (JSON's null elsewhere).
+    (JSON's null elsewhere), and with `runs` and `of` columns how many of its runs each point
+    averages.
     """
     if x_axis not in X_AXES:
         raise ValueError(f"x axis: one of {', '.join(X_AXES)} (received: {x_axis!r})")
@@ -55,6 +56,9 @@ def curve_chart(
             if np.isfinite(lo).any() and np.isfinite(hi).any():
                 one["lo"] = [float(v) if np.isfinite(v) else None for v in lo]
                 one["hi"] = [float(v) if np.isfinite(v) else None for v in hi]
+        if "runs" in group and "of" in group:
+            one["n"] = [int(v) for v in group["runs"].to_numpy()[keep][order]]
+            one["of"] = int(group["of"].iat[0])
         series.append(one)
     return {
         "series": series,

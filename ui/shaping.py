@@ -245,16 +245,18 @@ def grouped_curves(
 ) -> pd.DataFrame:
     """The mean curve of each group of runs (same values of `keys`) and its band, from the long
     table `curves` returns: columns run (the group and its size), x, value (the mean), lo, hi,
-    runs (how many runs the point averages).
+    runs (how many runs the point averages) and of (how many runs the group has).
 
-    Each run's curve is interpolated at every x any run of its group recorded, and a point is
-    kept only where every run of the group covers it: a mean over seeds is a mean over all of
-    them, not a jump wherever the shortest run stops. The standard deviation is the sample one
-    (n - 1), as the fidelity report's; a group of one run has no band.
+    Each run's curve is taken on the straight line between its points, at every x any run of
+    its group recorded, and only inside the x it covers: at each x the mean is over the runs
+    that have a value there, as W&B's groups are, so a seed that has just started, or that
+    stopped early, neither hides the group nor pulls its mean outside its own range (the
+    legend says "2 of 3 runs" there). The standard deviation is the sample one (n - 1), as the
+    fidelity report's; where one run has a value there is no band.
     """
     if band not in BANDS:
         raise ValueError(f"band: one of {', '.join(BANDS)} (received: {band!r})")
-    columns = ["run", "x", "value", "lo", "hi", "runs"]
+    columns = ["run", "x", "value", "lo", "hi", "runs", "of"]
     if data.empty:
         return pd.DataFrame(columns=columns)
     members: dict[str, list[str]] = {}
@@ -262,35 +264,40 @@ def grouped_curves(
         members.setdefault(group_of(r, keys), []).append(r.id)
     frames = []
     for group, ids in members.items():
-        own = [data[data["run_id"] == i] for i in ids]
-        own = [f for f in own if not f.empty]
+        own = []
+        for i in ids:
+            f = data[data["run_id"] == i]
+            x, y = _sorted_xy(f["x"].to_numpy(float), f["value"].to_numpy(float))
+            if len(x):
+                own.append((x, y))
         if not own:
             continue
-        xs = np.unique(np.concatenate([f["x"].to_numpy(dtype=float) for f in own]))
-        lo_x = max(f["x"].min() for f in own)
-        hi_x = min(f["x"].max() for f in own)
-        xs = xs[(xs >= lo_x) & (xs <= hi_x)]
-        if not len(xs):
-            continue
+        xs = np.unique(np.concatenate([x for x, _ in own]))
         stack = np.vstack(
-            [
-                np.interp(xs, *_sorted_xy(f["x"].to_numpy(float), f["value"].to_numpy(float)))
-                for f in own
-            ]
+            [np.where((xs >= x[0]) & (xs <= x[-1]), np.interp(xs, x, y), np.nan) for x, y in own]
         )
-        mean = stack.mean(axis=0)
-        if band == "std" and len(own) > 1:
-            spread = stack.std(axis=0, ddof=1)
-            lo, hi = mean - spread, mean + spread
-        elif band == "minmax" and len(own) > 1:
-            lo, hi = stack.min(axis=0), stack.max(axis=0)
-        else:
-            lo = hi = np.full(len(xs), np.nan)
-        label = f"{group or 'all runs'} ({len(own)} run{'' if len(own) == 1 else 's'})"
+        count = np.isfinite(stack).sum(axis=0)
+        mean = np.nanmean(stack, axis=0)
+        lo = hi = np.full(len(xs), np.nan)
+        several = count > 1
+        if band != "none" and several.any():
+            with np.errstate(invalid="ignore"):
+                if band == "std":
+                    spread = np.nanstd(stack[:, several], axis=0, ddof=1)
+                    edges = mean[several] - spread, mean[several] + spread
+                else:
+                    edges = (
+                        np.nanmin(stack[:, several], axis=0),
+                        np.nanmax(stack[:, several], axis=0),
+                    )
+            lo, hi = lo.copy(), hi.copy()
+            lo[several], hi[several] = edges
+        size = len(ids)
+        label = f"{group or 'all runs'} ({size} run{'' if size == 1 else 's'})"
         frames.append(
             pd.DataFrame(
-                {"run": label, "x": xs, "value": mean, "lo": lo, "hi": hi, "runs": len(own)}
-            )
+                {"run": label, "x": xs, "value": mean, "lo": lo, "hi": hi, "runs": count}
+            ).assign(of=size)
         )
     if not frames:
         return pd.DataFrame(columns=columns)

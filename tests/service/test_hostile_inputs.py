@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import typing
@@ -28,6 +29,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from db.store import Store
+from db.text import KEY_PATTERN
 from service import cli
 from service.api import create_app
 from service.settings import ServiceSettings
@@ -208,6 +210,11 @@ def variants() -> tuple[list[Variant], list[Variant]]:
                         value,
                     )
                 )
+                # A key is held to the store's rule (letters, digits, '_', '.', '-', '/'):
+                # a path is a legal key, a quote or a '$(' is not.
+                if not re.fullmatch(KEY_PATTERN, value):
+                    bad(f"key-{tag}", {value: "v"})
+                    continue
                 accepted.append(
                     Variant(
                         f"{dotted}:key-{tag}",

@@ -51,17 +51,23 @@ def _runs():
     return runs, histories
 
 
-def test_a_group_is_the_mean_of_its_runs_where_all_of_them_have_a_value():
+def test_a_group_is_at_each_x_the_mean_of_the_runs_that_have_a_value_there():
     runs, histories = _runs()
     data = curves(histories, runs, "acc")
     grouped = grouped_curves(data, runs, ["optimizer.algorithm"], band="std")
     easgd = grouped[grouped["run"] == "algorithm=easgd (2 runs)"]
-    # e2 covers steps 10..30: the union of the two grids cut to that is 10, 20, 30.
-    assert list(easgd["x"]) == [10.0, 20.0, 30.0]
+    # Every x either run recorded; e2 covers only steps 10..30, e1 steps 0..40.
+    assert list(easgd["x"]) == [0.0, 10.0, 20.0, 30.0, 40.0]
     # e1 at 10 and 30 lies on its straight lines: 0.1 + 0.4 * 10/20 = 0.3, 0.5 + 0.2 * 10/20 = 0.6;
-    # e2 at 20 lies halfway between 0.4 and 0.8: 0.6.
-    e1, e2 = [0.3, 0.5, 0.6], [0.4, 0.6, 0.8]
-    for row, a, b in zip(easgd.itertuples(), e1, e2):
+    # e2 at 20 lies halfway between 0.4 and 0.8: 0.6. At 0 and 40 e2 has no value.
+    e1 = [0.1, 0.3, 0.5, 0.6, 0.7]
+    e2 = [None, 0.4, 0.6, 0.8, None]
+    for row, a, b in zip(easgd.itertuples(), e1, e2, strict=True):
+        assert row.of == 2
+        if b is None:
+            assert (row.value, row.runs) == (pytest.approx(a), 1)
+            assert math.isnan(row.lo) and math.isnan(row.hi)  # one run: no band
+            continue
         mean = (a + b) / 2
         std = math.sqrt(((a - mean) ** 2 + (b - mean) ** 2) / (2 - 1))
         assert row.value == pytest.approx(mean)
@@ -70,6 +76,16 @@ def test_a_group_is_the_mean_of_its_runs_where_all_of_them_have_a_value():
     sync = grouped[grouped["run"] == "algorithm=sync (2 runs)"]
     assert list(sync["value"]) == pytest.approx([0.3, 0.6])
     assert list(sync["hi"] - sync["lo"]) == pytest.approx([2 * math.sqrt(0.02), 0.0])
+
+
+def test_a_run_with_no_value_yet_counts_in_its_group_and_draws_nothing():
+    runs, histories = _runs()
+    late = run_record("e3", {**runs[0].params, "seed": "3"})
+    data = curves(histories, [*runs, late], "acc")
+    grouped = grouped_curves(data, [*runs, late], ["optimizer.algorithm"], band="minmax")
+    easgd = grouped[grouped["run"] == "algorithm=easgd (3 runs)"]
+    assert set(easgd["of"]) == {3} and set(easgd["runs"]) == {1, 2}
+    assert list(easgd["value"]) == pytest.approx([0.1, 0.35, 0.55, 0.7, 0.7])
 
 
 def test_min_max_band_and_a_group_of_one_run_without_a_band():
@@ -102,10 +118,14 @@ def test_a_group_chart_carries_its_band_and_the_grid_links_several_charts():
     chart = curve_chart(grouped, "acc")
     easgd = chart["series"][0]
     assert easgd["label"] == "algorithm=easgd (2 runs)"
-    assert len(easgd["lo"]) == len(easgd["hi"]) == len(easgd["x"]) == 3
-    assert all(lo < y < hi for lo, y, hi in zip(easgd["lo"], easgd["y"], easgd["hi"]))
+    assert len(easgd["lo"]) == len(easgd["hi"]) == len(easgd["x"]) == 5
+    # A point of one run has no band (JSON's null) and says it averages 1 of the 2 runs.
+    assert easgd["lo"][0] is None and easgd["hi"][4] is None
+    assert (easgd["n"], easgd["of"]) == ([1, 2, 2, 2, 1], 2)
+    inner = zip(easgd["lo"][1:4], easgd["y"][1:4], easgd["hi"][1:4])
+    assert all(lo < y < hi for lo, y, hi in inner)
     plain = curve_chart(curves(histories, runs, "acc"), "acc")
-    assert all("lo" not in s for s in plain["series"])
+    assert all("lo" not in s and "n" not in s for s in plain["series"])
     grid = curve_grid([chart, plain])
     assert grid == {"charts": [chart, plain], "columns": 2}
     assert curve_grid([chart])["columns"] == 1

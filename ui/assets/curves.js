@@ -101,7 +101,8 @@ function logSplits(u, axisIdx, min, max) {
 }
 
 // A run's value at x: its own point there, else the straight line between its two points
-// around x; none outside the x it covers.
+// around x; none outside the x it covers, nor next to a point that has none (a band's edge
+// where a group's point averages one run).
 function valueAt(xs, ys, x) {
   const n = xs.length;
   if (x == null || !n || x < xs[0] || x > xs[n - 1]) return null;
@@ -113,6 +114,7 @@ function valueAt(xs, ys, x) {
     else hi = mid;
   }
   if (xs[lo] === x || lo === 0) return ys[lo];
+  if (ys[lo] == null || ys[lo - 1] == null) return null;
   const t = (x - xs[lo - 1]) / (xs[lo] - xs[lo - 1]);
   return ys[lo - 1] + t * (ys[lo] - ys[lo - 1]);
 }
@@ -132,6 +134,8 @@ function translucent(hex, alpha) {
 // together (uPlot.sync), or null.
 function drawChart(root, host, data, sync) {
   root.dataset.drawn = "0";
+  for (const name of ["charts", "bands"]) delete root.dataset[name];
+  root.style.removeProperty("--easgd-columns");
   const series = data.series || [];
   root.dataset.series = String(series.length);
   root.dataset.y = data.y_label || "";
@@ -153,6 +157,7 @@ function drawChart(root, host, data, sync) {
   const columns = [];
   const bands = [];
   const hidden = [];
+  const edgesOf = new Map();
   series.forEach((s, i) => {
     const colour = PALETTE[i % PALETTE.length];
     const banded = Array.isArray(s.lo) && Array.isArray(s.hi);
@@ -165,25 +170,30 @@ function drawChart(root, host, data, sync) {
       value: (u) => {
         const x = cursorX(u);
         const mean = fmtY(valueAt(s.x, s.y, x));
-        if (!banded || mean === "--") return mean;
-        const lo = valueAt(s.x, s.lo, x);
-        const hi = valueAt(s.x, s.hi, x);
-        return lo == null || hi == null || !Number.isFinite(lo) ? mean : `${mean} [${fmtY(lo)}, ${fmtY(hi)}]`;
+        if (mean === "--") return mean;
+        const lo = banded ? valueAt(s.x, s.lo, x) : null;
+        const hi = banded ? valueAt(s.x, s.hi, x) : null;
+        const spread = lo == null || hi == null ? "" : ` [${fmtY(lo)}, ${fmtY(hi)}]`;
+        // A group's point that averages fewer than all its runs says so.
+        const i = Array.isArray(s.n) ? s.x.indexOf(x) : -1;
+        const some = i >= 0 && s.n[i] < s.of ? ` (${s.n[i]} of ${s.of} runs)` : "";
+        return `${mean}${spread}${some}`;
       },
     });
     columns.push([s.x, s.y]);
     if (banded) {
       const mean = plotted.length - 1;
+      // No spanning of the edges' gaps: where a point averages one run there is no band.
       for (const edge of [s.lo, s.hi]) {
-        plotted.push({ label: "", stroke: "transparent", width: 0, spanGaps: true, points: { show: false } });
+        plotted.push({ label: "", stroke: "transparent", width: 0, spanGaps: false, points: { show: false } });
         columns.push([s.x, edge]);
         hidden.push(plotted.length - 1);
       }
+      edgesOf.set(mean, [mean + 1, mean + 2]);
       bands.push({ series: [mean + 2, mean + 1], fill: translucent(colour, 0.18) });
       root.dataset.bands = String(bands.length);
     }
   });
-  if (!bands.length) delete root.dataset.bands;
 
   const opts = {
     width: width(),
@@ -222,6 +232,15 @@ function drawChart(root, host, data, sync) {
           root.dataset.cursorX = x == null ? "" : String(x);
         },
       ],
+      // A group hidden from its legend row takes its band along.
+      setSeries: [
+        (u, idx, change) => {
+          if (!change || !("show" in change)) return;
+          for (const edge of edgesOf.get(idx) || []) {
+            if (u.series[edge].show !== change.show) u.setSeries(edge, { show: change.show });
+          }
+        },
+      ],
     },
   };
   // One x array for all runs: uPlot.join merges them, leaving gaps that spanGaps bridges.
@@ -241,6 +260,8 @@ function drawChart(root, host, data, sync) {
 }
 
 const drawn = new WeakMap();
+// One sync key per grid, kept across its redraws: uPlot keeps every key it was given.
+const syncKeys = new WeakMap();
 let grids = 0;
 
 // data: one chart's payload, or {charts: [payload, ...], columns} for a grid of charts whose
@@ -266,8 +287,11 @@ export default function ({ parentElement, data }) {
   root.dataset.charts = String(data.charts.length);
   root.style.setProperty("--easgd-columns", String(data.columns || 1));
   root.replaceChildren();
-  grids += 1;
-  const sync = `easgd-grid-${grids}`;
+  if (!syncKeys.has(root)) {
+    grids += 1;
+    syncKeys.set(root, `easgd-grid-${grids}`);
+  }
+  const sync = syncKeys.get(root);
   const undos = data.charts.map((chart) => {
     const cell = document.createElement("div");
     cell.className = "easgd-curves";

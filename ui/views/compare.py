@@ -67,11 +67,13 @@ address.restore(
         "compare.band": "std",
     },
 )
-# The runs changed, or a first visit: keep the metrics they still have, else the key ones.
-kept = [m for m in st.session_state.get("compare.metrics") or [] if m in keys]
-st.session_state["compare.metrics"] = (
-    kept or [m for m in (CENTER_ACCURACY, TRAIN_LOSS) if m in keys][:1] or keys[:1]
-)
+# A first visit, or runs that have none of the metrics shown: the key metric. Metrics emptied
+# by hand stay empty.
+before = st.session_state.get("compare.metrics")
+kept = [m for m in before or [] if m in keys]
+if before is None or (before and not kept):
+    kept = [m for m in (CENTER_ACCURACY, TRAIN_LOSS) if m in keys][:1] or keys[:1]
+st.session_state["compare.metrics"] = kept
 st.session_state["compare.group"] = [
     k for k in st.session_state.get("compare.group") or [] if k in groupable
 ]

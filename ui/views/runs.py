@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
 from db.errors import StoreError
 from db.query import FilterError
+from db.sql import RUN_ID_PATTERN
 from ui import address, state
 from ui.pages_common import show_table
 from ui.shaping import runs_frame
+
+RUN_ID = re.compile(RUN_ID_PATTERN)
+
+
+def run_ids(text: str) -> list[str]:
+    """The ticked runs from the address: run ids (the store's rule), at most 500, repeats
+    dropped (an id no run has is dropped below)."""
+    found = list(dict.fromkeys(i for i in text.split(",") if RUN_ID.fullmatch(i)))
+    if not found:
+        raise ValueError(text)
+    return found[:500]
+
 
 st.title("Runs")
 store = state.store()
@@ -37,20 +52,20 @@ elif not runs:
     st.warning("No run matches this filter.")
 else:
     ids = [r.id for r in runs]
-    # The ticked runs live in the address too; the table's own state holds row numbers, which
-    # point at other runs once the filter changes, so the ticks are laid anew by run id then.
-    ticked = address.Param("selected", "runs.selected", address.subset_of(ids), address.joined)
+    # The ticked runs live in the address too, those a filter hides included: ticks follow the
+    # runs, not the rows (the table's own state holds row numbers, which point at other runs
+    # once the filter changes, so the ticks are laid anew by run id then).
+    ticked = address.Param("selected", "runs.selected", run_ids, address.joined)
     # Back from Compare, the runs compared there are the ones ticked.
     compared = list(st.session_state.get(state.COMPARE, []))
     if st.session_state.get("runs.compared") != compared:
         st.session_state["runs.compared"] = compared
         st.session_state["runs.selected"] = compared
     address.restore([ticked], {"runs.selected": []})
-    wanted = [i for i in st.session_state["runs.selected"] if i in ids]
+    wanted = list(st.session_state["runs.selected"])
     if st.session_state.get("runs.table.laid") != (ids, wanted):
-        st.session_state["runs.table"] = {
-            "selection": {"rows": [ids.index(i) for i in wanted], "columns": [], "cells": []}
-        }
+        rows = [ids.index(i) for i in wanted if i in ids]
+        st.session_state["runs.table"] = {"selection": {"rows": rows, "columns": [], "cells": []}}
     # The run column stays in view when the table scrolls to the right.
     event = show_table(
         runs_frame(runs),
@@ -59,15 +74,24 @@ else:
         on_select="rerun",
         selection_mode="multi-row",
     )
-    picked = [ids[i] for i in event.selection.rows if 0 <= i < len(ids)]
+    shown = {ids[i] for i in event.selection.rows if 0 <= i < len(ids)}
+    hidden = [i for i in wanted if i not in ids]
+    if hidden:  # a link may name runs that are gone, or never were
+        known = store.get_runs(hidden)
+        hidden = [i for i in hidden if i in known]
+    picked = [i for i in ids if i in shown] + hidden
     st.session_state["runs.selected"] = picked
     st.session_state["runs.table.laid"] = (ids, picked)
     address.publish([ticked])
+    ticks = ""
+    if picked:
+        ticks = f" {len(picked)} ticked" + (
+            f", {len(hidden)} of them hidden by the filter." if hidden else "."
+        )
     st.caption(
         f"{len(runs)} run{'' if len(runs) == 1 else 's'}; "
         "parameters shown are those that differ between them. "
-        "Tick runs to compare them, or one to open it."
-        + (f" {len(picked)} ticked." if picked else "")
+        "Tick runs to compare them, or one to open it." + ticks
     )
     buttons = st.container(horizontal=True)
     if buttons.button(
