@@ -34,15 +34,22 @@ class Client:
         try:
             self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
         except httpx.InvalidURL as exc:
-            raise ApiError(
-                f"the job service's URL is not a URL: {exc}; give one such as "
-                f"http://127.0.0.1:{DEFAULT_PORT} with --api or EASGD_API_URL "
-                f"(received: {self.url!r})"
-            ) from None
+            raise self._not_a_url(exc) from None
+
+    def _not_a_url(self, exc: Exception) -> ApiError:
+        error = ApiError(
+            f"the job service's URL is not a URL: {exc}; give one such as "
+            f"http://127.0.0.1:{DEFAULT_PORT} with --api or EASGD_API_URL "
+            f"(received: {self.url!r})"
+        )
+        error.exit_code = 2  # the user's to fix, as a 4xx
+        return error
 
     def _call(self, method: str, path: str, **kwargs) -> Any:
         try:
             r = self.http.request(method, path, **kwargs)
+        except httpx.InvalidURL as exc:  # some are found only when a request is made
+            raise self._not_a_url(exc) from None
         except httpx.TransportError as exc:
             raise ApiError(
                 f"cannot reach the job service at {self.url} ({exc}); start it with "

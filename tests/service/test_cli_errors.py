@@ -81,3 +81,18 @@ def test_a_sweep_id_that_is_none_names_the_argument(given, easgd_home):
         said = "argument sweep_id: a sweep id: a whole number from 1, as `easgd sweep list` shows"
         assert f"{said} (received: '{given}')" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:port"])
+def test_a_malformed_service_url_is_one_line_and_exit_2(url, easgd_home):
+    for args, env in (
+        (["jobs", "list", "--api", url], {}),
+        (["jobs", "list"], {"EASGD_API_URL": url}),
+        (["sweep", "list"], {"EASGD_API_URL": url}),
+    ):
+        proc = _easgd(args, env)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith("easgd: the job service's URL is not a URL:"), lines[0]
+        assert f"(received: {url!r})" in lines[0]

@@ -169,6 +169,15 @@ def test_several_metrics_share_one_cursor_and_groups_draw_a_mean_and_a_band(grou
                     seen_partial |= len(expected) == 5
         shot(page, f"compare-grouped-{band}")
     assert seen_partial  # a step where 3 of the 4 easgd runs had a value was shown
+    # A click on a group in the legend hides its mean and its band; a second brings both back.
+    root = chart(page, "center_accuracy")
+    label = root.locator(".u-legend .u-series").filter(has_text="algorithm=easgd").first
+    label.click()
+    page.wait_for_timeout(300)
+    assert root.get_attribute("data-bands-shown") == "1"
+    label.click()
+    page.wait_for_timeout(300)
+    assert root.get_attribute("data-bands-shown") == "2"
 
 
 def test_the_parameters_against_the_final_metric(grouped):

@@ -134,7 +134,7 @@ function translucent(hex, alpha) {
 // together (uPlot.sync), or null.
 function drawChart(root, host, data, sync) {
   root.dataset.drawn = "0";
-  for (const name of ["charts", "bands"]) delete root.dataset[name];
+  for (const name of ["charts", "bands", "bandsShown"]) delete root.dataset[name];
   root.style.removeProperty("--easgd-columns");
   const series = data.series || [];
   root.dataset.series = String(series.length);
@@ -192,6 +192,7 @@ function drawChart(root, host, data, sync) {
       edgesOf.set(mean, [mean + 1, mean + 2]);
       bands.push({ series: [mean + 2, mean + 1], fill: translucent(colour, 0.18) });
       root.dataset.bands = String(bands.length);
+      root.dataset.bandsShown = String(bands.length);
     }
   });
 
@@ -239,6 +240,8 @@ function drawChart(root, host, data, sync) {
           for (const edge of edgesOf.get(idx) || []) {
             if (u.series[edge].show !== change.show) u.setSeries(edge, { show: change.show });
           }
+          const shown = [...edgesOf.values()].filter(([lo]) => u.series[lo].show).length;
+          root.dataset.bandsShown = String(shown);
         },
       ],
     },
@@ -282,7 +285,9 @@ export default function ({ parentElement, data }) {
     };
   }
   // The grid itself is no chart: a test or a page looks for the charts inside it.
-  for (const name of ["drawn", "series", "y", "bands", "cursorX"]) delete root.dataset[name];
+  for (const name of ["drawn", "series", "y", "bands", "bandsShown", "cursorX"]) {
+    delete root.dataset[name];
+  }
   root.classList.add("easgd-curve-grid");
   root.dataset.charts = String(data.charts.length);
   root.style.setProperty("--easgd-columns", String(data.columns || 1));
