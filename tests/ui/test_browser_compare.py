@@ -37,6 +37,8 @@ SEEDS = (1, 2, 3)
 RATES = {"easgd": 30.0, "sync": 22.0}
 # The fourth easgd seed: evaluated at steps 5, 15, ..., 45, then stopped.
 LATE, LATE_STEPS = 4, range(5, 50, 10)
+# The others: evaluated at steps 0, 10, ..., 100.
+STEPS = range(0, 101, 10)
 IDS = [f"grp-{a}-s{s}" for a in RATES for s in SEEDS] + [f"grp-easgd-s{LATE}"]
 
 
@@ -62,7 +64,7 @@ def grouped(tmp_path_factory):
             params |= {"seed": seed} | ({"optimizer.tau": 4} if algorithm == "easgd" else {})
             store.create_run(run, name=run, params=params, workers=2, total_steps=100)
             rows = []
-            for step in range(0, 101, 10):
+            for step in STEPS:
                 for key, formula in FORMULAS.items():
                     rows.append((key, step, step * 0.4, formula(algorithm, seed, step)))
             store.log_metrics(run, rows)
@@ -96,28 +98,28 @@ def _hover(page, root, fraction: float) -> None:
     page.wait_for_timeout(400)
 
 
-def _late(metric: str, step: float) -> float | None:
-    """The early-stopped seed at `step`: on the straight line between its evaluations around
-    it, none outside them."""
+def _on_line(metric: str, algorithm: str, seed: int, step: float, points: range) -> float | None:
+    """A run recorded at `points` seen at `step`: its value there, else on the straight line
+    between its two points around `step`; none outside them."""
     f = FORMULAS[metric]
-    if not LATE_STEPS[0] <= step <= LATE_STEPS[-1]:
+    if not points[0] <= step <= points[-1]:
         return None
-    below = max(s for s in LATE_STEPS if s <= step)
+    below = max(s for s in points if s <= step)
     if below == step:
-        return f("easgd", LATE, step)
-    above = below + LATE_STEPS.step
+        return f(algorithm, seed, step)
+    above = below + points.step
     t = (step - below) / (above - below)
-    return f("easgd", LATE, below) + t * (f("easgd", LATE, above) - f("easgd", LATE, below))
+    return f(algorithm, seed, below) + t * (f(algorithm, seed, above) - f(algorithm, seed, below))
 
 
 def _expected(metric: str, algorithm: str, step: float, band: str) -> list[float]:
     """The legend's figures for a group at `step`: its mean, its band, and, where not all its
     runs have a value there, how many do and of how many."""
-    values = [FORMULAS[metric](algorithm, s, step) for s in SEEDS]
+    values = [_on_line(metric, algorithm, s, step, STEPS) for s in SEEDS]
     size = len(SEEDS)
     if algorithm == "easgd":
         size += 1
-        late = _late(metric, step)
+        late = _on_line(metric, "easgd", LATE, step, LATE_STEPS)
         values += [] if late is None else [late]
     mean = statistics.mean(values)
     some = [] if len(values) == size else [len(values), size]
@@ -241,6 +243,7 @@ def test_runs_are_ticked_in_the_table_and_stay_ticked_through_a_filter(grouped):
     link = f"{product.ui}/?selected=grp-easgd-s3,nope,grp-sync-s1,%3Cb%3E%00,,"
     linked = new_page(browser, link)
     expect(linked.get_by_role("button", name="Compare selected (2)")).to_be_enabled()
+    linked.wait_for_timeout(1500)  # the table draws its ticks after the page's run
     assert sorted(_ticked(linked)) == ["grp-easgd-s3", "grp-sync-s1"]
     linked.get_by_role("button", name="Compare selected (2)").click()
     chart(linked).wait_for()

@@ -103,13 +103,14 @@ def test_compare_draws_curves_and_summaries(ui_store):
     assert not at.exception
     assert at.title[0].value == "Compare runs"
     at.switch_page("views/compare.py").run()  # AppTest reruns the default page otherwise
-    assert at.multiselect(key="compare.runs").value == ["r-eam", "r-sync"]
+    # In the Runs table's order, newest first.
+    assert at.multiselect(key="compare.runs").value == ["r-sync", "r-eam"]
     assert at.multiselect(key="compare.metrics").value == ["center_accuracy"]
     (chart,) = _charts(at)
     assert chart["y_label"] == "center_accuracy" and chart["x_label"] == "Step"
     assert [(c["label"], c["x"], c["y"]) for c in chart["series"]] == [
-        ("r-eam", [10.0, 20.0], [0.5, 0.97]),
         ("r-sync", [10.0, 20.0], [0.6, 0.96]),
+        ("r-eam", [10.0, 20.0], [0.5, 0.97]),
     ]
     summary = at.dataframe[0].value
     assert dict(zip(summary["run"], summary["best"])) == {"r-eam": 0.97, "r-sync": 0.96}
@@ -122,9 +123,9 @@ def test_compare_draws_curves_and_summaries(ui_store):
     (chart,) = _charts(at)
     assert chart["x_kind"] == "bytes" and chart["log"] is True
     # bytes sent at steps 10 and 20: 1000 * step / tau, for tau 10 and 1
-    assert [c["x"] for c in chart["series"]] == [[1000.0, 2000.0], [10000.0, 20000.0]]
+    assert [c["x"] for c in chart["series"]] == [[10000.0, 20000.0], [1000.0, 2000.0]]
     # smoothed (0.6, debiased): the second point lies between the two raw values
-    eam = chart["series"][0]["y"]
+    eam = chart["series"][1]["y"]
     assert eam[0] == pytest.approx(0.5) and 0.5 < eam[1] < 0.97
     assert at.get("download_button")
 
