@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -69,6 +68,7 @@ from db.entities import TrialState
 from db.errors import EasgdError, NotFound
 from db.store import Store
 from service.client import ApiError, Client
+from service.processes import die_with_parent
 from service.sweeps.spec import with_values
 from training.config import SEED_MAX, ConfigError, parse_config
 
@@ -243,10 +243,9 @@ def _free_port() -> int:
 def _detached() -> None:
     """The service in a session of its own, so that a Ctrl-C reaches bench.tune alone, which
     stops its sweeps before it stops the service; and sent SIGTERM if bench.tune is killed
-    outright, rather than left holding the store's scheduler lease (Linux)."""
+    outright."""
     os.setsid()
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    die_with_parent()
 
 
 @contextlib.contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import os
 import signal
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from service.cli.errors import CliError
 from service.client import ApiError, Client
+from service.processes import die_with_parent
 from service.settings import (
     DEFAULT_PORT,
     DEFAULT_UI_PORT,
@@ -96,16 +96,6 @@ def _ui_app() -> Path | None:
     return app if app.is_file() else None
 
 
-def _die_with_parent() -> None:
-    """Run in `easgd up`'s children: if `easgd up` is killed outright, they get SIGTERM instead
-    of living on and holding its ports (Linux; jobs are unaffected, the flag is not inherited)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-_preexec = _die_with_parent if sys.platform.startswith("linux") else None
-
-
 def cmd_up(args) -> int:
     """The service and the UI together on loopback, with the embedded SQLite store."""
     from db.store import Store
@@ -138,7 +128,7 @@ def cmd_up(args) -> int:
     ):
         if value is not None:
             serve += [flag, str(value)]
-    children.append(subprocess.Popen(serve, env=env, preexec_fn=_preexec))
+    children.append(subprocess.Popen(serve, env=env, preexec_fn=die_with_parent))
     ui_app = _ui_app()
     ui_url = None
     if ui_app is None and not args.no_ui:
@@ -157,7 +147,7 @@ def cmd_up(args) -> int:
                     str(args.ui_port),
                 ],
                 env=env,
-                preexec_fn=_preexec,
+                preexec_fn=die_with_parent,
             )
         )
     client = Client(env["EASGD_API_URL"])
