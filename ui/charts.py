@@ -71,6 +71,20 @@ def curve_chart(
     }
 
 
+def finite_number(v: Any) -> bool:
+    """A number an axis can place: not a bool, not NaN or infinite."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def number_axis(label: str, values: Sequence[float], kind: str = "number") -> dict[str, Any]:
+    """A parallel-coordinates axis spanning `values` (half a unit each way around a single
+    value, which has no span of its own)."""
+    low, high = min(values), max(values)
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    return {"label": label, "kind": kind, "min": low, "max": high}
+
+
 def curve_grid(charts: list[dict[str, Any]], columns: int = 2) -> dict[str, Any]:
     """Several `curve_chart` payloads drawn as one grid whose cursors move together: the hover
     on one chart shows every chart's values at the same x, as W&B's and TensorBoard's panels."""
@@ -89,23 +103,16 @@ def runs_parallel_chart(
     shown = []
     for r in runs:
         m = r.metrics.get(metric)
-        if m is not None and m.value is not None and math.isfinite(m.value):
+        if m is not None and finite_number(m.value):
             shown.append((r, params_of(r), m.value))
     axes: list[dict[str, Any]] = []
     columns: list[list[Any]] = []
     for key in keys:
         raw = [param_value(used.get(key)) for _, used, _ in shown]
-        numbers = [
-            v
-            for v in raw
-            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-        ]
+        numbers = [v for v in raw if finite_number(v)]
         if len(numbers) == len(raw) and numbers:
-            low, high = min(numbers), max(numbers)
-            log = low > 0 and high / low >= 100
-            if low == high:
-                low, high = low - 0.5, high + 0.5
-            axes.append({"label": key, "kind": "log" if log else "number", "min": low, "max": high})
+            log = min(numbers) > 0 and max(numbers) / min(numbers) >= 100
+            axes.append(number_axis(key, numbers, "log" if log else "number"))
             columns.append(numbers)
         else:
             labels = ["-" if v is None else str(v) for v in raw]
@@ -114,10 +121,7 @@ def runs_parallel_chart(
             columns.append([ticks.index(t) for t in labels])
     values = [v for _, _, v in shown]
     if values:
-        low, high = min(values), max(values)
-        if low == high:
-            low, high = low - 0.5, high + 0.5
-        axes.append({"label": metric, "kind": "number", "min": low, "max": high})
+        axes.append(number_axis(metric, values))
     higher = higher_is_better(metric)
     best = (max if higher else min)(range(len(values)), key=values.__getitem__, default=None)
     lines = [

@@ -12,16 +12,13 @@ import pandas as pd
 
 from db.entities import SweepRecord, TrialState
 from service.sweeps.spec import Dimension, dimensions, parse_sweep_data
+from ui.charts import finite_number, number_axis
 
 _LOG_KINDS = ("log_uniform", "log_uniform_values")
 
 
 def sweep_dimensions(sweep: SweepRecord) -> list[Dimension]:
     return dimensions(parse_sweep_data(sweep.spec))
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _label(v: Any) -> str:
@@ -41,7 +38,7 @@ def trials_frame(sweep: SweepRecord) -> pd.DataFrame:
         }
         for p in paths:
             v = t.params.get(p)
-            row[p] = v if _finite(v) else (None if v is None else _label(v))
+            row[p] = v if finite_number(v) else (None if v is None else _label(v))
         row[sweep.metric] = t.value
         row["job"] = t.job_id
         row["run"] = t.run_id
@@ -57,7 +54,7 @@ def best_so_far_chart(sweep: SweepRecord, height: int = 300) -> dict[str, Any]:
     sign = 1 if sweep.goal == "maximize" else -1
     xs, ys, best = [], [], []
     for t in sweep.trials:
-        if t.state is TrialState.SUCCEEDED and _finite(t.value):
+        if t.state is TrialState.SUCCEEDED and finite_number(t.value):
             xs.append(t.number)
             ys.append(t.value)
             best.append(t.value if not best else sign * max(sign * best[-1], sign * t.value))
@@ -82,7 +79,7 @@ def parallel_chart(sweep: SweepRecord, height: int = 360) -> dict[str, Any]:
     """One axis per parameter (a log axis for log-distributed ones, the listed values in order
     for `values`), the metric last; one line per trial with a final metric."""
     dims = sweep_dimensions(sweep)
-    shown = [t for t in sweep.trials if _finite(t.value)]
+    shown = [t for t in sweep.trials if finite_number(t.value)]
     axes = []
     for d in dims:
         if d.kind in ("categorical", "constant"):
@@ -97,10 +94,7 @@ def parallel_chart(sweep: SweepRecord, height: int = 360) -> dict[str, Any]:
             axes.append({"label": d.path, "kind": kind, "min": low, "max": high})
     values = [t.value for t in shown]
     if values:
-        low, high = min(values), max(values)
-        if low == high:
-            low, high = low - 0.5, high + 0.5
-        axes.append({"label": sweep.metric, "kind": "number", "min": low, "max": high})
+        axes.append(number_axis(sweep.metric, values))
     best = sweep.best_trial()
     lines = []
     for t in shown:

@@ -134,8 +134,6 @@ function translucent(hex, alpha) {
 // together (uPlot.sync), or null.
 function drawChart(root, host, data, sync) {
   root.dataset.drawn = "0";
-  for (const name of ["charts", "bands", "bandsShown"]) delete root.dataset[name];
-  root.style.removeProperty("--easgd-columns");
   const series = data.series || [];
   root.dataset.series = String(series.length);
   root.dataset.y = data.y_label || "";
@@ -267,43 +265,43 @@ const drawn = new WeakMap();
 const syncKeys = new WeakMap();
 let grids = 0;
 
+// What a drawing leaves on the component's root, cleared before the next: a page or a test
+// reads the data attributes, and a grid is no chart (its charts are inside it).
+const MARKS = ["drawn", "series", "y", "bands", "bandsShown", "cursorX", "charts"];
+
+function reset(root) {
+  for (const name of MARKS) delete root.dataset[name];
+  root.classList.remove("easgd-curve-grid");
+  root.style.removeProperty("--easgd-columns");
+  root.replaceChildren();
+}
+
 // data: one chart's payload, or {charts: [payload, ...], columns} for a grid of charts whose
 // cursors move together (each chart a .easgd-curves of its own inside the grid).
 export default function ({ parentElement, data }) {
   const root = parentElement.querySelector(".easgd-curves");
   const host = parentElement.host || parentElement;
   drawn.get(root)?.();
-  drawn.delete(root);
+  reset(root);
+  let undo;
   if (!Array.isArray(data.charts)) {
-    root.classList.remove("easgd-curve-grid");
-    root.replaceChildren();
-    const undo = drawChart(root, host, data, null);
-    drawn.set(root, undo);
-    return () => {
-      undo();
-      drawn.delete(root);
-    };
+    undo = drawChart(root, host, data, null);
+  } else {
+    root.classList.add("easgd-curve-grid");
+    root.dataset.charts = String(data.charts.length);
+    root.style.setProperty("--easgd-columns", String(data.columns || 1));
+    if (!syncKeys.has(root)) {
+      grids += 1;
+      syncKeys.set(root, `easgd-grid-${grids}`);
+    }
+    const undos = data.charts.map((chart) => {
+      const cell = document.createElement("div");
+      cell.className = "easgd-curves";
+      root.appendChild(cell);
+      return drawChart(cell, host, chart, syncKeys.get(root));
+    });
+    undo = () => undos.forEach((u) => u());
   }
-  // The grid itself is no chart: a test or a page looks for the charts inside it.
-  for (const name of ["drawn", "series", "y", "bands", "bandsShown", "cursorX"]) {
-    delete root.dataset[name];
-  }
-  root.classList.add("easgd-curve-grid");
-  root.dataset.charts = String(data.charts.length);
-  root.style.setProperty("--easgd-columns", String(data.columns || 1));
-  root.replaceChildren();
-  if (!syncKeys.has(root)) {
-    grids += 1;
-    syncKeys.set(root, `easgd-grid-${grids}`);
-  }
-  const sync = syncKeys.get(root);
-  const undos = data.charts.map((chart) => {
-    const cell = document.createElement("div");
-    cell.className = "easgd-curves";
-    root.appendChild(cell);
-    return drawChart(cell, host, chart, sync);
-  });
-  const undo = () => undos.forEach((u) => u());
   drawn.set(root, undo);
   return () => {
     undo();

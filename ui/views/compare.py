@@ -94,9 +94,9 @@ group = cols[0].multiselect(
     key="compare.group",
     disabled=not groupable,
     placeholder="No grouping" if groupable else "Nothing differs to group by",
-    help="Runs with the same values of these parameters are drawn as one curve: their mean, "
-    "where every run of the group has a value, and a band around it (seeds left out of the "
-    "grouping are what the band spans).",
+    help="Runs with the same values of these parameters are drawn as one curve: at each x, the "
+    "mean of the group's runs that have a value there, and a band around it (seeds left out of "
+    "the grouping are what the band spans).",
 )
 band = cols[1].selectbox(
     "Band", list(BANDS), format_func=BANDS.get, key="compare.band", disabled=not group
@@ -113,17 +113,17 @@ def comparison() -> None:
     runs = [found[i] for i in ids if i in found]  # in the order the user picked them
     wanted = [*metrics] + ([x_axis] if x_axis in (EPOCH, BYTES_SENT) else [])
     histories = store.metric_histories(ids, wanted, max_points=1000)
-    charts, tables = [], []
+    charts, tables, missing = [], [], []
     for metric in metrics:
         data = curves(histories, runs, metric, x_axis, smoothing)
         if data.empty:
+            missing.append(metric)
             continue
         drawn = grouped_curves(data, runs, group, band) if group else data
         charts.append(
             curve_chart(drawn, metric, x_axis, log_scale, height=380 if len(metrics) == 1 else 300)
         )
         tables.append(drawn.assign(metric=metric))
-    missing = [m for m in metrics if m not in {c["y_label"] for c in charts}]
     if missing:
         st.warning(
             f"None of these runs recorded {', '.join(missing)} against "
@@ -133,7 +133,7 @@ def comparison() -> None:
         payload = charts[0] if len(charts) == 1 else curve_grid(charts)
         show_curves(payload, key="compare.chart")
         table = pd.concat(tables, ignore_index=True)
-        table = table[["metric", *[c for c in table.columns if c != "metric"]]]
+        table.insert(0, "metric", table.pop("metric"))
         # The bytes themselves, not a callable: a deferred file is dropped by the next run,
         # and a click just after a change asked for one that was gone (a download that spun).
         st.download_button(
@@ -146,10 +146,9 @@ def comparison() -> None:
         )
     st.subheader("Final and best")
     show_table(summary(runs, metrics))
-    differ = differing_params(runs) if len(runs) > 1 else []
-    if differ:
+    if groupable:  # the parameters that differ between these runs
         st.subheader(f"Parameters against the final {metrics[0]}")
-        parallel = runs_parallel_chart(runs, metrics[0], differ)
+        parallel = runs_parallel_chart(runs, metrics[0], groupable)
         if len(parallel["lines"]) < 2:
             st.caption(f"Fewer than two of these runs have a final {metrics[0]} to draw.")
         else:

@@ -16,15 +16,6 @@ from ui.shaping import runs_frame
 RUN_ID = re.compile(RUN_ID_PATTERN)
 
 
-def run_ids(text: str) -> list[str]:
-    """The ticked runs from the address: run ids (the store's rule), at most 500, repeats
-    dropped (an id no run has is dropped below)."""
-    found = list(dict.fromkeys(i for i in text.split(",") if RUN_ID.fullmatch(i)))
-    if not found:
-        raise ValueError(text)
-    return found[:500]
-
-
 st.title("Runs")
 store = state.store()
 query = [address.Param("filter", "runs.filter", write=lambda text: text or None)]
@@ -52,10 +43,21 @@ elif not runs:
     st.warning("No run matches this filter.")
 else:
     ids = [r.id for r in runs]
+
+    def known_runs(text: str) -> list[str]:
+        """The ticked runs a link names: those of its run ids (the store's rule) that a run
+        has, at most 500, repeats dropped; read once, when the address comes from outside."""
+        named = list(dict.fromkeys(i for i in text.split(",") if RUN_ID.fullmatch(i)))[:500]
+        found = store.get_runs(named)
+        known = [i for i in named if i in found]
+        if not known:
+            raise ValueError(text)
+        return known
+
     # The ticked runs live in the address too, those a filter hides included: ticks follow the
     # runs, not the rows (the table's own state holds row numbers, which point at other runs
     # once the filter changes, so the ticks are laid anew by run id then).
-    ticked = address.Param("selected", "runs.selected", run_ids, address.joined)
+    ticked = address.Param("selected", "runs.selected", known_runs, address.joined)
     # Back from Compare, the runs compared there are the ones ticked.
     compared = list(st.session_state.get(state.COMPARE, []))
     if st.session_state.get("runs.compared") != compared:
@@ -64,7 +66,8 @@ else:
     address.restore([ticked], {"runs.selected": []})
     wanted = list(st.session_state["runs.selected"])
     if st.session_state.get("runs.table.laid") != (ids, wanted):
-        rows = [ids.index(i) for i in wanted if i in ids]
+        row_of = {run_id: row for row, run_id in enumerate(ids)}
+        rows = [row_of[i] for i in wanted if i in row_of]
         st.session_state["runs.table"] = {"selection": {"rows": rows, "columns": [], "cells": []}}
     # The run column stays in view when the table scrolls to the right.
     event = show_table(
@@ -76,9 +79,6 @@ else:
     )
     shown = {ids[i] for i in event.selection.rows if 0 <= i < len(ids)}
     hidden = [i for i in wanted if i not in ids]
-    if hidden:  # a link may name runs that are gone, or never were
-        known = store.get_runs(hidden)
-        hidden = [i for i in hidden if i in known]
     picked = [i for i in ids if i in shown] + hidden
     st.session_state["runs.selected"] = picked
     st.session_state["runs.table.laid"] = (ids, picked)
