@@ -45,7 +45,7 @@ from bench.harness import (
 )
 from db.settings import runs_dir
 from db.store import Store
-from training.metrics import read_jsonl
+from training.run.metrics import read_jsonl
 
 SECTIONS = ("stragglers", "overhead", "slow")
 SLOW_FACTOR = 3.0

@@ -31,9 +31,9 @@ from pathlib import Path
 from bench.harness import horovodrun_command, outcome, sweep
 from bench.stability import analysis, cycle_map, measured_rate, spectral_radius
 from db.store import Store
-from training.algorithms import REGISTRY
-from training.config import stability_bound
-from training.metrics import read_jsonl
+from training.run.metrics import read_jsonl
+from training.schema import stability_bound
+from training.schema.algorithms import REGISTRY
 
 TAUS = (1, 4, 16, 64)
 PERIOD_METHODS = ("easgd", "eamsgd", "downpour", "mdownpour", "mvadownpour", "adownpour")

@@ -18,9 +18,9 @@ from pathlib import Path
 import yaml
 
 from db.settings import runs_dir
-from training.algorithms import REGISTRY
-from training.launch import horovodrun_argv
-from training.metrics import read_jsonl
+from training.launch.argv import horovodrun_argv
+from training.run.metrics import read_jsonl
+from training.schema.algorithms import REGISTRY
 
 RANKS = 2
 TAU = 10
@@ -135,7 +135,7 @@ def outcome(run_dir: Path, algorithm: str, target: float | None = None, tau: int
 
 def horovodrun_command(ranks: int, args: list[str], network: str = "loopback") -> list[str]:
     """This machine's ranks over loopback, running this Python with `args` (through
-    training.launch, so that benchmarks start runs as the service starts jobs); on the "slow"
+    training.launch.argv, so that benchmarks start runs as the service starts jobs); on the "slow"
     network, inside the namespace `slow_network` made."""
     cmd = horovodrun_argv(ranks, [sys.executable, *args])
     return ["ip", "netns", "exec", NETNS, *cmd] if network == "slow" else cmd

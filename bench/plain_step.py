@@ -21,10 +21,11 @@ def main(config_path: str, out: str, steps: int = 150, warmup: int = 10) -> None
     import keras
     import tensorflow as tf
 
-    from training import collectives, data, models
-    from training.algorithms import WITH_MOMENTUM
-    from training.config import resolve
-    from training.optimizer import ElasticAveragingOptimizer, build_inner
+    from training.exchanges import collectives
+    from training.exchanges.optimizer import ElasticAveragingOptimizer, build_inner
+    from training.schema import resolve
+    from training.schema.algorithms import WITH_MOMENTUM
+    from training.zoo import data, models
 
     cfg = resolve(config_path)
     collectives.init()

@@ -20,7 +20,7 @@ import json
 
 import numpy as np
 
-from training.config import stability_bound
+from training.schema import stability_bound
 
 
 def cycle_map(p: int, eta: float, alpha: float, order: str) -> np.ndarray:

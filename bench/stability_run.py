@@ -20,8 +20,8 @@ def main(eta: float, alpha: float, order: str, steps: int) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from training import collectives
-    from training.optimizer import ElasticAveragingOptimizer
+    from training.exchanges import collectives
+    from training.exchanges.optimizer import ElasticAveragingOptimizer
 
     collectives.init()
     x = keras.Variable(np.ones((1,), "float64"), dtype="float64")

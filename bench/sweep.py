@@ -17,9 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def main(plan_path: str) -> int:
-    from training.config import resolve
-    from training.program import run
-    from training.store_sink import sinks_factory
+    from training.run.program import run
+    from training.run.store_sink import sinks_factory
+    from training.schema import resolve
 
     plan = json.loads(open(plan_path).read())
     failures = 0

@@ -70,7 +70,7 @@ from db.store import Store
 from service.client import ApiError, Client
 from service.processes import die_with_parent
 from service.sweeps.spec import with_values
-from training.config import SEED_MAX, ConfigError, parse_config
+from training.schema import SEED_MAX, ConfigError, parse_config
 
 MOMENTUM_GRID = ((0.99, 0.002), (0.99, 0.005), (0.9, 0.02), (0.9, 0.05), (0.9, 0.1))
 SGD_GRID = (0.02, 0.05, 0.1, 0.2)

@@ -41,7 +41,7 @@ from service.submission import Prepared, prepare
 from service.supervisor import Supervisor
 from service.sweeps import routes as sweep_routes
 from service.sweeps.driver import SweepDriver
-from training.config import ConfigError
+from training.schema import ConfigError
 
 MAX_BODY_BYTES = 1 << 20
 # A request line must fit the HTTP server's 64 KiB, percent-encoded (up to 12 bytes a character).

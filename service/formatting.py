@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from db.entities import RunRecord
-from training.metrics import KEY_METRICS
+from training.run.metrics import KEY_METRICS
 
 
 def when(ts: float | None) -> str:

@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from training.launch import LOCAL_HOSTS
+from training.launch.argv import LOCAL_HOSTS
 
 SSH_TIMEOUT_SECONDS = 5
 

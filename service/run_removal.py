@@ -27,7 +27,7 @@ from pathlib import Path
 from db.errors import EasgdError, NotFound
 from db.run_edits import RunDeletion
 from db.store import Store
-from training.console import format_bytes
+from training.run.console import format_bytes
 
 
 class RemovalRefused(EasgdError):

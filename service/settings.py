@@ -13,7 +13,7 @@ from pathlib import Path
 from db.errors import EasgdError
 from db.settings import home
 from db.settings import runs_dir as store_runs_dir
-from training.hosts import Hosts, local_slots, parse_hosts
+from training.schema.hosts import Hosts, local_slots, parse_hosts
 
 DEFAULT_PORT = 8765
 DEFAULT_UI_PORT = 8501

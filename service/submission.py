@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.config import (
+from training.schema import (
     ConfigError,
     ExperimentConfig,
     apply_overrides,

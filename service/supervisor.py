@@ -35,17 +35,17 @@ from db.errors import EasgdError, InvalidTransition, LeaseHeld, LeaseLost, NotFo
 from db.store import Store
 from service import logs, processes, reachability
 from service.settings import ServiceSettings
-from training import checkpoint, signals
-from training.config import ConfigError, ResourcesConfig, parse_config, topology_problem
-from training.hosts import Hosts, HostsError, format_hosts, host_of_rank, parse_hosts
-from training.launch import LOCAL_HOSTS, horovodrun_argv
+from training.launch.argv import LOCAL_HOSTS, horovodrun_argv
+from training.run import checkpoint, signals
+from training.schema import ConfigError, ResourcesConfig, parse_config, topology_problem
+from training.schema.hosts import Hosts, HostsError, format_hosts, host_of_rank, parse_hosts
 
 LOST_MESSAGE = "lost: the service stopped while it ran"
 CANCELLED_MESSAGE = "cancelled by request"
 FINISHED_FIRST_MESSAGE = "its run finished before the cancel asked for reached it"
 # How long a scale waits for the checkpoint it asked for.
 SCALE_WAIT_SECONDS = 120
-# What the training program prints when it gives up (training/__main__.py, training/program.py),
+# What the training program prints when it gives up (training/__main__.py, training/run/program.py),
 # after Horovod's per-rank prefix ("[0]<stderr>:", maybe a timestamp before it).
 _REASON = re.compile(
     r"^(?:.*?\[\d+\]<std(?:out|err)>:)?easgd: ((?:run failed|invalid configuration): .*)$"
@@ -516,7 +516,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ launch and finish
     def command(self, job: JobRecord, allocation: Allocation, args: list[str]) -> list[str]:
-        """Through training.launch, the builder the benchmarks and the tests use too: as many
+        """Through training.launch.argv, the builder the benchmarks and the tests use too: as many
         ranks as the allocation places."""
         return horovodrun_argv(
             sum(allocation.hosts.values()),

@@ -21,7 +21,7 @@ import psutil
 
 from db.store import Store
 from service.processes import job_processes
-from training.launch import horovodrun_argv
+from training.launch.argv import horovodrun_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -12,8 +12,8 @@ import sys
 import time
 
 from db.entities import RunSource
-from training import signals
-from training.config import ConfigError, load_config_file, parse_config, resolve
+from training.run import signals
+from training.schema import ConfigError, load_config_file, parse_config, resolve
 
 # horovodrun terminates every rank as soon as one exits non-zero, so a quiet rank that failed
 # first could kill rank 0 before it printed why; the quiet ranks leave rank 0 this head start.
@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.program import check_groups, env_rank
+    from training.run.program import check_groups, env_rank
 
     signals.install()
     args = _parser().parse_args(argv)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             from pathlib import Path
 
-            from training.config import apply_overrides
+            from training.schema import apply_overrides
 
             data = load_config_file(Path(args.resume) / "config.yaml")
             config = parse_config(apply_overrides(data, args.set))
@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"easgd: invalid configuration: {problem}", file=sys.stderr, flush=True)
         return 2
 
-    from training.program import run
-    from training.store_sink import sinks_factory
+    from training.run.program import run
+    from training.run.store_sink import sinks_factory
 
     factory = None if args.no_store else sinks_factory(args.db_url)
     return run(config, args.out, args.resume, args.source, factory)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from db.entities import RunRecord
-from training.metrics import BYTES_SENT, EPOCH
+from training.run.metrics import BYTES_SENT, EPOCH
 from ui.shaping import X_AXES, higher_is_better, param_value, params_of, run_label
 
 # How the browser formats an axis's values (ui/assets/curves.js): numbers by magnitude, bytes

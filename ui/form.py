@@ -15,7 +15,7 @@ from typing import Any, Literal
 import annotated_types
 from pydantic import BaseModel
 
-from training.config import ConfigError, ExperimentConfig
+from training.schema import ConfigError, ExperimentConfig
 
 SECTIONS = ("data", "model", "optimizer", "training", "checkpoint", "resources")
 # Where a field's own name would be ambiguous on the page.

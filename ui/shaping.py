@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from db.entities import MetricPoint, RunRecord
-from training.config import used_params
-from training.metrics import BYTES_SENT, EPOCH, KEY_METRICS
+from training.run.metrics import BYTES_SENT, EPOCH, KEY_METRICS
+from training.schema import used_params
 
 # Table columns that hold bytes (shown in the same units as the charts' byte axes).
 BYTES_COLUMNS = (BYTES_SENT, "bytes sent")
@@ -188,7 +188,7 @@ def system_curves(
     histories: dict[tuple[str, str], list[MetricPoint]], run_id: str, keys: Sequence[str]
 ) -> dict[str, pd.DataFrame]:
     """Per system field (cpu_percent, memory_mb...), a long table (run, x, value) whose series
-    are the ranks: `system/rank_R/FIELD` keys, as training.system_metrics names them."""
+    are the ranks: `system/rank_R/FIELD` keys, as training.run.system_metrics names them."""
     found: dict[str, list[pd.DataFrame]] = {}
     for key in keys:
         parts = key.split("/")

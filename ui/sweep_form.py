@@ -11,7 +11,7 @@ import streamlit as st
 
 from service.client import ApiError
 from service.sweeps.spec import OBJECTIVES
-from training.config import ExperimentConfig, flatten
+from training.schema import ExperimentConfig, flatten
 from ui import state
 from ui.form import FieldSpec
 

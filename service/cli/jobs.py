@@ -17,7 +17,7 @@ def _client(args) -> Client:
 
 
 def cmd_submit(args) -> int:
-    from training.config import ConfigError, read_config_text
+    from training.schema import ConfigError, read_config_text
 
     if not Path(args.config).is_file():
         raise CliError(f"submit: no such configuration file (received: {args.config!r})")

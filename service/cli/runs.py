@@ -132,7 +132,7 @@ def cmd_runs_metrics(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from training.config import resolve, warnings_for
+    from training.schema import resolve, warnings_for
 
     config = resolve(args.config, args.set)
     for w in warnings_for(config):

@@ -20,7 +20,7 @@ from service.settings import (
     ServiceSettings,
     http_url,
 )
-from training.hosts import local_slots, parse_hosts
+from training.schema.hosts import local_slots, parse_hosts
 
 
 def _settings(args) -> ServiceSettings:

@@ -20,7 +20,7 @@ def _client(args) -> Client:
 
 
 def _read(path: Path, what: str) -> str:
-    from training.config import ConfigError, read_config_text
+    from training.schema import ConfigError, read_config_text
 
     if not path.is_file():
         raise CliError(f"{what}: no such file (received: {str(path)!r})")
@@ -34,7 +34,7 @@ def cmd_create(args) -> int:
     """The file goes as written; a base named by path (--base, else the file's `base:`,
     relative to the file) is read here and sent with it, since the service reads no path."""
     from service.sweeps.spec import SweepError
-    from training.config import ConfigError, load_yaml_text
+    from training.schema import ConfigError, load_yaml_text
 
     sweep_file = Path(args.file)
     text = _read(sweep_file, "sweep create")

@@ -42,7 +42,7 @@ from service.sweeps.spec import (
     with_values,
 )
 from service.sweeps.stopping import Curve, to_stop
-from training.config import ConfigError, ExperimentConfig
+from training.schema import ConfigError, ExperimentConfig
 
 STOPPED_MESSAGE = "the sweep was stopped"
 FAILED_MESSAGE = "the sweep failed"

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from db.entities import RunSource, SweepRecord, SweepStatus
 from db.store import Store
 from service.sweeps.driver import SweepDriver
-from training.config import ConfigError, load_yaml_text
+from training.schema import ConfigError, load_yaml_text
 
 
 class SweepRequest(BaseModel):

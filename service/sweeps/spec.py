@@ -28,15 +28,21 @@ from pydantic import (
     model_validator,
 )
 
-from training.config import (
+from db.text import check_printable
+from training.run.metrics import (
+    CENTER_ACCURACY,
+    CENTER_LOSS,
+    TRAIN_LOSS,
+    WORKER_ACCURACY,
+    WORKER_LOSS,
+)
+from training.schema import (
     SEED_MAX,
     ConfigError,
     ExperimentConfig,
-    check_printable,
     load_yaml_text,
     parse_config,
 )
-from training.metrics import CENTER_ACCURACY, CENTER_LOSS, TRAIN_LOSS, WORKER_ACCURACY, WORKER_LOSS
 
 METHODS = ("grid", "random", "tpe")
 DISTRIBUTIONS = (

@@ -11,7 +11,7 @@ from bench.harness import NAMES, WORKLOADS, communicated, label_for, outcome, tu
 from bench.run import bracket, goals
 from bench.seeds import time_ratios
 from bench.tune import candidates, choose, widen
-from training.algorithms import REGISTRY
+from training.schema.algorithms import REGISTRY
 
 
 def _rows(step_times: dict[int, float], accuracy: dict[int, float], bytes_per_step: float):

@@ -12,9 +12,9 @@ MODULES = [
     "db.engine",
     "db.query",
     "db.store",
-    "training.config",
-    "training.data",
-    "training.checkpoint",
+    "training.schema",
+    "training.zoo.data",
+    "training.run.checkpoint",
     "service.settings",
     "service.client",
     "service.cli",
@@ -60,7 +60,7 @@ def test_each_error_says_how_to_exit_and_answer(cls):
 def test_the_statuses_that_clients_rely_on():
     from db.errors import InvalidTransition, NotFound, StoreError, StoreNotInitialized
     from service.client import ApiError
-    from training.config import ConfigError
+    from training.schema import ConfigError
 
     assert (NotFound.http_status, InvalidTransition.http_status) == (404, 409)
     assert StoreError.http_status == ConfigError.http_status == 422

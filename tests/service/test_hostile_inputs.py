@@ -33,7 +33,7 @@ from service.api import create_app
 from service.settings import ServiceSettings
 from tests.support import BIN, ROOT
 from training import __main__ as training_main
-from training.config import ExperimentConfig
+from training.schema import ExperimentConfig
 
 BASE: dict[str, Any] = yaml.safe_load((ROOT / "configs" / "lenet-mnist5k-eamsgd.yaml").read_text())
 MARKER = "hostile-marker"  # `$(touch ...)` would create this file if anything ran a shell

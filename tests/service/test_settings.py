@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.settings import ServiceSettings, SettingsError, http_url
-from training.launch import horovodrun_argv
+from training.launch.argv import horovodrun_argv
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from service.submission import prepare
-from training.config import ConfigError
+from training.schema import ConfigError
 
 OUTSIDE = (
     "data.path: outside the allowed data directories (EASGD_DATA_DIRS); put the file in one of them"

@@ -11,7 +11,7 @@ import yaml
 from service.sweeps.sampling import grid_params
 from service.sweeps.spec import MAX_RUN_CAP, SweepError, validate_sweep
 from tests.support import ROOT
-from training.config import parse_config
+from training.schema import parse_config
 
 EXAMPLE = ROOT / "configs" / "sweep-digits-random.yaml"
 BASE = yaml.safe_load((ROOT / "configs" / "mlp-digits-easgd.yaml").read_text())

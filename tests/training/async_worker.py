@@ -16,8 +16,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import least_squares  # noqa: E402
 
-from training import collectives  # noqa: E402
-from training.optimizer import (  # noqa: E402
+from training.exchanges import collectives  # noqa: E402
+from training.exchanges.optimizer import (  # noqa: E402
     CenterServerCallback,
     ElasticAveragingOptimizer,
     build_inner,

@@ -19,9 +19,9 @@ import tensorflow as tf  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_consensus as ref  # noqa: E402
 
-from training import collectives  # noqa: E402
-from training.config import parse_config  # noqa: E402
-from training.optimizer import ElasticAveragingOptimizer, build_inner, make_optimizer  # noqa: E402
+from training.exchanges import collectives  # noqa: E402
+from training.exchanges.optimizer import ElasticAveragingOptimizer, build_inner, make_optimizer  # noqa: E402
+from training.schema import parse_config  # noqa: E402
 
 # (label, algorithm, topology, momentum, steps, path): topology is a name the optimizer takes,
 # or one of the explicit matrices of `explicit`; path "loop" (a tf.function), "fit"

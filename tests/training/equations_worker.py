@@ -15,8 +15,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import least_squares  # noqa: E402
 
-from training import collectives  # noqa: E402
-from training.optimizer import ElasticAveragingOptimizer, build_inner  # noqa: E402
+from training.exchanges import collectives  # noqa: E402
+from training.exchanges.optimizer import ElasticAveragingOptimizer, build_inner  # noqa: E402
 
 # Each case: (label, exchange, inner, momentum, tau, beta, steps, path, order)
 SIM, RR = "simultaneous", "round_robin"

@@ -10,7 +10,7 @@ import numpy as np
 import reference
 import tensorflow as tf
 
-from training import collectives
+from training.exchanges import collectives
 
 
 def model_and_data():

@@ -15,8 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from training import collectives  # noqa: E402
-from training.optimizer import eamsgd  # noqa: E402
+from training.exchanges import collectives  # noqa: E402
+from training.exchanges.optimizer import eamsgd  # noqa: E402
 
 
 def main(out_dir: str) -> None:

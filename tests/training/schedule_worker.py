@@ -17,9 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from training.algorithms import REGISTRY  # noqa: E402
-from training.config import parse_config  # noqa: E402
-from training.optimizer import ElasticAveragingOptimizer, make_optimizer  # noqa: E402
+from training.exchanges.optimizer import ElasticAveragingOptimizer, make_optimizer  # noqa: E402
+from training.schema import parse_config  # noqa: E402
+from training.schema.algorithms import REGISTRY  # noqa: E402
 
 
 def rounds_of(name: str, tau: int, steps: int) -> dict:

@@ -11,7 +11,7 @@ import pytest
 
 from db.store import Store
 from tests.support import BIN, ROOT, horovodrun
-from training.metrics import read_jsonl
+from training.run.metrics import read_jsonl
 
 pytestmark = [pytest.mark.horovod, pytest.mark.slow]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from training.algorithms import EXCHANGES, INNER_FIELDS, REGISTRY
-from training.config import (
+from training.run.metrics import RunInfo
+from training.run.store_sink import StoreSink
+from training.schema import (
     Algorithm,
     ConfigError,
     ExperimentConfig,
@@ -16,8 +17,7 @@ from training.config import (
     recorded_params,
     warnings_for,
 )
-from training.metrics import RunInfo
-from training.store_sink import StoreSink
+from training.schema.algorithms import EXCHANGES, INNER_FIELDS, REGISTRY
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import zmq
 
-from training.center_client import CenterAborted, CenterClient, CenterError
-from training.center_protocol import HEADER, Op
-from training.center_server import CenterServer, CenterState
+from training.center.client import CenterAborted, CenterClient, CenterError
+from training.center.protocol import HEADER, Op
+from training.center.server import CenterServer, CenterState
 
 N = 6
 

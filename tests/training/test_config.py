@@ -8,7 +8,7 @@ import pytest
 
 from db.errors import StoreError
 from db.store import Store
-from training.config import (
+from training.schema import (
     Algorithm,
     ConfigError,
     apply_overrides,
@@ -148,7 +148,7 @@ def test_schema_imports_neither_tensorflow_nor_horovod():
     import subprocess
 
     code = (
-        "import sys, training.config; "
+        "import sys, training.schema; "
         "print(any(m.startswith(('tensorflow', 'horovod', 'keras')) for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -337,7 +337,7 @@ def _numeric_leaves(model, prefix=""):
 
 def test_every_numeric_field_has_finite_bounds():
     """A new numeric field without an upper bound or with infinity allowed fails here."""
-    from training.config import ExperimentConfig
+    from training.schema import ExperimentConfig
 
     leaves = dict(_numeric_leaves(ExperimentConfig))
     assert leaves["model.hidden"] and not leaves["seed"] and len(leaves) == 32

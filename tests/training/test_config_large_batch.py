@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.algorithms import REGISTRY
-from training.config import (
+from training.schema import (
     ConfigError,
     InnerOptimizer,
     fields_for,
@@ -16,6 +15,7 @@ from training.config import (
     visible_fields,
     warnings_for,
 )
+from training.schema.algorithms import REGISTRY
 
 
 def test_defaults_change_nothing():

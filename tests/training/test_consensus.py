@@ -15,9 +15,8 @@ from tests.support import QUIET_TF, ROOT, worker_results
 from tests.support import relative_error as _relative
 from tests.training import reference_consensus as ref
 from tests.training.consensus_worker import CASES
-from training import topology
-from training.algorithms import REGISTRY
-from training.config import ConfigError, parse_config, warnings_for
+from training.schema import ConfigError, parse_config, topology, warnings_for
+from training.schema.algorithms import REGISTRY
 
 TOLERANCE = 1e-5
 THIRD = 1 / 3

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.console import finished_line, format_bytes, progress_line
+from training.run.console import finished_line, format_bytes, progress_line
 
 
 def test_bytes_read_in_the_largest_unit_below_1024():

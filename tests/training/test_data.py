@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.config import DataConfig
-from training.data import DataError, Shard, load
+from training.schema import DataConfig
+from training.zoo.data import DataError, Shard, load
 
 
 def _keys(x: np.ndarray) -> set[bytes]:

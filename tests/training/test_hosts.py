@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from db.errors import EasgdError
-from training.config import ConfigError, parse_config
-from training.hosts import HostsError, format_hosts, host_of_rank, local_slots, parse_hosts
+from training.schema import ConfigError, parse_config
+from training.schema.hosts import HostsError, format_hosts, host_of_rank, local_slots, parse_hosts
 
 
 def test_parses_what_horovodrun_h_reads_in_order():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from training.lars import LARS
+from training.exchanges.lars import LARS
 
 GAMMA, M, ETA, BETA = 0.1, 0.9, 0.5, 0.1
 

@@ -1,4 +1,4 @@
-"""The one horovodrun command line (training/launch.py) that the service, the benchmarks and the
+"""The one horovodrun command line (training/launch/argv.py) that the service, the benchmarks and the
 tests share: checked as argument lists, nothing is started."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from training.hosts import format_hosts
-from training.launch import horovodrun_argv
+from training.launch.argv import horovodrun_argv
+from training.schema.hosts import format_hosts
 
 PROGRAM = [sys.executable, "-m", "training", "--config", "c.yaml"]
 
@@ -21,7 +21,7 @@ def with_horovodrun(tmp_path, monkeypatch):
     python.parent.mkdir()
     (python.parent / "horovodrun").touch()
     monkeypatch.setattr(sys, "executable", str(python))
-    return [str(python), "-m", "training.horovodrun"]
+    return [str(python), "-m", "training.launch.horovodrun"]
 
 
 def test_local_ranks_are_pinned_to_loopback(with_horovodrun):

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from tests.support import QUIET_TF, ROOT
-from training.lars import LARS
-from training.lr_scaling import lr_scale
-from training.lr_schedule import ScaledWarmup, scaled_learning_rate
+from training.exchanges.lars import LARS
+from training.exchanges.lr_schedule import ScaledWarmup, scaled_learning_rate
+from training.schema.lr_scaling import lr_scale
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_serialization_round_trip():
 
 def test_a_saved_model_loads_in_a_fresh_process(tmp_path):
     """A model compiled with LARS on the schedule, saved here, loads in a process that has
-    imported only training.optimizer (what registers every optimizer of ours)."""
+    imported only training.exchanges.optimizer (what registers every optimizer of ours)."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     opt = LARS(ScaledWarmup(0.5, "linear", 2, 3), momentum=0.9, eta=0.01, weight_decay_rate=1e-4)
@@ -115,7 +115,7 @@ def test_a_saved_model_loads_in_a_fresh_process(tmp_path):
     path = tmp_path / "model.keras"
     model.save(path)
     code = (
-        "import json, sys, keras, training.optimizer; "
+        "import json, sys, keras, training.exchanges.optimizer; "
         "m = keras.models.load_model(sys.argv[1]); o = m.optimizer; "
         "print(json.dumps({'cls': type(o).__name__, 'eta': o.eta, 'wd': o.weight_decay_rate, "
         "'lr': float(o.learning_rate), 'it': int(o.iterations.numpy()), "

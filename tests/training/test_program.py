@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.support import QUIET_TF, ROOT, horovodrun
-from training.metrics import read_jsonl
+from training.run.metrics import read_jsonl
 
 pytestmark = pytest.mark.horovod
 TINY = str(Path(__file__).with_name("tiny.yaml"))
@@ -50,8 +50,8 @@ def test_run_directory_holds_everything(tmp_path, easgd_home):
     # The exported model is the center: it scores what the last evaluation reported.
     import keras
 
-    from training.config import DataConfig
-    from training.data import load
+    from training.schema import DataConfig
+    from training.zoo.data import load
 
     ds = load(DataConfig(dataset="digits"))
     model = keras.models.load_model(out / "center.keras")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import horovodrun
-from training.metrics import read_jsonl
+from training.run.metrics import read_jsonl
 
 pytestmark = pytest.mark.horovod
 TINY = str(Path(__file__).with_name("tiny.yaml"))

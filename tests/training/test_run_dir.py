@@ -7,8 +7,8 @@ import re
 import pytest
 import yaml
 
-from training.config import parse_config
-from training.run_dir import new_run_id, prepare_run_dir, write_config
+from training.run.run_dir import new_run_id, prepare_run_dir, write_config
+from training.schema import parse_config
 
 
 def test_a_new_run_gets_a_fresh_directory_under_the_runs_dir(easgd_home):

@@ -12,7 +12,7 @@ import pytest
 
 from bench.harness import TAU
 from tests.support import QUIET_TF, ROOT
-from training.algorithms import EXCHANGES, REGISTRY
+from training.schema.algorithms import EXCHANGES, REGISTRY
 
 pytestmark = pytest.mark.horovod  # Horovod in one plain process (one rank): no horovodrun
 STEPS = 2 * TAU + 1

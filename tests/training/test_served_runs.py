@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.support import horovodrun
-from training.metrics import read_jsonl
+from training.run.metrics import read_jsonl
 
 pytestmark = pytest.mark.horovod
 TINY = str(Path(__file__).with_name("tiny.yaml"))
@@ -51,8 +51,8 @@ def test_an_asynchronous_run_records_staleness_and_exports_the_center(tmp_path, 
     assert json.loads((last / "meta.json").read_text())["asynchronous"] is True
     import keras
 
-    from training.config import DataConfig
-    from training.data import load
+    from training.schema import DataConfig
+    from training.zoo.data import load
 
     ds = load(DataConfig(dataset="digits"))
     model = keras.models.load_model(out / "center.keras")

@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from training import signals
+from training.run import signals
 
 
 def test_a_signal_asks_once_and_a_checkpoint_completed_after_it_serves_it():

@@ -7,7 +7,7 @@ import pytest
 
 from bench.stability import cycle_map, measured_rate, spectral_radius
 from tests.support import horovodrun
-from training.config import stability_bound
+from training.schema import stability_bound
 
 pytestmark = pytest.mark.horovod
 ETA = 0.5

@@ -15,8 +15,8 @@ import pytest
 
 from db.store import Store
 from tests.support import BIN, QUIET_TF, ROOT, horovodrun
-from training.launch import horovodrun_argv
-from training.metrics import read_jsonl
+from training.launch.argv import horovodrun_argv
+from training.run.metrics import read_jsonl
 
 pytestmark = pytest.mark.horovod
 TINY = str(Path(__file__).with_name("tiny.yaml"))

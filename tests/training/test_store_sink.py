@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from db.store import Store
-from training.config import parse_config
-from training.metrics import RunInfo
-from training.store_sink import StoreSink
+from training.run.metrics import RunInfo
+from training.run.store_sink import StoreSink
+from training.schema import parse_config
 
 
 def test_the_run_names_its_job_but_the_job_row_is_left_to_the_service(easgd_home, monkeypatch):

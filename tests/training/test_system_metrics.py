@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from training import system_metrics
-from training.system_metrics import FIELDS, SystemSampler
+from training.run import system_metrics
+from training.run.system_metrics import FIELDS, SystemSampler
 
 
 def test_summed_slots_give_every_ranks_sample_and_no_missing_gpu():

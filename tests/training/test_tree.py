@@ -14,10 +14,10 @@ import pytest
 from tests.support import QUIET_TF, ROOT, horovodrun
 from tests.training import reference_tree as ref
 from tests.training.tree_worker import CASES
-from training import groups
-from training.algorithms import INNER_FIELDS, REGISTRY
-from training.config import ConfigError, fields_for, parse_config, recorded_params
-from training.metrics import read_jsonl
+from training.exchanges import groups
+from training.run.metrics import read_jsonl
+from training.schema import ConfigError, fields_for, parse_config, recorded_params
+from training.schema.algorithms import INNER_FIELDS, REGISTRY
 
 RTOL = 1e-5
 WEIGHT_BYTES = (ref.DIM + 1) * 4  # float32 kernel and bias

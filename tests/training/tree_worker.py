@@ -20,8 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import least_squares  # noqa: E402
 import reference_tree as ref  # noqa: E402
 
-from training import collectives  # noqa: E402
-from training.optimizer import ElasticAveragingOptimizer, build_inner  # noqa: E402
+from training.exchanges import collectives  # noqa: E402
+from training.exchanges.optimizer import ElasticAveragingOptimizer, build_inner  # noqa: E402
 
 # Each case: (label, inner, momentum, tau, tau_root, beta, beta_root, steps)
 CASES = [

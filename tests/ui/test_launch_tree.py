@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.support import Service
 from tests.ui.pages import finished_run, launch, open_app, small_job_form
-from training.algorithms import REGISTRY
+from training.schema.algorithms import REGISTRY
 
 
 def _tree_form(at: AppTest, workers: int) -> None:

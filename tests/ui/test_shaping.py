@@ -7,9 +7,9 @@ import pytest
 
 from db.entities import LatestValue, MetricPoint
 from tests.support import run_record
-from training.algorithms import REGISTRY
-from training.config import ConfigError, ExperimentConfig, visible_fields
-from training.metrics import KEY_METRICS
+from training.run.metrics import KEY_METRICS
+from training.schema import ConfigError, ExperimentConfig, visible_fields
+from training.schema.algorithms import REGISTRY
 from ui import form
 from ui.shaping import (
     config_of,

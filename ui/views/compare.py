@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from training.metrics import BYTES_SENT, CENTER_ACCURACY, EPOCH, TRAIN_LOSS
+from training.run.metrics import BYTES_SENT, CENTER_ACCURACY, EPOCH, TRAIN_LOSS
 from ui import address, state
 from ui.charts import curve_chart, curve_grid, runs_parallel_chart
 from ui.curve_view import show_curves

@@ -6,8 +6,7 @@ import streamlit as st
 import yaml
 
 from service.client import ApiError
-from training.algorithms import REGISTRY
-from training.config import (
+from training.schema import (
     ConfigError,
     ExperimentConfig,
     load_yaml_text,
@@ -15,6 +14,7 @@ from training.config import (
     visible_fields,
     warnings_for,
 )
+from training.schema.algorithms import REGISTRY
 from ui import form, state
 from ui.sweep_form import sweep_these_fields
 

@@ -15,7 +15,7 @@ from db.settings import runs_dir
 from db.text import NOTE_TAG
 from service.logs import tail
 from service.run_removal import plan_removal, remove_run
-from training.metrics import CENTER_ACCURACY, RUN_PAGE_CURVES, WORKERS
+from training.run.metrics import CENTER_ACCURACY, RUN_PAGE_CURVES, WORKERS
 from ui import address, state
 from ui.charts import curve_chart
 from ui.curve_view import show_curves

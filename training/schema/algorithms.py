@@ -1,6 +1,6 @@
 """The algorithm registry: every algorithm declared once.
 
-An *exchange* is what the workers do together, implemented once in `training/optimizer.py`
+An *exchange* is what the workers do together, implemented once in `training/exchanges/optimizer.py`
 (its equations) and tested against `tests/training/reference.py`. An *algorithm* is an exchange
 with the defaults of its inner optimizer: EASGD and EAMSGD share the elastic exchange and differ
 in their inner step. The schema (its choice of algorithms, their defaults, the fields a form
@@ -164,7 +164,7 @@ EXCHANGES: Mapping[str, Exchange] = MappingProxyType(
 )
 
 
-# The exchanges with an asynchronous form (a center server on rank 0, training/asynchronous.py):
+# The exchanges with an asynchronous form (a center server on rank 0, training/center/asynchronous.py):
 # those that take the `asynchronous` field.
 ASYNCHRONOUS_FORMS = tuple(n for n, e in EXCHANGES.items() if "asynchronous" in e.arguments)
 

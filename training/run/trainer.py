@@ -11,10 +11,9 @@ import math
 import time
 from pathlib import Path
 
-from training import signals, system_metrics
-from training.config import ExperimentConfig
-from training.console import progress_line, say
-from training.metrics import (
+from training.run import signals, system_metrics
+from training.run.console import progress_line, say
+from training.run.metrics import (
     BYTES_SENT,
     CENTER_ACCURACY,
     CENTER_LOSS,
@@ -35,6 +34,7 @@ from training.metrics import (
     MetricsSink,
     RunInfo,
 )
+from training.schema import ExperimentConfig
 
 # Steps between the ranks' agreement on a checkpoint asked for by a signal.
 CONTROL_EVERY = 10
@@ -55,8 +55,10 @@ class Trainer:
         import numpy as np
         import tensorflow as tf
 
-        from training import checkpoint, collectives, data, models
-        from training.optimizer import make_optimizer
+        from training.exchanges import collectives
+        from training.exchanges.optimizer import make_optimizer
+        from training.run import checkpoint
+        from training.zoo import data, models
 
         self.tf, self.np, self.keras = tf, np, keras
         self.ckpt = checkpoint

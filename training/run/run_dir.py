@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from training.config import ExperimentConfig
+from training.schema import ExperimentConfig
 
 
 def new_run_id() -> str:

@@ -41,7 +41,7 @@ class LARS(keras.optimizers.Optimizer):
 
     Args:
         learning_rate: the global rate gamma: a float or a `LearningRateSchedule` (LARS is meant
-            to be used with warm-up, `training.lr_schedule.ScaledWarmup`).
+            to be used with warm-up, `training.exchanges.lr_schedule.ScaledWarmup`).
         momentum: m, in [0, 1).
         eta: the trust coefficient (the paper's 0.001).
         weight_decay_rate: beta, an L2 term added to the gradient and inside the trust ratio, as

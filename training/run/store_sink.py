@@ -13,8 +13,8 @@ from pathlib import Path
 
 from db.errors import StoreNotInitialized
 from db.runs import RunStore
-from training.config import recorded_params
-from training.metrics import MetricsSink, RunInfo
+from training.run.metrics import MetricsSink, RunInfo
+from training.schema import recorded_params
 
 HEARTBEAT_SECONDS = float(os.environ.get("EASGD_HEARTBEAT_SECONDS", "10"))
 
@@ -104,7 +104,7 @@ class StoreSink:
 
 def _rows_from_file(info: RunInfo):
     """A run resumed into a store that never saw it gets its history from metrics.jsonl."""
-    from training.metrics import read_jsonl
+    from training.run.metrics import read_jsonl
 
     path = Path(info.run_dir) / "metrics.jsonl"
     if not path.exists():

@@ -2,7 +2,7 @@
 
 `ScaledWarmup` is a Keras `LearningRateSchedule`, set on the inner optimizer: Keras evaluates it
 at the optimizer's own `iterations` before every step, so it is checkpointed and resumed with the
-optimizer's state and needs no callback. With base rate eta, scale k (`training.lr_scaling`:
+optimizer's state and needs no callback. With base rate eta, scale k (`training.schema.lr_scaling`:
 1, p or sqrt(p) for p workers) and W warm-up steps, the step with 0-based index t uses::
 
     eta_t = eta + (k eta - eta) t / W    for t < W
@@ -20,7 +20,7 @@ import math
 import keras
 from keras import ops
 
-from training.lr_scaling import lr_scale
+from training.schema.lr_scaling import lr_scale
 
 
 @keras.saving.register_keras_serializable(package="easgd")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from training.metrics import BYTES_SENT, CENTER_ACCURACY, SPREAD, TRAIN_LOSS
+from training.run.metrics import BYTES_SENT, CENTER_ACCURACY, SPREAD, TRAIN_LOSS
 
 
 def say(msg: str) -> None:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from training.hosts import format_hosts
+from training.schema.hosts import format_hosts
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1"})
 
@@ -23,9 +23,11 @@ def horovodrun_executable() -> str:
 
 
 def launcher(plain: bool = False) -> list[str]:
-    """training.horovodrun in this interpreter (horovodrun without its 3.5 s build check at every
+    """training.launch.horovodrun in this interpreter (horovodrun without its 3.5 s build check at every
     launch), or with `plain` the horovodrun command users type."""
-    return [horovodrun_executable()] if plain else [sys.executable, "-m", "training.horovodrun"]
+    return (
+        [horovodrun_executable()] if plain else [sys.executable, "-m", "training.launch.horovodrun"]
+    )
 
 
 def horovodrun_argv(
@@ -46,7 +48,7 @@ def horovodrun_argv(
     discovery can hang where other interfaces exist but lead nowhere (it did for elastic runs),
     and loopback is the only one local ranks need. `pin_loopback=False` leaves the discovery to
     horovodrun, as the plain command the README gives users does; `plain` starts that command
-    itself rather than training.horovodrun. Across hosts,
+    itself rather than training.launch.horovodrun. Across hosts,
     `network_interface` names the interface the ranks and the rendezvous use (it must have that
     name on every host and on this one), and the ssh options reach hosts whose sshd is not on
     port 22 or whose key is not the default one."""

@@ -4,7 +4,7 @@ With p workers each taking a batch of b, a step averages p x b examples. Goyal e
 ("Accurate, Large Minibatch SGD") scale the learning rate with the batch: ``linear`` multiplies
 the configured rate by p; ``sqrt`` by sqrt(p) (the variance argument, Krizhevsky 2014, Hoffer et
 al. 2017); ``none`` keeps it. The Keras schedule that applies it, with the gradual warm-up, is
-`training.lr_schedule.ScaledWarmup`.
+`training.exchanges.lr_schedule.ScaledWarmup`.
 """
 
 from __future__ import annotations

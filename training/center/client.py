@@ -1,4 +1,4 @@
-"""A worker's connection to the center server (training/center_server.py).
+"""A worker's connection to the center server (training/center/server.py).
 
 One request is in flight at a time. `send` returns at once (zmq's I/O thread moves the bytes while
 the worker computes), `poll` picks up the answer if it has come, `wait` blocks for it: that is the
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from training.center_protocol import PRECISIONS, WIRE_OPS, Op, Status, decode, encode
+from training.center.protocol import PRECISIONS, WIRE_OPS, Op, Status, decode, encode
 
 DEFAULT_TIMEOUT = 300.0
 

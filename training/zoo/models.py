@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from training.config import ModelConfig
+from training.schema import ModelConfig
 
 
 def _mlp(cfg: ModelConfig, input_shape, classes) -> keras.Model:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from db.errors import EasgdError
-from training.config import DataConfig
+from training.schema import DataConfig
 
 
 class DataError(EasgdError, RuntimeError):

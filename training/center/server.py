@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from training.center_protocol import (
+from training.center.protocol import (
     HEADER,
     PRECISIONS,
     TOKEN_BYTES,

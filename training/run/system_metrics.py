@@ -23,7 +23,7 @@ def key(rank: int, field: str) -> str:
 
 def _nvml_handle(local_rank: int):
     """The NVML handle of the GPU this rank trains on (the visible GPU of its local rank, as
-    training.collectives picks it; CUDA_VISIBLE_DEVICES names it by physical index or UUID), or
+    training.exchanges.collectives picks it; CUDA_VISIBLE_DEVICES names it by physical index or UUID), or
     None without a GPU, NVML or its driver."""
     try:
         import pynvml

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import horovod.tensorflow as hvd
 import tensorflow as tf
 
-from training import groups
+from training.exchanges import groups
 
 _initialized = False
 # Tree EASGD's groups, and Horovod's process set for each rank set that needs one.
@@ -28,7 +28,7 @@ def init(group_size: int | None = None) -> None:
     """Initialise Horovod once; pin each rank to the GPU of its local rank when GPUs are visible.
 
     `group_size` (Tree EASGD) also registers the process sets of its groups and of their leaders
-    (`training.groups`). Horovod 0.28.1 takes them only here, in `hvd.init`, the same on every
+    (`training.exchanges.groups`). Horovod 0.28.1 takes them only here, in `hvd.init`, the same on every
     rank: a later `hvd.add_process_set` needs dynamic process sets, which slowed every collective
     down on Gloo (README, "Tree EASGD")."""
     global _initialized, _layout
@@ -96,7 +96,7 @@ def init_tree(group_size: int | None = None) -> groups.Layout:
         raise groups.GroupError(
             f"optimizer.group_size: Horovod was initialised with {have}, and Horovod 0.28.1 "
             "registers process sets only when it starts; call "
-            f"training.collectives.init_tree({group_size}) before anything else "
+            f"training.exchanges.collectives.init_tree({group_size}) before anything else "
             f"(received: {'null' if group_size is None else group_size})"
         )
     return layout

@@ -1,7 +1,7 @@
 """The program each Horovod rank runs, from a validated configuration to an exit code.
 
 It settles the run directory (rank 0 decides, every rank follows), writes config.yaml, builds the
-Trainer (training/trainer.py) and records how the run ended, failures included, in every sink.
+Trainer (training/run/trainer.py) and records how the run ended, failures included, in every sink.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import traceback
 from pathlib import Path
 
 from db.entities import RunStatus
-from training import groups
-from training.config import ConfigError, ExperimentConfig, topology_problem, warnings_for
-from training.console import complain, finished_line, say
-from training.metrics import CENTER_ACCURACY, FanOut, JsonlSink, MetricsSink, RunInfo
-from training.run_dir import prepare_run_dir, write_config
+from training.exchanges import groups
+from training.run.console import complain, finished_line, say
+from training.run.metrics import CENTER_ACCURACY, FanOut, JsonlSink, MetricsSink, RunInfo
+from training.run.run_dir import prepare_run_dir, write_config
+from training.schema import ConfigError, ExperimentConfig, topology_problem, warnings_for
 
 
 def _agree_on_run_dir(collectives, out: str | None, resume: str | None) -> tuple[Path, bool] | str:
@@ -65,8 +65,8 @@ def run(
     config: ExperimentConfig, out: str | None, resume: str | None, source: str, sinks_factory=None
 ) -> int:
     """Called on every rank after the configuration validated. Returns the exit code."""
-    from training import collectives
-    from training.trainer import Trainer
+    from training.exchanges import collectives
+    from training.run.trainer import Trainer
 
     if uses_groups(config):
         collectives.init_tree(config.optimizer.group_size)

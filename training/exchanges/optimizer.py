@@ -2,7 +2,7 @@
 
 The exchange is what tells the algorithms apart; the inner optimizer is each worker's own step.
 When each exchange runs, whether it keeps a center and what is evaluated are declared in
-`training.algorithms.EXCHANGES`; its equations are here, one round method each:
+`training.schema.algorithms.EXCHANGES`; its equations are here, one round method each:
 
 - ``elastic`` (EASGD with SGD inside, EAMSGD with Nesterov momentum inside), every tau steps,
   on the step whose 0-based index t has t mod tau == 0, before the inner step, with the
@@ -40,7 +40,7 @@ When each exchange runs, whether it keeps a center and what is evaluated are dec
   model is the workers' mean, computed by `prepare_evaluation` (a monitoring all-reduce).
 - ``mconsensus`` (CDMSGD): the same round; the inner step then gives v_{k+1} = sum_l pi_jl x_l
   - eta g_j(x_j), and after it x <- v_{k+1} + mu (v_{k+1} - v_k), with v_0 = x_0.
-- ``tree`` (Tree EASGD, Zhang's thesis): groups of ranks (`training.groups`), each with a group
+- ``tree`` (Tree EASGD, Zhang's thesis): groups of ranks (`training.exchanges.groups`), each with a group
   center c_g; on steps with t mod tau == 0 the elastic exchange within each group
   (d_i = alpha (x_i - c_g), alpha = beta / group size; x_i <- x_i - d_i; c_g <- c_g + sum_g d_i),
   on steps with t mod tau_root == 0 the group centers' with the root center c
@@ -60,12 +60,12 @@ import keras
 import tensorflow as tf
 from keras.src.utils import tracking
 
-from training import collectives
-from training.algorithms import ASYNCHRONOUS_FORMS, EXCHANGES, ORDERS, WITH_MOMENTUM
-from training.lars import LARS
-from training.lr_schedule import scaled_learning_rate
-from training.topology import TopologyError, mixing_matrix
-from training.topology import parse as parse_topology
+from training.exchanges import collectives
+from training.exchanges.lars import LARS
+from training.exchanges.lr_schedule import scaled_learning_rate
+from training.schema.algorithms import ASYNCHRONOUS_FORMS, EXCHANGES, ORDERS, WITH_MOMENTUM
+from training.schema.topology import TopologyError, mixing_matrix
+from training.schema.topology import parse as parse_topology
 
 
 def _in_xla_context() -> bool:
@@ -84,7 +84,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         tau: communication period, in local steps.
         beta: moving rate, beta = workers x alpha (default 0.9). Give beta or alpha.
         alpha: elastic rate (default beta / workers).
-        exchange: a name in `training.algorithms.EXCHANGES` (the baselines run in this same
+        exchange: a name in `training.schema.algorithms.EXCHANGES` (the baselines run in this same
             harness).
         center_momentum: delta of the center's Nesterov momentum (`mdownpour`).
         average_rate: rate a of the center's moving average (`mvadownpour`).
@@ -97,7 +97,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             (`consensus`, `mconsensus`).
         consensus_momentum: mu of CDMSGD's momentum (`mconsensus`).
         asynchronous: exchange with a center server held by rank 0, on each worker's own clock
-            (`training.asynchronous`; elastic and the DOWNPOUR family but mdownpour). The
+            (`training.center.asynchronous`; elastic and the DOWNPOUR family but mdownpour). The
             training loop calls `start_asynchronous`, `before_step`, `after_step` and
             `finish_asynchronous`; with `order="round_robin"` the workers take turns.
         backup_workers: `sync` only: b of the workers are backups, the mean of the first
@@ -357,7 +357,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         if self.exchange == "mconsensus":
             self._consensus_momentum(variables)
 
-    # -- the asynchronous form (training/asynchronous.py), between steps, eagerly -------------
+    # -- the asynchronous form (training/center/asynchronous.py), between steps, eagerly -------------
 
     def start_asynchronous(self, mode: str | None = None) -> None:
         """Every rank, once built (and restored): rank 0 starts the center server, in a thread
@@ -365,7 +365,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         environment variable EASGD_CENTER_MODE sets it when `mode` is None."""
         import os
 
-        from training.asynchronous import AsynchronousCenter
+        from training.center.asynchronous import AsynchronousCenter
 
         mode = mode or os.environ.get("EASGD_CENTER_MODE") or "thread"
         if mode not in ("thread", "process"):
@@ -613,7 +613,7 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         level_bytes.assign_add(tf.constant(float(nbytes), tf.float64))
         self._account(nbytes, seconds)
 
-    # Each exchange's equations: the round that runs when `training.algorithms` schedules it.
+    # Each exchange's equations: the round that runs when `training.schema.algorithms` schedules it.
     _ROUNDS = {
         "sync": _sync_round,
         "elastic": _elastic_round,
@@ -782,7 +782,7 @@ def make_optimizer(opt) -> ElasticAveragingOptimizer:
     """The optimizer an `OptimizerConfig` describes, from its algorithm's registry entry: the
     inner optimizer, the exchange, and the exchange's arguments from the fields that give them.
     The inner optimizer's rate is scaled with this job's Horovod size and warmed up as the
-    configuration says (`training.lr_schedule`). It broadcasts rank 0's weights when built."""
+    configuration says (`training.exchanges.lr_schedule`). It broadcasts rank 0's weights when built."""
     spec = opt.spec
     inner_kind = opt.resolved_inner.value
     momentum = opt.resolved_momentum

@@ -2,7 +2,7 @@
 
 The training step itself is the inner optimizer's alone (`ElasticAveragingOptimizer.apply` runs
 no collective when asynchronous); around it, `before_step(t)` and `after_step(t)` talk to the
-center server (training/center_server.py) on this worker's own clock, for the step with 0-based
+center server (training/center/server.py) on this worker's own clock, for the step with 0-based
 index t:
 
 - ``elastic`` (the paper's Algorithm 1, asynchronous EASGD and EAMSGD): on steps with
@@ -31,8 +31,8 @@ import time
 
 import numpy as np
 
-from training.center_client import CenterClient, CenterError
-from training.center_protocol import Op
+from training.center.client import CenterClient, CenterError
+from training.center.protocol import Op
 
 
 class WorkerExchange:
@@ -213,8 +213,8 @@ class AsynchronousCenter:
     def start(self) -> None:
         import secrets
 
-        from training import collectives
-        from training.center_server import CenterServer, CenterState
+        from training.center.server import CenterServer, CenterState
+        from training.exchanges import collectives
 
         opt, rank = self.opt, collectives.rank()
         answer: tuple | str = ""

@@ -1,0 +1,1 @@
+"""How ranks are started: the horovodrun command line. Imports no TensorFlow."""

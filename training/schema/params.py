@@ -1,0 +1,83 @@
+"""Parameters as the run store records them, and the fields a form shows for a choice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from training.schema.algorithms import REGISTRY
+from training.schema.optimizer import Algorithm
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys, as the run store and the query language name parameters."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def recorded_params(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved configuration as the run store records it: dotted keys, and of the optimizer
+    section only the fields its algorithm and inner optimizer use (a `sync` run has no
+    `optimizer.tau`, a run without LARS no `optimizer.lars_eta`)."""
+    return used_params(flatten(config))
+
+
+def used_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Of dotted parameters, those the run's algorithm and inner optimizer use (the registry's
+    rule, `fields_for`): what is recorded, and what tells runs apart when they are compared,
+    runs recorded before the rule included. An algorithm the registry does not know keeps all."""
+    algorithm = params.get("optimizer.algorithm", Algorithm.EAMSGD)
+    if algorithm not in REGISTRY:
+        return dict(params)
+    used = fields_for(algorithm, params.get("optimizer.inner"))
+    return {
+        key: value
+        for key, value in params.items()
+        if not key.startswith("optimizer.") or key.removeprefix("optimizer.") in used
+    }
+
+
+def fields_for(algorithm: str, inner: str | None = None) -> set[str]:
+    """Optimizer fields that matter for an algorithm (the registry's), with those its inner
+    optimizer adds (`inner`, else the algorithm's default): the UI shows only these."""
+    return set(
+        REGISTRY[Algorithm(algorithm)].fields_with(inner if isinstance(inner, str) else None)
+    )
+
+
+def visible_fields(data: dict[str, Any]) -> set[str]:
+    """Dotted paths a form should show for a configuration: only what its choices use."""
+    cfg_data = data.get("data", {}) or {}
+    model = (data.get("model", {}) or {}).get("name", "lenet5")
+    algorithm = (data.get("optimizer", {}) or {}).get("algorithm", Algorithm.EAMSGD)
+    if not isinstance(algorithm, str) or algorithm not in REGISTRY:
+        algorithm = Algorithm.EAMSGD
+    inner = (data.get("optimizer", {}) or {}).get("inner")
+    shown = {
+        "name",
+        "seed",
+        "data.dataset",
+        "data.batch_size",
+        "data.test_size",
+        "model.name",
+        "training.epochs",
+        "training.max_steps",
+        "training.eval_every",
+        "checkpoint.every",
+        "resources.workers",
+    }
+    if cfg_data.get("dataset") in ("npz", "mnist", "fashion_mnist", "cifar10"):
+        shown.add("data.path")
+    if cfg_data.get("dataset") == "synthetic":
+        shown.add("data.synthetic_samples")
+    if model == "mlp":
+        shown.add("model.hidden")
+    if model in ("convnet", "resnet"):
+        shown.add("model.width")
+    shown |= {f"optimizer.{f}" for f in fields_for(algorithm, inner)}
+    return shown
