@@ -111,7 +111,7 @@ class JobRecord:
     status: JobStatus
     priority: int
     source: str
-    config: str
+    config: dict[str, Any]
     workers: int
     hosts: str | None
     gpus: str | None

@@ -285,6 +285,11 @@ def _lease_record(row: ServiceLease) -> LeaseRecord:
 
 
 def _job_record(j: Job) -> JobRecord:
+    """The configuration comes back parsed: as the mapping it was queued with, never as text."""
     return record(
-        JobRecord, j, status=JobStatus(j.status), cancel_requested=bool(j.cancel_requested)
+        JobRecord,
+        j,
+        status=JobStatus(j.status),
+        config=json.loads(j.config),
+        cancel_requested=bool(j.cancel_requested),
     )

@@ -131,11 +131,7 @@ class JobOut(BaseModel):
 
 
 def _job_out(job, warnings: list[str] | None = None) -> JobOut:
-    import json
-
-    d = job.to_dict()
-    d["config"] = json.loads(d["config"])
-    return JobOut(**d, warnings=warnings or [])
+    return JobOut(**job.to_dict(), warnings=warnings or [])
 
 
 def _invalid(

@@ -1,6 +1,6 @@
 """Turning a request into a job: the training schema validates it, `data.path` must lie in the
 service's data directories, and the configuration is frozen (every default filled in, the data
-path resolved) before anything is queued."""
+path resolved) before anything is queued. And back: a job's stored configuration, typed again."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from db.entities import JobRecord
 from training.schema import (
     ConfigError,
     ExperimentConfig,
@@ -50,3 +51,21 @@ def prepare(
     if (problem := topology_problem(cfg, cfg.resources.workers)) is not None:
         raise ConfigError([problem])
     return Prepared(cfg, warnings_for(cfg))
+
+
+def stored_config(job: JobRecord) -> ExperimentConfig:
+    """The configuration a job was queued with, typed, for everything that plans or launches it.
+
+    It was valid when queued, but a later version of the schema (or a data file gone since) may
+    refuse it: the ConfigError is then one line, which the job fails with.
+    """
+    try:
+        return parse_config(job.config)
+    except ConfigError as exc:
+        raise ConfigError(
+            [
+                f"configuration: job {job.id} was queued with a configuration that this version "
+                "no longer accepts; submit the job again with a valid one (received: "
+                f"{'; '.join(exc.problems)})"
+            ]
+        ) from None

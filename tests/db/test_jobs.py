@@ -23,6 +23,8 @@ from db.store import Store
 def test_job_transitions_never_leave_a_terminal_state(store):
     job = store.create_job(config={"seed": 1}, workers=2, name="j", source="cli")
     assert job.status is JobStatus.QUEUED and not job.status.is_terminal()
+    # The configuration comes back as the mapping it was queued with, never as JSON text.
+    assert job.config == store.get_job(job.id).config == {"seed": 1}
     running = store.transition_job(job.id, JobStatus.RUNNING, pid=123, pid_start_time=1.5)
     assert running.started_at is not None and running.pid == 123
     with pytest.raises(InvalidTransition, match="not a valid transition"):

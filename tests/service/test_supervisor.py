@@ -1,6 +1,6 @@
-"""Scheduling, cancel, failure and reconciliation on a real SQLite store, with the process
-functions replaced where a real horovodrun is not the point (tests/service/test_service.py runs
-the real ones)."""
+"""Scheduling, cancel, failure and reconciliation on a real SQLite store, with the horovodrun
+launcher's process functions replaced where a real horovodrun is not the point
+(tests/service/test_service.py runs the real ones)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,11 @@ import pytest
 from db.entities import JobStatus
 from db.store import Store
 from service import processes
+from service.launchers import HorovodrunLauncher
+from service.launchers.horovodrun import first_failed
+from service.lease import SchedulerBusy
 from service.settings import ServiceSettings
-from service.supervisor import SchedulerBusy, Supervisor, first_failed
+from service.supervisor import Supervisor
 
 CONFIG = {"resources": {"workers": 2}}
 
@@ -68,13 +71,13 @@ class FakeProcesses:
         return self.ended_by
 
     def supervisor(self, store: Store, settings: ServiceSettings) -> Supervisor:
-        return Supervisor(
-            store,
+        launcher = HorovodrunLauncher(
             settings,
             spawn=self.spawn,
             is_same_process=self.is_same_process,
             terminate_job=self.terminate_job,
         )
+        return Supervisor(store, settings, launcher=launcher, is_same_process=self.is_same_process)
 
 
 @pytest.fixture

@@ -86,7 +86,7 @@ def test_trials_run_as_jobs_at_most_concurrency_at_once(store):
     first = _trials(store, sweep.id)
     assert [t.number for t in first] == [0, 1] and all(t.state is TrialState.QUEUED for t in first)
     job = store.get_job(first[0].job_id)
-    config = json.loads(job.config)
+    config = job.config
     assert job.name == "t-trial-0" and job.source == "cli" and job.workers == 2
     assert config["optimizer"]["tau"] == first[0].params["optimizer.tau"]
     assert config["optimizer"]["learning_rate"] == first[0].params["optimizer.learning_rate"]
