@@ -22,6 +22,15 @@ class ApiError(EasgdError):
         self.exit_code = 2 if status and 400 <= status < 500 else 1
 
 
+class ServiceUnreachable(ApiError):
+    """Nothing answered at the service's URL: not a refusal, so a page can say where it looked
+    and how to start the service rather than what to fix."""
+
+    def __init__(self, message: str, url: str):
+        super().__init__(message)
+        self.url = url
+
+
 def default_url() -> str:
     return os.environ.get("EASGD_API_URL") or f"http://127.0.0.1:{DEFAULT_PORT}"
 
@@ -51,9 +60,10 @@ class Client:
         except httpx.InvalidURL as exc:  # some are found only when a request is made
             raise self._not_a_url(exc) from None
         except httpx.TransportError as exc:
-            raise ApiError(
+            raise ServiceUnreachable(
                 f"cannot reach the job service at {self.url} ({exc}); start it with "
-                "`easgd serve` or `easgd up`, or pass --api URL"
+                "`easgd serve` or `easgd up`, or pass --api URL",
+                self.url,
             ) from None
         if r.status_code >= 400:
             try:
@@ -126,6 +136,11 @@ class Client:
 
     def restore_run(self, run_id: str) -> dict[str, Any]:
         return self._call("POST", f"/runs/{run_id}/restore")
+
+    def deletion(self, run_id: str, files: bool = False) -> dict[str, Any]:
+        """What `delete_run` would remove (its `message` says it in one line), refused as it
+        would be, with nothing changed: to ask before deleting."""
+        return self._call("GET", f"/runs/{run_id}/deletion", params={"files": files})
 
     def delete_run(self, run_id: str, files: bool = False) -> dict[str, Any]:
         """Delete the run, and with `files` its directory; the reply's `message` says what

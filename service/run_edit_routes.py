@@ -1,5 +1,6 @@
 """The REST API's edits of a run: PATCH /runs/{id} (tags and the note), POST /runs/{id}/archive
-and /restore, DELETE /runs/{id}?files=true|false.
+and /restore, DELETE /runs/{id}?files=true|false, and GET /runs/{id}/deletion, what that
+DELETE would remove, to ask first.
 
 The same conventions as the other routes (service.api): a bad body is a 422 in FastAPI's shape
 naming the field, an unknown run a 404, a run still being written (or a directory not ours to
@@ -9,6 +10,7 @@ remove) a 409 saying what to do.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +23,7 @@ from db.sql import KEY_PATTERN, RUN_ID_PATTERN
 from db.store import Store
 from db.text import MAX_TAG_VALUE, NOT_NOTE_TEXT, NOT_PRINTABLE, NOTE_TAG, check_tag_value
 from service import formatting
-from service.run_removal import remove_run
+from service.run_removal import plan_removal, remove_run
 
 
 class RunPatch(BaseModel):
@@ -93,11 +95,22 @@ class RunPatch(BaseModel):
         return out
 
 
-class RunDeleted(BaseModel):
+class _Records(BaseModel):
     run_id: str
     metric_points: int = Field(description="Metric values removed with the run.")
     events: int
     run_dir: str | None = Field(description="The directory the run recorded.")
+
+
+class DeletionPlan(_Records):
+    directory: str | None = Field(
+        description="The directory a deletion with files would remove (null: none would be)."
+    )
+    bytes: int = Field(description="That directory's size.")
+    message: str = Field(description="What a deletion would remove, in one line.")
+
+
+class RunDeleted(_Records):
     files_removed: bool = Field(description="Whether that directory was removed.")
     message: str = Field(
         description="What was done, in one line; says so when the directory could not be removed."
@@ -133,29 +146,38 @@ def add_routes(
         """List an archived run again."""
         return formatting.run_json(store.restore_run(run_id))
 
-    @app.delete(
-        "/runs/{run_id}",
-        response_model=RunDeleted,
-        responses={
-            **no_run,
-            409: message(
-                "The run is still being written, or its directory is not the run's own under "
-                "the data directory's runs/ folder: nothing was deleted."
-            ),
-        },
-    )
+    refused = {
+        **no_run,
+        409: message(
+            "The run is still being written, or its directory is not the run's own under "
+            "the data directory's runs/ folder: nothing was deleted."
+        ),
+    }
+
+    @app.get("/runs/{run_id}/deletion", response_model=DeletionPlan, responses=refused)
+    def deletion_plan(
+        run_id: str = run_id_param,
+        files: bool = Query(False, description="With the run's directory."),
+    ) -> DeletionPlan:
+        """What DELETE /runs/{id} would remove, refused as it would be, with nothing changed:
+        for a client to ask before it deletes."""
+        plan = plan_removal(store, run_id, files, runs_root)
+        return DeletionPlan(
+            **asdict(plan.deletion),
+            directory=None if plan.directory is None else str(plan.directory),
+            bytes=plan.size,
+            message=plan.preview(),
+        )
+
+    @app.delete("/runs/{run_id}", response_model=RunDeleted, responses=refused)
     def delete_run(
         run_id: str = run_id_param,
         files: bool = Query(False, description="Remove the run's directory too."),
     ) -> RunDeleted:
         """Delete the run's records in one transaction, then with `files` its directory."""
         removal = remove_run(store, run_id, files, runs_root)
-        d = removal.deletion
         return RunDeleted(
-            run_id=d.run_id,
-            metric_points=d.metric_points,
-            events=d.events,
-            run_dir=d.run_dir,
+            **asdict(removal.deletion),
             files_removed=removal.removed,
             message=removal.line(),
         )

@@ -102,10 +102,12 @@ class Service:
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
         )
+        token = self.env.get("EASGD_API_TOKEN")
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/health", headers=auth, timeout=1).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass

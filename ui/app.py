@@ -14,6 +14,7 @@ import streamlit as st  # noqa: E402
 
 from db.errors import StoreNotInitialized  # noqa: E402
 from ui import state  # noqa: E402
+from ui.navigation import PAGES  # noqa: E402
 
 # Our own icon (the hub of a center and its workers), shown once a page has loaded.
 st.set_page_config(
@@ -29,13 +30,6 @@ except StoreNotInitialized as exc:
     st.stop()
 
 page = st.navigation(
-    [
-        st.Page(state.PAGE_PATHS["runs"], title="Runs", icon=":material/table_rows:", default=True),
-        st.Page(state.PAGE_PATHS["launch"], title="Launch", icon=":material/rocket_launch:"),
-        st.Page(state.PAGE_PATHS["jobs"], title="Jobs", icon=":material/list_alt:"),
-        st.Page(state.PAGE_PATHS["sweeps"], title="Sweeps", icon=":material/tune:"),
-        st.Page(state.PAGE_PATHS["compare"], title="Compare", icon=":material/monitoring:"),
-        st.Page(state.PAGE_PATHS["run"], title="Run", icon=":material/description:"),
-    ]
+    [st.Page(p.path, title=p.title, icon=p.icon, default=p is PAGES[0]) for p in PAGES]
 )
 page.run()

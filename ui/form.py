@@ -15,7 +15,7 @@ from typing import Any, Literal
 import annotated_types
 from pydantic import BaseModel
 
-from training.schema import ConfigError, ExperimentConfig
+from training.schema import ConfigError, ExperimentConfig, RegistryChoice
 
 SECTIONS = ("data", "model", "optimizer", "training", "checkpoint", "resources")
 # Where a field's own name would be ambiguous on the page.
@@ -112,6 +112,9 @@ def _spec(path: str, field) -> FieldSpec:
         return FieldSpec(kind="yaml", **common)
     if typing.get_origin(ann) is Literal:
         return FieldSpec(kind="choice", choices=typing.get_args(ann), **common)
+    for m in field.metadata:
+        if isinstance(m, RegistryChoice):  # a dataset or a model: the registry's names now
+            return FieldSpec(kind="choice", choices=m.choices, **common)
     if isinstance(ann, type) and issubclass(ann, Enum):
         choices = tuple(e.value for e in ann)
         return FieldSpec(kind="choice", choices=((None,) if optional else ()) + choices, **common)

@@ -11,14 +11,6 @@ COMPARE = "compare_run_ids"
 CLONE = "clone_config"
 LAUNCHED = "launched_job"
 RUN = "selected_run"
-PAGE_PATHS = {
-    "launch": "views/launch.py",
-    "jobs": "views/jobs.py",
-    "runs": "views/runs.py",
-    "compare": "views/compare.py",
-    "run": "views/run.py",
-    "sweeps": "views/sweeps.py",
-}
 FIRST_RUN_HINT = (
     "No runs yet. Launch one on the **Launch** page, or from a shell:\n\n"
     "```\nhorovodrun -np 2 -H localhost:2 --gloo python -m training "

@@ -14,6 +14,7 @@ from service.sweeps.spec import OBJECTIVES
 from training.schema import ExperimentConfig, flatten
 from ui import state
 from ui.form import FieldSpec
+from ui.navigation import PATHS
 
 SWEEPABLE = ("int", "float", "choice", "bool")
 # The example's rule: half the trials kept at evaluations 3, 6, 12...
@@ -120,7 +121,7 @@ def _start(spec: dict[str, Any], config: ExperimentConfig) -> None:
         st.warning(w)
     st.success(f"Sweep {sweep['id']} started: {sweep['run_cap']} trials.")
     st.page_link(
-        state.PAGE_PATHS["sweeps"],
+        PATHS["sweeps"],
         label=f"Follow sweep {sweep['id']} on the Sweeps page",
         icon=":material/arrow_forward:",
         query_params={"sweep": str(sweep["id"])},

@@ -232,6 +232,7 @@ def test_every_error_a_route_answers_is_documented(client):
         ("/runs/{run_id}/metrics", "get"): {"401", "404", "422"},
         ("/runs/{run_id}", "patch"): {"400", "401", "404", "413", "422"},
         ("/runs/{run_id}", "delete"): {"401", "404", "409", "422"},
+        ("/runs/{run_id}/deletion", "get"): {"401", "404", "409", "422"},
         ("/runs/{run_id}/archive", "post"): {"401", "404", "409", "422"},
         ("/runs/{run_id}/restore", "post"): {"401", "404", "422"},
         ("/health", "get"): {"401"},

@@ -1,5 +1,6 @@
 """The client's run edits against a real `easgd serve`, started on a store left at the revision
-before archiving existed: the service upgrades it, then tags, notes, archives and deletes."""
+before archiving existed: the service upgrades it, then tags, notes, archives, says what a
+deletion would remove and deletes."""
 
 from __future__ import annotations
 
@@ -38,6 +39,15 @@ def test_the_client_edits_archives_and_deletes_runs_of_a_real_service(tmp_path):
         with pytest.raises(ApiError, match="409: run 'live' is running; stop it first") as exc:
             client.archive_run("live")
         assert exc.value.exit_code == 2
+        plan = client.deletion("r1", files=True)
+        assert plan["directory"] == str(run_dir.resolve()) and plan["bytes"] == 12
+        assert plan["message"] == (
+            f"run r1: its record, 1 metric point and 0 events, and its directory "
+            f"{run_dir.resolve()} (12 B)"
+        )
+        assert client.deletion("r1")["directory"] is None and run_dir.is_dir()
+        with pytest.raises(ApiError, match="409: run 'live' is running; stop it first"):
+            client.deletion("live")
         gone = client.delete_run("r1", files=True)
         assert gone["files_removed"] is True and gone["metric_points"] == 1
         assert gone["message"].startswith("deleted run r1 (1 metric point, 0 events)")

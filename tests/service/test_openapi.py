@@ -27,7 +27,7 @@ SECONDS = 60
 # What JSON Schema cannot say: a string config (or sweep) must be a YAML mapping the schema
 # accepts, and a filter must parse; such requests are valid to the document and still 422.
 # Following a job's log waits for the job to start, and here no job ever starts. A running run
-# is neither archived nor deleted (409).
+# is neither archived nor deleted, nor planned for deletion (409).
 CONFIG = """
 [[operations]]
 include-name = ["POST /jobs", "POST /jobs:check", "GET /runs", "POST /sweeps"]
@@ -38,7 +38,7 @@ include-name = "GET /jobs/{job_id}/logs"
 parameters = { follow = false }
 
 [[operations]]
-include-name = ["POST /runs/{run_id}/archive", "DELETE /runs/{run_id}"]
+include-name = ["POST /runs/{run_id}/archive", "DELETE /runs/{run_id}", "GET /runs/{run_id}/deletion"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", 401, 404, 409]
 """
 

@@ -6,6 +6,7 @@ import pytest
 import streamlit as st
 
 from db.store import Store
+from tests.support import Service
 from tests.ui.chromium import chromium_browser, served, stop_chromium, store_in
 from tests.ui.seeded_runs import seed
 
@@ -19,6 +20,18 @@ def ui_store(easgd_home):
     yield store
     st.cache_resource.clear()
     store.dispose()
+
+
+@pytest.fixture
+def ui_service(ui_store, easgd_home, monkeypatch):
+    """`easgd serve` on the UI's store, requiring a token, and the app pointed at it with that
+    token as `easgd up` points it: the pages' changes go through its API."""
+    monkeypatch.setenv("EASGD_API_TOKEN", "ui-test-token")
+    service = Service(easgd_home).start()
+    monkeypatch.setenv("EASGD_API_URL", service.url)
+    st.cache_resource.clear()  # a client made before would call another address
+    yield service
+    service.stop()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 from tests.support import BIN, ROOT
 from tests.ui.chromium import choose, chromium_browser, nav, new_page, tick_runs
 from tests.ui.chromium import shot as _no_exception
+from ui.navigation import PAGES
 from ui.testing import DRAWN
 
 pytestmark = [pytest.mark.browser, pytest.mark.service, pytest.mark.horovod]
@@ -107,7 +108,7 @@ def test_launch_watch_compare_in_chromium(product):
         _check_chart(shared, series=2)
         links = shared.get_by_test_id("stSidebarNavLink")
         titles = [text.split()[-1] for text in links.all_inner_texts()]  # after the icon's name
-        assert titles == ["Runs", "Launch", "Jobs", "Sweeps", "Compare", "Run"]
+        assert titles == [p.title for p in PAGES] and titles[0] == "Runs"
         _no_exception(shared, "8-compare-shared-link")
 
 

@@ -4,8 +4,6 @@ page runs through the service and records its staleness."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tests.support import Service
@@ -13,7 +11,7 @@ from tests.ui.pages import finished_run, launch, open_app, small_job_form
 
 
 def test_the_form_offers_what_each_algorithm_has(ui_store):
-    at = open_app("views/launch.py")
+    at = open_app("launch")
     at.selectbox(key="form.optimizer.algorithm").set_value("eamsgd").run()
     box = at.checkbox(key="form.optimizer.asynchronous")
     assert box.value is False and "center server" in box.help
@@ -37,7 +35,7 @@ def test_an_asynchronous_job_launched_from_the_page_finishes(ui_store, easgd_hom
         at.selectbox(key="form.optimizer.algorithm").set_value("eamsgd").run()
         at.checkbox(key="form.optimizer.asynchronous").check().run()
         job = launch(at, ui_store)
-        assert json.loads(job.config)["optimizer"]["asynchronous"] is True
+        assert job.config["optimizer"]["asynchronous"] is True
         run = finished_run(service, ui_store, job)
         assert str(run.params["optimizer.asynchronous"]).lower() == "true"
         assert run.status == "finished"

@@ -3,8 +3,6 @@ group size that does not divide the workers beside the field, and launches a job
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -19,7 +17,7 @@ def _tree_form(at: AppTest, workers: int) -> None:
 
 
 def test_the_form_shows_the_tree_fields(ui_store):
-    at = open_app("views/launch.py")
+    at = open_app("launch")
     _tree_form(at, 4)
     keys = {w.key for w in at.number_input}
     tree = {"form.optimizer.group_size", "form.optimizer.tau_root", "form.optimizer.beta_root"}
@@ -51,7 +49,7 @@ def test_a_tree_job_launched_from_the_page_finishes(ui_store, easgd_home, monkey
         at.number_input(key="form.optimizer.group_size").set_value(2).run()
         at.number_input(key="form.optimizer.tau_root").set_value(8).run()
         job = launch(at, ui_store)
-        assert job.workers == 4 and json.loads(job.config)["optimizer"]["group_size"] == 2
+        assert job.workers == 4 and job.config["optimizer"]["group_size"] == 2
         run = finished_run(service, ui_store, job)
         assert run.params["optimizer.algorithm"] == "tree_easgd"
         assert str(run.params["optimizer.group_size"]) == "2"  # the store keeps text

@@ -12,6 +12,7 @@ from db.store import Store
 from tests.support import Service
 from tests.ui.pages import finished_run, launch, open_app, small_job_form
 from training.schema.algorithms import REGISTRY
+from ui.navigation import PATHS
 
 
 def _seed(store: Store) -> None:
@@ -72,10 +73,10 @@ def _text(at: AppTest) -> str:
 
 
 def test_empty_states_teach(ui_store):
-    for page in (None, "views/compare.py", "views/run.py"):
+    for page in (None, "compare", "run"):
         at = open_app(page)
         assert "No runs yet" in _text(at) and "horovodrun" in _text(at)
-    jobs = open_app("views/jobs.py")
+    jobs = open_app("jobs")
     assert "No jobs yet" in _text(jobs) and "easgd submit" in _text(jobs)
 
 
@@ -102,7 +103,7 @@ def test_compare_draws_curves_and_summaries(ui_store):
     _tick(at, "r-eam", "r-sync").button(key="runs.compare").click().run()
     assert not at.exception
     assert at.title[0].value == "Compare runs"
-    at.switch_page("views/compare.py").run()  # AppTest reruns the default page otherwise
+    at.switch_page(PATHS["compare"]).run()  # AppTest reruns the default page otherwise
     # In the Runs table's order, newest first.
     assert at.multiselect(key="compare.runs").value == ["r-sync", "r-eam"]
     assert at.multiselect(key="compare.metrics").value == ["center_accuracy"]
@@ -136,7 +137,7 @@ def test_run_page_and_clone_into_launch(ui_store):
     _tick(at, "r-eam").run()
     _tick(at, "r-eam").button(key="runs.open").click().run()
     assert at.title[0].value == "Run"
-    at.switch_page("views/run.py").run()  # AppTest reruns the default page otherwise
+    at.switch_page(PATHS["run"]).run()  # AppTest reruns the default page otherwise
     assert at.selectbox(key="run.id").value == "r-eam"
     assert at.metric[0].value == "finished"
     assert at.metric[2].value == "0.9700"
@@ -150,7 +151,7 @@ def test_run_page_and_clone_into_launch(ui_store):
 
 
 def test_launch_form_follows_the_algorithm_and_shows_errors(ui_store):
-    at = open_app("views/launch.py")
+    at = open_app("launch")
     keys = {w.key for w in at.number_input}
     assert {"form.optimizer.tau", "form.optimizer.beta", "form.optimizer.alpha"} <= keys
     tau = at.number_input(key="form.optimizer.tau")
@@ -174,7 +175,7 @@ def test_launch_form_follows_the_algorithm_and_shows_errors(ui_store):
 
 
 def test_yaml_editor_validates_the_same_way(ui_store):
-    at = open_app("views/launch.py")
+    at = open_app("launch")
     at.segmented_control(key="form.mode").set_value("YAML").run()
     at.text_area(key="form.yaml").set_value("optimizer:\n  beta: 3\n").run()
     assert any("optimizer.beta" in e.value and "received: 3" in e.value for e in at.error)
@@ -185,7 +186,7 @@ def test_yaml_editor_validates_the_same_way(ui_store):
 
 
 def test_launch_form_shows_the_large_batch_fields_where_they_apply(ui_store):
-    at = open_app("views/launch.py")
+    at = open_app("launch")
     scaling = at.selectbox(key="form.optimizer.lr_scaling")
     assert scaling.value == "none" and list(scaling.options) == ["none", "linear", "sqrt"]
     assert at.number_input(key="form.optimizer.warmup_steps").value == 0
@@ -222,7 +223,7 @@ def test_launch_submits_through_the_service_and_jobs_page_shows_it(
         assert any("queued" in s.value for s in at.success), [e.value for e in at.error]
         (job,) = ui_store.list_jobs()
         assert job.source == "ui" and job.workers == 2
-        jobs = open_app("views/jobs.py")
+        jobs = open_app("jobs")
         assert list(jobs.dataframe[0].value["id"]) == [job.id]
         service.wait(job.id, {"succeeded", "failed"})
         assert ui_store.get_job(job.id).status.value == "succeeded"
@@ -231,7 +232,7 @@ def test_launch_submits_through_the_service_and_jobs_page_shows_it(
 
 
 def test_the_launch_form_shows_the_topology_and_keeps_a_matrix(ui_store):
-    at = open_app("views/launch.py")
+    at = open_app("launch")
     assert "form.optimizer.topology" not in {w.key for w in at.text_input}
     at.selectbox(key="form.optimizer.algorithm").set_value("cdsgd").run()
     topology = at.text_input(key="form.optimizer.topology")
@@ -264,7 +265,7 @@ def test_cdsgd_launched_from_the_form_runs_on_three_workers(ui_store, easgd_home
         at.number_input(key="form.training.max_steps").set_value(30).run()
         at.number_input(key="form.resources.workers").set_value(3).run()
         job = launch(at, ui_store)
-        assert job.workers == 3 and json.loads(job.config)["optimizer"]["topology"] == "ring"
+        assert job.workers == 3 and job.config["optimizer"]["topology"] == "ring"
         metrics = finished_run(service, ui_store, job).metrics
         assert metrics["consensus"].value > 0 and metrics["center_accuracy"].value > 0.3
     finally:

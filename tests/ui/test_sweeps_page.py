@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from db.store import Store
 from service.sweeps.spec import validate_sweep
 from tests.support import ROOT
+from ui.navigation import PATHS
 from ui.sweep_view import best_so_far_chart, parallel_chart, trials_frame
 
 SWEEP = yaml.safe_load((ROOT / "configs" / "sweep-digits-random.yaml").read_text())
@@ -90,7 +91,7 @@ def test_the_page_shows_the_sweep_in_its_address(ui_store):
     at = AppTest.from_file("ui/app.py", default_timeout=60)
     at.query_params["sweep"] = str(first.id)
     at.run()
-    at.switch_page("views/sweeps.py").run()
+    at.switch_page(PATHS["sweeps"]).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "Sweeps"
     assert at.selectbox(key="sweeps.id").value == first.id
@@ -111,13 +112,13 @@ def test_an_address_naming_no_sweep_is_ignored(ui_store, address):
     at = AppTest.from_file("ui/app.py", default_timeout=60)
     at.query_params["sweep"] = address
     at.run()
-    at.switch_page("views/sweeps.py").run()
+    at.switch_page(PATHS["sweeps"]).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="sweeps.id").value == newest.id
 
 
 def test_no_sweep_yet_teaches_the_command(ui_store):
     at = AppTest.from_file("ui/app.py", default_timeout=60).run()
-    at.switch_page("views/sweeps.py").run()
+    at.switch_page(PATHS["sweeps"]).run()
     assert not at.exception
     assert "easgd sweep create configs/sweep-digits-random.yaml" in at.info[0].value

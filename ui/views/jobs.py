@@ -8,9 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from db.entities import RunStatus
-from service.client import ApiError
 from service.logs import tail
 from ui import address, state
+from ui.changes import through_service
+from ui.navigation import PATHS
 from ui.pages_common import LIVE_SECONDS, show_table
 
 st.title("Jobs")
@@ -78,7 +79,7 @@ def live() -> None:
         st.markdown(f"**job {job.id}**: {job.status.value}")
         if job.run_id:
             st.page_link(
-                state.PAGE_PATHS["run"],
+                PATHS["run"],
                 label=f"run {job.run_id}" + (f" ({run.status})" if run else ""),
                 query_params={"run": job.run_id},
                 icon=":material/description:",
@@ -90,11 +91,8 @@ def live() -> None:
         and not finished
         and cols[1].button("Cancel job", key=f"cancel-{job.id}")
     ):
-        try:
-            state.client().cancel(job.id)
+        if through_service(lambda c: c.cancel(job.id)) is not None:
             st.toast(f"job {job.id}: cancel requested")
-        except ApiError as exc:
-            st.error(str(exc))
     if job.message:
         st.code(job.message, language=None, wrap_lines=True)
     st.text("log (last 40 lines)")

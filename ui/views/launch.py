@@ -16,6 +16,7 @@ from training.schema import (
 )
 from training.schema.algorithms import REGISTRY
 from ui import form, state
+from ui.navigation import PATHS
 from ui.sweep_form import sweep_these_fields
 
 SPECS = form.field_specs()
@@ -224,7 +225,7 @@ if job:
         f"Job {job['id']} queued ({job['workers']} workers): it becomes run job-{job['id']}."
     )
     st.page_link(
-        state.PAGE_PATHS["jobs"],
+        PATHS["jobs"],
         label=f"Follow job {job['id']} on the Jobs page",
         icon=":material/arrow_forward:",
     )

@@ -1,24 +1,26 @@
 """Run: one run's configuration, curves, system metrics, events, log and files; its note and
-tags, archiving and deletion."""
+tags, archiving and deletion, which go through the service's API (ui/changes.py)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 import yaml
 
-from db.errors import EasgdError
-from db.settings import runs_dir
 from db.text import NOTE_TAG
+from service.client import Client
 from service.logs import tail
-from service.run_removal import plan_removal, remove_run
 from training.run.metrics import CENTER_ACCURACY, RUN_PAGE_CURVES, WORKERS
 from ui import address, state
+from ui.changes import through_service
 from ui.charts import curve_chart
 from ui.curve_view import show_curves
+from ui.navigation import PATHS
 from ui.pages_common import (
     recent_runs_or_stop,
     run_config,
@@ -45,7 +47,7 @@ st.session_state[state.RUN] = run_id
 first = store.get_run(run_id)
 if st.button("Clone into the Launch form"):
     st.session_state[state.CLONE] = run_config(first)
-    st.switch_page(state.PAGE_PATHS["launch"])
+    st.switch_page(PATHS["launch"])
 
 
 def run_view() -> None:
@@ -147,42 +149,41 @@ def _done(message: str) -> None:
     st.rerun()
 
 
+def _edit(change: Callable[[Client], Any], done: str) -> None:
+    """Make `change` through the service, then say `done`; a refusal stays on the page."""
+    if through_service(change) is not None:
+        _done(done)
+
+
 def _not_asking() -> None:
     st.session_state.pop("run.delete.asking", None)
 
 
 @st.dialog("Delete this run?", on_dismiss=_not_asking)
 def _confirm_delete(files: bool) -> None:
-    try:
-        st.write(plan_removal(store, run_id, files, runs_dir()).preview())
-    except EasgdError as exc:
-        st.error(str(exc))
+    plan = through_service(lambda c: c.deletion(run_id, files))
+    if plan is None:
         return
+    st.write(plan["message"])
     left, right = st.columns(2)
     if right.button("Cancel", key="run.delete.cancel"):
         _not_asking()
         st.rerun()
     if left.button("Delete", type="primary", key="run.delete.confirm"):
         _not_asking()
-        try:
-            removal = remove_run(store, run_id, files, runs_dir())
-        except EasgdError as exc:
-            st.error(str(exc))
+        removal = through_service(lambda c: c.delete_run(run_id, files))
+        if removal is None:
             return
         st.session_state.pop("run.id", None)
         st.session_state.pop(state.RUN, None)
-        _done(removal.line())
+        _done(removal["message"])
 
 
 with st.expander("Note, tags, archive, delete", key="run.manage"):
     run = store.get_run(run_id)
     note = st.text_area("Note", value=run.tags.get(NOTE_TAG, ""), key=f"run.note.{run_id}")
     if st.button("Save note", key="run.note.save"):
-        try:
-            store.set_note(run_id, note or None)
-            _done("note saved")
-        except EasgdError as exc:
-            st.error(str(exc))
+        _edit(lambda c: c.set_note(run_id, note or None), "note saved")
     tags = {k: v for k, v in run.tags.items() if k != NOTE_TAG}
     edited = st.data_editor(
         pd.DataFrame({"tag": list(tags), "value": list(tags.values())}, dtype=str),
@@ -196,22 +197,20 @@ with st.expander("Note, tags, archive, delete", key="run.manage"):
             for r in edited.itertuples()
             if not pd.isna(r.tag) and str(r.tag).strip()
         }
-        try:
-            store.set_tags(run_id, {**{k: None for k in tags if k not in rows}, **rows})
-            _done(f"{len(rows)} tag{'' if len(rows) == 1 else 's'} saved")
-        except EasgdError as exc:
-            st.error(str(exc))
+        changes = {**{k: None for k in tags if k not in rows}, **rows}
+        _edit(
+            lambda c: c.set_tags(run_id, changes),
+            f"{len(rows)} tag{'' if len(rows) == 1 else 's'} saved",
+        )
     left, right = st.columns(2)
     if run.archived_at is None:
         if left.button("Archive", key="run.archive", help="hidden from Runs and Compare; kept"):
-            try:
-                store.archive_run(run_id)
-                _done(f"run {run_id} archived: Runs and Compare no longer list it")
-            except EasgdError as exc:
-                st.error(str(exc))
+            _edit(
+                lambda c: c.archive_run(run_id),
+                f"run {run_id} archived: Runs and Compare no longer list it",
+            )
     elif left.button("Restore", key="run.restore"):
-        store.restore_run(run_id)
-        _done(f"run {run_id} restored")
+        _edit(lambda c: c.restore_run(run_id), f"run {run_id} restored")
     files = right.checkbox("with its directory", key="run.delete.files")
     if right.button("Delete…", key="run.delete"):
         st.session_state["run.delete.asking"] = run_id

@@ -10,6 +10,7 @@ from db.errors import StoreError
 from db.query import FilterError
 from db.sql import RUN_ID_PATTERN
 from ui import address, state
+from ui.navigation import PATHS
 from ui.pages_common import show_table
 from ui.shaping import runs_frame
 
@@ -101,7 +102,7 @@ else:
         key="runs.compare",
     ):
         st.session_state[state.COMPARE] = picked
-        st.switch_page(state.PAGE_PATHS["compare"], query_params={"runs": ",".join(picked)})
+        st.switch_page(PATHS["compare"], query_params={"runs": ",".join(picked)})
     if buttons.button("Open selected run", disabled=len(picked) != 1, key="runs.open"):
         st.session_state[state.RUN] = picked[0]
-        st.switch_page(state.PAGE_PATHS["run"], query_params={"run": picked[0]})
+        st.switch_page(PATHS["run"], query_params={"run": picked[0]})

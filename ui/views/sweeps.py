@@ -6,8 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from db.entities import SweepRecord
-from service.client import ApiError
 from ui import address, state
+from ui.changes import through_service
 from ui.curve_view import show_curves
 from ui.parallel_view import show_parallel
 from ui.sweep_view import best_so_far_chart, parallel_chart, trials_frame
@@ -71,11 +71,8 @@ def sweep_view() -> None:
     if not sweep.status.is_terminal() and st.button(
         "Stop sweep", key=f"sweeps.stop.{sweep.id}", disabled=sweep.stop_requested
     ):
-        try:
-            state.client().stop_sweep(sweep.id)
+        if through_service(lambda c: c.stop_sweep(sweep.id)) is not None:
             st.toast(f"sweep {sweep.id}: stop requested")
-        except ApiError as exc:
-            st.error(str(exc))
     st.subheader("Parameters against the final metric")
     payload = parallel_chart(sweep)
     if payload["lines"]:
