@@ -36,7 +36,7 @@ def main(config_path: str, out: str, steps: int = 150, warmup: int = 10) -> None
     opt_cfg = cfg.optimizer
     kind = opt_cfg.resolved_inner.value
     momentum = opt_cfg.resolved_momentum if kind in WITH_MOMENTUM else 0.0
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    loss_fn, _ = models.loss_and_accuracy(cfg.model)
     batch = min(cfg.data.batch_size, len(shard.x))
     spec = [tf.TensorSpec((batch, *ds.input_shape), tf.float32), tf.TensorSpec((batch,), tf.int64)]
 

@@ -14,9 +14,16 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import least_squares  # noqa: E402
+import reference  # noqa: E402
 
 from training.exchanges import collectives  # noqa: E402
-from training.exchanges.optimizer import ElasticAveragingOptimizer, build_inner  # noqa: E402
+from training.exchanges.optimizer import (  # noqa: E402
+    ElasticAveragingOptimizer,
+    build_inner,
+    make_optimizer,
+)
+from training.schema import parse_config  # noqa: E402
+from training.schema.algorithms import REGISTRY  # noqa: E402
 
 # Each case: (label, exchange, inner, momentum, tau, beta, steps, path, order)
 SIM, RR = "simultaneous", "round_robin"
@@ -48,10 +55,13 @@ CASES = [
 LR = 0.05
 CENTER_MOMENTUM = 0.5
 AVERAGE_RATE = 0.1
+# Every registry algorithm whose exchange `reference.run` transcribes, also as the training
+# program builds it from a configuration (its defaults, its fields), with this period.
+REGISTRY_TAU, REGISTRY_STEPS = 3, 10
+REGISTRY_CASES = [n for n, s in REGISTRY.items() if s.exchange.name in reference.TRANSCRIBED]
 
 
 def run_case(exchange, inner, momentum, tau, beta, steps, path, order):
-    model, a, b = least_squares.model_and_data()
     opt = ElasticAveragingOptimizer(
         build_inner(inner, LR, momentum),
         tau=tau,
@@ -61,6 +71,26 @@ def run_case(exchange, inner, momentum, tau, beta, steps, path, order):
         average_rate=AVERAGE_RATE,
         order=order,
     )
+    return train(opt, steps, path)
+
+
+def run_registry_case(name: str) -> tuple[dict, dict]:
+    """(results, what the reference needs) of algorithm `name` built from its configuration."""
+    config = {"algorithm": name, "tau": REGISTRY_TAU, "learning_rate": LR}
+    optimizer = parse_config({"optimizer": config}).optimizer
+    r = train(make_optimizer(optimizer), REGISTRY_STEPS, "loop")
+    case = {
+        "exchange": optimizer.spec.exchange.name,
+        "inner": optimizer.resolved_inner.value,
+        "momentum": optimizer.resolved_momentum,
+        "arguments": optimizer.exchange_arguments(),
+        "steps": REGISTRY_STEPS,
+    }
+    return r, case
+
+
+def train(opt, steps, path):
+    model, a, b = least_squares.model_and_data()
     if path == "loop":
         step = least_squares.stepper(model, opt, a, b)
         for _ in range(steps):
@@ -104,6 +134,10 @@ def main(out: str) -> None:
             "rounds": r["rounds"],
             "iterations": r["iterations"],
         }
+    for name in REGISTRY_CASES:
+        r, meta[f"registry/{name}"] = run_registry_case(name)
+        for key in ("workers", "velocities", "centers", "evaluated"):
+            results[f"registry/{name}/{key}"] = r[key]
     least_squares.save_results(
         out, results, meta, lr=LR, center_momentum=CENTER_MOMENTUM, average_rate=AVERAGE_RATE
     )

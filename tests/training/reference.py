@@ -151,3 +151,5 @@ def run(
 
 
 DOWNPOUR_FAMILY = ("downpour", "mdownpour", "mvadownpour", "adownpour", "localsgd")
+# The exchanges `run` transcribes (Tree EASGD and consensus SGD have references of their own).
+TRANSCRIBED = ("sync", "elastic", *DOWNPOUR_FAMILY)

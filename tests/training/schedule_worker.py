@@ -1,13 +1,12 @@
 """Every registry algorithm through the optimizer factory, in one plain process (one rank):
-prints, as JSON, the 1-based steps on which each one's round counter went up and what it
-evaluates, and the optimizer's exchanges and keyword arguments.
+prints, as JSON, the 1-based steps on which each one's round counter went up, what it
+evaluates and what its saved configuration holds, and the exchanges that have equations.
 
 Usage: python tests/training/schedule_worker.py TAU STEPS
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import sys
@@ -17,9 +16,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from training.exchanges.optimizer import ElasticAveragingOptimizer, make_optimizer  # noqa: E402
+from training.exchanges.base import Exchange  # noqa: E402
+from training.exchanges.optimizer import make_optimizer  # noqa: E402
 from training.schema import parse_config  # noqa: E402
-from training.schema.algorithms import REGISTRY  # noqa: E402
+from training.schema.algorithms import EXCHANGES, REGISTRY  # noqa: E402
 
 
 def rounds_of(name: str, tau: int, steps: int) -> dict:
@@ -50,6 +50,7 @@ def rounds_of(name: str, tau: int, steps: int) -> dict:
     return {
         "exchange": opt.exchange,
         "saved_tau": opt.get_config()["tau"],
+        "saved": sorted(opt.get_config()),
         "rounds_on": on,
         "has_center": bool(opt.center),
         "evaluated": [
@@ -65,8 +66,7 @@ def main(tau: int, steps: int) -> None:
         json.dumps(
             {
                 "algorithms": {name: rounds_of(name, tau, steps) for name in REGISTRY},
-                "rounds": sorted(ElasticAveragingOptimizer._ROUNDS),
-                "keywords": sorted(inspect.signature(ElasticAveragingOptimizer).parameters),
+                "rounds": sorted(n for n, e in EXCHANGES.items() if e.round is not Exchange.round),
             }
         )
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from tests.support import horovodrun
 from tests.training import reference
-from tests.training.equations_worker import CASES
+from tests.training.equations_worker import CASES, REGISTRY_CASES
 
 pytestmark = pytest.mark.horovod
 RTOL = 1e-5
@@ -48,6 +49,31 @@ def test_matches_reference(results, label):
         order=case["order"],
     )
     assert case["iterations"] == case["steps"]
+    _assert_matches(data, label, case, expected, meta["center_momentum"])
+
+
+@pytest.mark.parametrize("name", REGISTRY_CASES)
+def test_each_algorithm_as_configured_matches_reference(results, name):
+    """The optimizer the training program builds from a configuration, with the algorithm's
+    defaults and the fields its exchange declares, against the reference given the same."""
+    workers, meta, data = results
+    label = f"registry/{name}"
+    case = meta["cases"][label]
+    taken = inspect.signature(reference.run).parameters
+    given = {k: v for k, v in case["arguments"].items() if k in taken and v is not None}
+    expected = reference.run(
+        case["exchange"],
+        workers,
+        case["steps"],
+        meta["lr"],
+        inner=case["inner"],
+        momentum=case["momentum"],
+        **given,
+    )
+    _assert_matches(data, label, case, expected, given.get("center_momentum"))
+
+
+def _assert_matches(data, label: str, case: dict, expected: dict, center_momentum) -> None:
     kernels, slots = data[f"{label}/workers"], data[f"{label}/velocities"]
     assert kernels.shape == expected["workers"].shape
     # Keras' Nesterov SGD holds the look-ahead point y = x + delta v in the variable and v in
@@ -59,7 +85,7 @@ def test_matches_reference(results, label):
     # MDOWNPOUR's center variable is the look-ahead point the master hands out, x~ + delta v.
     center = expected["center"]
     if case["exchange"] == "mdownpour":
-        center = center + meta["center_momentum"] * expected["center_velocity"]
+        center = center + center_momentum * expected["center_velocity"]
     assert _relative(data[f"{label}/centers"][0], center) < RTOL
     own = case["exchange"] in ("sync", "mvadownpour", "adownpour")
     evaluated = expected["evaluated"] if own else center

@@ -56,5 +56,6 @@ def test_bench_counts_the_rounds_the_optimizer_runs(observed, name):
 
 def test_every_exchange_has_equations_and_takes_its_arguments(observed):
     assert observed["rounds"] == sorted(EXCHANGES)
-    for exchange in EXCHANGES.values():
-        assert set(exchange.arguments) <= set(observed["keywords"]), exchange.name
+    for name, spec in REGISTRY.items():
+        saved = set(observed["algorithms"][name]["saved"])
+        assert set(spec.exchange.arguments) <= saved, name

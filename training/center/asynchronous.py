@@ -33,6 +33,7 @@ import numpy as np
 
 from training.center.client import CenterClient, CenterError
 from training.center.protocol import Op
+from training.center.server import BACKUP, DOWNPOUR, ELASTIC
 
 
 class WorkerExchange:
@@ -103,7 +104,7 @@ class WorkerExchange:
         self._base, self._base_version = self._x(), version
 
     def before_step(self, t: int) -> None:
-        if self.kind != "elastic" or t % self.tau:
+        if self.kind != ELASTIC or t % self.tau:
             return
         self._settle()
         if self.deterministic:
@@ -123,7 +124,7 @@ class WorkerExchange:
             reply = self.client.poll()
             if reply is not None:
                 self._arrived(reply)
-        if self.kind == "downpour" and (t + 1) % self.tau == 0:
+        if self.kind == DOWNPOUR and (t + 1) % self.tau == 0:
             self._settle()
             if self._base is None:
                 self._base = self._x()
@@ -186,16 +187,6 @@ class WorkerExchange:
         self.exchanges += 1
 
 
-# The synchronous exchanges that have an asynchronous form, and the server's kind and average.
-FORMS = {
-    "elastic": ("elastic", None),
-    "downpour": ("downpour", None),
-    "adownpour": ("downpour", "time"),
-    "mvadownpour": ("downpour", "moving"),
-    "sync": ("backup", None),  # with backup workers
-}
-
-
 class AsynchronousCenter:
     """The asynchronous machinery of one rank: rank 0 holds the server (and a second connection
     of its own to read the center for evaluation and checkpoints); every rank a worker.
@@ -205,7 +196,9 @@ class AsynchronousCenter:
 
     def __init__(self, optimizer, mode: str = "thread"):
         self.opt, self.mode = optimizer, mode
-        self.kind, self.average = FORMS[optimizer.exchange]
+        # The exchange's form on the server, and what the server and the workers take from it.
+        self.kind, self.average = optimizer.exchanger.server
+        self.options = optimizer.exchanger.server_options()
         self.server = None
         self.control: CenterClient | None = None
         self.worker: WorkerExchange | None = None
@@ -215,13 +208,14 @@ class AsynchronousCenter:
 
         from training.center.server import CenterServer, CenterState
         from training.exchanges import collectives
+        from training.exchanges.base import force_points
 
         opt, rank = self.opt, collectives.rank()
         answer: tuple | str = ""
         if rank == 0:
             flat = WorkerExchange._flat
             try:
-                if self.kind == "backup":  # the server counts steps; it keeps no center
+                if self.kind == BACKUP:  # the server counts steps; it keeps no center
                     steps = int(opt.iterations.numpy())
                     state = CenterState(
                         flat(v.numpy() for v in opt._trainable_variables), None, steps
@@ -239,13 +233,10 @@ class AsynchronousCenter:
                     state,
                     workers=collectives.size(),
                     token=token,
-                    alpha=opt.alpha or 0.0,
                     average=self.average,
-                    average_rate=opt.average_rate,
-                    deterministic=opt.order == "round_robin" and self.kind != "backup",
-                    backup_workers=opt.backup_workers,
                     precision=opt.exchange_precision,
                     host=collectives.center_host(),
+                    **self.options,
                 )
                 answer = (self.server.start(self.mode), token, state.version)
             except (OSError, RuntimeError, ValueError) as exc:
@@ -258,11 +249,11 @@ class AsynchronousCenter:
         self.worker = WorkerExchange(
             CenterClient(address, token, rank, precision=opt.exchange_precision),
             variables,
-            lambda: opt._elastic_points(variables),
+            lambda: force_points(opt.inner_optimizer, variables),
             kind=self.kind,
             tau=opt.tau,
-            alpha=opt.alpha or 0.0,
-            deterministic=opt.order == "round_robin",
+            alpha=self.options.get("alpha", 0.0),
+            deterministic=self.options.get("deterministic", False),
         )
         self.worker.begin(version)
         if rank == 0:
@@ -272,7 +263,7 @@ class AsynchronousCenter:
         """Rank 0: the server's center (and average, version, updates) into the optimizer's
         variables; returns the workers' spread as the server last saw it."""
         opt = self.opt
-        if self.kind == "backup":
+        if self.kind == BACKUP:
             return 0.0
         reply = self.control.call(Op.SNAPSHOT)
         n = sum(self.worker.sizes)

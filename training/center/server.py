@@ -50,6 +50,7 @@ from training.center.protocol import (
 )
 
 KINDS = ("elastic", "downpour", "backup")
+ELASTIC, DOWNPOUR, BACKUP = KINDS
 # Means kept for late workers: enough steps for a worker several times slower than the rest.
 BACKUP_LOG_BYTES = 256 * 2**20
 BACKUP_LOG_MIN = 8
@@ -120,7 +121,7 @@ class CenterServer:
         self.stats = np.zeros((workers, 4), dtype="<f4")
         self.holder = 0
         # backup: the next step's gradients so far, and the latest steps' means
-        self.step_sum = np.zeros(self.n, dtype="<f4") if kind == "backup" else None
+        self.step_sum = np.zeros(self.n, dtype="<f4") if kind == BACKUP else None
         self.step_waiting: list[tuple[bytes, int]] = []
         self.means: dict[int, np.ndarray] = {}
         self.log_steps = max(BACKUP_LOG_MIN, BACKUP_LOG_BYTES // max(4 * self.n, 1))
@@ -264,10 +265,10 @@ class CenterServer:
                 f"{len(m.payload)} bytes; nothing changed"
             )
         kinds = {
-            Op.READ: ("elastic",),
-            Op.WRITE: ("elastic",),
-            Op.PUSH: ("downpour",),
-            Op.GRADIENT: ("backup",),
+            Op.READ: (ELASTIC,),
+            Op.WRITE: (ELASTIC,),
+            Op.PUSH: (DOWNPOUR,),
+            Op.GRADIENT: (BACKUP,),
         }.get(Op(m.op))
         if kinds is not None and self.kind not in kinds:
             return f"{Op(m.op).name} is not an operation of the {self.kind} center"

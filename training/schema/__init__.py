@@ -35,6 +35,13 @@ from training.schema.params import (
     visible_fields,
 )
 from training.schema.problems import ConfigError, check_shape
+from training.schema.zoo import (
+    DatasetEntry,
+    ModelEntry,
+    RegistryChoice,
+    register_dataset,
+    register_model,
+)
 
 __all__ = [
     "DATASETS",
@@ -46,10 +53,13 @@ __all__ = [
     "CheckpointConfig",
     "ConfigError",
     "DataConfig",
+    "DatasetEntry",
     "ExperimentConfig",
     "InnerOptimizer",
     "ModelConfig",
+    "ModelEntry",
     "OptimizerConfig",
+    "RegistryChoice",
     "ResourcesConfig",
     "TrainingConfig",
     "apply_overrides",
@@ -62,6 +72,8 @@ __all__ = [
     "parse_override",
     "read_config_text",
     "recorded_params",
+    "register_dataset",
+    "register_model",
     "resolve",
     "stability_bound",
     "topology_problem",

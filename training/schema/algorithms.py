@@ -1,16 +1,17 @@
-"""The algorithm registry: every algorithm declared once.
+"""The algorithm registry: every exchange and every algorithm declared once.
 
-An *exchange* is what the workers do together, implemented once in `training/exchanges/optimizer.py`
-(its equations) and tested against `tests/training/reference.py`. An *algorithm* is an exchange
-with the defaults of its inner optimizer: EASGD and EAMSGD share the elastic exchange and differ
-in their inner step. The schema (its choice of algorithms, their defaults, the fields a form
-shows), the optimizer factory, parameter recording and the benchmark all read `REGISTRY`.
+An *exchange* is what the workers do together: one class in its own module of
+training/exchanges/ (its fields, checks, state, equations and server form), tested against
+tests/training/reference*.py. An *algorithm* is an exchange with the defaults of its inner
+optimizer: EASGD and EAMSGD share the elastic exchange and differ in their inner step. The schema
+(its choice of algorithms, their defaults, the fields a form shows), the optimizer factory,
+parameter recording and the benchmark all read `REGISTRY`.
 
-This module imports neither TensorFlow nor Horovod: the schema imports it.
+This module imports neither TensorFlow nor Horovod: the schema imports it, and the exchange
+modules import those only when a rank runs them.
 
-Adding an algorithm: one entry here and its case in the reference test; when it brings new
-equations, also an `Exchange` here and its round method in the optimizer, listed in `_ROUNDS`
-(with any state of its own created in the optimizer's `build`).
+Adding an algorithm: its entry in `REGISTRY` and its case in the reference test; when it brings
+new equations, also its exchange module, listed in `EXCHANGES`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
+
+from training.exchanges.base import ORDERS, Exchange
+from training.exchanges.consensus import Consensus, MConsensus
+from training.exchanges.downpour import ADownpour, Downpour, MDownpour, MVADownpour
+from training.exchanges.elastic import Elastic
+from training.exchanges.localsgd import LocalSGD
+from training.exchanges.sync import Sync
+from training.exchanges.tree import Tree
+
+__all__ = ["ORDERS", "Exchange"]
 
 # The optimizer fields every algorithm uses: the inner step (and its rate's schedule).
 INNER_FIELDS = ("algorithm", "inner", "learning_rate", "momentum", "lr_scaling", "warmup_steps")
@@ -29,136 +40,21 @@ INNER_OPTION_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {"lars": ("lars_eta", "lars_weight_decay")}
 )
 DEFAULT_MOMENTUM = 0.9
-# The order in which the center takes the workers' elastic pulls within one round.
-ORDERS = ("simultaneous", "round_robin")
-_ASYNC = {"asynchronous": "asynchronous", "exchange_precision": "exchange_precision"}
 
-
-@dataclass(frozen=True)
-class Exchange:
-    """What workers do together, and when.
-
-    `when` places the round around the inner step of the step with 0-based index t:
-    ``every`` (on the gradients, every step, tau unused), ``before`` (on steps with
-    t mod tau == 0, with the x at which the step's gradient was taken) or ``after`` (once tau
-    inner steps are done: (t + 1) mod tau == 0). An exchange that takes no tau runs its round
-    on every step.
-    `arguments` maps the optimizer's keyword arguments to the OptimizerConfig fields that give
-    them; those fields are what the exchange adds to the inner step's.
-    `evaluated`: what is evaluated and exported, the center, its moving average or (no center)
-    the worker's own weights, or the workers' mean (computed for evaluation only).
-    """
-
-    name: str
-    when: Literal["every", "before", "after"]
-    evaluated: Literal["center", "average", "weights", "mean"]
-    summary: str
-    arguments: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "arguments", MappingProxyType(dict(self.arguments)))
-
-    @property
-    def has_center(self) -> bool:
-        return self.evaluated in ("center", "average")
-
-    def communicates(self, t: Any, tau: Any, tau_root: Any = None) -> Any:
-        """Whether the step with 0-based index `t` runs a round. `t` may be an int or a tensor:
-        the optimizer builds its condition from this same expression. An exchange with a root
-        period (the tree) also runs one on the steps of `tau_root`, when it is given."""
-        if self.when == "every" or "tau" not in self.arguments:
-            return True
-        shift = 1 if self.when == "after" else 0
-        here = (t + shift) % tau == 0
-        if tau_root is None or "tau_root" not in self.arguments:
-            return here
-        return here | ((t + shift) % tau_root == 0)
-
-
-_PERIOD = {"tau": "tau"}
-EXCHANGES: Mapping[str, Exchange] = MappingProxyType(
+EXCHANGES: Mapping[str, type[Exchange]] = MappingProxyType(
     {
         e.name: e
         for e in (
-            Exchange(
-                "sync",
-                "every",
-                "weights",
-                "gradients averaged by one all-reduce every step (with backup workers: the "
-                "mean of the first to arrive, by the center server)",
-                {"backup_workers": "backup_workers", "exchange_precision": "exchange_precision"},
-            ),
-            Exchange(
-                "elastic",
-                "before",
-                "center",
-                "every tau steps, the elastic exchange with the center",
-                {**_PERIOD, "beta": "beta", "alpha": "alpha", "order": "order", **_ASYNC},
-            ),
-            Exchange(
-                "downpour",
-                "after",
-                "center",
-                "every tau steps, center += sum of the workers' updates; workers restart from it",
-                {**_PERIOD, "order": "order", **_ASYNC},
-            ),
-            Exchange(
-                "mdownpour",
-                "after",
-                "center",
-                "as downpour, with Nesterov momentum on the center's update",
-                {**_PERIOD, "center_momentum": "momentum"},
-            ),
-            Exchange(
-                "mvadownpour",
-                "after",
-                "average",
-                "as downpour, and a moving average of the center is the model evaluated",
-                {**_PERIOD, "average_rate": "average_rate", "order": "order", **_ASYNC},
-            ),
-            Exchange(
-                "adownpour",
-                "after",
-                "average",
-                "as downpour, and the time average of the centers is the model evaluated",
-                {**_PERIOD, "order": "order", **_ASYNC},
-            ),
-            Exchange(
-                "localsgd",
-                "after",
-                "center",
-                "every tau steps, every worker is set to the workers' mean",
-                _PERIOD,
-            ),
-            Exchange(
-                "tree",
-                "before",
-                "center",
-                "every tau steps, the elastic exchange with the group's center; every tau_root "
-                "steps, the group centers' with the root center",
-                {
-                    **_PERIOD,
-                    "beta": "beta",
-                    "group_size": "group_size",
-                    "tau_root": "tau_root",
-                    "beta_root": "beta_root",
-                },
-            ),
-            Exchange(
-                "consensus",
-                "before",
-                "mean",
-                "every step, each worker mixes its neighbours' weights with its row of the "
-                "topology's mixing matrix",
-                {"topology": "topology"},
-            ),
-            Exchange(
-                "mconsensus",
-                "before",
-                "mean",
-                "as consensus, with Nesterov momentum on the mixed step (CDMSGD)",
-                {"topology": "topology", "consensus_momentum": "momentum"},
-            ),
+            Sync,
+            Elastic,
+            Downpour,
+            MDownpour,
+            MVADownpour,
+            ADownpour,
+            LocalSGD,
+            Tree,
+            Consensus,
+            MConsensus,
         )
     }
 )
@@ -169,12 +65,23 @@ EXCHANGES: Mapping[str, Exchange] = MappingProxyType(
 ASYNCHRONOUS_FORMS = tuple(n for n, e in EXCHANGES.items() if "asynchronous" in e.arguments)
 
 
+def exchange_fields() -> dict[str, tuple[Any, Any]]:
+    """The optimizer fields the exchanges add, by name, in the registry's order. A field two
+    exchanges declare (a variant inherits its family's) must be one definition."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for exchange in EXCHANGES.values():
+        for name, definition in exchange.fields.items():
+            if out.setdefault(name, definition) is not definition:
+                raise TypeError(f"exchange {exchange.name!r} defines field {name!r} again")
+    return out
+
+
 @dataclass(frozen=True)
 class AlgorithmSpec:
     """One algorithm: its exchange, and the defaults that differ from the schema's."""
 
     name: str
-    exchange: Exchange
+    exchange: type[Exchange]
     description: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
 
@@ -225,67 +132,67 @@ REGISTRY: Mapping[str, AlgorithmSpec] = MappingProxyType(
         for s in (
             AlgorithmSpec(
                 "sync",
-                EXCHANGES["sync"],
+                Sync,
                 "Synchronous SGD: gradients averaged by all-reduce every step (Horovod's own).",
             ),
             AlgorithmSpec(
                 "easgd",
-                EXCHANGES["elastic"],
+                Elastic,
                 "EASGD: plain SGD on each worker, the elastic exchange with the center every tau "
                 "steps.",
             ),
             AlgorithmSpec(
                 "eamsgd",
-                EXCHANGES["elastic"],
+                Elastic,
                 "EAMSGD: Nesterov momentum (0.99) on each worker, the elastic exchange every tau "
                 "steps.",
                 {"inner": "nesterov", "momentum": 0.99},
             ),
             AlgorithmSpec(
                 "downpour",
-                EXCHANGES["downpour"],
+                Downpour,
                 "DOWNPOUR: every tau steps the center adds the workers' updates; workers restart "
                 "from it.",
             ),
             AlgorithmSpec(
                 "mdownpour",
-                EXCHANGES["mdownpour"],
+                MDownpour,
                 "MDOWNPOUR: DOWNPOUR with Nesterov momentum (momentum, 0.99 as in the paper) on "
                 "the center.",
                 {"momentum": 0.99},
             ),
             AlgorithmSpec(
                 "mvadownpour",
-                EXCHANGES["mvadownpour"],
+                MVADownpour,
                 "MVADOWNPOUR: DOWNPOUR; the master's moving average of the center (average_rate, "
                 "taken at each center update) is evaluated.",
             ),
             AlgorithmSpec(
                 "adownpour",
-                EXCHANGES["adownpour"],
+                ADownpour,
                 "ADOWNPOUR: DOWNPOUR; the master's time average of the centers is evaluated.",
             ),
             AlgorithmSpec(
                 "localsgd",
-                EXCHANGES["localsgd"],
+                LocalSGD,
                 "Local SGD: every tau steps every worker is set to the workers' mean.",
             ),
             AlgorithmSpec(
                 "tree_easgd",
-                EXCHANGES["tree"],
+                Tree,
                 "Tree EASGD (Zhang's thesis): groups of group_size ranks, each with a group center "
                 "(elastic every tau steps); the group centers are elastic with the root center "
                 "every tau_root steps.",
             ),
             AlgorithmSpec(
                 "cdsgd",
-                EXCHANGES["consensus"],
+                Consensus,
                 "CDSGD: every step each worker mixes its neighbours' weights (topology) and takes "
                 "its SGD step; no center, the workers' mean is evaluated.",
             ),
             AlgorithmSpec(
                 "cdmsgd",
-                EXCHANGES["mconsensus"],
+                MConsensus,
                 "CDMSGD: CDSGD with Nesterov momentum (momentum, 0.95) on the mixed step.",
                 {"momentum": 0.95},
             ),

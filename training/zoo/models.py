@@ -1,22 +1,27 @@
-"""The model zoo: an MLP, LeNet-5, a small CIFAR-style convnet and a small ResNet."""
+"""The model zoo: an MLP, LeNet-5, a small CIFAR-style convnet and a small ResNet, each
+registered in `training.schema.zoo` with its loss and accuracy, and those two."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
+import numpy as np
 from keras import layers
 
 from training.schema import ModelConfig
+from training.schema.zoo import MODELS, resolve
 
 
-def _mlp(cfg: ModelConfig, input_shape, classes) -> keras.Model:
+def mlp(cfg: ModelConfig, input_shape, classes) -> keras.Model:
     stack = [keras.Input(input_shape), layers.Flatten()]
     stack += [layers.Dense(w, activation="relu") for w in cfg.hidden]
     stack += [layers.Dense(classes)]
     return keras.Sequential(stack, name="mlp")
 
 
-def _lenet5(cfg: ModelConfig, input_shape, classes) -> keras.Model:
-    shape = input_shape if len(input_shape) == 3 else (*input_shape, 1)
+def lenet5(cfg: ModelConfig, input_shape, classes) -> keras.Model:
+    shape = _images(cfg, input_shape)
     return keras.Sequential(
         [
             keras.Input(shape),
@@ -33,11 +38,11 @@ def _lenet5(cfg: ModelConfig, input_shape, classes) -> keras.Model:
     )
 
 
-def _convnet(cfg: ModelConfig, input_shape, classes) -> keras.Model:
+def convnet(cfg: ModelConfig, input_shape, classes) -> keras.Model:
     w = cfg.width
     return keras.Sequential(
         [
-            keras.Input(input_shape),
+            keras.Input(_images(cfg, input_shape)),
             layers.Conv2D(w * 4, 5, padding="same", activation="relu"),
             layers.MaxPooling2D(3, strides=2, padding="same"),
             layers.Conv2D(w * 8, 5, padding="same", activation="relu"),
@@ -50,8 +55,8 @@ def _convnet(cfg: ModelConfig, input_shape, classes) -> keras.Model:
     )
 
 
-def _resnet(cfg: ModelConfig, input_shape, classes) -> keras.Model:
-    inputs = keras.Input(input_shape)
+def resnet(cfg: ModelConfig, input_shape, classes) -> keras.Model:
+    inputs = keras.Input(_images(cfg, input_shape))
     x = layers.Conv2D(cfg.width, 3, padding="same", use_bias=False)(inputs)
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)
@@ -70,13 +75,35 @@ def _resnet(cfg: ModelConfig, input_shape, classes) -> keras.Model:
     return keras.Model(inputs, layers.Dense(classes)(x), name="resnet")
 
 
-_BUILDERS = {"mlp": _mlp, "lenet5": _lenet5, "convnet": _convnet, "resnet": _resnet}
-
-
-def build(cfg: ModelConfig, input_shape: tuple[int, ...], classes: int) -> keras.Model:
-    if cfg.name != "mlp" and len(input_shape) != 3:
+def _images(cfg: ModelConfig, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    if len(input_shape) != 3:
         raise ValueError(
             f"model.name: {cfg.name!r} needs images, and this dataset has flat inputs of shape "
             f"{input_shape}; use model.name: mlp"
         )
-    return _BUILDERS[cfg.name](cfg, input_shape, classes)
+    return input_shape
+
+
+class SparseCrossentropyFromLogits(keras.losses.SparseCategoricalCrossentropy):
+    """The zoo's loss: every model here ends in a Dense layer without softmax."""
+
+    def __init__(self) -> None:
+        super().__init__(from_logits=True)
+
+
+def argmax_accuracy(y_true: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """Whether each example's highest logit is its label."""
+    return np.argmax(logits, axis=1) == y_true
+
+
+def build(cfg: ModelConfig, input_shape: tuple[int, ...], classes: int) -> keras.Model:
+    """The model's registered builder, imported now (the schema names it by import path)."""
+    return resolve(MODELS[cfg.name].builder, "model.name")(cfg, input_shape, classes)
+
+
+def loss_and_accuracy(cfg: ModelConfig) -> tuple[Callable, Callable]:
+    """The model's loss (a batch's mean) and accuracy (a score per example), from its entry."""
+    entry = MODELS[cfg.name]
+    found = [resolve(entry.loss_path, "loss"), resolve(entry.accuracy_path, "accuracy")]
+    loss, accuracy = (f() if isinstance(f, type) else f for f in found)
+    return loss, accuracy

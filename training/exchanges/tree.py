@@ -1,0 +1,206 @@
+"""Tree EASGD (Zhang's thesis): elastic averaging on two levels.
+
+Groups of ranks (`training.exchanges.groups`) each keep a group center c_g. On steps with
+t mod tau == 0, the elastic exchange within each group (alpha = beta / group size)::
+
+    d_i = alpha (x_i - c_g);  x_i <- x_i - d_i;  c_g <- c_g + sum_g d_i
+
+and on steps with t mod tau_root == 0 the group centers' with the root center c
+(alpha_root = beta_root / groups)::
+
+    e_g = alpha_root (c_g - c);  c_g <- c_g - e_g;  c <- c + sum_g e_g
+
+On a step where both run, every force is computed from the values before the step, as the paper's
+synchronous rule computes all of them from time t. The pull acts on x as elastic averaging's does
+(for Keras' Nesterov SGD, x = y - delta m). The root center is evaluated; each group's members keep
+replicas of c_g, every rank one of c (the leaders' all-reduce hands each leader the same sum; each
+leader broadcasts it to its group).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field
+
+from training.exchanges.base import Exchange, collectives, force_points, tf
+
+
+class Tree(Exchange):
+    name = "tree"
+    when = "before"
+    evaluated = "center"
+    summary = (
+        "every tau steps, the elastic exchange with the group's center; every tau_root steps, "
+        "the group centers' with the root center"
+    )
+    fields = {
+        "group_size": (
+            int | None,
+            Field(
+                None,
+                ge=1,
+                le=1024,
+                description=(
+                    "Tree EASGD: ranks per group, a divisor of the workers (default: the ranks of "
+                    "one host)."
+                ),
+            ),
+        ),
+        "tau_root": (
+            int,
+            Field(
+                10,
+                ge=1,
+                le=100000,
+                description=(
+                    "Tree EASGD: steps between the group centers' exchanges with the root center."
+                ),
+            ),
+        ),
+        "beta_root": (
+            float | None,
+            Field(
+                None,
+                allow_inf_nan=False,
+                gt=0,
+                le=1,
+                description=(
+                    "Tree EASGD: root moving rate, beta_root = groups x alpha_root (default 0.9)."
+                ),
+            ),
+        ),
+    }
+    arguments = {
+        "tau": "tau",
+        "beta": "beta",
+        "group_size": "group_size",
+        "tau_root": "tau_root",
+        "beta_root": "beta_root",
+    }
+
+    @classmethod
+    def init_collectives(cls, arguments: Mapping[str, Any], broadcast: bool = True) -> None:
+        """Horovod registers process sets only when it starts. A restored optimizer (no
+        broadcast) runs no collective: one rank may load a saved model alone."""
+        if broadcast:
+            collectives.init_tree(arguments.get("group_size"))
+        else:
+            collectives.init()
+
+    @classmethod
+    def check(cls, opt: Any, workers: int) -> None:
+        group_size = opt.group_size
+        if group_size is not None and workers % group_size:
+            raise ValueError(
+                f"optimizer.group_size: {group_size} does not divide resources.workers "
+                f"({workers}); choose a divisor of the workers (received: {group_size})"
+            )
+
+    def __init__(
+        self,
+        *,
+        group_size: int | None = None,
+        tau_root: int = 10,
+        beta_root: float | None = None,
+        **shared: Any,
+    ):
+        super().__init__(**shared)
+        if self.alpha is not None:
+            raise ValueError(
+                "The tree exchange takes beta (alpha = beta / group size) and beta_root, not "
+                f"alpha. Received: alpha={self.alpha}"
+            )
+        if group_size is not None and (not isinstance(group_size, int) or group_size < 1):
+            raise ValueError(
+                f"group_size must be an integer >= 1. Received: group_size={group_size!r}"
+            )
+        if not isinstance(tau_root, int) or tau_root < 1:
+            raise ValueError(f"tau_root must be an integer >= 1. Received: tau_root={tau_root!r}")
+        if beta_root is not None and not 0 < beta_root <= 1:
+            raise ValueError(f"beta_root must be in (0, 1]. Received: beta_root={beta_root}")
+        self.group_size, self.tau_root, self.beta_root = group_size, tau_root, beta_root
+
+    def resolve(self, workers: int) -> None:
+        self.workers = workers  # alpha is per level, from beta and beta_root, once groups are known
+
+    def build(self, opt: Any, var_list: list) -> None:
+        super().build(opt, var_list)
+        self.group_center = [
+            opt.add_variable_from_reference(v, name="group_center") for v in var_list
+        ]
+        self.group_bytes = opt.add_variable((), dtype="float64", name="group_bytes")
+        self.root_bytes = opt.add_variable((), dtype="float64", name="root_bytes")
+        self.replicas.append(self.group_center)
+
+    def due(self, step: Any) -> Any:
+        return self.communicates(step, self.tau, self.tau_root)
+
+    def round(self, opt: Any, variables: list) -> Any:
+        """The group level on steps with t mod tau == 0, the root level on steps with
+        t mod tau_root == 0, every force from the values before the step."""
+        layout = collectives.init_tree(self.group_size)
+        rank = collectives.rank()
+        group = layout.group_of(rank)
+        step = opt.iterations.value
+        on_group = step % self.tau == 0
+        on_root = step % self.tau_root == 0
+        alpha = (self.beta if self.beta is not None else 0.9) / layout.group_size
+        alpha_root = (self.beta_root if self.beta_root is not None else 0.9) / layout.count
+        pulls = [
+            tf.cast(alpha, x.dtype) * (x - c.value)
+            for x, c in zip(force_points(opt.inner_optimizer, variables), self.group_center)
+        ]
+        pushes = [
+            tf.cast(alpha_root, g.dtype) * (g.value - c.value)
+            for g, c in zip(self.group_center, self.center)
+        ]
+
+        def group_level():
+            total, nbytes, seconds = collectives.timed_sum(pulls, "easgd_tree_group", group)
+            self._count(opt, self.group_bytes, nbytes, seconds)
+            return total
+
+        def root_level():
+            centers = [c.value for c in self.center]
+            nbytes, seconds = 0, tf.constant(0.0, tf.float64)
+            if rank in layout.leaders:
+                total, nbytes, seconds = collectives.timed_sum(
+                    pushes, "easgd_tree_root", layout.leaders
+                )
+                centers = [c + s for c, s in zip(centers, total)]
+            centers, sent, more = collectives.timed_broadcast(
+                centers, group[0], "easgd_tree_center", group
+            )
+            self._count(opt, self.root_bytes, nbytes + sent, seconds + more)
+            return centers
+
+        def unchanged(values):
+            return lambda: [tf.identity(v) for v in values]
+
+        sums = tf.cond(on_group, group_level, unchanged([tf.zeros_like(d) for d in pulls]))
+        centers = tf.cond(on_root, root_level, unchanged([c.value for c in self.center]))
+        for x, d in zip(variables, pulls):
+            opt.assign_sub(x, tf.where(on_group, d, tf.zeros_like(d)))
+        for g, s, e in zip(self.group_center, sums, pushes):
+            opt.assign(g, g.value + s - tf.where(on_root, e, tf.zeros_like(e)))
+        for c, value in zip(self.center, centers):
+            opt.assign(c, value)
+        return tf.constant(0.0, tf.float64)
+
+    @staticmethod
+    def _count(opt: Any, level_bytes: Any, nbytes: int, seconds: Any) -> None:
+        level_bytes.assign_add(tf.constant(float(nbytes), tf.float64))
+        opt.record(nbytes, seconds)
+
+    def restart(self, variables: list) -> None:
+        for g, c in zip(self.group_center, self.center):
+            g.assign(c.value)
+
+    def communication(self) -> dict[str, float]:
+        """bytes_sent split by level."""
+        return {
+            "group_bytes": float(self.group_bytes.numpy()),
+            "root_bytes": float(self.root_bytes.numpy()),
+        }
