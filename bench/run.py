@@ -41,6 +41,7 @@ from bench.harness import (
 )
 from db.settings import runs_dir
 from db.store import Store
+from training.schema.algorithms import REGISTRY
 
 
 def say(msg: str) -> None:
@@ -194,7 +195,7 @@ def markdown(result: dict) -> str:
             sync_bytes = by_algo.get("sync", {}).get("bytes_per_step")
             for algo, f in by_algo.items():
                 vs = ratio(f["bytes_per_step"], sync_bytes)
-                theory = "1" if algo == "sync" else f"1/{TAU}"
+                theory = f"1/{TAU}" if REGISTRY[algo].periodic else "1"
                 local = f["median_local_step_ms"]
                 vs_text = "-" if vs is None else f"{vs:.4f}"
                 # The reference runs EAMSGD's inner optimizer; the others differ.

@@ -71,6 +71,7 @@ from service.client import ApiError, Client
 from service.processes import die_with_parent
 from service.sweeps.spec import with_values
 from training.schema import SEED_MAX, ConfigError, parse_config
+from training.schema.algorithms import REGISTRY
 
 MOMENTUM_GRID = ((0.99, 0.002), (0.99, 0.005), (0.9, 0.02), (0.9, 0.05), (0.9, 0.1))
 SGD_GRID = (0.02, 0.05, 0.1, 0.2)
@@ -88,7 +89,7 @@ class TuneError(Exception):
 
 def candidates(algorithm: str) -> list[dict]:
     if algorithm in ("sync", "eamsgd"):
-        inner = {"inner": "nesterov"} if algorithm == "sync" else {"tau": TAU}
+        inner = {"tau": TAU} if REGISTRY[algorithm].periodic else {"inner": "nesterov"}
         return [
             {"algorithm": algorithm, "learning_rate": lr, "momentum": m, **inner}
             for m, lr in MOMENTUM_GRID

@@ -82,3 +82,59 @@ def _horovod_init_calls() -> list[str]:
 
 def test_horovod_is_initialised_in_one_place():
     assert _horovod_init_calls() == ["training/exchanges/collectives.py"]
+
+
+def _exchange_name_comparisons(root: pathlib.Path = ROOT) -> list[str]:
+    """Comparisons of a string with an exchange's name in the product's code, outside the
+    registry: each one is a branch that a new exchange would have to find and extend. (bench/
+    names algorithms and report sections, some of which share a name with an exchange.)"""
+    from training.schema.algorithms import EXCHANGES
+
+    names = set(EXCHANGES)
+
+    def named(node: ast.AST) -> bool:
+        if isinstance(node, ast.Constant):
+            return node.value in names
+        if isinstance(node, ast.Tuple | ast.List | ast.Set):
+            return any(named(e) for e in node.elts)
+        return False
+
+    found = []
+    for folder in ("training", "service", "ui", "db"):
+        for path in sorted((root / folder).rglob("*.py")):
+            if path == root / "training" / "schema" / "algorithms.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Compare) and any(
+                    named(n) for n in [node.left, *node.comparators]
+                ):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
+
+
+def test_no_exchange_name_is_compared_outside_the_registry():
+    assert _exchange_name_comparisons() == []
+
+
+def test_the_comparison_check_finds_one(tmp_path):
+    """The check above can fail: comparisons with an exchange's name are found, the registry's
+    own are not."""
+    (tmp_path / "training" / "schema").mkdir(parents=True)
+    (tmp_path / "service").mkdir()
+    (tmp_path / "training" / "schema" / "algorithms.py").write_text('x = y == "elastic"\n')
+    (tmp_path / "service" / "probe.py").write_text(
+        'def f(opt):\n    if opt.exchange in ("tree", "other"):\n'
+        '        return opt.exchange == "consensus"\n'
+    )
+    assert _exchange_name_comparisons(tmp_path) == ["service/probe.py:2", "service/probe.py:3"]
+
+
+def test_no_module_of_the_product_is_over_600_lines():
+    """A module past that size has usually grown a second concern; split it by what it does."""
+    long = [
+        f"{path.relative_to(ROOT)}: {n} lines"
+        for folder in ("training", "service", "db", "ui")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if (n := len(path.read_text().splitlines())) > 600
+    ]
+    assert long == []

@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 
 from db.entities import SweepRecord, TrialState
-from service.sweeps.spec import Dimension, dimensions, parse_sweep_data
+from service.sweeps.space import Dimension
+from service.sweeps.spec import dimensions, parse_sweep_data
 from ui.charts import finite_number, number_axis
 
 _LOG_KINDS = ("log_uniform", "log_uniform_values")

@@ -31,8 +31,8 @@ from db.store import Store
 from service.settings import ServiceSettings
 from service.submission import prepare
 from service.sweeps.sampling import TpeSearch, grid_params, random_params
+from service.sweeps.space import Dimension
 from service.sweeps.spec import (
-    Dimension,
     SweepError,
     ValidSweep,
     dimensions,

@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from service.sweeps.spec import Dimension, grid_points, q_bounds, q_round
+from service.sweeps.space import Dimension, grid_points, q_bounds, q_round
 
 _SEED_SPACE = 2**32
 

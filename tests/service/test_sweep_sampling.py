@@ -13,7 +13,8 @@ import pytest
 
 from db.entities import TrialState
 from service.sweeps.sampling import TpeSearch, grid_params, random_params
-from service.sweeps.spec import Dimension, dimensions, parse_sweep_data
+from service.sweeps.space import Dimension
+from service.sweeps.spec import dimensions, parse_sweep_data
 
 DIMS = [
     Dimension("data.batch_size", "int_uniform", 8, 64),
