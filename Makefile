@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export EASGD_HOME ?= $(CURDIR)/.easgd
 
-.PHONY: setup up demo test test-fast lint bench bench-tune bench-store bench-ui bench-fidelity bench-asynchronous bench-startup
+.PHONY: setup up demo test test-fast lint docs bench bench-tune bench-store bench-ui bench-fidelity bench-asynchronous bench-startup
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -22,6 +22,9 @@ test-fast: setup
 
 lint: setup
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+docs: setup
+	@NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict $(DOCS_ARGS)
 
 bench: setup
 	@$(PY) -m bench.run $(BENCH_ARGS)

@@ -1,4 +1,4 @@
-"""The papers' experiments in small, for docs/fidelity.md.
+"""The papers' experiments in small, for docs/algorithms/fidelity.md.
 
     python -m bench.fidelity [--sections period,workers,stability,tree,consensus]
                              [--seeds 1,2,3,4,5] [--tune-seed 0] [--epochs 3]
@@ -266,7 +266,7 @@ def _rate(tuned: dict) -> str:
 
 
 def tables(result: dict) -> str:
-    """The report's tables, from the JSON alone (docs/fidelity.md quotes them)."""
+    """The report's tables, from the JSON alone (docs/algorithms/fidelity.md quotes them)."""
     out = [
         f"Seeds {result.get('seeds')}, tuning seed {result.get('tune_seed')}, "
         f"{result.get('epochs')} epochs per worker; mean ± standard deviation over the seeds. "

@@ -423,7 +423,7 @@ def _lines(exc: ValidationError) -> list[str]:
         msg = str(e["msg"]).removeprefix("Value error, ")
         msg = msg[:1].lower() + msg[1:]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key; see the README's Sweeps section for the keys"
+            msg = "unknown key; see docs/sweeps.md for the keys"
         elif e["type"] == "missing":
             msg = "required"
         if "(received" not in msg and e["type"] != "missing":

@@ -1,4 +1,4 @@
-"""NumPy reference of Tree EASGD, written from the equations (README, "Tree EASGD"), not the code.
+"""NumPy reference of Tree EASGD, written from the equations (docs/algorithms/tree.md), not the code.
 
 Problem: least squares per worker with an intercept, loss_i(w) = 0.5 * mean((A_i w - b_i)^2) where
 A_i's last column is ones (a Dense layer's kernel and bias), full batch, so every step is exact.

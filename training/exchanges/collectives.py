@@ -30,7 +30,7 @@ def init(group_size: int | None = None) -> None:
     `group_size` (Tree EASGD) also registers the process sets of its groups and of their leaders
     (`training.exchanges.groups`). Horovod 0.28.1 takes them only here, in `hvd.init`, the same on every
     rank: a later `hvd.add_process_set` needs dynamic process sets, which slowed every collective
-    down on Gloo (README, "Tree EASGD")."""
+    down on Gloo (docs/algorithms/tree.md)."""
     global _initialized, _layout
     if _initialized:
         return

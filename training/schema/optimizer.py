@@ -90,7 +90,7 @@ _SHARED: dict[str, tuple[Any, Any]] = {
             ge=-1,
             le=1,
             description=(
-                "Moving rate beta = workers x alpha (default 0.9; negative: see the README)."
+                "Moving rate beta = workers x alpha (default 0.9; negative: see the docs' algorithms page)."
             ),
         ),
     ),
