@@ -29,21 +29,31 @@ def _relative(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
 
 
+def _reference(workers: int, meta: dict, case: dict, **arguments) -> dict:
+    """The NumPy transcription's run of `case`, with its inner step and these arguments."""
+    return reference.run(
+        case["exchange"],
+        workers,
+        case["steps"],
+        meta["lr"],
+        inner=case["inner"],
+        momentum=case["momentum"],
+        **arguments,
+    )
+
+
 @pytest.mark.parametrize("label", [c[0] for c in CASES])
 def test_matches_reference(results, label):
     workers, meta, data = results
     case = meta["cases"][label]
     assert meta["workers"] == workers
     assert case["steps"] >= 3 * case["tau"]
-    expected = reference.run(
-        case["exchange"],
+    expected = _reference(
         workers,
-        case["steps"],
-        meta["lr"],
+        meta,
+        case,
         tau=case["tau"],
         beta=case["beta"],
-        inner=case["inner"],
-        momentum=case["momentum"],
         center_momentum=meta["center_momentum"],
         average_rate=meta["average_rate"],
         order=case["order"],
@@ -61,15 +71,7 @@ def test_each_algorithm_as_configured_matches_reference(results, name):
     case = meta["cases"][label]
     taken = inspect.signature(reference.run).parameters
     given = {k: v for k, v in case["arguments"].items() if k in taken and v is not None}
-    expected = reference.run(
-        case["exchange"],
-        workers,
-        case["steps"],
-        meta["lr"],
-        inner=case["inner"],
-        momentum=case["momentum"],
-        **given,
-    )
+    expected = _reference(workers, meta, case, **given)
     _assert_matches(data, label, case, expected, given.get("center_momentum"))
 
 

@@ -31,6 +31,14 @@ ORDERS = ("simultaneous", "round_robin")
 PRECISIONS = ("float32", "float16")
 
 
+def finite(annotation: Any, default: Any, description: str, **bounds: Any) -> tuple[Any, Any]:
+    """A number field that refuses infinities and NaN, as (annotation, Field), the way the
+    optimizer section's fields are declared: no rate or coefficient is meant to be infinite."""
+    from pydantic import Field
+
+    return annotation, Field(default, allow_inf_nan=False, description=description, **bounds)
+
+
 class _Lazy:
     def __init__(self, name: str):
         self._name = name

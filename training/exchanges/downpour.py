@@ -19,9 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
-
-from training.exchanges.base import Exchange, collectives, tf
+from training.exchanges.base import Exchange, collectives, finite, tf
 
 _TIMING = {
     "order": "order",
@@ -101,15 +99,8 @@ class MVADownpour(Downpour):
     evaluated = "average"
     summary = "as downpour, and a moving average of the center is the model evaluated"
     fields = {
-        "average_rate": (
-            float,
-            Field(
-                0.001,
-                allow_inf_nan=False,
-                gt=0,
-                le=1,
-                description="Moving-average rate of MVADOWNPOUR's evaluated model.",
-            ),
+        "average_rate": finite(
+            float, 0.001, "Moving-average rate of MVADOWNPOUR's evaluated model.", gt=0, le=1
         )
     }
     arguments = {"tau": "tau", "average_rate": "average_rate", **_TIMING}

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import Field
 
-from training.exchanges.base import Exchange, collectives, force_points, tf
+from training.exchanges.base import Exchange, collectives, finite, force_points, tf
 
 
 class Tree(Exchange):
@@ -59,17 +59,12 @@ class Tree(Exchange):
                 ),
             ),
         ),
-        "beta_root": (
+        "beta_root": finite(
             float | None,
-            Field(
-                None,
-                allow_inf_nan=False,
-                gt=0,
-                le=1,
-                description=(
-                    "Tree EASGD: root moving rate, beta_root = groups x alpha_root (default 0.9)."
-                ),
-            ),
+            None,
+            ("Tree EASGD: root moving rate, beta_root = groups x alpha_root (default 0.9)."),
+            gt=0,
+            le=1,
         ),
     }
     arguments = {

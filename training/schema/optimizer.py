@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, create_model, model_validator
 
+from training.exchanges.base import finite
 from training.schema.algorithms import ORDERS, REGISTRY, AlgorithmSpec, exchange_fields
 from training.schema.fields import STEPS_MAX, Section, short
 
@@ -61,48 +62,28 @@ _SHARED: dict[str, tuple[Any, Any]] = {
             None, description="Each worker's local optimizer (default depends on the algorithm)."
         ),
     ),
-    "learning_rate": (
-        float,
-        Field(
-            0.01,
-            allow_inf_nan=False,
-            gt=0,
-            le=10,
-            description="Learning rate eta of the inner step.",
-        ),
-    ),
-    "momentum": (
+    "learning_rate": finite(float, 0.01, "Learning rate eta of the inner step.", gt=0, le=10),
+    "momentum": finite(
         float | None,
-        Field(
-            None,
-            allow_inf_nan=False,
-            ge=0,
-            lt=1,
-            description="Momentum delta (EAMSGD: 0.99 as in the paper; MDOWNPOUR: the center's).",
-        ),
+        None,
+        "Momentum delta (EAMSGD: 0.99 as in the paper; MDOWNPOUR: the center's).",
+        ge=0,
+        lt=1,
     ),
     "tau": (int, Field(10, ge=1, le=100000, description="Communication period in local steps.")),
-    "beta": (
+    "beta": finite(
         Annotated[float | None, AfterValidator(_not_zero)],
-        Field(
-            None,
-            allow_inf_nan=False,
-            ge=-1,
-            le=1,
-            description=(
-                "Moving rate beta = workers x alpha (default 0.9; negative: see the docs' algorithms page)."
-            ),
-        ),
+        None,
+        ("Moving rate beta = workers x alpha (default 0.9; negative: see docs/algorithms)."),
+        ge=-1,
+        le=1,
     ),
-    "alpha": (
+    "alpha": finite(
         Annotated[float | None, AfterValidator(_not_zero)],
-        Field(
-            None,
-            allow_inf_nan=False,
-            ge=-10_000,
-            le=10_000,
-            description="Elastic rate alpha; overrides beta (default beta / workers).",
-        ),
+        None,
+        "Elastic rate alpha; overrides beta (default beta / workers).",
+        ge=-10_000,
+        le=10_000,
     ),
     "order": (
         Literal[ORDERS],  # type: ignore[valid-type]
@@ -131,25 +112,15 @@ _SHARED: dict[str, tuple[Any, Any]] = {
             description="Steps of linear warm-up from learning_rate to the scaled rate (0: none).",
         ),
     ),
-    "lars_eta": (
-        float,
-        Field(
-            0.001,
-            allow_inf_nan=False,
-            gt=0,
-            le=1,
-            description="LARS trust coefficient eta (You et al. 2017: 0.001).",
-        ),
+    "lars_eta": finite(
+        float, 0.001, "LARS trust coefficient eta (You et al. 2017: 0.001).", gt=0, le=1
     ),
-    "lars_weight_decay": (
+    "lars_weight_decay": finite(
         float,
-        Field(
-            0.0,
-            allow_inf_nan=False,
-            ge=0,
-            le=1,
-            description="LARS weight decay beta: L2, inside the trust ratio, as in the paper.",
-        ),
+        0.0,
+        "LARS weight decay beta: L2, inside the trust ratio, as in the paper.",
+        ge=0,
+        le=1,
     ),
     "asynchronous": (
         Annotated[bool, BeforeValidator(_true_or_false)],
