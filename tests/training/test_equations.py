@@ -1,9 +1,13 @@
-"""Every algorithm, run under real horovodrun with 1, 2 and 3 ranks, against the NumPy reference."""
+"""Every algorithm, run under real horovodrun with 1, 2 and 3 ranks, against the NumPy reference.
+
+EASGD_TEST_RANKS=1,2,3,4 runs it with other numbers of ranks (4 needs no more than this machine).
+"""
 
 from __future__ import annotations
 
 import inspect
 import json
+import os
 
 import numpy as np
 import pytest
@@ -14,9 +18,10 @@ from tests.training.equations_worker import CASES, REGISTRY_CASES
 
 pytestmark = pytest.mark.horovod
 RTOL = 1e-5
+RANKS = [int(n) for n in os.environ.get("EASGD_TEST_RANKS", "1,2,3").split(",")]
 
 
-@pytest.fixture(scope="module", params=[1, 2, 3], ids=lambda n: f"{n}rank")
+@pytest.fixture(scope="module", params=RANKS, ids=lambda n: f"{n}rank")
 def results(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("eq") / "results.npz"
     proc = horovodrun(request.param, ["tests/training/equations_worker.py", str(out)], timeout=400)
