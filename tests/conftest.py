@@ -1,9 +1,66 @@
-"""Fixtures: an isolated EASGD_HOME per test, a real SQLite store in it. Helpers are in
-tests/support.py."""
+"""Fixtures: an isolated EASGD_HOME per test, a real SQLite store in it; and how pytest-xdist
+hands the files out under `make test`. Helpers are in tests/support.py."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
+
+if TYPE_CHECKING:
+    from xdist.remote import Producer
+    from xdist.scheduler import LoadFileScheduling
+
+# Tests with these marks start processes (horovodrun ranks, the service, Chromium) and take
+# seconds to minutes each.
+STARTS_PROCESSES = frozenset({"horovod", "service", "browser"})
+# Files whose tests assert on elapsed seconds or heartbeats while jobs run: under pytest-xdist
+# they share one worker, one after another, so that two of them never load the machine together.
+TIMING = frozenset(
+    {
+        "tests/service/test_service.py",
+        "tests/service/test_sweep_service.py",
+        "tests/training/test_store_integration.py",
+    }
+)
+
+
+def _file(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test`: two workers, `--dist loadfile`), the files that start
+    processes are handed out first, the TIMING files before them: the run then ends on short
+    tests on both workers, not on one long file while the other worker idles. Each file keeps
+    its order."""
+    if not hasattr(config, "workerinput"):
+        return
+    starts = {
+        _file(i.nodeid) for i in items if STARTS_PROCESSES & {m.name for m in i.iter_markers()}
+    }
+
+    def order(item: pytest.Item) -> int:
+        path = _file(item.nodeid)
+        return 0 if path in TIMING else 1 if path in starts else 2
+
+    items.sort(key=order)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before pytest-xdist's own choice
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadFileScheduling | None:
+    """`--dist loadfile`, a worker taking a whole file so that a module fixture's one horovodrun
+    launch or one service serves all its tests, with the TIMING files as one unit."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class TimingTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = _file(nodeid)
+            return "timing" if path in TIMING else path
+
+    return TimingTogether(config, log)
 
 
 @pytest.fixture

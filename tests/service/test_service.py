@@ -90,23 +90,6 @@ def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     return [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
-def test_cancel_leaves_no_process_and_closes_the_run(service):
-    job = service.post({"config": TINY, "set": ["training.epochs=500"]}).json()
-    service.wait(job["id"], {"running"})
-    _wait_for_steps(service, f"job-{job['id']}")
-    before = processes_of(service.home, job["id"])
-    assert len(before) >= 3  # horovodrun and two ranks at least
-    out = service.easgd("jobs", "cancel", str(job["id"]))
-    assert out.returncode == 0, out.stderr
-    done = service.wait(job["id"], {"cancelled", "succeeded", "failed"}, timeout=15)
-    run = httpx.get(f"{service.url}/runs/{done['run_id']}", timeout=30).json()
-    assert done["status"] == "cancelled"
-    assert run["status"] == "cancelled" and run["end_time"] is not None
-    assert done["exit_code"] in (-15, -9)  # the signal that stopped it, not horovodrun's 0
-    assert _alive(before) == []
-    assert processes_of(service.home, job["id"]) == []
-
-
 def test_a_cancel_in_one_service_spares_another_services_job_with_the_same_id(tmp_path):
     a = Service(tmp_path / "a").start()
     b = Service(tmp_path / "b").start()
@@ -208,8 +191,12 @@ def _training_job(service, epochs: int) -> tuple[dict, str]:
     return job, run_id
 
 
-def test_a_checkpoint_on_demand_lands_within_ten_steps(service):
-    job, run_id = _training_job(service, 500)
+def test_a_running_job_checkpoints_on_demand_scales_and_is_cancelled(service):
+    """One job for three things a running job is asked (one launch rather than three): a
+    checkpoint now, a new number of workers, and a cancel that leaves no process behind."""
+    job, run_id = _training_job(service, 2000)
+
+    # A checkpoint on demand lands within ten steps.
     asked_at = httpx.get(f"{service.url}/runs/{run_id}", timeout=30).json()["last_step"]
     out = service.easgd("jobs", "checkpoint", str(job["id"]))
     assert out.returncode == 0 and "checkpoint asked for" in out.stdout, out.stderr
@@ -217,13 +204,8 @@ def test_a_checkpoint_on_demand_lands_within_ten_steps(service):
     saved = _events_of(service, run_id, "checkpointed")[0]
     assert asked_at < saved["step"] and saved["step"] % 10 == 0
     assert (service.home / "runs" / run_id / "checkpoints").is_dir()
-    service.easgd("jobs", "cancel", str(job["id"]))
-    refused = service.easgd("jobs", "checkpoint", str(job["id"]))
-    assert refused.returncode != 0 and "only a running job of this service" in refused.stderr
 
-
-def test_scaling_a_running_job_down_and_up_continues_its_run(service):
-    job, run_id = _training_job(service, 2000)
+    # Scaling down and up continues the same run.
     for workers, count in ((1, 1), (2, 2)):
         out = service.easgd("jobs", "scale", str(job["id"]), "--workers", str(workers))
         assert out.returncode == 0 and f"scaling to {workers} workers" in out.stdout, out.stderr
@@ -241,7 +223,21 @@ def test_scaling_a_running_job_down_and_up_continues_its_run(service):
     assert httpx.get(f"{service.url}/jobs/{job['id']}", timeout=30).json()["workers"] == 2
     bad = service.easgd("jobs", "scale", str(job["id"]), "--workers", "99")
     assert bad.returncode != 0 and "--workers: needs 99 slots" in bad.stderr
-    service.easgd("jobs", "cancel", str(job["id"]))
+
+    # A cancel leaves no process and closes the run.
+    before = processes_of(service.home, job["id"])
+    assert len(before) >= 3  # horovodrun and two ranks at least
+    out = service.easgd("jobs", "cancel", str(job["id"]))
+    assert out.returncode == 0, out.stderr
+    done = service.wait(job["id"], {"cancelled", "succeeded", "failed"}, timeout=15)
+    run = httpx.get(f"{service.url}/runs/{done['run_id']}", timeout=30).json()
+    assert done["status"] == "cancelled"
+    assert run["status"] == "cancelled" and run["end_time"] is not None
+    assert done["exit_code"] in (-15, -9)  # the signal that stopped it, not horovodrun's 0
+    assert _alive(before) == []
+    assert processes_of(service.home, job["id"]) == []
+    refused = service.easgd("jobs", "checkpoint", str(job["id"]))
+    assert refused.returncode != 0 and "only a running job of this service" in refused.stderr
 
 
 def test_a_failed_job_says_why_first(service):

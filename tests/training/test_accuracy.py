@@ -27,6 +27,7 @@ def test_lenet_mnist5k_reaches_095(config, algorithm, tmp_path, easgd_home):
         2,
         ["-m", "training", "--config", str(ROOT / "configs" / config), "--out", str(out)],
         timeout=600,
+        plain=True,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = read_jsonl(out / "metrics.jsonl")

@@ -24,10 +24,24 @@ def _weights(path: Path) -> list[np.ndarray]:
     return [np.asarray(w) for w in keras.models.load_model(path).get_weights()]
 
 
-def test_run_directory_holds_everything(tmp_path, easgd_home):
-    out = tmp_path / "run"
-    proc = horovodrun(2, ["-m", "training", "--config", TINY, "--out", str(out), "--no-store"])
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One uninterrupted 40-step run, with the README's plain horovodrun: the run directory's
+    test reads it, and the resume test compares a stopped and resumed run with it."""
+    out = tmp_path_factory.mktemp("whole") / "run"
+    proc = horovodrun(
+        2,
+        ["-m", "training", "--config", TINY, "--out", str(out), "--no-store"]
+        + ["--set", "training.max_steps=40"],
+        env={"EASGD_HOME": str(out.parent / "home")},
+        plain=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_run_directory_holds_everything(whole):
+    out, proc = whole
     assert {"config.yaml", "metrics.jsonl", "events.jsonl", "center.keras", "checkpoints"} <= {
         p.name for p in out.iterdir()
     }
@@ -97,13 +111,9 @@ def test_refuses_to_overwrite_a_run(tmp_path, easgd_home):
     assert (out / "config.yaml").read_text() == "seed: 1\n"
 
 
-def test_resume_continues_exactly(tmp_path, easgd_home):
-    whole, split = tmp_path / "whole", tmp_path / "split"
+def test_resume_continues_exactly(whole, tmp_path, easgd_home):
+    whole, split = whole[0], tmp_path / "split"
     common = ["-m", "training", "--config", TINY, "--no-store"]
-    assert (
-        horovodrun(2, [*common, "--out", str(whole), "--set", "training.max_steps=40"]).returncode
-        == 0
-    )
     first = horovodrun(2, [*common, "--out", str(split), "--set", "training.max_steps=20"])
     assert first.returncode == 0, first.stderr[-2000:]
     # A torn row after the checkpoint, as a killed writer could leave, must not survive.

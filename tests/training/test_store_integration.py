@@ -37,6 +37,7 @@ def test_horovodrun_records_the_run(store, tmp_path):
         2,
         ["-m", "training", "--config", TINY, "--out", str(out)],
         env={"EASGD_HOME": os.environ["EASGD_HOME"]},
+        plain=True,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = store.search_runs("params.optimizer.algorithm = 'eamsgd'")

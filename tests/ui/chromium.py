@@ -135,8 +135,11 @@ def _chromium():
     so tests that each started their own failed once another's was still open."""
     browser = _shared.get("browser")
     if browser is None or not browser.is_connected():
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
 
+        # A page's assertions wait as long as its actions (new_page): 5 s, Playwright's
+        # default, is short for a Streamlit rerun while the other test worker trains.
+        expect.set_options(timeout=30_000)
         _shared["playwright"] = playwright = sync_playwright().start()
         _shared["browser"] = browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
@@ -238,20 +241,29 @@ def table_headers(page, index: int = 0) -> list[str]:
 ROW_HEIGHT = 35
 
 
+def settled(page) -> None:
+    """Until the app has finished its rerun (Streamlit's running indicator is gone): on a loaded
+    machine a rerun outlasts the fixed pauses, and a click during one lands on a table being
+    redrawn."""
+    page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=60000)
+
+
 def tick_runs(page, *run_ids: str) -> None:
     """Tick these runs' boxes in the Runs table (the first table), as a person clicks them: the
     grid draws on a canvas, so the row of each run is found in the grid's accessible copy and
     its tick box clicked where the canvas draws it."""
     grid = page.get_by_test_id("stDataFrame").first
     grid.wait_for()
-    box = grid.bounding_box()
     for run_id in run_ids:
+        settled(page)
+        box = grid.bounding_box()
         row = grid.locator("[role=row]").filter(
             has=page.locator("[role=gridcell]", has_text=re.compile(rf"^{run_id}$"))
         )
         index = int(row.first.get_attribute("aria-rowindex"))  # 1 is the header
         page.mouse.click(box["x"] + 18, box["y"] + ROW_HEIGHT * (index - 1) + ROW_HEIGHT / 2)
         page.wait_for_timeout(1200)  # each tick reruns the page
+    settled(page)
 
 
 def pick_metrics(page, *metrics: str) -> None:
