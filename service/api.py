@@ -216,7 +216,7 @@ def create_app(
         placement=lambda cfg: supervisor.placement_problem(
             cfg.resources.workers, cfg.resources.gpus_per_worker, cfg.resources.host_map
         ),
-        may_schedule=lambda: supervisor.holds_lease,
+        may_schedule=lambda: supervisor.lease.held,
         wake_scheduler=supervisor.wake,
     )
 
@@ -310,7 +310,7 @@ def create_app(
             "gpus": settings.gpus,
             "running": len(supervisor.handles),
             # False when another service took this store's scheduler lease.
-            "scheduling": supervisor.holds_lease,
+            "scheduling": supervisor.lease.held,
         }
 
     body = {

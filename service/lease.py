@@ -12,16 +12,14 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Callable
 
 import psutil
 
 from db.entities import LeaseRecord
 from db.errors import EasgdError, LeaseHeld
 from db.store import Store
+from service.processes import IsSameProcess
 from service.settings import ServiceSettings
-
-IsSameProcess = Callable[[int | None, float | None], bool]
 
 
 class SchedulerBusy(EasgdError, RuntimeError):

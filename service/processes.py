@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psutil
@@ -49,6 +49,10 @@ def spawn(
             close_fds=True,
         )
     return proc, psutil.Process(proc.pid).create_time()
+
+
+# Whether a pid with its start time is still the process it was (not a reuse of the pid).
+IsSameProcess = Callable[[int | None, float | None], bool]
 
 
 def is_same_process(pid: int | None, start_time: float | None) -> bool:

@@ -36,12 +36,13 @@ from service.launchers import (
     Launcher,
     LaunchError,
 )
-from service.lease import IsSameProcess, SchedulerLease
+from service.lease import SchedulerLease
+from service.processes import IsSameProcess
 from service.settings import ServiceSettings
 from service.submission import stored_config
 from training.run import checkpoint, signals
 from training.schema import ConfigError, ExperimentConfig, parse_config, topology_problem
-from training.schema.hosts import Hosts, parse_hosts
+from training.schema.hosts import Hosts, format_hosts, parse_hosts
 
 LOST_MESSAGE = "lost: the service stopped while it ran"
 CANCELLED_MESSAGE = "cancelled by request"
@@ -67,6 +68,7 @@ class Supervisor:
         self.handles: dict[int, Launched] = {}
         # Jobs asked to scale: (workers, the checkpoint step before the ask, when asked).
         self.scaling: dict[int, tuple[int, int, float]] = {}
+        self._configs: dict[int, ExperimentConfig] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -74,10 +76,6 @@ class Supervisor:
         self.lease = SchedulerLease(store, settings, is_same_process)
 
     # ------------------------------------------------------------------ the store's lease
-    @property
-    def holds_lease(self) -> bool:
-        return self.lease.held
-
     def acquire_lease(self) -> LeaseRecord:
         """Become this store's one scheduler, or raise SchedulerBusy naming the one there is."""
         return self.lease.acquire()
@@ -92,7 +90,7 @@ class Supervisor:
     def reconcile(self) -> list[str]:
         """Before anything new is accepted: take the store's lease, adopt live jobs, fail the
         ones that were lost (their runs with them)."""
-        if not self.holds_lease:
+        if not self.lease.held:
             self.acquire_lease()
         return self._adopt_running()
 
@@ -153,7 +151,7 @@ class Supervisor:
             self._keep_lease()
             self._watch_running()
             self._keep_lease()  # cancels may have taken long: the lease is checked again
-            if self.holds_lease:
+            if self.lease.held:
                 self._launch_queued()
 
     def _watch_running(self) -> None:
@@ -176,18 +174,24 @@ class Supervisor:
             if code == 0:
                 self._finish(job, JobStatus.SUCCEEDED, exit_code=0)
             else:
-                why_not = self._restart(job, launched, code)
+                why_not, failure = self._restart(job, launched, code)
                 if why_not is not None:
-                    self._fail(job, launched, code, why_not)
+                    self._fail(job, launched, code, why_not, failure)
 
     def _fail(
-        self, job: JobRecord, launched: Launched, code: int | None, why_not_restarted: str = ""
+        self,
+        job: JobRecord,
+        launched: Launched,
+        code: int | None,
+        why_not_restarted: str = "",
+        failure: Failure | None = None,
     ) -> None:
-        """Failed, with the program's own reason first, then the exit code and the log's end."""
+        """Failed, with the program's own reason first (from `failure`, when the launcher already
+        read it), then the exit code and the log's end."""
         what = f"exit code {code}" if code is not None else "exited after a restart"
         if why_not_restarted:
             what += f" ({why_not_restarted})"
-        reason = self.launcher.failure(launched).reason
+        reason = (failure or self.launcher.failure(launched)).reason
         message = f"{what}; last lines of the log:\n{logs.tail(job.log_path, 20)}"
         self._finish(
             job,
@@ -197,35 +201,38 @@ class Supervisor:
             run_error=reason or what,
         )
 
-    def _restart(self, job: JobRecord, launched: Launched, code: int | None) -> str | None:
+    def _restart(
+        self, job: JobRecord, launched: Launched, code: int | None
+    ) -> tuple[str | None, Failure | None]:
         """Relaunch a job whose ranks failed from its run's last complete checkpoint, with as
         many workers as can be placed now (resources.min_workers at least). None when it did;
         else why not ("" when a restart does not apply): a configuration error (exit 2), no
         checkpoint, its restarts spent (resources.max_restarts), the same failure at the same
-        step as the attempt before, or too few free slots."""
+        step as the attempt before, or too few free slots; with what the launcher read of the
+        failed attempt, when it got that far."""
         if code in (None, 0, 2) or not job.run_dir or not job.run_id:
-            return ""
+            return "", None
         try:
-            config = stored_config(job)
+            config = self._config(job)
         except ConfigError as exc:
-            return f"not restarted: {exc}"
+            return f"not restarted: {exc}", None
         limit = config.resources.max_restarts
         floor = config.resources.min_workers or job.workers
         if limit <= 0:
-            return ""
+            return "", None
         found = checkpoint.latest(Path(job.run_dir))
         try:
             events = self.store.events(job.run_id)
         except NotFound:
-            return ""
+            return "", None
         restarts = sum(e.kind == "restarted" for e in events)
         failed = [(e.message, e.step) for e in events if e.kind == "failed"]
         if found is None:
-            return "not restarted: the run has no complete checkpoint yet"
+            return "not restarted: the run has no complete checkpoint yet", None
         if restarts >= limit:
-            return f"not restarted: its {limit} restarts (resources.max_restarts) are spent"
+            return f"not restarted: its {limit} restarts (resources.max_restarts) are spent", None
         if len(failed) >= 2 and failed[-1] == failed[-2]:
-            return "not restarted: the same failure at the same step as the attempt before"
+            return "not restarted: the same failure at the same step as the attempt before", None
         # Nothing of the failed attempt may survive it (horovodrun can leave ranks behind).
         self.launcher.stop(launched, self.settings.grace_seconds)
         failure = self.launcher.failure(launched)
@@ -245,7 +252,7 @@ class Supervisor:
             if allocation is not None:
                 break
         if allocation is None:
-            return f"not restarted: fewer than {floor} slots free (resources.min_workers)"
+            return f"not restarted: fewer than {floor} slots free (resources.min_workers)", failure
         workers = allocation.ranks
         step = int(found[1]["step"])
         cause = failure.reason or f"exit code {code}"
@@ -263,7 +270,7 @@ class Supervisor:
             log.write(f"easgd service: job {job.id}: {note}\n")
         self._start(job, config, allocation, resume=True)
         self.store.update_job(job.id, message=f"restarted {restarts + 1} time(s); last: {note}")
-        return None
+        return None, failure
 
     def _hosts_to_leave_out(
         self, placed: Hosts, failure: Failure
@@ -298,7 +305,7 @@ class Supervisor:
                 )
                 continue
             try:
-                config = stored_config(job)
+                config = self._config(job)
             except ConfigError as exc:
                 self._finish(job, JobStatus.FAILED, expected=JobStatus.QUEUED, message=str(exc))
                 continue
@@ -380,7 +387,7 @@ class Supervisor:
         job = self.store.update_job(
             job.id,
             gpus=",".join(allocation.gpus) or None,
-            hosts=allocation.host_arg(),
+            hosts=format_hosts(allocation.hosts),
             launch_token=token,
         )
         attempt = Attempt(
@@ -401,6 +408,14 @@ class Supervisor:
             return
         self.handles[job.id] = launched
         self.store.update_job(job.id, pid=launched.pid, pid_start_time=launched.start_time)
+
+    def _config(self, job: JobRecord) -> ExperimentConfig:
+        """The job's stored configuration, typed once (a queued job is placed at every poll);
+        ConfigError when this version refuses it."""
+        config = self._configs.get(job.id)
+        if config is None:
+            config = self._configs[job.id] = stored_config(job)
+        return config
 
     def _finish(
         self,
@@ -480,7 +495,7 @@ class Supervisor:
         """Checkpoint a running job now, then relaunch it from that checkpoint with `workers`."""
         with self._lock:
             job, launched = self._running_here(job_id, "scale")
-            config = stored_config(job)
+            config = self._config(job)
             stored = config.to_dict()
             resized = {**stored, "resources": {**stored["resources"], "workers": workers}}
             try:  # what the relaunch would refuse (backup workers, groups, a matrix, hosts)
@@ -496,7 +511,7 @@ class Supervisor:
                 raise InvalidTransition(problem.replace("resources.workers", "--workers"))
             self.handles.pop(job_id)  # its own slots count as free for the new size
             try:
-                fits = self._allocate(job, config, workers) is not None
+                fits = self._allocate(job, checked, workers) is not None
             finally:
                 self.handles[job_id] = launched
             if not fits:
@@ -534,7 +549,7 @@ class Supervisor:
                     f"{SCALE_WAIT_SECONDS} s",
                 )
             return
-        config = stored_config(job)
+        config = self._config(job)
         self.handles.pop(job_id)
         self.launcher.stop(launched, self.settings.grace_seconds)
         allocation = self._allocate(job, config, workers)

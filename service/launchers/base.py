@@ -20,11 +20,11 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from service import processes
 from training.schema import ExperimentConfig
-from training.schema.hosts import Hosts, format_hosts
+from training.schema.hosts import Hosts
 
 # The service's own secrets (EASGD_API_TOKEN...): a launcher may put the environment on a command
 # line (Horovod does, over ssh). The attempt's own token is set after this filter.
@@ -41,9 +41,6 @@ class Allocation:
 
     hosts: Hosts
     gpus: list[str] = field(default_factory=list)
-
-    def host_arg(self) -> str:
-        return format_hosts(self.hosts)
 
     @property
     def ranks(self) -> int:
@@ -120,8 +117,6 @@ class Failure:
 
 class Launcher(abc.ABC):
     """Starts, watches, signals and stops the ranks of one attempt of one job."""
-
-    name: ClassVar[str]
 
     @abc.abstractmethod
     def start(self, attempt: Attempt) -> Launched:

@@ -14,6 +14,7 @@ import psutil
 
 from service import logs, processes, reachability
 from service.launchers.base import Attempt, Failure, FirstFailure, Launched, Launcher, LaunchError
+from service.processes import IsSameProcess
 from service.settings import ServiceSettings
 from training.launch.argv import LOCAL_HOSTS, horovodrun_argv
 from training.schema.hosts import Hosts, host_of_rank
@@ -30,7 +31,6 @@ REASON_SCAN_LINES = 400
 _FIRST_FAILED = re.compile(r"^Process name: (\d+)\nExit code: (-?\d+)$", re.MULTILINE)
 
 Spawn = Callable[..., tuple[subprocess.Popen, float]]
-IsSameProcess = Callable[[int | None, float | None], bool]
 TerminateJob = Callable[[str | None, int | None, float | None, float], int | None]
 
 
@@ -56,8 +56,6 @@ def failure_reason(log_text: str) -> str | None:
 
 
 class HorovodrunLauncher(Launcher):
-    name = "horovodrun"
-
     def __init__(
         self,
         settings: ServiceSettings,

@@ -236,7 +236,7 @@ def test_a_service_whose_lease_was_taken_over_launches_nothing(store, fake, capf
     job = store.create_job(config=CONFIG, workers=2)
     sup.tick()
     assert fake.spawned == [] and store.get_job(job.id).status is JobStatus.QUEUED
-    assert not sup.holds_lease  # what /health reports as "scheduling"
+    assert not sup.lease.held  # what /health reports as "scheduling"
     assert (
         "not scheduling any more: another easgd service (http://elsewhere:1"
         in capfd.readouterr().err
@@ -308,7 +308,7 @@ def test_a_service_that_gets_the_lease_back_counts_the_jobs_launched_meanwhile(s
     a.tick()
     assert len(fake.spawned) == 1, "a launched onto slots b's job holds"
     assert store.get_job(small.id).status is JobStatus.QUEUED
-    assert a.holds_lease and big.id in a.handles
+    assert a.lease.held and big.id in a.handles
     fake.alive.discard(store.get_job(big.id).pid)  # the big job ends: its slots are free
     a.tick()
     assert store.get_job(small.id).status is JobStatus.RUNNING and len(fake.spawned) == 2

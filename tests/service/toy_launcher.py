@@ -29,8 +29,6 @@ BROKE = "toy: broke: "
 
 
 class ToyLauncher(Launcher):
-    name = "toy"
-
     def __init__(self) -> None:
         self.asked: list[tuple[Attempt, list[str], dict[str, str]]] = []
 
