@@ -23,19 +23,26 @@ from collections.abc import Mapping
 from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from pydantic import Field
+
 if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
 
 # The order in which the center takes the workers' elastic pulls within one round.
 ORDERS = ("simultaneous", "round_robin")
 PRECISIONS = ("float32", "float16")
+# The paper's symmetric moving rate: beta = workers x alpha.
+DEFAULT_BETA = 0.9
+
+
+def moving_rate(beta: float | None, count: int) -> float:
+    """alpha = beta / count: the elastic rate of each of `count` parties pulled by one center."""
+    return (DEFAULT_BETA if beta is None else beta) / count
 
 
 def finite(annotation: Any, default: Any, description: str, **bounds: Any) -> tuple[Any, Any]:
     """A number field that refuses infinities and NaN, as (annotation, Field), the way the
     optimizer section's fields are declared: no rate or coefficient is meant to be infinite."""
-    from pydantic import Field
-
     return annotation, Field(default, allow_inf_nan=False, description=description, **bounds)
 
 
@@ -47,7 +54,9 @@ class _Lazy:
     def __getattr__(self, attribute: str) -> Any:
         if self._loaded is None:
             self._loaded = importlib.import_module(self._name)
-        return getattr(self._loaded, attribute)
+        value = getattr(self._loaded, attribute)
+        setattr(self, attribute, value)  # the next read is a plain attribute
+        return value
 
 
 def lazy(name: str) -> Any:
@@ -185,7 +194,7 @@ class Exchange:
         if self.alpha is not None:
             self.alpha = float(self.alpha)
         else:
-            self.alpha = (self.beta or 0.9) / workers
+            self.alpha = moving_rate(self.beta, workers)
 
     @property
     def served(self) -> bool:

@@ -24,7 +24,14 @@ from typing import Any
 
 from pydantic import Field
 
-from training.exchanges.base import Exchange, collectives, finite, force_points, tf
+from training.exchanges.base import (
+    Exchange,
+    collectives,
+    finite,
+    force_points,
+    moving_rate,
+    tf,
+)
 
 
 class Tree(Exchange):
@@ -141,8 +148,8 @@ class Tree(Exchange):
         step = opt.iterations.value
         on_group = step % self.tau == 0
         on_root = step % self.tau_root == 0
-        alpha = (self.beta if self.beta is not None else 0.9) / layout.group_size
-        alpha_root = (self.beta_root if self.beta_root is not None else 0.9) / layout.count
+        alpha = moving_rate(self.beta, layout.group_size)
+        alpha_root = moving_rate(self.beta_root, layout.count)
         pulls = [
             tf.cast(alpha, x.dtype) * (x - c.value)
             for x, c in zip(force_points(opt.inner_optimizer, variables), self.group_center)

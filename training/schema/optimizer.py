@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, create_model, model_validator
 
-from training.exchanges.base import finite
+from training.exchanges.base import finite, moving_rate
 from training.schema.algorithms import ORDERS, REGISTRY, AlgorithmSpec, exchange_fields
 from training.schema.fields import STEPS_MAX, Section, short
 
@@ -223,7 +223,7 @@ class OptimizerRules(Section):
     def resolved_alpha(self, workers: int) -> float:
         if self.alpha is not None:
             return self.alpha
-        return (self.beta if self.beta is not None else 0.9) / workers
+        return moving_rate(self.beta, workers)
 
 
 def _fields() -> dict[str, tuple[Any, Any]]:

@@ -10,7 +10,7 @@ TensorFlow nor Horovod.
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -49,11 +49,8 @@ def check_import_path(text: Any, what: str) -> str:
 def resolve(path: str, what: str) -> Any:
     """The object an import path names, imported now: loaders and builders pull in TensorFlow,
     so they are resolved when training starts, never when a configuration is validated."""
-    module, _, attribute = check_import_path(path, what).partition(":")
     try:
-        found: Any = importlib.import_module(module)
-        for part in attribute.split("."):
-            found = getattr(found, part)
+        found = pkgutil.resolve_name(check_import_path(path, what))
     except (ImportError, AttributeError) as exc:
         raise ZooError(
             f"{what}: cannot import {path!r} ({exc}); check the module and the name after "
