@@ -88,7 +88,6 @@ class Exchange:
     name: ClassVar[str]
     when: ClassVar[Literal["every", "before", "after"]]
     evaluated: ClassVar[Literal["center", "average", "weights", "mean"]]
-    summary: ClassVar[str]
     fields: ClassVar[Mapping[str, tuple[Any, FieldInfo]]] = MappingProxyType({})
     arguments: ClassVar[Mapping[str, str]] = MappingProxyType({})
     server: ClassVar[tuple[str, str | None] | None] = None

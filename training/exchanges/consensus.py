@@ -37,10 +37,6 @@ class Consensus(Exchange):
     name = "consensus"
     when = "before"
     evaluated = "mean"
-    summary = (
-        "every step, each worker mixes its neighbours' weights with its row of the topology's "
-        "mixing matrix"
-    )
     fields = {
         "topology": (
             Annotated[Literal["ring", "full"] | list[list[float]], BeforeValidator(_topology)],
@@ -156,7 +152,6 @@ class Consensus(Exchange):
 
 class MConsensus(Consensus):
     name = "mconsensus"
-    summary = "as consensus, with Nesterov momentum on the mixed step (CDMSGD)"
     arguments = {"topology": "topology", "consensus_momentum": "momentum"}
 
     def __init__(self, *, consensus_momentum: float = 0.95, **others: Any):

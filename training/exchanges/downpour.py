@@ -32,7 +32,6 @@ class Downpour(Exchange):
     name = "downpour"
     when = "after"
     evaluated = "center"
-    summary = "every tau steps, center += sum of the workers' updates; workers restart from it"
     arguments = {"tau": "tau", **_TIMING}
     server = ("downpour", None)
 
@@ -71,7 +70,6 @@ class Downpour(Exchange):
 
 class MDownpour(Downpour):
     name = "mdownpour"
-    summary = "as downpour, with Nesterov momentum on the center's update"
     arguments = {"tau": "tau", "center_momentum": "momentum"}
     server = None
 
@@ -97,7 +95,6 @@ class MDownpour(Downpour):
 class MVADownpour(Downpour):
     name = "mvadownpour"
     evaluated = "average"
-    summary = "as downpour, and a moving average of the center is the model evaluated"
     fields = {
         "average_rate": finite(
             float, 0.001, "Moving-average rate of MVADOWNPOUR's evaluated model.", gt=0, le=1
@@ -124,7 +121,6 @@ class MVADownpour(Downpour):
 class ADownpour(Downpour):
     name = "adownpour"
     evaluated = "average"
-    summary = "as downpour, and the time average of the centers is the model evaluated"
     server = ("downpour", "time")
 
     def after_update(self, opt: Any) -> None:

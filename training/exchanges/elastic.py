@@ -44,7 +44,6 @@ class Elastic(Exchange):
     name = "elastic"
     when = "before"
     evaluated = "center"
-    summary = "every tau steps, the elastic exchange with the center"
     arguments = {
         "tau": "tau",
         "beta": "beta",

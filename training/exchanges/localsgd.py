@@ -16,7 +16,6 @@ class LocalSGD(Exchange):
     name = "localsgd"
     when = "after"
     evaluated = "center"
-    summary = "every tau steps, every worker is set to the workers' mean"
     arguments = {"tau": "tau"}
 
     def round(self, opt: Any, variables: list) -> Any:

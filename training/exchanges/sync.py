@@ -22,10 +22,6 @@ class Sync(Exchange):
     name = "sync"
     when = "every"
     evaluated = "weights"
-    summary = (
-        "gradients averaged by one all-reduce every step (with backup workers: the mean of the "
-        "first to arrive, by the center server)"
-    )
     fields = {
         "backup_workers": (
             int,

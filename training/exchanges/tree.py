@@ -38,10 +38,6 @@ class Tree(Exchange):
     name = "tree"
     when = "before"
     evaluated = "center"
-    summary = (
-        "every tau steps, the elastic exchange with the group's center; every tau_root steps, "
-        "the group centers' with the root center"
-    )
     fields = {
         "group_size": (
             int | None,

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from training.center.server import BACKUP, DOWNPOUR, ELASTIC
 from training.run import signals, system_metrics
 from training.run.metrics import (
     CONSENSUS,
@@ -347,7 +348,7 @@ class Backup(Served):
 
 
 # The driver of each kind of center server (training/center/server.py).
-SERVED = {"elastic": Served, "downpour": Served, "backup": Backup}
+SERVED = {ELASTIC: Served, DOWNPOUR: Served, BACKUP: Backup}
 
 
 def choose(trainer: Trainer) -> Collective:
