@@ -217,5 +217,9 @@ def test_the_builtin_loss_and_accuracy_are_the_classification_ones_bit_for_bit()
         loss_fn, accuracy_fn = models.loss_and_accuracy(ModelConfig(name=name))
         expected = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
         assert float(loss_fn(y, logits).numpy()) == float(expected.numpy())
+        # and the formula itself: the mean of log sum_j e^(z_j) - z_y, independent of Keras
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        nll = np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(500), y]
+        assert float(loss_fn(y, logits).numpy()) == pytest.approx(float(nll.mean()), rel=1e-6)
         correct = int((np.argmax(logits, axis=1) == y).sum())
         assert float(np.sum(accuracy_fn(y, logits))) / 500 == correct / 500
