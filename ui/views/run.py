@@ -157,13 +157,21 @@ def _edit(change: Callable[[Client], Any], done: str) -> None:
 
 def _not_asking() -> None:
     st.session_state.pop("run.delete.asking", None)
+    st.session_state.pop("run.delete.plan", None)
 
 
 @st.dialog("Delete this run?", on_dismiss=_not_asking)
 def _confirm_delete(files: bool) -> None:
-    plan = through_service(lambda c: c.deletion(run_id, files))
-    if plan is None:
-        return
+    # Asked once while the dialog is open: the service walks the run's directory to answer, and
+    # the deletion itself plans again.
+    asked = st.session_state.get("run.delete.plan")
+    if asked is not None and asked[0] == (run_id, files):
+        plan = asked[1]
+    else:
+        plan = through_service(lambda c: c.deletion(run_id, files))
+        if plan is None:
+            return
+        st.session_state["run.delete.plan"] = ((run_id, files), plan)
     st.write(plan["message"])
     left, right = st.columns(2)
     if right.button("Cancel", key="run.delete.cancel"):
