@@ -64,8 +64,8 @@ def stored_config(job: JobRecord) -> ExperimentConfig:
     except ConfigError as exc:
         raise ConfigError(
             [
-                f"configuration: job {job.id} was queued with a configuration that this version "
-                "no longer accepts; submit the job again with a valid one (received: "
-                f"{'; '.join(exc.problems)})"
+                f"configuration: job {job.id}'s stored configuration is refused now (by this "
+                "version's schema, or a file it names is gone); submit the job again with a "
+                f"valid one (received: {'; '.join(exc.problems)})"
             ]
         ) from None

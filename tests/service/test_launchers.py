@@ -117,8 +117,8 @@ def test_a_stored_configuration_this_version_refuses_fails_its_job_in_one_line(
     failed = store.get_job(old.id)
     assert failed.status is JobStatus.FAILED and "\n" not in failed.message
     assert failed.message.startswith(
-        f"configuration: job {old.id} was queued with a configuration that this version no "
-        "longer accepts; submit the job again"
+        f"configuration: job {old.id}'s stored configuration is refused now (by this version's "
+        "schema, or a file it names is gone); submit the job again"
     )
     assert "optimizer.momentum_of_old: unknown field" in failed.message
     assert [a.job_id for a, _, _ in toy.asked] == [after.id]  # the queue went on without it
