@@ -78,7 +78,9 @@ def test_a_job_across_two_hosts_goes_on_without_the_host_it_lost(hosts, tmp_path
             {
                 "config": TINY,
                 "set": [
-                    "training.epochs=30",
+                    # 2,200 steps of 2 workers: a loaded machine's CLI, a few seconds to start,
+                    # asks for the checkpoint long before the run ends.
+                    "training.epochs=100",
                     "checkpoint.every=100000",
                     "resources.min_workers=1",
                 ],

@@ -27,11 +27,22 @@ def service(tmp_path):
     kill_jobs(svc.home)
 
 
-def test_job_runs_to_success_and_is_recorded(service):
+def test_jobs_run_one_after_another_to_success_and_are_recorded(service):
+    """The service's two slots hold one 2-rank job: a second one, submitted from the CLI, waits
+    for the first to end."""
     r = service.post({"config": TINY, "name": "smoke"})
     assert r.status_code == 201, r.text
     job = r.json()
     assert job["status"] == "queued" and job["config"]["optimizer"]["tau"] == 4
+    second = service.easgd(
+        "submit", "tests/training/tiny.yaml", "--workers", "2", "--set", "optimizer.tau=2"
+    )
+    assert second.returncode == 0, second.stderr
+    second_id = int(second.stdout.strip())
+    first = service.wait(job["id"], {"running"})
+    assert service.job(second_id)["status"] == "queued"
+    assert first["hosts"] == "localhost:2"
+
     done = service.wait(job["id"], {"succeeded", "failed"})
     assert done["status"] == "succeeded", done["message"]
     assert done["exit_code"] == 0 and done["run_id"] == f"job-{job['id']}"
@@ -39,18 +50,22 @@ def test_job_runs_to_success_and_is_recorded(service):
     assert run["status"] == "finished" and run["source"] == "api" and run["job_id"] == job["id"]
     assert run["metrics"]["center_accuracy"]["step"] == 44
     assert [e["kind"] for e in run["events"]][-1] == "finished"
-    found = httpx.get(
-        f"{service.url}/runs", params={"filter": "params.optimizer.tau = 4"}, timeout=30
-    ).json()
-    assert [r["id"] for r in found] == [done["run_id"]]
     api_log = httpx.get(f"{service.url}/jobs/{job['id']}/logs", params={"tail": 50}).text
     assert "finished run job-" in api_log
     cli_log = service.easgd("jobs", "logs", str(job["id"]))
     assert cli_log.returncode == 0 and "finished run job-" in cli_log.stdout
     followed = service.easgd("jobs", "logs", str(job["id"]), "--follow")
     assert "finished run job-" in followed.stdout
+
+    later = service.wait(second_id, {"succeeded", "failed"})
+    assert later["status"] == "succeeded", later["message"]
+    assert later["started_at"] >= done["ended_at"]
+    found = httpx.get(
+        f"{service.url}/runs", params={"filter": "params.optimizer.tau = 4"}, timeout=30
+    ).json()
+    assert [r["id"] for r in found] == [done["run_id"]]
     listed = service.easgd("jobs", "list")
-    assert "succeeded" in listed.stdout
+    assert listed.stdout.count("succeeded") == 2, listed.stdout
     # The store keeps each job's launch token; no reply and no output shows it.
     token = store_of(service.home).get_job(job["id"]).launch_token
     assert token and "launch_token" not in done and "launch_token" not in job
@@ -58,21 +73,6 @@ def test_job_runs_to_success_and_is_recorded(service):
     assert shown.returncode == 0 and f'"id": {job["id"]}' in shown.stdout, shown.stderr
     every_reply = [shown.stdout, listed.stdout, httpx.get(f"{service.url}/jobs").text]
     assert not [text for text in every_reply if token in text or "launch_token" in text]
-
-
-def test_second_job_waits_for_capacity(service):
-    ids = []
-    for _ in range(2):
-        out = service.easgd("submit", "tests/training/tiny.yaml", "--workers", "2")
-        assert out.returncode == 0, out.stderr
-        ids.append(int(out.stdout.strip()))
-    first = service.wait(ids[0], {"running"})
-    assert service.job(ids[1])["status"] == "queued"
-    assert first["hosts"] == "localhost:2"
-    a = service.wait(ids[0], {"succeeded", "failed"})
-    b = service.wait(ids[1], {"succeeded", "failed"})
-    assert a["status"] == b["status"] == "succeeded"
-    assert b["started_at"] >= a["ended_at"]
 
 
 def _wait_for_steps(service, run_id: str, steps: int = 3) -> None:

@@ -54,4 +54,6 @@ def test_lenet_mnist5k_reaches_095(config, algorithm, tmp_path, easgd_home):
     (run,) = json.loads(query.stdout)
     assert run["id"] == "run" and run["status"] == "finished" and run["source"] == "shell"
     assert run["params"]["optimizer.algorithm"] == algorithm
+    # Synchronous SGD never uses tau, so its run does not record one; EAMSGD's does.
+    assert ("optimizer.tau" in run["params"]) == (algorithm == "eamsgd"), run["params"]
     assert run["metrics"]["center_accuracy"]["value"] == rows[-1]["center_accuracy"]

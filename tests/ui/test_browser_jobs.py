@@ -223,23 +223,3 @@ def test_run_and_compare_follow_a_running_run_and_cancel_ends_it_at_once(browser
     jobs.get_by_role("tab", name="Log").click()
     _no_horizontal_overflow(jobs)
     shot(jobs, "run-page-log")
-
-
-def test_a_sync_run_records_no_tau_and_compares_without_one(browser, product):
-    from playwright.sync_api import expect
-
-    sync = _submit(product, "optimizer.algorithm=sync", "training.epochs=1", name="sync-1")
-    easgd = _submit(product, "optimizer.algorithm=easgd", "training.epochs=1", name="easgd-1")
-    for job_id in (sync, easgd):
-        done = _wait(lambda j=job_id: _job(product, j)["status"] in ("succeeded", "failed"))
-        assert done and _job(product, job_id)["status"] == "succeeded", _job(product, job_id)
-    params = _run(product, f"job-{sync}")["params"]
-    assert params["optimizer.algorithm"] == "sync" and "optimizer.tau" not in params
-    page = new_page(browser, f"{product.ui}/compare?runs=job-{easgd},job-{sync}")
-    page.get_by_text("Parameters that differ").wait_for()
-    grid = page.get_by_test_id("stDataFrame").nth(1).locator("[role=gridcell]")
-    expect(grid.filter(has_text="optimizer.tau")).to_have_count(1, timeout=30000)
-    cells = grid.all_inner_texts()
-    rows = {cells[i]: cells[i + 1 : i + 3] for i in range(0, len(cells), 3)}
-    assert rows["optimizer.tau"][0] == "4" and rows["optimizer.tau"][1] in ("", "-"), rows
-    shot(page, "compare-easgd-and-sync-jobs")

@@ -166,11 +166,13 @@ def test_runs_table_at_1400_px(seeded_browser, seeded):
 
 
 def test_parameters_that_differ_are_those_each_algorithm_uses(seeded_browser, seeded):
+    from playwright.sync_api import expect
+
     page = compare_page(seeded_browser, seeded, "runs=cmp-easgd,cmp-sync")
     page.get_by_text("Parameters that differ").wait_for()
-    page.wait_for_timeout(1000)
-    grid = page.get_by_test_id("stDataFrame").nth(1)
-    cells = grid.locator("[role=gridcell]").all_inner_texts()
+    grid = page.get_by_test_id("stDataFrame").nth(1).locator("[role=gridcell]")
+    expect(grid.filter(has_text="optimizer.tau")).to_have_count(1, timeout=30000)
+    cells = grid.all_inner_texts()
     rows = {cells[i]: cells[i + 1 : i + 3] for i in range(0, len(cells), 3)}
     assert rows["optimizer.algorithm"] == ["easgd", "sync"], rows
     # easgd's tau, and none for sync, which never used the tau it was recorded with.
