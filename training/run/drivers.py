@@ -305,12 +305,10 @@ class Backup(Served):
         tf = t.tf
         n = sum(int(t.np.prod(v.shape)) for v in t.model.trainable_variables)
         self._gradient_step = tf.function(
-            self._gradient_step_impl, input_signature=[spec_x, spec_y], autograph=False
+            self._gradient_step_impl, input_signature=[spec_x, spec_y]
         )
         self._apply_mean = tf.function(
-            self._apply_mean_impl,
-            input_signature=[tf.TensorSpec((n,), tf.float32)],
-            autograph=False,
+            self._apply_mean_impl, input_signature=[tf.TensorSpec((n,), tf.float32)]
         )
         super().start(spec_x, spec_y)
 

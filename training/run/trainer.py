@@ -105,13 +105,9 @@ class Trainer:
         batch = self.shard.batch
         spec_x = tf.TensorSpec((batch, *ds.input_shape), tf.float32)
         spec_y = tf.TensorSpec((batch,), tf.int64)
-        self._train_step = tf.function(
-            self._train_step_impl, input_signature=[spec_x, spec_y], autograph=False
-        )
+        self._train_step = tf.function(self._train_step_impl, input_signature=[spec_x, spec_y])
         self.driver.start(spec_x, spec_y)
-        self._predict = tf.function(
-            lambda m, x: m(x, training=False), reduce_retracing=True, autograph=False
-        )
+        self._predict = tf.function(lambda m, x: m(x, training=False), reduce_retracing=True)
         self.sink = FanOut(sinks) if self.rank == 0 else None
         self.info = RunInfo(
             run_id=run_dir.name,
