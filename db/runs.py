@@ -20,6 +20,7 @@ from db.errors import NotFound, StoreError
 from db.models import LatestMetric, Metric, Param, Run, RunEvent, Tag
 from db.search import search_statement, status_column
 from db.sql import MAX_ID, SqlStore, check_key, check_run_id, check_source, is_row_id, record
+from db.text import short
 
 
 class RunStore(SqlStore):
@@ -70,6 +71,28 @@ class RunStore(SqlStore):
             self._put_params(s, run_id, params)
             self._put_tags(s, run_id, tags or {})
         return self.get_run(run_id)
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        """Add parameters to a run, as MLflow's `log_params`: a parameter says how the run was
+        made, so logging one again with another value is refused, not overwritten."""
+        if not isinstance(params, dict):
+            raise StoreError(f"params: a mapping of key to value (received: {short(params)})")
+        with self._write() as s:
+            self._require_run(s, run_id)
+            have = {
+                p.key: p.value
+                for p in s.scalars(
+                    select(Param).where(Param.run_id == run_id, Param.key.in_(list(params)))
+                )
+            }
+            for key, value in params.items():
+                text_value = _param_text(value)[0]
+                if key in have and have[key] != text_value:
+                    raise StoreError(
+                        f"param {key!r}: the run recorded {have[key]!r}; a run's parameters do "
+                        f"not change (received: {short(value)})"
+                    )
+            self._put_params(s, run_id, {k: v for k, v in params.items() if k not in have})
 
     def _put_params(self, s: Session, run_id: str, params: dict[str, Any]) -> None:
         rows = []
@@ -155,13 +178,16 @@ class RunStore(SqlStore):
             )
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
-        """Rank 0 closes its run; a run the service closed already (cancelled, failed) stays so.
+        """Rank 0 closes its run (cancelled: a tracked script stopped by a signal); a run the
+        service closed already (cancelled, failed) stays so.
 
         One conditional UPDATE, not read-then-write: under PostgreSQL's READ COMMITTED the
         service's cancel may commit between a read and a write, and would be overwritten.
         """
-        if status not in (RunStatus.FINISHED, RunStatus.FAILED):
-            raise StoreError(f"run status: finished or failed (received: {status!r})")
+        if status not in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED):
+            raise StoreError(
+                f"run status: finished, failed or cancelled (received: {short(status)})"
+            )
         check_run_id(run_id)
         now = time.time()
         with self._write() as s:

@@ -36,6 +36,7 @@ def _heavy_modules_after(imports: str) -> list[str]:
         "service.api, training.schema",
         "service.cli, service.supervisor, service.sweeps.driver",
         "training, training.schema, training.run.metrics, training.launch.argv",
+        "training.tracking",
         "ui.shaping, ui.form",
     ],
 )

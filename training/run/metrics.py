@@ -52,6 +52,8 @@ class RunInfo:
     resumed_from_step: int | None = None
     total_steps: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    # A tracked script's own parameters, recorded as given (a configuration's are derived).
+    params: dict[str, Any] | None = None
 
 
 class MetricsSink(Protocol):

@@ -52,7 +52,7 @@ class StoreSink:
         self._beat.start()
 
     def _create(self, info: RunInfo, job: str | None) -> None:
-        params = recorded_params(info.config)
+        params = dict(info.params) if info.params is not None else recorded_params(info.config)
         params["workers"] = info.workers
         params["hosts"] = info.hosts
         self.store.create_run(

@@ -1,0 +1,193 @@
+"""`model.fit(..., callbacks=[KerasCallback(...)])`: a Keras training tracked as `python -m training`
+tracks its own: per-step loss and the model's metrics, bytes sent and seconds in collectives,
+the center's evaluation on held-out data, each rank's CPU and memory, and `center.keras`.
+
+Every rank runs the callback (the center's evaluation and the system figures need each rank at
+the same step); only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training.exchanges import collectives
+from training.run import system_metrics
+from training.run.metrics import (
+    BYTES_SENT,
+    CENTER_ACCURACY,
+    CENTER_LOSS,
+    COMM_SECONDS,
+    LEARNING_RATE,
+    TRAIN_LOSS,
+    WORKERS,
+)
+from training.tracking.run import Run, TrackingError, active_run, start_run
+
+# Of the optimizer's communication figures, those a run records (the others are totals).
+COMMUNICATION = (BYTES_SENT, COMM_SECONDS, "wait_seconds")
+
+
+def _positive(value: Any, what: str, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TrackingError(f"{what}: a positive integer (received: {value!r:.80})")
+    return value
+
+
+class KerasCallback(keras.callbacks.Callback):
+    """Tracks `model.fit` into the active run, or into one it starts (and ends) itself.
+
+    `validation_data` ((x, y) or a dataset) is evaluated with the center's weights (the
+    model's own for an optimizer that has no center) every `eval_every` steps and at the end.
+    """
+
+    def __init__(
+        self,
+        validation_data: Any = None,
+        eval_every: int | None = None,
+        log_every: int = 1,
+        name: str | None = None,
+        params: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.validation_data = validation_data
+        self.eval_every = _positive(eval_every, "eval_every", allow_none=True)
+        self.log_every = _positive(log_every, "log_every")
+        self.name, self.params = name, params
+        self.run: Run | None = None
+        self._owned = False
+        self._step = 0
+        self._sampler: system_metrics.SystemSampler | None = None
+        self._center: keras.Model | None = None
+
+    def on_train_begin(self, logs=None):
+        self.run = active_run()
+        self._owned = self.run is None
+        if self._owned:
+            self.run = start_run(name=self.name, params=self.params)
+        elif self.params:
+            self.run.log_params(self.params)
+        self.run.log_params(_optimizer_params(self.model.optimizer))
+        self._step = max(self.run.step, 0)
+        collectives.init()  # a no-op where the script already called hvd.init()
+        self._sampler = system_metrics.SystemSampler(collectives.local_rank())
+        if self._step == 0 and self.validation_data is not None:
+            self._evaluate()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        values: dict[str, float] = {}
+        if self._step % self.log_every == 0:
+            values.update(self._train_values(logs or {}))
+        if self.eval_every and self._step % self.eval_every == 0:
+            values.update(self._evaluation())
+        if values:
+            self.run.log_metrics(values, step=self._step)
+
+    def on_train_end(self, logs=None):
+        values = self._evaluation() if self.validation_data is not None else {}
+        if values:
+            self.run.log_metrics(values, step=self._step)
+        center = self._center_model()
+        if self.run.recording:
+            center.save(self.run.run_dir / "center.keras")
+        if self._owned:
+            self.run.end()
+
+    def _train_values(self, logs: dict[str, Any]) -> dict[str, float]:
+        values = {}
+        for key, value in logs.items():
+            if isinstance(value, int | float | np.floating | np.integer) or hasattr(value, "numpy"):
+                values[TRAIN_LOSS if key == "loss" else f"train_{key}"] = float(value)
+        opt = self.model.optimizer
+        comm = opt.communication() if hasattr(opt, "communication") else {}
+        values.update({k: float(comm[k]) for k in COMMUNICATION if k in comm})
+        try:
+            values[LEARNING_RATE] = float(keras.ops.convert_to_numpy(opt.learning_rate))
+        except (TypeError, ValueError, AttributeError):
+            pass
+        return values
+
+    def _evaluation(self) -> dict[str, float]:
+        """Every rank: the center's figures (rank 0's evaluation) and each rank's CPU and memory."""
+        size = collectives.size()
+        mine = system_metrics.slots(self._sampler.sample(), collectives.rank(), size)
+        summed = collectives.sum_scalar(tf.constant(mine, tf.float64), "easgd_tracking_system")
+        values = {**system_metrics.metrics(summed.numpy().tolist(), size), WORKERS: float(size)}
+        center = self._center_model()
+        if self.run.recording and self.validation_data is not None:
+            values.update(_center_values(center, self.validation_data))
+        return values
+
+    def _evaluate(self) -> None:
+        self.run.log_metrics(self._evaluation(), step=self._step)
+
+    def _center_model(self) -> keras.Model:
+        """A copy of the model holding the center's weights (every rank takes part: some
+        optimizers gather the workers' mean)."""
+        opt = self.model.optimizer
+        weights = None
+        if hasattr(opt, "prepare_evaluation") and opt.built:
+            opt.prepare_evaluation()
+            weights = [np.asarray(v.value) for v in opt.evaluation_variables]
+        if self._center is None:
+            self._center = _copy(self.model)
+        for target, source in zip(self._center.trainable_variables, self.model.trainable_variables):
+            target.assign(source.value)
+        for target, source in zip(
+            self._center.non_trainable_variables, self.model.non_trainable_variables
+        ):
+            target.assign(source.value)
+        if weights is not None:
+            for target, value in zip(self._center.trainable_variables, weights):
+                target.assign(value)
+        return self._center
+
+
+def _copy(model: keras.Model) -> keras.Model:
+    """The model's architecture, compiled with its loss and metrics (not its optimizer: the copy
+    is only evaluated and saved)."""
+    copy = keras.models.clone_model(model)
+    if not copy.built:
+        copy.build_from_config(model.get_build_config() or {})
+    config = dict(model.get_compile_config() or {})
+    config.pop("optimizer", None)
+    try:
+        copy.compile_from_config(config)
+    except Exception:  # noqa: BLE001 - a loss or metric Keras cannot rebuild from its config
+        copy.compile(loss=model.loss)
+    return copy
+
+
+def _center_values(center: keras.Model, data: Any) -> dict[str, float]:
+    if isinstance(data, tuple) and len(data) == 2:
+        found = center.evaluate(data[0], data[1], verbose=0, return_dict=True)
+    else:
+        found = center.evaluate(data, verbose=0, return_dict=True)
+    values: dict[str, float] = {}
+    for key, value in found.items():
+        if key == "loss":
+            values[CENTER_LOSS] = float(value)
+        elif "accuracy" in key and CENTER_ACCURACY not in values:
+            values[CENTER_ACCURACY] = float(value)
+        else:
+            values[f"center_{key}"] = float(value)
+    return values
+
+
+def _optimizer_params(opt) -> dict[str, Any]:
+    """The optimizer's settings as `optimizer.*` parameters (scalars only)."""
+    try:
+        config = opt.get_config()
+    except (NotImplementedError, AttributeError):
+        return {}
+    params = {"optimizer.class": type(opt).__name__}
+    for key, value in config.items():
+        if isinstance(value, bool | int | float | str) and key != "name":
+            params[f"optimizer.{key}"] = value
+    return params

@@ -1,0 +1,254 @@
+"""One tracked run: rank 0 writes it to the store and to its run directory; other ranks no-op.
+
+It reuses what `python -m training` records with: the JSON-lines files in the run directory,
+and the store sink with its heartbeat (a writer killed outright shows as lost, not running).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+import time
+from numbers import Real
+from typing import Any
+
+from db.entities import RunSource, RunStatus
+from db.errors import EasgdError, StoreError, StoreNotInitialized
+from db.settings import runs_dir
+from db.sql import check_key
+from training.run.console import say
+from training.run.metrics import FanOut, JsonlSink, MetricsSink, RunInfo
+from training.run.program import env_rank
+from training.run.run_dir import new_run_id
+from training.run.store_sink import StoreSink
+
+_active: Run | None = None
+_STOPPING = (signal.SIGTERM, signal.SIGINT)
+
+
+class TrackingError(EasgdError, ValueError):
+    """A call the tracking API refuses: what is wrong, what to do, what was received."""
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM (what horovodrun and the job service send to stop ranks) as an exception, so that
+    the run is closed as cancelled on the way out."""
+
+
+def active_run() -> Run | None:
+    return _active if _active is not None and _active.open else None
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+def _open_store(db_url: str | None):
+    """The store every entry point uses; a fresh SQLite file or empty database gets its tables
+    (as `easgd up` would), one at another schema revision is left alone and said so."""
+    from db import engine as engines
+    from db.store import Store
+
+    try:
+        store = Store(db_url)
+        store.check()
+        return store
+    except StoreNotInitialized as exc:
+        try:
+            if engines.current_revision(store.engine) is None:
+                store.init()
+                return store
+        except Exception:  # noqa: BLE001 - unreachable: the message below says so
+            pass
+        reason = str(exc)
+    except (StoreError, ValueError) as exc:
+        reason = str(exc)
+    say(f"easgd: warning: {reason}; this run is recorded in its run directory only")
+    return None
+
+
+def start_run(
+    name: str | None = None,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    *,
+    run_id: str | None = None,
+    db_url: str | None = None,
+) -> Run:
+    """Open a run (on rank 0; a silent one elsewhere), usable as a context manager."""
+    global _active
+    if active_run() is not None:
+        raise TrackingError(
+            f"run {_active.run_id!r} is still open: end it (run.end(), or leave its `with` "
+            "block) before starting another"
+        )
+    if name is not None and not isinstance(name, str):
+        raise TrackingError(f"name: a string (received: {name!r})")
+    for what, given in (("params", params), ("tags", tags)):
+        if given is not None and not isinstance(given, dict):
+            raise TrackingError(f"{what}: a dict (received: {type(given).__name__})")
+    run_id = run_id or os.environ.get("EASGD_RUN_ID") or new_run_id()
+    rank = env_rank()
+    _active = Run(run_id, rank)
+    if rank == 0:
+        _active._open(name, dict(params or {}), dict(tags or {}), db_url)
+    return _active
+
+
+class Run:
+    """Rank 0's handle writes; every other rank's accepts the same calls and records nothing."""
+
+    def __init__(self, run_id: str, rank: int):
+        self.run_id = run_id
+        self.rank = rank
+        self.run_dir = runs_dir() / run_id
+        self.open = True
+        self.step = -1  # the last step logged
+        self._sink: FanOut | None = None
+        self._store = None
+        self._start = time.perf_counter()
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def recording(self) -> bool:
+        return self.rank == 0
+
+    def _open(self, name, params, tags, db_url) -> None:
+        self._check_keys(params, "param")
+        self._check_keys(tags, "tag")
+        sinks: list[MetricsSink] = [JsonlSink(self.run_dir)]
+        self._store = _open_store(db_url)
+        if self._store is not None:
+            sinks.append(StoreSink(self._store))
+        self._sink = FanOut(sinks)
+        source = os.environ.get("EASGD_RUN_SOURCE", RunSource.SHELL.value)
+        info = RunInfo(
+            run_id=self.run_id,
+            run_dir=str(self.run_dir),
+            name=name,
+            config={},
+            workers=_env_int("HOROVOD_SIZE", 1),
+            hosts=_env_int("HOROVOD_CROSS_SIZE", 1),
+            source=source if source in RunSource.__members__.values() else RunSource.SHELL,
+            tags={k: str(v) for k, v in tags.items()},
+            params=params,
+        )
+        self._sink.start(info)
+        self._sink.event("started", f"started: {info.workers} workers")
+        if threading.current_thread() is threading.main_thread():
+            for signum in _STOPPING:
+                self._previous[signum] = signal.signal(signum, _stop)
+        atexit.register(_close_at_exit, self)
+        say(f"easgd: tracking run {self.run_id} in {self.run_dir}")
+
+    @staticmethod
+    def _check_keys(values: dict[str, Any], what: str) -> None:
+        for key in values:
+            try:
+                check_key(key, f"{what} key")
+            except StoreError as exc:
+                raise TrackingError(str(exc)) from None
+
+    def _require_open(self) -> None:
+        if not self.open:
+            raise TrackingError(f"run {self.run_id!r} has ended; start another with start_run()")
+
+    def log_metrics(self, values: dict[str, float], step: int | None = None) -> None:
+        """Values at one step (the last step + 1 when not given); NaN and infinities are kept as
+        missing values, as the training program keeps them."""
+        self._require_open()
+        if not isinstance(values, dict):
+            raise TrackingError(f"metrics: a dict of name to number (received: {values!r:.80})")
+        if step is None:
+            step = self.step + 1
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < 2**53:
+            raise TrackingError(f"step: an integer from 0 to 2**53 (received: {step!r:.80})")
+        clean: dict[str, float] = {}
+        for key, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, Real):
+                raise TrackingError(
+                    f"metric {key!r}: a number (received: {type(value).__name__} {value!r:.80})"
+                )
+            clean[key] = float(value)
+        self._check_keys(clean, "metric")
+        self.step = max(self.step, step)
+        if self._sink is not None and clean:
+            self._sink.log(step, time.perf_counter() - self._start, clean)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Parameters once; logging one again with another value is refused."""
+        self._require_open()
+        if not isinstance(params, dict):
+            raise TrackingError(f"params: a dict (received: {type(params).__name__})")
+        self._check_keys(params, "param")
+        if self._store is not None:
+            try:
+                self._store.log_params(self.run_id, params)
+            except StoreError as exc:
+                raise TrackingError(str(exc)) from None
+
+    def set_tags(self, tags: dict[str, str | None]) -> None:
+        """Set each tag, or remove it where the value is None."""
+        self._require_open()
+        if not isinstance(tags, dict):
+            raise TrackingError(f"tags: a dict (received: {type(tags).__name__})")
+        if self._store is not None:
+            try:
+                self._store.set_tags(self.run_id, tags)
+            except StoreError as exc:
+                raise TrackingError(str(exc)) from None
+
+    def event(self, kind: str, message: str, step: int | None = None) -> None:
+        """A line in the run's history (the Run page's events)."""
+        if self._sink is not None and self.open:
+            self._sink.event(kind, message, step)
+
+    def end(self, status: str = RunStatus.FINISHED, error: str | None = None) -> None:
+        """Close the run; later calls do nothing."""
+        if not self.open:
+            return
+        if status not in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED):
+            raise TrackingError(f"status: finished, failed or cancelled (received: {status!r:.80})")
+        self.open = False
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        if self._sink is None:
+            return
+        step = max(self.step, 0)
+        if status == RunStatus.FINISHED:
+            self._sink.event("finished", f"finished at step {step}", step)
+        else:
+            self._sink.event(RunStatus(status).value, error or "", step)
+        self._sink.finish(RunStatus(status), error)
+        say(f"easgd: run {self.run_id} {RunStatus(status).value}, results in {self.run_dir}")
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        self.end(*_outcome(exc))
+        return False
+
+
+def _outcome(exc: BaseException | None) -> tuple[str, str | None]:
+    if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+        return RunStatus.FINISHED, None
+    if isinstance(exc, KeyboardInterrupt):
+        return RunStatus.CANCELLED, str(exc) or "interrupted"
+    return RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+
+
+def _stop(signum, frame) -> None:
+    raise Stopped(f"stopped by {signal.Signals(signum).name}")
+
+
+def _close_at_exit(run: Run) -> None:
+    """A run the script never ended: failed if the interpreter is leaving on an error."""
+    if run.open:
+        run.end(*_outcome(getattr(sys, "last_value", None)))
