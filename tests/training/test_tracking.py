@@ -182,3 +182,14 @@ def test_other_ranks_record_nothing(easgd_home, monkeypatch):
         assert not run.recording
     assert not (easgd_home / "runs").exists()
     assert not (easgd_home / "easgd.db").exists()
+
+
+def test_a_refused_start_leaves_no_run_open_and_a_run_id_is_not_reused(easgd_home):
+    with pytest.raises(tracking.TrackingError, match="param key"):
+        tracking.start_run(params={"": 1})
+    assert tracking.active_run() is None
+    with tracking.start_run(run_id="mine") as run:
+        run.log_metrics({"loss": 1.0})
+    with pytest.raises(tracking.TrackingError, match="already holds a run"):
+        tracking.start_run(run_id="mine")
+    assert Store().get_run("mine").status == "finished"

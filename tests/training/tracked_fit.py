@@ -51,7 +51,10 @@ with tracking.start_run(name="tracked-fit", params={"hidden": 32, "epochs": args
         verbose=0,
         callbacks=[
             Trouble(),
-            tracking.KerasCallback(validation_data=(x_test, y_test), eval_every=10),
+            # Held-out data on rank 0 alone, as Horovod scripts often evaluate.
+            tracking.KerasCallback(
+                validation_data=(x_test, y_test) if hvd.rank() == 0 else None, eval_every=10
+            ),
         ],
     )
     tracking.set_tags({"data": "digits"})

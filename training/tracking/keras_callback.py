@@ -73,31 +73,33 @@ class KerasCallback(keras.callbacks.Callback):
         elif self.params:
             self.run.log_params(self.params)
         self.run.log_params(_optimizer_params(self.model.optimizer))
-        self._step = max(self.run.step, 0)
         collectives.init()  # a no-op where the script already called hvd.init()
         self._sampler = system_metrics.SystemSampler(collectives.local_rank())
-        if self._step == 0 and self.validation_data is not None:
-            self._evaluate()
+        self._step = self._iterations()
+        if self._step == 0:  # every rank: the evaluation takes part in collectives
+            self.run.log_metrics(self._evaluation(), step=0)
 
     def on_train_batch_end(self, batch, logs=None):
-        self._step += 1
+        # The optimizer's count, the same on every rank (and right with steps_per_execution).
+        before, self._step = self._step, self._iterations()
         values: dict[str, float] = {}
-        if self._step % self.log_every == 0:
+        if self._step // self.log_every > before // self.log_every:
             values.update(self._train_values(logs or {}))
-        if self.eval_every and self._step % self.eval_every == 0:
+        if self.eval_every and self._step // self.eval_every > before // self.eval_every:
             values.update(self._evaluation())
         if values:
             self.run.log_metrics(values, step=self._step)
 
     def on_train_end(self, logs=None):
-        values = self._evaluation() if self.validation_data is not None else {}
-        if values:
-            self.run.log_metrics(values, step=self._step)
+        self.run.log_metrics(self._evaluation(), step=self._step)
         center = self._center_model()
         if self.run.recording:
-            center.save(self.run.run_dir / "center.keras")
+            center.save(self.run.run_dir / "center.keras", include_optimizer=False)
         if self._owned:
             self.run.end()
+
+    def _iterations(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def _train_values(self, logs: dict[str, Any]) -> dict[str, float]:
         values = {}
@@ -124,9 +126,6 @@ class KerasCallback(keras.callbacks.Callback):
             values.update(_center_values(center, self.validation_data))
         return values
 
-    def _evaluate(self) -> None:
-        self.run.log_metrics(self._evaluation(), step=self._step)
-
     def _center_model(self) -> keras.Model:
         """A copy of the model holding the center's weights (every rank takes part: some
         optimizers gather the workers' mean)."""
@@ -144,6 +143,12 @@ class KerasCallback(keras.callbacks.Callback):
         ):
             target.assign(source.value)
         if weights is not None:
+            if len(weights) != len(self._center.trainable_variables):
+                raise TrackingError(
+                    f"the optimizer's center has {len(weights)} variables but the model "
+                    f"{len(self._center.trainable_variables)}: compile the model with the "
+                    "optimizer that trains it"
+                )
             for target, value in zip(self._center.trainable_variables, weights):
                 target.assign(value)
         return self._center

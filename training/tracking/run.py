@@ -15,6 +15,8 @@ import time
 from numbers import Real
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from db.entities import RunSource, RunStatus
 from db.errors import EasgdError, StoreError, StoreNotInitialized
 from db.settings import runs_dir
@@ -27,6 +29,7 @@ from training.run.store_sink import StoreSink
 
 _active: Run | None = None
 _STOPPING = (signal.SIGTERM, signal.SIGINT)
+_stopped: list[str] = []  # the signal that stopped this process, once one has
 
 
 class TrackingError(EasgdError, ValueError):
@@ -69,6 +72,7 @@ def _open_store(db_url: str | None):
         reason = str(exc)
     except (StoreError, ValueError) as exc:
         reason = str(exc)
+    reason = reason.strip().splitlines()[0] if reason.strip() else "the store did not answer"
     say(f"easgd: warning: {reason}; this run is recorded in its run directory only")
     return None
 
@@ -95,10 +99,12 @@ def start_run(
             raise TrackingError(f"{what}: a dict (received: {type(given).__name__})")
     run_id = run_id or os.environ.get("EASGD_RUN_ID") or new_run_id()
     rank = env_rank()
-    _active = Run(run_id, rank)
+    run = Run(run_id, rank)
     if rank == 0:
-        _active._open(name, dict(params or {}), dict(tags or {}), db_url)
-    return _active
+        run._open(name, dict(params or {}), dict(tags or {}), db_url)
+    _active = run
+    _stopped.clear()
+    return run
 
 
 class Run:
@@ -122,6 +128,11 @@ class Run:
     def _open(self, name, params, tags, db_url) -> None:
         self._check_keys(params, "param")
         self._check_keys(tags, "tag")
+        if (self.run_dir / "metrics.jsonl").exists():
+            raise TrackingError(
+                f"run id {self.run_id!r}: {self.run_dir} already holds a run; choose another "
+                f"run_id (received: {self.run_id!r})"
+            )
         sinks: list[MetricsSink] = [JsonlSink(self.run_dir)]
         self._store = _open_store(db_url)
         if self._store is not None:
@@ -187,22 +198,26 @@ class Run:
         if not isinstance(params, dict):
             raise TrackingError(f"params: a dict (received: {type(params).__name__})")
         self._check_keys(params, "param")
-        if self._store is not None:
-            try:
-                self._store.log_params(self.run_id, params)
-            except StoreError as exc:
-                raise TrackingError(str(exc)) from None
+        self._in_store("log_params", params)
 
     def set_tags(self, tags: dict[str, str | None]) -> None:
         """Set each tag, or remove it where the value is None."""
         self._require_open()
         if not isinstance(tags, dict):
             raise TrackingError(f"tags: a dict (received: {type(tags).__name__})")
-        if self._store is not None:
-            try:
-                self._store.set_tags(self.run_id, tags)
-            except StoreError as exc:
-                raise TrackingError(str(exc)) from None
+        self._in_store("set_tags", tags)
+
+    def _in_store(self, method: str, values: dict[str, Any]) -> None:
+        """A store refusal is the caller's error; a store that stopped answering is a warning
+        (the run goes on in its run directory, as the metrics do)."""
+        if self._store is None or not any(isinstance(k, StoreSink) for k in self._sink.sinks):
+            return
+        try:
+            getattr(self._store, method)(self.run_id, values)
+        except StoreError as exc:
+            raise TrackingError(str(exc)) from None
+        except SQLAlchemyError as exc:
+            say(f"easgd: warning: {method} did not reach the store ({type(exc).__name__})")
 
     def event(self, kind: str, message: str, step: int | None = None) -> None:
         """A line in the run's history (the Run page's events)."""
@@ -216,17 +231,21 @@ class Run:
         if status not in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED):
             raise TrackingError(f"status: finished, failed or cancelled (received: {status!r:.80})")
         self.open = False
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        if self._sink is None:
-            return
-        step = max(self.step, 0)
-        if status == RunStatus.FINISHED:
-            self._sink.event("finished", f"finished at step {step}", step)
-        else:
-            self._sink.event(RunStatus(status).value, error or "", step)
-        self._sink.finish(RunStatus(status), error)
-        say(f"easgd: run {self.run_id} {RunStatus(status).value}, results in {self.run_dir}")
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)  # not half-closed
+        try:
+            if self._sink is not None:
+                step = max(self.step, 0)
+                if status == RunStatus.FINISHED:
+                    self._sink.event("finished", f"finished at step {step}", step)
+                else:
+                    self._sink.event(RunStatus(status).value, error or "", step)
+                self._sink.finish(RunStatus(status), error)
+                say(f"easgd: run {self.run_id} {RunStatus(status).value}, in {self.run_dir}")
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                for signum, handler in self._previous.items():
+                    signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def __enter__(self) -> Run:
         return self
@@ -237,6 +256,8 @@ class Run:
 
 
 def _outcome(exc: BaseException | None) -> tuple[str, str | None]:
+    if _stopped:  # whatever the signal's arrival broke first (a collective, say)
+        return RunStatus.CANCELLED, f"stopped by {_stopped[0]}"
     if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
         return RunStatus.FINISHED, None
     if isinstance(exc, KeyboardInterrupt):
@@ -245,6 +266,7 @@ def _outcome(exc: BaseException | None) -> tuple[str, str | None]:
 
 
 def _stop(signum, frame) -> None:
+    _stopped.append(signal.Signals(signum).name)
     raise Stopped(f"stopped by {signal.Signals(signum).name}")
 
 
