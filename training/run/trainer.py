@@ -161,14 +161,7 @@ class Trainer:
         }
 
     def _load_center(self) -> None:
-        for target, value in zip(
-            self.center_model.trainable_variables, self.optimizer.evaluation_variables
-        ):
-            target.assign(value.value)
-        for target, value in zip(
-            self.center_model.non_trainable_variables, self.model.non_trainable_variables
-        ):
-            target.assign(value.value)
+        load_center(self.center_model, self.model, self.optimizer.evaluation_variables)
 
     def _checkpoint(self, wall_time: float) -> None:
         self.driver.save(wall_time)
@@ -270,3 +263,12 @@ class Trainer:
 
     def _progress(self, step: int, row: dict[str, float]) -> None:
         say(progress_line(step, self.total_steps, step / self.shard.steps_per_epoch, row))
+
+
+def load_center(target, model, center_variables) -> None:
+    """`target`, a copy of `model`, given the center's weights (`evaluation_variables`, after
+    `prepare_evaluation`) and the model's own non-trainable state (batch norm statistics)."""
+    for variable, value in zip(target.trainable_variables, center_variables):
+        variable.assign(value.value)
+    for variable, value in zip(target.non_trainable_variables, model.non_trainable_variables):
+        variable.assign(value.value)

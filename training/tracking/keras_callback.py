@@ -25,6 +25,7 @@ from training.run.metrics import (
     TRAIN_LOSS,
     WORKERS,
 )
+from training.run.trainer import load_center
 from training.tracking.run import Run, TrackingError, active_run, start_run
 
 # Of the optimizer's communication figures, those a run records (the others are totals).
@@ -92,9 +93,8 @@ class KerasCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.run.log_metrics(self._evaluation(), step=self._step)
-        center = self._center_model()
-        if self.run.recording:
-            center.save(self.run.run_dir / "center.keras", include_optimizer=False)
+        if self.run.recording:  # the evaluation left the center in it
+            self._center.save(self.run.run_dir / "center.keras", include_optimizer=False)
         if self._owned:
             self.run.end()
 
@@ -121,36 +121,30 @@ class KerasCallback(keras.callbacks.Callback):
         mine = system_metrics.slots(self._sampler.sample(), collectives.rank(), size)
         summed = collectives.sum_scalar(tf.constant(mine, tf.float64), "easgd_tracking_system")
         values = {**system_metrics.metrics(summed.numpy().tolist(), size), WORKERS: float(size)}
-        center = self._center_model()
-        if self.run.recording and self.validation_data is not None:
+        center = self._load_center()
+        if center is not None and self.validation_data is not None:
             values.update(_center_values(center, self.validation_data))
         return values
 
-    def _center_model(self) -> keras.Model:
-        """A copy of the model holding the center's weights (every rank takes part: some
-        optimizers gather the workers' mean)."""
+    def _load_center(self) -> keras.Model | None:
+        """Every rank takes part (some optimizers gather the workers' mean); rank 0 gets back a
+        copy of the model holding the center's weights."""
         opt = self.model.optimizer
-        weights = None
+        center = self.model.trainable_variables
         if hasattr(opt, "prepare_evaluation") and opt.built:
             opt.prepare_evaluation()
-            weights = [np.asarray(v.value) for v in opt.evaluation_variables]
+            center = opt.evaluation_variables
+        if not self.run.recording:
+            return None
         if self._center is None:
             self._center = _copy(self.model)
-        for target, source in zip(self._center.trainable_variables, self.model.trainable_variables):
-            target.assign(source.value)
-        for target, source in zip(
-            self._center.non_trainable_variables, self.model.non_trainable_variables
-        ):
-            target.assign(source.value)
-        if weights is not None:
-            if len(weights) != len(self._center.trainable_variables):
-                raise TrackingError(
-                    f"the optimizer's center has {len(weights)} variables but the model "
-                    f"{len(self._center.trainable_variables)}: compile the model with the "
-                    "optimizer that trains it"
-                )
-            for target, value in zip(self._center.trainable_variables, weights):
-                target.assign(value)
+        if len(center) != len(self._center.trainable_variables):
+            raise TrackingError(
+                f"the optimizer's center has {len(center)} variables but the model "
+                f"{len(self._center.trainable_variables)}: compile the model with the "
+                "optimizer that trains it"
+            )
+        load_center(self._center, self.model, center)
         return self._center
 
 

@@ -117,7 +117,6 @@ class Run:
         self.open = True
         self.step = -1  # the last step logged
         self._sink: FanOut | None = None
-        self._store = None
         self._start = time.perf_counter()
         self._previous: dict[int, Any] = {}
 
@@ -134,9 +133,9 @@ class Run:
                 f"run_id (received: {self.run_id!r})"
             )
         sinks: list[MetricsSink] = [JsonlSink(self.run_dir)]
-        self._store = _open_store(db_url)
-        if self._store is not None:
-            sinks.append(StoreSink(self._store))
+        store = _open_store(db_url)
+        if store is not None:
+            sinks.append(StoreSink(store))
         self._sink = FanOut(sinks)
         source = os.environ.get("EASGD_RUN_SOURCE", RunSource.SHELL.value)
         info = RunInfo(
@@ -210,10 +209,14 @@ class Run:
     def _in_store(self, method: str, values: dict[str, Any]) -> None:
         """A store refusal is the caller's error; a store that stopped answering is a warning
         (the run goes on in its run directory, as the metrics do)."""
-        if self._store is None or not any(isinstance(k, StoreSink) for k in self._sink.sinks):
+        # The store of the sink still writing (FanOut drops one that failed).
+        store = next(
+            (k.store for k in getattr(self._sink, "sinks", ()) if isinstance(k, StoreSink)), None
+        )
+        if store is None:
             return
         try:
-            getattr(self._store, method)(self.run_id, values)
+            getattr(store, method)(self.run_id, values)
         except StoreError as exc:
             raise TrackingError(str(exc)) from None
         except SQLAlchemyError as exc:
