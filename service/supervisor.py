@@ -442,6 +442,7 @@ class Supervisor:
             )
         except InvalidTransition:
             return False
+        self._configs.pop(job.id, None)  # an ended job's configuration is not read again
         return True
 
     def _cancel_running(self, job: JobRecord, launched: Launched) -> None:

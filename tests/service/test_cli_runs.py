@@ -26,11 +26,10 @@ def easgd(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def seeded(easgd_home):
+def seeded(store):
     """Two finished runs in a store made in this process, as `easgd init` makes it (its own test
     runs the command): a CLI start less for each test."""
-    s = Store()
-    s.init()
+    s = store
     for run_id, algo, acc in (("r-eam", "eamsgd", 0.96), ("r-sync", "sync", 0.93)):
         s.create_run(
             run_id,
