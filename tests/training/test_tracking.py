@@ -83,6 +83,26 @@ def test_a_script_that_raises_is_recorded_failed_with_its_error(digits, easgd_ho
 
 
 @pytest.mark.horovod
+def test_a_failed_script_resumed_continues_from_its_checkpoint(digits, easgd_home):
+    argv = [SCRIPT, str(digits), "--epochs", "3", "--checkpoint-every", "10"]
+    failed = horovodrun(2, [*argv, "--fail-at-step", "25"])
+    assert failed.returncode != 0
+    store = Store()
+    run = _only_run(store)
+    assert run.status == "failed" and run.last_step == 24  # step 25 raised before its row
+    # As the job service relaunches a job: the same run id, asked to resume.
+    resumed = horovodrun(2, argv, env={"EASGD_RUN_ID": run.id, "EASGD_RESUME": "1"})
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    run = _only_run(store)
+    steps = 3 * math.ceil(700 / 32)
+    assert (run.status, run.last_step) == ("finished", steps)
+    assert [p.step for p in store.metric_history(run.id, "train_loss")] == list(range(1, steps + 1))
+    kinds = [(e.kind, e.step) for e in store.events(run.id)]
+    assert ("resumed", 20) in kinds and ("checkpointed", steps) in kinds, kinds
+    assert store.metric_history(run.id, "center_accuracy")[-1].value > 0.3  # chance: 0.1
+
+
+@pytest.mark.horovod
 def test_sigterm_closes_the_run_as_cancelled(digits, easgd_home):
     argv = horovodrun_argv(
         2,

@@ -1,6 +1,7 @@
 """A user's own Keras script, as Horovod users write one, tracked with `training.tracking`.
 
 Usage: tracked_fit.py DATA.npz [--epochs N] [--fail-at-step S] [--sleep-per-step SECONDS]
+                      [--checkpoint-every STEPS]
 """
 
 import argparse
@@ -17,6 +18,7 @@ parser.add_argument("data")
 parser.add_argument("--epochs", type=int, default=2)
 parser.add_argument("--fail-at-step", type=int, default=0)
 parser.add_argument("--sleep-per-step", type=float, default=0.0)
+parser.add_argument("--checkpoint-every", type=int, default=200)
 args = parser.parse_args()
 
 hvd.init()
@@ -53,7 +55,9 @@ with tracking.start_run(name="tracked-fit", params={"hidden": 32, "epochs": args
             Trouble(),
             # Held-out data on rank 0 alone, as Horovod scripts often evaluate.
             tracking.KerasCallback(
-                validation_data=(x_test, y_test) if hvd.rank() == 0 else None, eval_every=10
+                validation_data=(x_test, y_test) if hvd.rank() == 0 else None,
+                eval_every=10,
+                checkpoint_every=args.checkpoint_every,
             ),
         ],
     )

@@ -1,13 +1,16 @@
 """`model.fit(..., callbacks=[KerasCallback(...)])`: a Keras training tracked as `python -m training`
 tracks its own: per-step loss and the model's metrics, bytes sent and seconds in collectives,
-the center's evaluation on held-out data, each rank's CPU and memory, and `center.keras`.
+the center's evaluation on held-out data, each rank's CPU and memory, and `center.keras`. It
+checkpoints every rank's model and optimizer (the center included) in the run directory, and a
+run started with `resume` (what the job service asks of a relaunched job) continues from there.
 
-Every rank runs the callback (the center's evaluation and the system figures need each rank at
-the same step); only rank 0 writes.
+Every rank runs the callback (the center's evaluation, the system figures and checkpoints need
+each rank at the same step); only rank 0 writes the run.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -15,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from training.exchanges import collectives
-from training.run import system_metrics
+from training.run import checkpoint, system_metrics
 from training.run.metrics import (
     BYTES_SENT,
     CENTER_ACCURACY,
@@ -45,6 +48,13 @@ class KerasCallback(keras.callbacks.Callback):
 
     `validation_data` ((x, y) or a dataset) is evaluated with the center's weights (the
     model's own for an optimizer that has no center) every `eval_every` steps and at the end.
+    Every `checkpoint_every` steps (None: only at the end) each rank saves its model's and its
+    optimizer's variables; the last `keep` complete checkpoints are kept.
+
+    A resumed run restores its last checkpoint before the first step and, as Keras'
+    `BackupAndRestore` does, starts `fit` again at the epoch that checkpoint was in: the step
+    count goes on from the checkpoint's, and training stops at the step an uninterrupted `fit`
+    would have stopped at.
     """
 
     def __init__(
@@ -54,8 +64,12 @@ class KerasCallback(keras.callbacks.Callback):
         log_every: int = 1,
         name: str | None = None,
         params: dict[str, Any] | None = None,
+        checkpoint_every: int | None = 200,
+        keep: int = 2,
     ):
         super().__init__()
+        self.checkpoint_every = _positive(checkpoint_every, "checkpoint_every", allow_none=True)
+        self.keep = _positive(keep, "keep")
         self.validation_data = validation_data
         self.eval_every = _positive(eval_every, "eval_every", allow_none=True)
         self.log_every = _positive(log_every, "log_every")
@@ -76,7 +90,11 @@ class KerasCallback(keras.callbacks.Callback):
         self.run.log_params(_optimizer_params(self.model.optimizer))
         collectives.init()  # a no-op where the script already called hvd.init()
         self._sampler = system_metrics.SystemSampler(collectives.local_rank())
+        # Rank 0's: another rank's run id is its own until then (it records nothing).
+        self._run_dir = Path(collectives.broadcast_object(str(self.run.run_dir)))
+        self._resume()
         self._step = self._iterations()
+        self._last_step = self._planned_steps()
         if self._step == 0:  # every rank: the evaluation takes part in collectives
             self.run.log_metrics(self._evaluation(), step=0)
 
@@ -90,13 +108,61 @@ class KerasCallback(keras.callbacks.Callback):
             values.update(self._evaluation())
         if values:
             self.run.log_metrics(values, step=self._step)
+        if self.checkpoint_every and self._step // self.checkpoint_every > (
+            before // self.checkpoint_every
+        ):
+            self._save()
+        if self._last_step is not None and self._step >= self._last_step:
+            self.model.stop_training = True
 
     def on_train_end(self, logs=None):
         self.run.log_metrics(self._evaluation(), step=self._step)
+        if self._saved != self._step:
+            self._save()
         if self.run.recording:  # the evaluation left the center in it
             self._center.save(self.run.run_dir / "center.keras", include_optimizer=False)
         if self._owned:
             self.run.end()
+
+    def _resume(self) -> None:
+        """Every rank restores its own part of rank 0's last checkpoint, when the run resumes."""
+        self._saved = -1
+        found = self.run.resumed if self.run.recording else None
+        step = collectives.broadcast_object(None if found is None else int(found[1]["step"]))
+        if step is None:
+            return
+        opt = self.model.optimizer
+        if not opt.built:
+            opt.build(self.model.trainable_variables)
+        d = checkpoint.step_dir(self._run_dir, step)
+        try:
+            checkpoint.restore_rank(d, collectives.rank(), self.model.variables, opt.variables)
+        except checkpoint.CheckpointError as exc:
+            raise TrackingError(str(exc).replace("--resume", "resume")) from None
+        self._saved = step
+        per_epoch = self.params.get("steps")
+        if per_epoch:  # as BackupAndRestore does: fit reads it after on_train_begin
+            self.model._initial_epoch = step // per_epoch
+        self.run.event("resumed", f"restored the checkpoint at step {step}", step)
+
+    def _planned_steps(self) -> int | None:
+        """The step an uninterrupted fit would have ended at (None: not known)."""
+        epochs, per_epoch = self.params.get("epochs"), self.params.get("steps")
+        return epochs * per_epoch if epochs and per_epoch else None
+
+    def _save(self) -> None:
+        """Every rank saves, then rank 0 marks the checkpoint complete: one without meta.json
+        is never resumed from."""
+        opt = self.model.optimizer
+        d = self._run_dir
+        checkpoint.save_rank(d, self._step, collectives.rank(), self.model.variables, opt.variables)
+        collectives.barrier()
+        if self.run.recording:
+            comm = opt.communication() if hasattr(opt, "communication") else {}
+            meta = {"wall_time": self.run.elapsed, "workers": collectives.size(), **comm}
+            checkpoint.commit(d, self._step, meta, keep=self.keep)
+            self.run.event("checkpointed", f"checkpoint at step {self._step}", self._step)
+        self._saved = self._step
 
     def _iterations(self) -> int:
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))

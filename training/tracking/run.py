@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from numbers import Real
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,6 +22,7 @@ from db.entities import RunSource, RunStatus
 from db.errors import EasgdError, StoreError, StoreNotInitialized
 from db.settings import runs_dir
 from db.sql import check_key
+from training.run import checkpoint
 from training.run.console import say
 from training.run.metrics import FanOut, JsonlSink, MetricsSink, RunInfo
 from training.run.program import env_rank
@@ -84,8 +86,13 @@ def start_run(
     *,
     run_id: str | None = None,
     db_url: str | None = None,
+    resume: bool | None = None,
 ) -> Run:
-    """Open a run (on rank 0; a silent one elsewhere), usable as a context manager."""
+    """Open a run (on rank 0; a silent one elsewhere), usable as a context manager.
+
+    `resume` continues the run `run_id` names from its last complete checkpoint (history after
+    it is dropped, as `python -m training --resume` does); by default it is what the job service
+    asks of a relaunched job (`EASGD_RESUME=1`), else a run id that holds a run is refused."""
     global _active
     if active_run() is not None:
         raise TrackingError(
@@ -99,9 +106,11 @@ def start_run(
             raise TrackingError(f"{what}: a dict (received: {type(given).__name__})")
     run_id = run_id or os.environ.get("EASGD_RUN_ID") or new_run_id()
     rank = env_rank()
+    if resume is None:
+        resume = os.environ.get("EASGD_RESUME") == "1"
     run = Run(run_id, rank)
     if rank == 0:
-        run._open(name, dict(params or {}), dict(tags or {}), db_url)
+        run._open(name, dict(params or {}), dict(tags or {}), db_url, bool(resume))
     _active = run
     _stopped.clear()
     return run
@@ -119,19 +128,32 @@ class Run:
         self._sink: FanOut | None = None
         self._start = time.perf_counter()
         self._previous: dict[int, Any] = {}
+        # Rank 0: the checkpoint this run continues from, (its directory, its meta.json).
+        self.resumed: tuple[Path, dict[str, Any]] | None = None
 
     @property
     def recording(self) -> bool:
         return self.rank == 0
 
-    def _open(self, name, params, tags, db_url) -> None:
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run started, its time before a resume included."""
+        return time.perf_counter() - self._start
+
+    def _open(self, name, params, tags, db_url, resume: bool) -> None:
         self._check_keys(params, "param")
         self._check_keys(tags, "tag")
+        resumed_from = None
         if (self.run_dir / "metrics.jsonl").exists():
-            raise TrackingError(
-                f"run id {self.run_id!r}: {self.run_dir} already holds a run; choose another "
-                f"run_id (received: {self.run_id!r})"
-            )
+            if not resume:
+                raise TrackingError(
+                    f"run id {self.run_id!r}: {self.run_dir} already holds a run; choose "
+                    f"another run_id, or continue it with resume=True (received: {self.run_id!r})"
+                )
+            self.resumed = checkpoint.latest(self.run_dir)
+            resumed_from = int(self.resumed[1]["step"]) if self.resumed else 0
+            if self.resumed:
+                self._start -= float(self.resumed[1].get("wall_time", 0.0))
         sinks: list[MetricsSink] = [JsonlSink(self.run_dir)]
         store = _open_store(db_url)
         if store is not None:
@@ -148,9 +170,17 @@ class Run:
             source=source if source in RunSource.__members__.values() else RunSource.SHELL,
             tags={k: str(v) for k, v in tags.items()},
             params=params,
+            resumed_from_step=resumed_from,
         )
         self._sink.start(info)
-        self._sink.event("started", f"started: {info.workers} workers")
+        if resumed_from is None:
+            self._sink.event("started", f"started: {info.workers} workers")
+        else:
+            self.step = resumed_from
+            where = f"its checkpoint at step {resumed_from}" if self.resumed else "the start"
+            self._sink.event(
+                "resumed", f"resumed from {where} with {info.workers} workers", resumed_from
+            )
         if threading.current_thread() is threading.main_thread():
             for signum in _STOPPING:
                 self._previous[signum] = signal.signal(signum, _stop)
