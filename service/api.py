@@ -33,7 +33,7 @@ from db.query import MAX_ORDERINGS, FilterError, parse_order_by
 from db.sql import KEY_PATTERN, RUN_ID_PATTERN
 from db.store import Store
 from db.text import NOT_PRINTABLE, check_printable
-from service import formatting, run_edit_routes
+from service import code_routes, formatting, run_edit_routes
 from service.logs import tail
 from service.run_removal import finish_deletions
 from service.settings import ServiceSettings
@@ -459,6 +459,7 @@ def create_app(
 
     sweep_routes.add_routes(app, store, sweeps, _message, body)
     run_edit_routes.add_routes(app, store, settings.runs_dir, _message, body)
+    code_routes.add_routes(app, settings, _message)
     return app
 
 

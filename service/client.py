@@ -103,6 +103,16 @@ class Client:
         }
         return self._call("POST", "/jobs", json=body)
 
+    def upload_code(self, archive: bytes) -> dict[str, Any]:
+        """A working directory packed by `service.workdir.pack`: its snapshot's id and size."""
+        return self._call(
+            "PUT",
+            "/code",
+            content=archive,
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=300,
+        )
+
     def check(self, config: dict[str, Any] | str) -> dict[str, Any]:
         """What `submit` would answer, with nothing queued: the warnings of a job the service
         would accept; ApiError (422, each problem naming its field) for one it would refuse."""

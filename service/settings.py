@@ -13,6 +13,7 @@ from pathlib import Path
 from db.errors import EasgdError
 from db.settings import home
 from db.settings import runs_dir as store_runs_dir
+from service.workdir import code_root
 from training.schema.hosts import Hosts, local_slots, parse_hosts
 
 DEFAULT_PORT = 8765
@@ -151,6 +152,11 @@ class ServiceSettings:
     @property
     def runs_dir(self) -> Path:
         return store_runs_dir()
+
+    @property
+    def code_dir(self) -> Path:
+        """Uploaded working directories, by digest."""
+        return code_root()
 
 
 def network_interface(value: str | None, what: str) -> str | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from db.entities import JobRecord
+from service import workdir
 from training.schema import (
     ConfigError,
     ExperimentConfig,
@@ -47,6 +48,13 @@ def prepare(
     if name is not None:
         data = {**data, "name": name}  # the job's name is its run's name
     cfg = parse_config(data, data_dirs)
+    if cfg.code is not None and not workdir.snapshot_dir(workdir.code_root(), cfg.code).is_dir():
+        raise ConfigError(
+            [
+                f"code: this service holds no working directory {cfg.code}; upload it first "
+                f"(PUT /code, or easgd submit --working-dir DIR) (received: {cfg.code})"
+            ]
+        )
     # A job runs on exactly resources.workers ranks: a mixing matrix for another number fails.
     if (problem := topology_problem(cfg, cfg.resources.workers)) is not None:
         raise ConfigError([problem])

@@ -72,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(["--config: required (an experiment YAML file, see configs/)"])
         else:
             config = resolve(args.config, args.set)
+        if config.script is not None:
+            raise ConfigError(
+                [
+                    "script: this configuration runs your own command, which the job service "
+                    "launches (easgd submit); under horovodrun, run the command itself"
+                ]
+            )
         check_groups(config)
     except ConfigError as exc:
         if quiet:

@@ -40,8 +40,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _command(argv: list[str]) -> str | None:
+    """The command word, past the options before it (--db-url takes a value)."""
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--db-url":
+            i += 2
+        elif argv[i].startswith("-"):
+            i += 1
+        else:
+            return argv[i]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `easgd submit ... -- python train.py --lr 0.1`: what follows -- is the job's command (to
+    # every other command, -- keeps its usual meaning).
+    entrypoint: list[str] = []
+    if _command(argv) == "submit" and "--" in argv:
+        cut = argv.index("--")
+        argv, entrypoint = argv[:cut], argv[cut + 1 :]
     args = build_parser().parse_args(argv)
+    args.entrypoint = entrypoint
     try:
         return args.func(args) or 0
     except EasgdError as exc:

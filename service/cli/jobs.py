@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from db.entities import JobStatus
 from service import formatting as fmt
+from service import workdir
 from service.cli.errors import CliError
 from service.client import Client
 from service.settings import DEFAULT_PORT
@@ -16,17 +18,60 @@ def _client(args) -> Client:
     return Client(getattr(args, "api", None))
 
 
-def cmd_submit(args) -> int:
+def _config_text(path: str | None) -> str:
     from training.schema import ConfigError, read_config_text
 
-    if not Path(args.config).is_file():
-        raise CliError(f"submit: no such configuration file (received: {args.config!r})")
+    if path is None:
+        return ""
+    if not Path(path).is_file():
+        raise CliError(f"submit: no such configuration file (received: {path!r})")
     try:
-        text = read_config_text(args.config)
+        return read_config_text(path)
     except ConfigError as exc:
         raise CliError("submit: " + "; ".join(exc.problems)) from None
-    job = _client(args).submit(
-        text,
+
+
+def _with_code(args, text: str, client: Client) -> dict[str, Any] | str:
+    """The configuration with the uploaded working directory and the entrypoint, if given."""
+    from training.schema import ConfigError, load_yaml_text
+    from training.schema.script import check_argument
+
+    entry = list(args.entrypoint or [])
+    if not entry and not args.working_dir:
+        return text
+    try:
+        data = load_yaml_text(text, args.config or "config") if text else {}
+        for i, arg in enumerate(entry):
+            check_argument(arg, f"the command's argument {i}")
+    except (ConfigError, ValueError) as exc:
+        problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+        raise CliError("submit: " + "; ".join(problems)) from None
+    if not isinstance(data, dict):
+        raise CliError(f"submit: the configuration is not a mapping of sections ({args.config})")
+    if args.working_dir:
+        snapshot = client.upload_code(workdir.pack(args.working_dir, args.exclude))
+        print(
+            f"uploaded {args.working_dir}: {snapshot['files']} files, "
+            f"{snapshot['bytes'] / 1024:.1f} KiB ({snapshot['code'][:19]}...)",
+            file=sys.stderr,
+        )
+        data["code"] = snapshot["code"]
+    if entry:
+        script = data.get("script") if isinstance(data.get("script"), dict) else {}
+        data["script"] = {**script, "command": entry}
+    return data
+
+
+def cmd_submit(args) -> int:
+    if args.config is None and not args.entrypoint:
+        raise CliError(
+            "submit: give a configuration file, or a command after -- (for example: easgd "
+            "submit --working-dir . -- python train.py)"
+        )
+    client = _client(args)
+    config = _with_code(args, _config_text(args.config), client)
+    job = client.submit(
+        config,
         args.set,
         args.workers,
         args.name,
@@ -135,7 +180,26 @@ def api_arg(p) -> None:
 
 def add_commands(sub, add) -> None:
     sb = add(sub, "submit", cmd_submit, "queue a training job; prints its id")
-    sb.add_argument("config", help="experiment YAML file")
+    sb.usage = (
+        "easgd submit [CONFIG] [--working-dir DIR] [--exclude PATTERN] [--workers N] "
+        "[--set KEY.PATH=VALUE] [--name NAME] [--priority P] [--api URL] [-- COMMAND ...]"
+    )
+    sb.add_argument(
+        "config", nargs="?", help="experiment YAML file (optional with a command after --)"
+    )
+    sb.add_argument(
+        "--working-dir",
+        metavar="DIR",
+        help="upload DIR; the job runs in a copy of it, with it on the import path",
+    )
+    sb.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="leave files matching PATTERN out of the upload (.git, virtual environments and "
+        "caches always are)",
+    )
     sb.add_argument("--workers", type=int, help="ranks (overrides resources.workers)")
     sb.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     sb.add_argument("--name")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service import processes
+from service import processes, workdir
 from training.schema import ExperimentConfig
 from training.schema.hosts import Hosts
 
@@ -65,6 +65,13 @@ class Attempt:
     def job_dir(self) -> Path:
         """The job's own directory, beside its log: a launcher may write its files there."""
         return self.log_path.parent
+
+    @property
+    def workdir(self) -> Path:
+        """Where the ranks start: the job's copy of the user's working directory (or an empty
+        one for an entrypoint that needs none), else the job's directory."""
+        mine = self.config.code is not None or self.config.script is not None
+        return self.job_dir / "code" if mine else self.job_dir
 
 
 @dataclass
@@ -160,10 +167,25 @@ class Launcher(abc.ABC):
         them out)."""
         return {}
 
+    def prepare(self, attempt: Attempt) -> None:
+        """The working directory the ranks start in, made before they start (LaunchError if it
+        cannot be)."""
+        code = attempt.config.code
+        try:
+            if code is not None:
+                workdir.copy_into(workdir.code_root(), code, attempt.workdir)
+            else:
+                attempt.workdir.mkdir(parents=True, exist_ok=True)
+        except (workdir.WorkdirError, OSError) as exc:
+            raise LaunchError(f"could not prepare the working directory: {exc}") from None
+
     def program(self, attempt: Attempt) -> list[str]:
         """What each rank runs: our training program, on the attempt's configuration (written
         beside the log, as the program reads a file) or, for a relaunch, on the run's last
-        checkpoint. A launcher of a user's own entrypoint runs theirs instead."""
+        checkpoint; or the user's own entrypoint (its relaunch resumes through the tracking
+        API, which the environment asks to)."""
+        if attempt.config.script is not None:
+            return attempt.config.script.argv(sys.executable)
         if attempt.resume:
             args = ["--resume", str(attempt.run_dir)]
         else:
@@ -186,6 +208,18 @@ class Launcher(abc.ABC):
         }
         if attempt.store_url:
             env["EASGD_DB_URL"] = attempt.store_url
+        if attempt.config.code is not None:  # its modules import by name
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(attempt.workdir), env.get("PYTHONPATH")) if p
+            )
+        if attempt.config.script is not None:  # what training.tracking reads
+            env.update(
+                EASGD_RUN_ID=attempt.run_dir.name,
+                EASGD_RUN_SOURCE=attempt.source,
+                EASGD_RESUME="1" if attempt.resume else "0",
+            )
+            if attempt.config.name:
+                env["EASGD_RUN_NAME"] = attempt.config.name
         if attempt.allocation.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(attempt.allocation.gpus)
         return env

@@ -82,12 +82,13 @@ class HorovodrunLauncher(Launcher):
         )
 
     def start(self, attempt: Attempt) -> Launched:
+        self.prepare(attempt)
         env = self.environment(attempt)
         argv = self.command(attempt)
         with attempt.log_path.open("a") as log:
             log.write(f"easgd service: job {attempt.job_id}: {' '.join(argv)}\n")
         try:
-            popen, started = self._spawn(argv, env, attempt.log_path, cwd=attempt.job_dir)
+            popen, started = self._spawn(argv, env, attempt.log_path, cwd=attempt.workdir)
         except OSError as exc:
             raise LaunchError(f"could not start horovodrun: {exc}") from None
         return Launched.of(attempt, popen.pid, started, popen)

@@ -120,13 +120,23 @@ def _kind(annotation: Any) -> str:
     raise AssertionError(f"no hostile variants for {annotation}: add them here")
 
 
+def _section(annotation: Any) -> type[BaseModel] | None:
+    """The section a field holds, an optional one (`script`) included."""
+    for ann in (annotation, *typing.get_args(annotation)):
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            return ann
+    return None
+
+
 def _leaves(model: type[BaseModel], prefix: tuple[str, ...] = ()):
     for name, info in model.model_fields.items():
-        ann = info.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            yield from _leaves(ann, (*prefix, name))
+        path = (*prefix, name)
+        if (section := _section(info.annotation)) is not None:
+            yield from _leaves(section, path)
+        elif path == ("script", "args"):
+            yield path, "arguments"
         else:
-            yield (*prefix, name), _kind(ann)
+            yield path, _kind(info.annotation)
 
 
 def _base_for(path: tuple[str, ...]) -> dict:
@@ -136,6 +146,8 @@ def _base_for(path: tuple[str, ...]) -> dict:
         base["optimizer"].pop("beta")
     if path == ("data", "path"):
         base["data"]["dataset"] = "npz"
+    if path[0] == "script":
+        base["script"] = {"command": ["python", "train.py"]}
     return base
 
 
@@ -159,10 +171,34 @@ def variants() -> tuple[list[Variant], list[Variant]]:
             bad("dict", {"a": 1})
         elif kind == "list":
             for tag, value in NUMBERS.items():
-                bad(tag, [value], f"{dotted}.0")
+                if not (dotted == "script.command" and isinstance(value, str)):  # text is legal
+                    bad(tag, [value], f"{dotted}.0")
             bad("scalar", 64)
             bad("nested", [[64]], f"{dotted}.0")
             bad("too-many", [8] * 1000)
+            if dotted == "script.command":  # arguments: text, passed as they are, never parsed
+                for tag, value in BROKEN_TEXT.items():
+                    bad(tag, ["python", value], f"{dotted}.1")
+                for tag, value in INJECTIONS.items():
+                    data = _set(base, list(path), ["python", value])
+                    accepted.append(
+                        Variant(f"{dotted}:{tag}", "", data, None, path, data["script"]["command"])
+                    )
+        elif kind == "arguments":
+            for tag, value in {**BROKEN_TEXT, "inf": float("inf"), "nan": float("nan")}.items():
+                bad(f"value-{tag}", {"k": value}, f"{dotted}.k")
+            for tag, value in {**INJECTIONS, "empty": "", "dash": "-k"}.items():
+                bad(f"key-{tag}", {value: 1})
+            bad("too-many", {f"k{i}": 1 for i in range(200)})
+            for tag, value in {"list": ["a"], "string": "a=b", "number": 1}.items():
+                bad(tag, value)
+            bad("value-list", {"k": [1]}, f"{dotted}.k")
+            for tag, value in INJECTIONS.items():
+                data = _set(base, list(path), {"k": value})
+                data["script"]["command"] = ["python", "train.py", "{k}"]
+                accepted.append(
+                    Variant(f"{dotted}:value-{tag}", "", data, None, (*path, "k"), value)
+                )
         elif kind == "bool":
             for tag, value in {**BROKEN_TEXT, **WRONG_TYPES, "yes": "yes", "one": 1}.items():
                 bad(tag, value)

@@ -27,8 +27,13 @@ SECONDS = 60
 # What JSON Schema cannot say: a string config (or sweep) must be a YAML mapping the schema
 # accepts, and a filter must parse; such requests are valid to the document and still 422.
 # Following a job's log waits for the job to start, and here no job ever starts. A running run
-# is neither archived nor deleted, nor planned for deletion (409).
+# is neither archived nor deleted, nor planned for deletion (409). An upload is any bytes to the
+# document, and must be a gzip-compressed tar archive (400).
 CONFIG = """
+[[operations]]
+include-name = "PUT /code"
+checks.positive_data_acceptance.expected-statuses = ["2xx", 400, 401]
+
 [[operations]]
 include-name = ["POST /jobs", "POST /jobs:check", "GET /runs", "POST /sweeps"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", 401, 404, 422]

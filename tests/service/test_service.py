@@ -19,14 +19,6 @@ pytestmark = [pytest.mark.service, pytest.mark.horovod]
 TINY = (Path(__file__).parent.parent / "training" / "tiny.yaml").read_text()
 
 
-@pytest.fixture
-def service(tmp_path):
-    svc = Service(tmp_path / "home").start()
-    yield svc
-    svc.stop()
-    kill_jobs(svc.home)
-
-
 def test_jobs_run_one_after_another_to_success_and_are_recorded(service):
     """The service's two slots hold one 2-rank job: a second one, submitted from the CLI, waits
     for the first to end."""

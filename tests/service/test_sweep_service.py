@@ -18,9 +18,7 @@ import time
 import httpx
 import pytest
 
-from db.store import Store
-from service.processes import job_processes
-from tests.support import ROOT, Service
+from tests.support import ROOT, Service, kill_jobs
 
 pytestmark = [pytest.mark.service, pytest.mark.horovod]
 
@@ -32,10 +30,7 @@ def service(tmp_path):
     svc = Service(tmp_path / "home", slots=4).start()
     yield svc
     svc.stop()
-    store = Store(f"sqlite:///{svc.home / 'easgd.db'}")
-    for j in store.list_jobs():
-        for p in job_processes(j.launch_token, j.pid, j.pid_start_time):
-            p.kill()
+    kill_jobs(svc.home)
 
 
 def _wait(service: Service, sweep_id: int, timeout: float = 900) -> dict:

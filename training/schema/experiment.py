@@ -11,6 +11,7 @@ from db.text import MAX_TAG_VALUE, check_key, check_tag_value
 from training.schema.fields import EPOCHS_MAX, SEED_MAX, STEPS_MAX, Section, Text, not_bool
 from training.schema.hosts import HOSTS_PATTERN, Hosts, HostsError, format_hosts, parse_hosts
 from training.schema.optimizer import OptimizerConfig
+from training.schema.script import CODE_ID, ScriptConfig, check_code
 from training.schema.zoo import (
     DATASETS,
     DEFAULT_DATASET,
@@ -194,6 +195,27 @@ class ExperimentConfig(Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    code: str | None = Field(
+        None,
+        description=(
+            "A working directory uploaded to the job service (sha256:..., from easgd submit "
+            "--working-dir or PUT /code): the job runs in a copy of it, with it on the import "
+            "path, so model.builder, data.loader and script.command can use its files."
+        ),
+        json_schema_extra={"pattern": CODE_ID.pattern},
+    )
+    script: ScriptConfig | None = Field(
+        None,
+        description=(
+            "Run your own entrypoint in your uploaded working directory instead of the "
+            "training program; its data, model, optimizer and training sections are unused."
+        ),
+    )
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, code: str | None) -> str | None:
+        return check_code(code)
 
     @model_validator(mode="after")
     def _tag_values(self) -> ExperimentConfig:

@@ -3,6 +3,8 @@ received."""
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any
 
 from pydantic import BaseModel
@@ -59,6 +61,8 @@ def _collect_fields(model: type[BaseModel], prefix: str, out: dict[str, set[str]
     out[prefix] = set(model.model_fields)
     for name, field in model.model_fields.items():
         ann = field.annotation
+        if typing.get_origin(ann) in (typing.Union, types.UnionType):  # a section or null
+            ann = next((a for a in typing.get_args(ann) if a is not type(None)), ann)
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             _collect_fields(ann, f"{prefix}.{name}" if prefix else name, out)
 

@@ -99,6 +99,8 @@ def start_run(
             f"run {_active.run_id!r} is still open: end it (run.end(), or leave its `with` "
             "block) before starting another"
         )
+    if name is None:
+        name = os.environ.get("EASGD_RUN_NAME") or None  # a job's name, from the service
     if name is not None and not isinstance(name, str):
         raise TrackingError(f"name: a string (received: {name!r})")
     for what, given in (("params", params), ("tags", tags)):
