@@ -321,11 +321,13 @@ def create_app(
         },
     }
 
-    def accepted(req: JobRequest) -> Prepared:
-        """The job as it would be queued: the schema's checks, then the scheduler's own rule
-        for whether this service can ever place it (422 for either)."""
+    def accepted(req: JobRequest, try_code: bool = True) -> Prepared:
+        """The job as it would be queued: the schema's checks, its own model and data tried,
+        then the scheduler's own rule for whether this service can ever place it (422)."""
         try:
-            prepared = prepare(req.config, req.set, req.workers, settings.data_dirs, req.name)
+            prepared = prepare(
+                req.config, req.set, req.workers, settings.data_dirs, req.name, try_code
+            )
             res = prepared.config.resources
             problem = supervisor.placement_problem(res.workers, res.gpus_per_worker, res.host_map)
             if problem:
@@ -340,8 +342,10 @@ def create_app(
     def check(req: JobRequest) -> JobCheck:
         """What POST /jobs would answer, without queueing anything: 200 with the warnings for a
         job it would accept, else the same 422 (a form asks this as it is filled in). A custom
-        method of the collection (AIP-136), beside /jobs/{job_id} rather than inside it."""
-        return JobCheck(warnings=accepted(req).warnings)
+        method of the collection (AIP-136), beside /jobs/{job_id} rather than inside it. It
+        does not try a configuration's own model and data (POST /jobs does): that takes
+        seconds."""
+        return JobCheck(warnings=accepted(req, try_code=False).warnings)
 
     @app.post("/jobs", status_code=201, response_model=JobOut, responses=body)
     def submit(req: JobRequest) -> JobOut:

@@ -4,6 +4,12 @@ path resolved) before anything is queued. And back: a job's stored configuration
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +43,10 @@ def prepare(
     workers: int | None = None,
     data_dirs: list[Path] | None = None,
     name: str | None = None,
+    try_code: bool = True,
 ) -> Prepared:
-    """Raises ConfigError with one line per problem, each naming the field."""
+    """Raises ConfigError with one line per problem, each naming the field. With `try_code`, a
+    configuration's own model and data are also tried (seconds: TensorFlow starts)."""
     data = load_yaml_text(config, "config") if isinstance(config, str) else (config or {})
     if not isinstance(data, dict):
         raise ConfigError([f"config: expected a mapping of sections (received: {data!r:.80})"])
@@ -55,10 +63,61 @@ def prepare(
                 f"(PUT /code, or easgd submit --working-dir DIR) (received: {cfg.code})"
             ]
         )
+    if try_code and (cfg.model.builder or cfg.data.loader):
+        check_user_code(cfg)
     # A job runs on exactly resources.workers ranks: a mixing matrix for another number fails.
     if (problem := topology_problem(cfg, cfg.resources.workers)) is not None:
         raise ConfigError([problem])
     return Prepared(cfg, warnings_for(cfg))
+
+
+CHECK_SECONDS = 120
+
+
+def check_user_code(cfg: ExperimentConfig) -> None:
+    """Try the configuration's own model and data (training.zoo.check) in a scratch copy of its
+    working directory, with the interpreter the ranks will use; ConfigError in one line if they
+    fail. The copy keeps whatever the code writes away from the kept snapshot."""
+    with tempfile.TemporaryDirectory(prefix="easgd-check-") as scratch:
+        cwd = Path(scratch) / "code"
+        if cfg.code is not None:
+            shutil.copytree(workdir.snapshot_dir(workdir.code_root(), cfg.code), cwd, symlinks=True)
+        else:
+            cwd.mkdir()
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(cwd), os.environ.get("PYTHONPATH")) if p),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+        }
+        env.pop("EASGD_API_TOKEN", None)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "training.zoo.check"],
+                input=json.dumps(cfg.to_dict()),
+                capture_output=True,
+                text=True,
+                cwd=cwd,
+                env=env,
+                timeout=CHECK_SECONDS,
+            )
+        except subprocess.TimeoutExpired:
+            field = "model.builder" if cfg.model.builder else "data.loader"
+            raise ConfigError(
+                [
+                    f"{field}: trying the model and data took more than {CHECK_SECONDS} s; "
+                    "make the loader quicker (or smaller) to start"
+                ]
+            ) from None
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0:
+        reason = lines[-1] if lines and done.returncode == 2 else None
+        if reason is None:
+            tail = done.stderr.strip().splitlines()
+            reason = (
+                f"model.builder: trying the model and data failed (exit {done.returncode}): "
+                f"{tail[-1][:300] if tail else 'no output'}"
+            )
+        raise ConfigError([reason])
 
 
 def stored_config(job: JobRecord) -> ExperimentConfig:

@@ -31,6 +31,33 @@ def _config_text(path: str | None) -> str:
         raise CliError("submit: " + "; ".join(exc.problems)) from None
 
 
+def upload(client: Client, directory: str, excludes: list[str]) -> str:
+    """The working directory, packed and uploaded: the id a configuration's `code` takes."""
+    snapshot = client.upload_code(workdir.pack(directory, excludes))
+    print(
+        f"uploaded {directory}: {snapshot['files']} files, {snapshot['bytes'] / 1024:.1f} KiB "
+        f"({snapshot['code'][:19]}...)",
+        file=sys.stderr,
+    )
+    return snapshot["code"]
+
+
+def working_dir_args(parser) -> None:
+    parser.add_argument(
+        "--working-dir",
+        metavar="DIR",
+        help="upload DIR; the job runs in a copy of it, with it on the import path",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="leave files matching PATTERN out of the upload (.git, virtual environments and "
+        "caches always are)",
+    )
+
+
 def _with_code(args, text: str, client: Client) -> dict[str, Any] | str:
     """The configuration with the uploaded working directory and the entrypoint, if given."""
     from training.schema import ConfigError, load_yaml_text
@@ -49,13 +76,7 @@ def _with_code(args, text: str, client: Client) -> dict[str, Any] | str:
     if not isinstance(data, dict):
         raise CliError(f"submit: the configuration is not a mapping of sections ({args.config})")
     if args.working_dir:
-        snapshot = client.upload_code(workdir.pack(args.working_dir, args.exclude))
-        print(
-            f"uploaded {args.working_dir}: {snapshot['files']} files, "
-            f"{snapshot['bytes'] / 1024:.1f} KiB ({snapshot['code'][:19]}...)",
-            file=sys.stderr,
-        )
-        data["code"] = snapshot["code"]
+        data["code"] = upload(client, args.working_dir, args.exclude)
     if entry:
         script = data.get("script") if isinstance(data.get("script"), dict) else {}
         data["script"] = {**script, "command": entry}
@@ -187,19 +208,7 @@ def add_commands(sub, add) -> None:
     sb.add_argument(
         "config", nargs="?", help="experiment YAML file (optional with a command after --)"
     )
-    sb.add_argument(
-        "--working-dir",
-        metavar="DIR",
-        help="upload DIR; the job runs in a copy of it, with it on the import path",
-    )
-    sb.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="PATTERN",
-        help="leave files matching PATTERN out of the upload (.git, virtual environments and "
-        "caches always are)",
-    )
+    working_dir_args(sb)
     sb.add_argument("--workers", type=int, help="ranks (overrides resources.workers)")
     sb.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     sb.add_argument("--name")

@@ -11,7 +11,7 @@ from typing import Any
 from db.entities import SweepStatus
 from service import formatting as fmt
 from service.cli.errors import CliError
-from service.cli.jobs import api_arg
+from service.cli.jobs import api_arg, upload, working_dir_args
 from service.client import Client
 
 
@@ -42,12 +42,25 @@ def cmd_create(args) -> int:
         data = load_yaml_text(text, str(sweep_file))
     except ConfigError as exc:
         raise SweepError(exc.problems) from None
-    base = None
+    base: str | dict[str, Any] | None = None
     if args.base:
         base = _read(Path(args.base), "--base")
     elif isinstance(data, dict) and isinstance(data.get("base"), str):
         base = _read(sweep_file.parent / data["base"], "base (relative to the sweep file)")
-    sweep = _client(args).create_sweep(text, base, source="cli")
+    client = _client(args)
+    if args.working_dir:  # every trial runs in a copy of it
+        if base is None:
+            raise CliError(
+                "sweep create: --working-dir needs a base configuration (--base, or base:)"
+            )
+        try:
+            base = load_yaml_text(base, "base")
+        except ConfigError as exc:
+            raise SweepError(exc.problems) from None
+        if not isinstance(base, dict):
+            raise CliError("sweep create: the base configuration is not a mapping of sections")
+        base["code"] = upload(client, args.working_dir, args.exclude)
+    sweep = client.create_sweep(text, base, source="cli")
     for w in sweep.get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
     print(sweep["id"])
@@ -179,6 +192,7 @@ def add_commands(sub, add) -> None:
     cr = add(sweep, "create", cmd_create, "start a sweep from a sweep file; prints its id")
     cr.add_argument("file", help="sweep YAML file (W&B's keys)")
     cr.add_argument("--base", help="base configuration YAML (default: the file's base:)")
+    working_dir_args(cr)
     api_arg(cr)
     ls = add(sweep, "list", cmd_list, "sweeps, newest first")
     ls.add_argument("--status", action="append", choices=[s.value for s in SweepStatus])

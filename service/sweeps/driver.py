@@ -368,7 +368,9 @@ class SweepDriver:
         name = trial_name(sweep.name, sweep.id, number)
         tags = data.get("tags") if isinstance(data.get("tags"), dict) else {}
         data["tags"] = {**tags, "sweep": str(sweep.id), "trial": str(number)}
-        prepared = prepare(data, None, None, self.settings.data_dirs, name)
+        # A trial's own model and data are not tried here (seconds each, on the driver's
+        # thread): one that fails, fails its job with the ranks' one line.
+        prepared = prepare(data, None, None, self.settings.data_dirs, name, try_code=False)
         problem = self._placement(prepared.config)
         if problem:
             raise SweepError([problem])

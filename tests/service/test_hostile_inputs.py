@@ -135,6 +135,8 @@ def _leaves(model: type[BaseModel], prefix: tuple[str, ...] = ()):
             yield from _leaves(section, path)
         elif path == ("script", "args"):
             yield path, "arguments"
+        elif path[-1] == "options":  # keyword arguments of a builder or loader
+            yield path, "options"
         else:
             yield path, _kind(info.annotation)
 
@@ -148,6 +150,9 @@ def _base_for(path: tuple[str, ...]) -> dict:
         base["data"]["dataset"] = "npz"
     if path[0] == "script":
         base["script"] = {"command": ["python", "train.py"]}
+    if path[-1] == "options":  # the env fixture's module, which takes any options
+        base["model"] = {"builder": "hostile_code:build", "loss": "mean_squared_error"}
+        base["data"] = {"loader": "hostile_code:load"}
     return base
 
 
@@ -184,6 +189,20 @@ def variants() -> tuple[list[Variant], list[Variant]]:
                     accepted.append(
                         Variant(f"{dotted}:{tag}", "", data, None, path, data["script"]["command"])
                     )
+        elif kind == "options":
+            for tag, value in {**BROKEN_TEXT, "inf": float("inf"), "nan": float("nan")}.items():
+                bad(f"value-{tag}", {"k": value}, f"{dotted}.k")
+            for tag, value in {**INJECTIONS, "empty": "", "dash": "-k"}.items():
+                bad(f"key-{tag}", {value: 1})
+            bad("too-many", {f"k{i}": 1 for i in range(200)})
+            bad("deep", {"k": [[[[[1]]]]]}, f"{dotted}.k")
+            for tag, value in {"list": ["a"], "string": "a=b", "number": 1}.items():
+                bad(tag, value)
+            for tag, value in INJECTIONS.items():
+                data = _set(base, list(path), {"k": value})
+                accepted.append(
+                    Variant(f"{dotted}:value-{tag}", "", data, None, (*path, "k"), value)
+                )
         elif kind == "arguments":
             for tag, value in {**BROKEN_TEXT, "inf": float("inf"), "nan": float("nan")}.items():
                 bad(f"value-{tag}", {"k": value}, f"{dotted}.k")
@@ -302,16 +321,36 @@ def test_the_suite_attacks_every_field():
     assert len(REFUSED) + len(ACCEPTED) >= 200
 
 
+# A builder and a loader that take any options, for the legal option values POST /jobs tries.
+HOSTILE_CODE = """
+import keras
+import numpy as np
+
+
+def build(input_shape, **options):
+    return keras.Sequential([keras.Input(input_shape), keras.layers.Dense(1)])
+
+
+def load(**options):
+    x = np.ones((8, 3), "float32")
+    return (x, x.sum(axis=1)), (x, x.sum(axis=1))
+"""
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """One service app on a real SQLite store; a working directory deeper than `../..`."""
     root = tmp_path_factory.mktemp("hostile")
+    (root / "hostile_code.py").write_text(HOSTILE_CODE)
     home, data = root / "home", root / "data"
     data.mkdir()
     work = root.joinpath(*"abcdefgh")
     work.mkdir(parents=True)
-    saved = {k: os.environ.get(k) for k in ("EASGD_HOME", "EASGD_DB_URL", "HOROVOD_RANK")}
+    saved = {
+        k: os.environ.get(k) for k in ("EASGD_HOME", "EASGD_DB_URL", "HOROVOD_RANK", "PYTHONPATH")
+    }
     os.environ["EASGD_HOME"] = str(home)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), saved["PYTHONPATH"]) if p)
     for k in ("EASGD_DB_URL", "HOROVOD_RANK"):
         os.environ.pop(k, None)
     cwd = Path.cwd()

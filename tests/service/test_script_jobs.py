@@ -275,3 +275,53 @@ def test_the_cli_refuses_a_non_utf8_argument_before_uploading(tmp_path, easgd_ho
     )  # fmt: skip
     assert code == 2
     assert not (easgd_home / "code").exists()
+
+
+OWN_MODEL = ROOT / "examples" / "own-model"
+
+
+@pytest.mark.service
+@pytest.mark.horovod
+def test_a_model_and_data_by_import_path_train_as_jobs_and_a_sweep_varies_their_options(service):
+    example = ["--working-dir", str(OWN_MODEL)]
+    broken = service.easgd(
+        "submit", str(OWN_MODEL / "diabetes.yaml"), *example, "--set", "model.builder=nets:nothing"
+    )
+    assert broken.returncode == 2
+    assert broken.stderr.splitlines()[-1].startswith(
+        "easgd: 422: model.builder: cannot import 'nets:nothing'"
+    ), broken.stderr
+    assert httpx.get(f"{service.url}/jobs", timeout=30).json() == []
+
+    submitted = service.easgd("submit", str(OWN_MODEL / "diabetes.yaml"), *example)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = int(submitted.stdout.strip())
+    done = service.wait(job_id, {"succeeded", "failed", "cancelled"})
+    assert done["status"] == "succeeded", done["message"]
+    run = _run(service, f"job-{job_id}")
+    # A regression: its loss and mean absolute error, no accuracy.
+    assert "center_accuracy" not in run["metrics"], sorted(run["metrics"])
+    mae = httpx.get(
+        f"{service.url}/runs/{run['id']}/metrics",
+        params={"key": "center_mean_absolute_error"},
+        timeout=30,
+    ).json()["center_mean_absolute_error"]
+    assert mae[-1][0] == run["last_step"] and mae[-1][2] < 0.8 * mae[0][2], mae
+    assert run["params"]["model.builder"] == "nets:regressor"
+
+    created = service.easgd("sweep", "create", str(OWN_MODEL / "sweep-width.yaml"), *example)
+    assert created.returncode == 0, created.stderr
+    sweep_id = int(created.stdout)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        sweep = httpx.get(f"{service.url}/sweeps/{sweep_id}", timeout=30).json()
+        if sweep["status"] != "running":
+            break
+        time.sleep(2)
+    assert sweep["status"] == "finished", sweep
+    trials = sweep["trials"]
+    assert sorted(t["params"]["model.options.width"] for t in trials) == [16, 64]
+    assert {t["state"] for t in trials} == {"succeeded"}, trials
+    for t in trials:
+        params = _run(service, t["run_id"])["params"]
+        assert params["model.options.width"] == str(t["params"]["model.options.width"]), params

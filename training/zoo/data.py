@@ -174,7 +174,12 @@ def load_keras(config: DataConfig) -> Dataset:
 
 
 def load(config: DataConfig, seed: int = 0) -> Dataset:
-    """The dataset's registered loader, imported now (the schema names it by import path)."""
+    """The dataset's registered loader, or the user's `data.loader`, imported now (the schema
+    names them by import path)."""
+    if config.loader is not None:
+        from training.zoo import user_code
+
+        return Dataset(*user_code.load_data(config.loader, config.options))
     entry = DATASETS.get(config.dataset)
     if entry is None:
         raise DataError(f"data.dataset: unknown dataset (received: {config.dataset!r})")

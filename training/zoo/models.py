@@ -11,6 +11,7 @@ from keras import layers
 
 from training.schema import ModelConfig
 from training.schema.zoo import MODELS, resolve
+from training.zoo import user_code
 
 
 def mlp(cfg: ModelConfig, input_shape, classes) -> keras.Model:
@@ -97,13 +98,27 @@ def argmax_accuracy(y_true: np.ndarray, logits: np.ndarray) -> np.ndarray:
 
 
 def build(cfg: ModelConfig, input_shape: tuple[int, ...], classes: int) -> keras.Model:
-    """The model's registered builder, imported now (the schema names it by import path)."""
+    """The model's registered builder, or the user's `model.builder`, imported now (the schema
+    names them by import path)."""
+    if cfg.builder is not None:
+        return user_code.build_model(cfg.builder, cfg.options, input_shape, classes)
     return resolve(MODELS[cfg.name].builder, "model.name")(cfg, input_shape, classes)
 
 
 def loss_and_accuracy(cfg: ModelConfig) -> tuple[Callable, Callable]:
-    """The model's loss (a batch's mean) and accuracy (a score per example), from its entry."""
+    """The built-in model's loss (a batch's mean) and accuracy (a score per example)."""
     entry = MODELS[cfg.name]
     found = [resolve(entry.loss_path, "loss"), resolve(entry.accuracy_path, "accuracy")]
     loss, accuracy = (f() if isinstance(f, type) else f for f in found)
     return loss, accuracy
+
+
+def loss_and_scores(cfg: ModelConfig) -> tuple[Callable, dict[str, Callable]]:
+    """The loss, and the held-out scores by name (each one value per example): `model.loss`
+    and `model.metrics` where given, else the built-in model's loss and accuracy."""
+    loss, accuracy = (None, None) if cfg.builder else loss_and_accuracy(cfg)
+    if cfg.loss is not None:
+        loss = user_code.loss(cfg.loss)
+    if cfg.metrics:
+        return loss, {user_code.metric_name(m): user_code.metric(m) for m in cfg.metrics}
+    return loss, {"accuracy": accuracy or user_code.metric("accuracy")}
