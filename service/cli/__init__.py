@@ -15,7 +15,7 @@ from db.errors import EasgdError
 from service.cli import jobs, runs, serve, sweeps
 from service.cli.errors import CliError
 
-__all__ = ["CliError", "build_parser", "main"]
+__all__ = ["CliError", "build_parser", "main", "parse"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,16 +53,20 @@ def _command(argv: list[str]) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # `easgd submit ... -- python train.py --lr 0.1`: what follows -- is the job's command (to
-    # every other command, -- keeps its usual meaning).
+def parse(argv: list[str]) -> argparse.Namespace:
+    """`easgd submit ... -- python train.py --lr 0.1`: what follows -- is the job's command,
+    `entrypoint` (to every other command, -- keeps its usual meaning)."""
     entrypoint: list[str] = []
     if _command(argv) == "submit" and "--" in argv:
         cut = argv.index("--")
         argv, entrypoint = argv[:cut], argv[cut + 1 :]
     args = build_parser().parse_args(argv)
     args.entrypoint = entrypoint
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(list(sys.argv[1:] if argv is None else argv))
     try:
         return args.func(args) or 0
     except EasgdError as exc:

@@ -60,11 +60,18 @@ def _check_config(config: str, overrides: list[str], where: str) -> None:
 
 def _check_easgd(argv: list[str], where: str) -> None:
     from db.query import parse_filter, parse_order_by
-    from service.cli import build_parser
+    from service.cli import parse
 
-    args = _parse(build_parser(), argv)
-    if args.command in ("submit", "validate"):
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            args = parse(argv)
+    except SystemExit:
+        pytest.fail(f"easgd {shlex.join(argv)}: {errors.getvalue().strip()}")
+    if args.command in ("submit", "validate") and args.config:
         _check_config(args.config, args.set, where)
+    if getattr(args, "working_dir", None):
+        assert (ROOT / args.working_dir).is_dir(), f"{where}: --working-dir {args.working_dir}"
     if args.command == "runs" and args.runs_command == "query":
         parse_filter(args.filter)
         parse_order_by(args.order_by)

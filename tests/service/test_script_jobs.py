@@ -9,12 +9,13 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import psutil
 import pytest
 from fastapi.testclient import TestClient
@@ -24,19 +25,17 @@ from service.api import create_app
 from service.settings import ServiceSettings
 from tests.support import ROOT, processes_of
 
-SCRIPT = ROOT / "tests" / "training" / "tracked_fit.py"
+EXAMPLE = ROOT / "examples" / "keras-mnist-convnet"
 
 
 def _project(tmp_path: Path) -> Path:
-    """A user's directory: their script, their data, and what an upload leaves out."""
-    from sklearn.datasets import load_digits
-
+    """A user's directory: the Keras example script, its data, and what an upload leaves out."""
     d = tmp_path / "project"
     d.mkdir()
-    shutil.copy(SCRIPT, d / "train.py")
-    x, y = load_digits(return_X_y=True)
-    x = (x / 16.0).astype(np.float32)
-    np.savez(d / "digits.npz", x=x[:1400], y=y[:1400], x_test=x[1400:], y_test=y[1400:])
+    shutil.copy(EXAMPLE / "train.py", d / "train.py")
+    subprocess.run(
+        [sys.executable, str(EXAMPLE / "make_data.py"), str(d / "mnist.npz")], check=True
+    )
     (d / ".git").mkdir()
     (d / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     (d / "venv" / "lib").mkdir(parents=True)
@@ -69,8 +68,7 @@ def test_a_script_job_trains_from_a_snapshot_and_is_relaunched_from_its_checkpoi
     submitted = service.easgd(
         "submit", "--working-dir", str(project), "--workers", "2", "--exclude", "outputs",
         "--name", "my-script", "--",
-        "python", "train.py", "digits.npz", "--epochs", "3", "--checkpoint-every", "10",
-        "--sleep-per-step", "0.15",
+        "python", "train.py", "--data", "mnist.npz", "--epochs", "8", "--checkpoint-every", "10",
     )  # fmt: skip
     assert submitted.returncode == 0, submitted.stderr
     assert "uploaded" in submitted.stderr and "2 files" in submitted.stderr, submitted.stderr
@@ -93,7 +91,7 @@ def test_a_script_job_trains_from_a_snapshot_and_is_relaunched_from_its_checkpoi
     assert done["status"] == "succeeded", done["message"]
     assert "restarted 1 time(s)" in done["message"], done["message"]
     copy = service.home / "jobs" / str(job_id) / "code"
-    assert sorted(p.name for p in copy.iterdir()) == ["digits.npz", "train.py"]
+    assert sorted(p.name for p in copy.iterdir()) == ["mnist.npz", "train.py"]
     run = _run(service, run_id)
     assert (run["status"], run["source"], run["job_id"], run["workers"]) == (
         "finished",
@@ -101,15 +99,16 @@ def test_a_script_job_trains_from_a_snapshot_and_is_relaunched_from_its_checkpoi
         job_id,
         2,
     )
-    steps = 3 * 22  # 700 examples a rank, batches of 32
+    steps = 8 * 15  # 2,000 examples a rank, 1,800 after validation_split, batches of 128
     assert run["last_step"] == steps
     kinds = [(e["kind"], e["step"]) for e in run["events"]]
     restart = next(e for e in run["events"] if e["kind"] == "restarted")
-    assert "relaunched from the checkpoint at step 20" in restart["message"], restart
-    assert ("resumed", 20) in kinds and kinds[-1] == ("finished", steps), kinds
+    at = restart["step"]
+    assert at >= 20 and f"relaunched from the checkpoint at step {at}" in restart["message"]
+    assert ("resumed", at) in kinds and kinds[-1] == ("finished", steps), kinds
     for key in ("center_accuracy", "train_loss", "bytes_sent", "system/rank_1/cpu_percent"):
         assert run["metrics"][key]["step"] == steps, key
-    assert run["metrics"]["center_accuracy"]["value"] > 0.3  # chance: 0.1
+    assert run["metrics"]["center_accuracy"]["value"] > 0.5  # chance: 0.1
     history = httpx.get(
         f"{service.url}/runs/{run_id}/metrics", params={"key": "train_loss"}, timeout=30
     ).json()
@@ -124,7 +123,7 @@ def test_cancelling_a_script_job_closes_its_run_as_cancelled(service, tmp_path):
     project = _project(tmp_path)
     submitted = service.easgd(
         "submit", "--working-dir", str(project), "--workers", "2", "--",
-        "python", "train.py", "digits.npz", "--epochs", "100", "--sleep-per-step", "0.1",
+        "python", "train.py", "--data", "mnist.npz", "--epochs", "100",
     )  # fmt: skip
     assert submitted.returncode == 0, submitted.stderr
     job_id = int(submitted.stdout.strip())
@@ -217,14 +216,14 @@ def test_an_upload_is_kept_once_by_its_digest_and_a_job_may_name_only_a_kept_one
     api, easgd_home, tmp_path
 ):
     project = _project(tmp_path)
-    (project / "link_inside.npz").symlink_to("digits.npz")
+    (project / "link_inside.npz").symlink_to("mnist.npz")
     archive = workdir.pack(project, ["outputs"])
     first = api.put("/code", content=archive).json()
     again = api.put("/code", content=archive).json()
     assert first == again and first["files"] == 3, first
     kept = workdir.snapshot_dir(easgd_home / "code", first["code"])
-    assert sorted(p.name for p in kept.iterdir()) == ["digits.npz", "link_inside.npz", "train.py"]
-    assert (kept / "link_inside.npz").resolve() == (kept / "digits.npz").resolve()
+    assert sorted(p.name for p in kept.iterdir()) == ["link_inside.npz", "mnist.npz", "train.py"]
+    assert (kept / "link_inside.npz").resolve() == (kept / "mnist.npz").resolve()
     job = {"config": {"code": first["code"], "script": {"command": ["python", "train.py"]}}}
     assert api.post("/jobs", json=job).status_code == 201
     unknown = {**job, "config": {**job["config"], "code": "sha256:" + "0" * 64}}
@@ -259,7 +258,7 @@ def test_packing_refuses_a_link_leading_outside_and_leaves_out_caches(tmp_path):
     (project / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\0")
     with tarfile.open(fileobj=io.BytesIO(workdir.pack(project)), mode="r:gz") as tar:
         names = sorted(tar.getnames())
-    assert names == ["digits.npz", "outputs", "outputs/big.bin", "train.py"], names
+    assert names == ["mnist.npz", "outputs", "outputs/big.bin", "train.py"], names
     (project / "secrets").symlink_to(tmp_path.parent)
     with pytest.raises(workdir.WorkdirError, match="secrets is a link leading outside"):
         workdir.pack(project)

@@ -213,3 +213,32 @@ def test_a_refused_start_leaves_no_run_open_and_a_run_id_is_not_reused(easgd_hom
     with pytest.raises(tracking.TrackingError, match="already holds a run"):
         tracking.start_run(run_id="mine")
     assert Store().get_run("mine").status == "finished"
+
+
+@pytest.mark.horovod
+def test_fit_ending_on_an_evaluation_step_records_every_row_once(easgd_home):
+    """eval_every divides the last step: the end's evaluation is not logged a second time (the
+    store refuses a repeated row, and the rows after the last flush were lost)."""
+    import keras
+
+    from training import easgd
+
+    x = np.random.default_rng(0).normal(size=(320, 4)).astype("float32")
+    y = (x.sum(axis=1) > 0).astype("int64")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(
+        optimizer=easgd(0.1, tau=2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    callback = tracking.KerasCallback(validation_data=(x, y), eval_every=10, name="ends-on-eval")
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[callback])
+    store = Store()
+    run = _only_run(store)
+    assert (run.status, run.last_step) == ("finished", 20)
+    assert [p.step for p in store.metric_history(run.id, "train_loss")] == list(range(1, 21))
+    assert [p.step for p in store.metric_history(run.id, "center_accuracy")] == [0, 10, 20]
+    assert [(e.kind, e.step) for e in store.events(run.id)][-2:] == [
+        ("checkpointed", 20),
+        ("finished", 20),
+    ]

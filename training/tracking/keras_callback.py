@@ -79,6 +79,7 @@ class KerasCallback(keras.callbacks.Callback):
         self._step = 0
         self._sampler: system_metrics.SystemSampler | None = None
         self._center: keras.Model | None = None
+        self._evaluated = -1  # the step of the last evaluation
 
     def on_train_begin(self, logs=None):
         self.run = active_run()
@@ -116,7 +117,8 @@ class KerasCallback(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        self.run.log_metrics(self._evaluation(), step=self._step)
+        if self._evaluated != self._step:  # not twice at one step (eval_every may end there)
+            self.run.log_metrics(self._evaluation(), step=self._step)
         if self._saved != self._step:
             self._save()
         if self.run.recording:  # the evaluation left the center in it
@@ -183,6 +185,7 @@ class KerasCallback(keras.callbacks.Callback):
 
     def _evaluation(self) -> dict[str, float]:
         """Every rank: the center's figures (rank 0's evaluation) and each rank's CPU and memory."""
+        self._evaluated = self._step
         size = collectives.size()
         mine = system_metrics.slots(self._sampler.sample(), collectives.rank(), size)
         summed = collectives.sum_scalar(tf.constant(mine, tf.float64), "easgd_tracking_system")
@@ -246,7 +249,8 @@ def _center_values(center: keras.Model, data: Any) -> dict[str, float]:
 
 
 def _optimizer_params(opt) -> dict[str, Any]:
-    """The optimizer's settings as `optimizer.*` parameters (scalars only)."""
+    """The optimizer's settings as `optimizer.*` parameters (scalars only); for ours, also the
+    algorithm by the name a configuration gives it, so that tables and filters find it."""
     try:
         config = opt.get_config()
     except (NotImplementedError, AttributeError):
@@ -255,4 +259,15 @@ def _optimizer_params(opt) -> dict[str, Any]:
     for key, value in config.items():
         if isinstance(value, bool | int | float | str) and key != "name":
             params[f"optimizer.{key}"] = value
-    return params
+    inner = (config.get("inner_optimizer") or {}).get("config") or {}
+    if "exchange" in config:
+        momentum = float(inner.get("momentum") or 0.0)
+        plain_sgd = config["inner_optimizer"].get("class_name") == "SGD"
+        algorithm = config["exchange"]
+        if algorithm == "elastic" and plain_sgd:
+            algorithm = "eamsgd" if momentum and inner.get("nesterov") else "easgd"
+        params["optimizer.algorithm"] = algorithm
+        params["optimizer.learning_rate"] = inner.get("learning_rate")
+        if momentum:
+            params["optimizer.momentum"] = momentum
+    return {k: v for k, v in params.items() if v is not None}
