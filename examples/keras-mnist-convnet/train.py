@@ -20,7 +20,6 @@ parser.add_argument("--data", default="mnist.npz", help="keras.datasets' mnist.n
 parser.add_argument("--epochs", type=int, default=15)
 parser.add_argument("--batch-size", type=int, default=128)
 parser.add_argument("--lr", type=float, default=0.01)
-parser.add_argument("--checkpoint-every", type=int, default=200)
 args = parser.parse_args()
 hvd.init()  # easgd
 
@@ -65,12 +64,7 @@ model.fit(
     batch_size=args.batch_size,
     epochs=args.epochs,
     validation_split=0.1,
-    verbose=2 if hvd.rank() == 0 else 0,
-    callbacks=[  # easgd
-        tracking.KerasCallback(  # easgd
-            validation_data=(x_test, y_test), eval_every=20, checkpoint_every=args.checkpoint_every
-        )  # easgd
-    ],  # easgd
+    callbacks=[tracking.KerasCallback(validation_data=(x_test, y_test), eval_every=20)],  # easgd
 )
 
 score = model.evaluate(x_test, y_test, verbose=0)

@@ -213,10 +213,13 @@ class Launcher(abc.ABC):
                 p for p in (str(attempt.workdir), env.get("PYTHONPATH")) if p
             )
         if attempt.config.script is not None:  # what training.tracking reads
+            every = attempt.config.checkpoint.every
             env.update(
                 EASGD_RUN_ID=attempt.run_dir.name,
                 EASGD_RUN_SOURCE=attempt.source,
                 EASGD_RESUME="1" if attempt.resume else "0",
+                EASGD_CHECKPOINT_EVERY="none" if every is None else str(every),
+                EASGD_CHECKPOINT_KEEP=str(attempt.config.checkpoint.keep),
             )
             if attempt.config.name:
                 env["EASGD_RUN_NAME"] = attempt.config.name

@@ -4,6 +4,7 @@ path the way a reader would type it."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Iterator
@@ -75,6 +76,7 @@ def links(page: Path) -> list[str]:
 class Command:
     where: str
     argv: list[str]
+    cwd: str = "."  # relative to the repository's root, after the block's `cd`s
 
 
 def commands(block: Block) -> Iterator[Command]:
@@ -90,6 +92,7 @@ def commands(block: Block) -> Iterator[Command]:
             continue
         logical.append((first, pending + line))
         pending = ""
+    cwd = "."
     for offset, line in logical:
         line = line.strip().removeprefix("$ ")
         if not line or line.startswith("#"):
@@ -97,9 +100,12 @@ def commands(block: Block) -> Iterator[Command]:
         argv = shlex.split(line, comments=True)
         while argv and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", argv[0]):
             argv = argv[1:]
+        if argv[:1] == ["cd"] and len(argv) == 2:
+            cwd = os.path.normpath(os.path.join(cwd, argv[1]))
+            continue
         if argv:
             argv[0] = argv[0].removeprefix(".venv/bin/")
-            yield Command(block.where(offset), argv)
+            yield Command(block.where(offset), argv, cwd)
 
 
 def paths(text: str) -> list[str]:

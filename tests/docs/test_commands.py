@@ -115,7 +115,7 @@ def test_training_flags_exist_and_configurations_validate(command):
 
     args = _parse(_parser(), _training_argv(command.argv))
     if args.config:
-        _check_config(args.config, args.set, command.where)
+        _check_config(str(Path(command.cwd) / args.config), args.set, command.where)
 
 
 @pytest.mark.parametrize(
@@ -124,6 +124,10 @@ def test_training_flags_exist_and_configurations_validate(command):
     ids=lambda c: c.where,
 )
 def test_python_modules_shown_exist(command):
+    if command.argv[1].endswith(".py"):  # a script of the repository's
+        script = ROOT / command.cwd / command.argv[1]
+        assert script.is_file(), f"{command.where}: no script {command.argv[1]}"
+        return
     assert command.argv[1] == "-m", f"{command.where}: {shlex.join(command.argv)}"
     module = ROOT / command.argv[2].replace(".", "/")
     assert module.with_suffix(".py").is_file() or (module / "__main__.py").is_file(), (

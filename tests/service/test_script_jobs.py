@@ -67,8 +67,8 @@ def test_a_script_job_trains_from_a_snapshot_and_is_relaunched_from_its_checkpoi
     project = _project(tmp_path)
     submitted = service.easgd(
         "submit", "--working-dir", str(project), "--workers", "2", "--exclude", "outputs",
-        "--name", "my-script", "--",
-        "python", "train.py", "--data", "mnist.npz", "--epochs", "8", "--checkpoint-every", "10",
+        "--name", "my-script", "--set", "checkpoint.every=10", "--",
+        "python", "train.py", "--data", "mnist.npz", "--epochs", "8",
     )  # fmt: skip
     assert submitted.returncode == 0, submitted.stderr
     assert "uploaded" in submitted.stderr and "2 files" in submitted.stderr, submitted.stderr

@@ -26,6 +26,7 @@ __all__ = [
     "active_run",
     "log_metrics",
     "log_params",
+    "optimizer_params",
     "set_tags",
     "start_run",
 ]
@@ -57,8 +58,8 @@ def set_tags(tags: dict[str, str | None]) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "KerasCallback":
-        from training.tracking.keras_callback import KerasCallback
+    if name in ("KerasCallback", "optimizer_params"):
+        from training.tracking import keras_callback
 
-        return KerasCallback
+        return getattr(keras_callback, name)
     raise AttributeError(f"module 'training.tracking' has no attribute {name!r}")

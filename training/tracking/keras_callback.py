@@ -10,6 +10,7 @@ each rank at the same step); only rank 0 writes the run.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,23 @@ def _positive(value: Any, what: str, allow_none: bool = False) -> int | None:
     return value
 
 
+def _from_job(name: str, default: int) -> int | None:
+    """A job's checkpoint setting, as the service passes it ("none": only at the end)."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    return None if text == "none" else int(text)
+
+
 class KerasCallback(keras.callbacks.Callback):
     """Tracks `model.fit` into the active run, or into one it starts (and ends) itself.
 
     `validation_data` ((x, y) or a dataset) is evaluated with the center's weights (the
     model's own for an optimizer that has no center) every `eval_every` steps and at the end.
     Every `checkpoint_every` steps (None: only at the end) each rank saves its model's and its
-    optimizer's variables; the last `keep` complete checkpoints are kept.
+    optimizer's variables; the last `keep` complete checkpoints are kept. Left out, they are the
+    job's `checkpoint.every` and `checkpoint.keep` when the job service runs the script, else 200
+    and 2.
 
     A resumed run restores its last checkpoint before the first step and, as Keras'
     `BackupAndRestore` does, starts `fit` again at the epoch that checkpoint was in: the step
@@ -64,10 +75,14 @@ class KerasCallback(keras.callbacks.Callback):
         log_every: int = 1,
         name: str | None = None,
         params: dict[str, Any] | None = None,
-        checkpoint_every: int | None = 200,
-        keep: int = 2,
+        checkpoint_every: int | None | str = "job",
+        keep: int | str = "job",
     ):
         super().__init__()
+        if checkpoint_every == "job":
+            checkpoint_every = _from_job("EASGD_CHECKPOINT_EVERY", 200)
+        if keep == "job":
+            keep = _from_job("EASGD_CHECKPOINT_KEEP", 2)
         self.checkpoint_every = _positive(checkpoint_every, "checkpoint_every", allow_none=True)
         self.keep = _positive(keep, "keep")
         self.validation_data = validation_data
@@ -88,7 +103,7 @@ class KerasCallback(keras.callbacks.Callback):
             self.run = start_run(name=self.name, params=self.params)
         elif self.params:
             self.run.log_params(self.params)
-        self.run.log_params(_optimizer_params(self.model.optimizer))
+        self.run.log_params(optimizer_params(self.model.optimizer))
         collectives.init()  # a no-op where the script already called hvd.init()
         self._sampler = system_metrics.SystemSampler(collectives.local_rank())
         # Rank 0's: another rank's run id is its own until then (it records nothing).
@@ -248,7 +263,7 @@ def _center_values(center: keras.Model, data: Any) -> dict[str, float]:
     return values
 
 
-def _optimizer_params(opt) -> dict[str, Any]:
+def optimizer_params(opt) -> dict[str, Any]:
     """The optimizer's settings as `optimizer.*` parameters (scalars only); for ours, also the
     algorithm by the name a configuration gives it, so that tables and filters find it."""
     try:
