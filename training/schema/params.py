@@ -75,4 +75,13 @@ def visible_fields(data: dict[str, Any]) -> set[str]:
     shown |= {f"data.{f}" for f in (dataset.fields if dataset else ())}
     shown |= {f"model.{f}" for f in (model.fields if model else ())}
     shown |= {f"optimizer.{f}" for f in fields_for(algorithm, inner)}
+    # Your own model or data, by import path: their options instead of a built-in one's fields.
+    shown |= {"model.builder", "data.loader"}
+    if (data.get("model", {}) or {}).get("builder"):
+        shown -= {"model.name", *(f"model.{f}" for f in (model.fields if model else ()))}
+        shown |= {"model.options", "model.loss", "model.metrics"}
+    if (data.get("data", {}) or {}).get("loader"):
+        shown -= {"data.dataset", "data.test_size"}
+        shown -= {f"data.{f}" for f in (dataset.fields if dataset else ())}
+        shown |= {"data.options"}
     return shown

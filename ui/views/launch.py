@@ -15,7 +15,7 @@ from training.schema import (
     warnings_for,
 )
 from training.schema.algorithms import REGISTRY
-from ui import form, state
+from ui import form, state, your_code
 from ui.navigation import PATHS
 from ui.sweep_form import sweep_these_fields
 
@@ -147,9 +147,26 @@ st.title("Launch a training job")
 if "form.pending" in st.session_state:
     _load(st.session_state.pop("form.pending"))
     st.session_state["form.mode"] = "Form"
-mode = st.segmented_control("Edit with", ["Form", "YAML"], key="form.mode", default="Form")
+mode = st.segmented_control(
+    "Edit with", ["Form", "YAML", "Your code"], key="form.mode", default="Form"
+)
+your_code.defaults()
+workdir_text = ""
 
-if mode == "YAML":
+if mode == "Your code":
+    st.caption(
+        "Your own training script, run under horovodrun by the job service; with "
+        "training.tracking.KerasCallback in it, its run is recorded and a lost worker relaunches "
+        "it from its checkpoint."
+    )
+    data, config, problems = your_code.script_config()
+    workdir_text = st.session_state["code.dir"]
+    for p in problems:
+        st.error(p)
+    refused_here, unasked = _asked_service(config)
+    for p in refused_here.problems if refused_here else []:
+        st.error(p)
+elif mode == "YAML":
     if "form.yaml" not in st.session_state:
         st.session_state["form.yaml"] = yaml.safe_dump(_form_config()[1], sort_keys=False)
     text = st.text_area(
@@ -200,6 +217,13 @@ else:
         if path not in placed:
             for reason in reasons:
                 st.error(f"{path}: {reason}" if path else reason)
+    workdir_text = st.text_input(
+        "Working directory (optional: for model.builder and data.loader of your own)",
+        key="form.workdir",
+        help=your_code.DIR_HELP,
+    )
+    if problem := your_code.working_dir_problem(workdir_text):
+        st.error(problem)
     with st.expander("The same configuration as YAML"):
         st.code(
             yaml.safe_dump(config.to_dict() if config else data, sort_keys=False), language="yaml"
@@ -211,10 +235,21 @@ if config is not None:
 
 if unasked:
     st.warning(f"The job service could not check this job: {unasked}")
-if st.button("Launch", type="primary", disabled=config is None or refused_here is not None):
+blocked = your_code.working_dir_problem(workdir_text) or (
+    mode == "Your code" and not workdir_text.strip()
+)
+if st.button(
+    "Launch",
+    type="primary",
+    disabled=config is None or refused_here is not None or bool(blocked),
+):
     try:
-        job = state.client().submit(config.to_dict(), source="ui")
-    except ApiError as exc:
+        submitted = config.to_dict()
+        if workdir_text.strip():
+            with st.spinner("Uploading the working directory"):
+                submitted["code"] = your_code.upload(workdir_text)
+        job = state.client().submit(submitted, source="ui")
+    except (ApiError, your_code.WorkdirError) as exc:
         st.error(f"The service refused the job: {exc}")
     else:
         st.session_state[state.LAUNCHED] = job
@@ -230,7 +265,7 @@ if job:
         icon=":material/arrow_forward:",
     )
 
-if config is not None:
+if config is not None and mode != "Your code":
     sweep_these_fields(config, SPECS, visible_fields(config.to_dict()))
 
 with st.expander("Start from an existing run (clone)"):

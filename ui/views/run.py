@@ -15,7 +15,7 @@ import yaml
 from db.text import NOTE_TAG
 from service.client import Client
 from service.logs import tail
-from training.run.metrics import CENTER_ACCURACY, RUN_PAGE_CURVES, WORKERS
+from training.run.metrics import CENTER_ACCURACY, CENTER_LOSS, RUN_PAGE_CURVES, WORKERS
 from ui import address, state
 from ui.changes import through_service
 from ui.charts import curve_chart
@@ -58,8 +58,15 @@ def run_view() -> None:
     cols[1].metric(
         "step", f"{run.last_step}/{run.total_steps}" if run.total_steps else run.last_step
     )
-    acc = run.metrics.get(CENTER_ACCURACY)
-    cols[2].metric("center accuracy", f"{acc.value:.4f}" if acc and acc.value is not None else "-")
+    # The center's scores: accuracy, or a model's own (center_mean_absolute_error...).
+    scores = sorted(
+        (k for k in run.metrics if k.startswith("center_") and k != CENTER_LOSS),
+        key=lambda k: (k != CENTER_ACCURACY, k),
+    ) or [CENTER_ACCURACY]
+    acc = run.metrics.get(scores[0])
+    cols[2].metric(
+        scores[0].replace("_", " "), f"{acc.value:.4f}" if acc and acc.value is not None else "-"
+    )
     cols[3].metric("workers", run.workers)
     cols[4].metric("duration", f"{run.duration:.0f} s" if run.duration is not None else "-")
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.start_time))
@@ -77,7 +84,7 @@ def run_view() -> None:
         # The world size only once it changed (a resize or a restart with fewer workers).
         metrics = [
             k
-            for k in RUN_PAGE_CURVES
+            for k in dict.fromkeys([*scores, *RUN_PAGE_CURVES])
             if k in run.metrics and (k != WORKERS or run.metrics[k].min != run.metrics[k].max)
         ]
         histories = store.metric_histories([run.id], metrics, max_points=1000)
