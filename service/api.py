@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from db.entities import JobStatus, RunSource, RunView
-from db.errors import EasgdError, StoreError
+from db.errors import EasgdError, InvalidTransition, StoreError
 from db.query import MAX_ORDERINGS, FilterError, parse_order_by
 from db.sql import KEY_PATTERN, RUN_ID_PATTERN
 from db.store import Store
@@ -399,11 +399,21 @@ def create_app(
     @app.post("/jobs/{job_id}/checkpoint", response_model=JobOut, responses=not_running)
     def checkpoint(job_id: int = Depends(_job_id)) -> JobOut:
         """Ask a running job for a checkpoint at its next step boundary."""
+        _not_a_script(job_id, "checkpoint on demand")
         return _job_out(supervisor.request_checkpoint(job_id))
+
+    def _not_a_script(job_id: int, what: str) -> None:
+        config = store.get_job(job_id).config
+        if isinstance(config, dict) and config.get("script"):
+            raise InvalidTransition(
+                f"job {job_id} runs your own command: {what} is for the training program's jobs; "
+                "its checkpoints are the tracking callback's (checkpoint.every)"
+            )
 
     @app.post("/jobs/{job_id}/scale", response_model=JobOut, responses={**not_running, **body})
     def scale(req: ScaleRequest, job_id: int = Depends(_job_id)) -> JobOut:
         """Checkpoint a running job now, then relaunch it from there with `workers` workers."""
+        _not_a_script(job_id, "scaling")
         return _job_out(supervisor.scale(job_id, req.workers))
 
     @app.get(

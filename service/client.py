@@ -101,7 +101,8 @@ class Client:
             "priority": priority,
             "source": source,
         }
-        return self._call("POST", "/jobs", json=body)
+        # The service may first try a configuration's own model and data (up to 120 s).
+        return self._call("POST", "/jobs", json=body, timeout=180)
 
     def upload_code(self, archive: bytes) -> dict[str, Any]:
         """A working directory packed by `service.workdir.pack`: its snapshot's id and size."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -56,13 +57,23 @@ def prepare(
     if name is not None:
         data = {**data, "name": name}  # the job's name is its run's name
     cfg = parse_config(data, data_dirs)
-    if cfg.code is not None and not workdir.snapshot_dir(workdir.code_root(), cfg.code).is_dir():
-        raise ConfigError(
-            [
-                f"code: this service holds no working directory {cfg.code}; upload it first "
-                f"(PUT /code, or easgd submit --working-dir DIR) (received: {cfg.code})"
-            ]
-        )
+    if cfg.code is not None:
+        snapshot = workdir.snapshot_dir(workdir.code_root(), cfg.code)
+        if not snapshot.is_dir():
+            raise ConfigError(
+                [
+                    f"code: this service holds no working directory {cfg.code}; upload it first "
+                    f"(PUT /code, or easgd submit --working-dir DIR) (received: {cfg.code})"
+                ]
+            )
+        hiding = sorted(p.name for p in snapshot.iterdir() if p.name.removesuffix(".py") in OURS)
+        if hiding:
+            raise ConfigError(
+                [
+                    f"code: the working directory's {hiding[0]} would hide this project's "
+                    f"package of that name from the job; rename it (received: {', '.join(hiding)})"
+                ]
+            )
     if try_code and (cfg.model.builder or cfg.data.loader):
         check_user_code(cfg)
     # A job runs on exactly resources.workers ranks: a mixing matrix for another number fails.
@@ -72,24 +83,31 @@ def prepare(
 
 
 CHECK_SECONDS = 120
+# This project's packages: a working directory's module of the same name would shadow them.
+OURS = frozenset({"training", "db", "service", "ui"})
+SECRET_ENV = re.compile(r"^EASGD_\w*TOKEN$")
 
 
 def check_user_code(cfg: ExperimentConfig) -> None:
     """Try the configuration's own model and data (training.zoo.check) in a scratch copy of its
     working directory, with the interpreter the ranks will use; ConfigError in one line if they
     fail. The copy keeps whatever the code writes away from the kept snapshot."""
+    field = "model.builder" if cfg.model.builder else "data.loader"
     with tempfile.TemporaryDirectory(prefix="easgd-check-") as scratch:
         cwd = Path(scratch) / "code"
-        if cfg.code is not None:
-            shutil.copytree(workdir.snapshot_dir(workdir.code_root(), cfg.code), cwd, symlinks=True)
-        else:
-            cwd.mkdir()
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(p for p in (str(cwd), os.environ.get("PYTHONPATH")) if p),
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-        }
-        env.pop("EASGD_API_TOKEN", None)
+        try:
+            if cfg.code is not None:
+                snapshot = workdir.snapshot_dir(workdir.code_root(), cfg.code)
+                shutil.copytree(snapshot, cwd, symlinks=True)
+            else:
+                cwd.mkdir()
+        except OSError as exc:
+            raise ConfigError(
+                [f"{field}: the service could not copy the working directory to try it ({exc})"]
+            ) from None
+        env = {k: v for k, v in os.environ.items() if not SECRET_ENV.match(k)}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(cwd), env.get("PYTHONPATH")) if p)
+        env["TF_CPP_MIN_LOG_LEVEL"] = "3"
         try:
             done = subprocess.run(
                 [sys.executable, "-m", "training.zoo.check"],
@@ -101,7 +119,6 @@ def check_user_code(cfg: ExperimentConfig) -> None:
                 timeout=CHECK_SECONDS,
             )
         except subprocess.TimeoutExpired:
-            field = "model.builder" if cfg.model.builder else "data.loader"
             raise ConfigError(
                 [
                     f"{field}: trying the model and data took more than {CHECK_SECONDS} s; "
@@ -114,7 +131,7 @@ def check_user_code(cfg: ExperimentConfig) -> None:
         if reason is None:
             tail = done.stderr.strip().splitlines()
             reason = (
-                f"model.builder: trying the model and data failed (exit {done.returncode}): "
+                f"{field}: trying the model and data failed (exit {done.returncode}): "
                 f"{tail[-1][:300] if tail else 'no output'}"
             )
         raise ConfigError([reason])

@@ -2,9 +2,10 @@
 the service into a content-addressed snapshot, copied into the job's own directory at launch.
 
 Both ends apply the same rules, so that a refusal comes before anything is sent, and again where
-it matters (the service trusts no archive): regular files, directories and links that stay
-inside; no absolute or `..` paths; at most MAX_FILES entries and MAX_UNPACKED_BYTES; version
-control, virtual environments and caches left out.
+it matters (the service trusts no archive): regular files and directories only (the client packs
+what a link inside the directory points to, as a file of the link's name); no absolute or `..`
+paths, no name twice; at most MAX_FILES entries and MAX_UNPACKED_BYTES; version control, virtual
+environments and caches left out. With no link in an archive, nothing extracted can lead out.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import gzip
 import hashlib
 import io
 import os
-import posixpath
 import secrets
 import shutil
 import tarfile
@@ -103,50 +103,26 @@ def _walk(root: Path, excludes: list[str]) -> Iterator[tuple[str, Path]]:
 
 
 def pack(directory: str | Path, excludes: list[str] | None = None) -> bytes:
-    """The directory as a gzip-compressed tar archive, or a WorkdirError saying what to change."""
+    """The directory as a gzip-compressed tar archive, or a WorkdirError saying what to change.
+    The same content packs to the same bytes (no time in the gzip header), so an unchanged
+    directory uploaded again is kept once."""
     where = "--working-dir"
     root = Path(directory).expanduser()
     if not root.is_dir():
         raise WorkdirError(f"{where}: not a directory (received: {str(directory)!r:.200})")
     root = root.resolve()
     buffer = io.BytesIO()
-    files = total = 0
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
-        for rel, path in _walk(root, list(excludes or [])):
-            _text(rel, where)
-            files += 1
-            if files > MAX_FILES:
-                raise WorkdirError(
-                    f"{where}: more than {MAX_FILES:,} files in {root}; leave data and outputs "
-                    "out with --exclude PATTERN"
-                )
-            if path.is_symlink():
-                target = (path.parent / os.readlink(path)).resolve()
-                if not target.is_relative_to(root):
-                    raise WorkdirError(
-                        f"{where}: {rel} is a link leading outside {root} (to {target}); copy "
-                        f"what it points to into the directory, or --exclude {rel}"
-                    )
-                info = tarfile.TarInfo(rel)
-                info.type = tarfile.SYMTYPE
-                info.linkname = os.path.relpath(target, path.parent)
-                tar.addfile(info)
-            elif path.is_dir():
-                tar.add(path, rel, recursive=False)
-            elif path.is_file():
-                total += path.stat().st_size
-                if total > MAX_UNPACKED_BYTES:
-                    raise WorkdirError(
-                        f"{where}: more than {MAX_UNPACKED_BYTES >> 20} MiB in {root}; leave data "
-                        "and outputs out with --exclude PATTERN (read data from a path the "
-                        "service can see instead)"
-                    )
-                tar.add(path, rel, recursive=False)
-            else:
-                raise WorkdirError(
-                    f"{where}: {rel} is neither a file, a directory nor a link (a socket or a "
-                    f"device); --exclude {rel}"
-                )
+    try:
+        with (
+            gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT, dereference=True) as tar,
+        ):
+            _add_all(tar, root, list(excludes or []), where)
+    except OSError as exc:  # unreadable, a link loop, a file gone meanwhile
+        raise WorkdirError(
+            f"{where}: cannot read {getattr(exc, 'filename', None) or root} ({exc.strerror or exc}); "
+            "fix its permissions or --exclude it"
+        ) from None
     data = buffer.getvalue()
     if len(data) > MAX_ARCHIVE_BYTES:
         raise WorkdirError(
@@ -156,11 +132,106 @@ def pack(directory: str | Path, excludes: list[str] | None = None) -> bytes:
     return data
 
 
+def _add_all(tar: tarfile.TarFile, root: Path, excludes: list[str], where: str) -> None:
+    files = total = 0
+    for rel, path in _walk(root, excludes):
+        _text(rel, where)
+        files += 1
+        if files > MAX_FILES:
+            raise WorkdirError(
+                f"{where}: more than {MAX_FILES:,} files in {root}; leave data and outputs "
+                "out with --exclude PATTERN"
+            )
+        if path.is_symlink():
+            try:
+                target = path.resolve(strict=True)
+            except (OSError, RuntimeError):
+                raise WorkdirError(
+                    f"{where}: {rel} is a broken link or a link loop; remove it or --exclude {rel}"
+                ) from None
+            if not target.is_relative_to(root):
+                raise WorkdirError(
+                    f"{where}: {rel} is a link leading outside {root} (to {target}); copy "
+                    f"what it points to into the directory, or --exclude {rel}"
+                )
+            if target.is_dir():
+                raise WorkdirError(
+                    f"{where}: {rel} is a link to a directory; uploads hold files only, so "
+                    f"--exclude {rel} (its target is uploaded under its own name)"
+                )
+        if path.is_dir() and not path.is_symlink():
+            tar.add(path, rel, recursive=False)
+        elif path.is_file():  # a link to a file inside: its content, under the link's name
+            total += path.stat().st_size
+            if total > MAX_UNPACKED_BYTES:
+                raise WorkdirError(
+                    f"{where}: more than {MAX_UNPACKED_BYTES >> 20} MiB in {root}; leave data "
+                    "and outputs out with --exclude PATTERN (read data from a path the "
+                    "service can see instead)"
+                )
+            tar.add(path, rel, recursive=False)
+        else:
+            raise WorkdirError(
+                f"{where}: {rel} is neither a file nor a directory (a socket or a device); "
+                f"--exclude {rel}"
+            )
+
+
+# Pax and GNU long-name headers: tarfile reads their bodies whole, so a huge one is refused
+# before tarfile sees it.
+_EXTENDED = frozenset(b"xgLK")
+MAX_HEADER_BYTES = 64 << 10
+
+
+def _header_size(block: bytes) -> int:
+    field = block[124:136]
+    if field[0] & 0x80:  # base-256, for sizes beyond 8 GiB
+        return int.from_bytes(field[1:], "big")
+    text = field.rstrip(b"\0 ").strip()
+    try:
+        return int(text or b"0", 8)
+    except ValueError:
+        raise WorkdirError("upload: a damaged tar header (its size is not a number)") from None
+
+
+def _scan(data: bytes) -> None:
+    """Walk the decompressed archive's headers as a stream, without tarfile: refuses, before
+    anything is kept in memory, more bytes than a snapshot may hold and extended headers larger
+    than any real name needs."""
+    limit = MAX_UNPACKED_BYTES + (MAX_FILES + 1) * 2 * 512 + MAX_HEADER_BYTES
+    seen = 0
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+        while True:
+            block = stream.read(512)
+            seen += len(block)
+            if len(block) < 512 or not block.strip(b"\0"):
+                return
+            size = _header_size(block)
+            if block[156] in _EXTENDED and size > MAX_HEADER_BYTES:
+                raise WorkdirError(
+                    f"upload: an extended tar header of {size:,} bytes (at most "
+                    f"{MAX_HEADER_BYTES:,}); send what `easgd submit --working-dir` sends"
+                )
+            padded = -(-size // 512) * 512
+            seen += padded
+            if seen > limit:
+                raise WorkdirError(
+                    f"upload: more than {MAX_UNPACKED_BYTES >> 20} MiB once unpacked; send less"
+                )
+            while padded:  # skipped in chunks, never held whole
+                chunk = stream.read(min(padded, 1 << 20))
+                if not chunk:
+                    return
+                padded -= len(chunk)
+
+
 def _checked(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
     """Every member, refused at the first that breaks a rule (before any is written); the
     declared sizes bound what extraction can write, so a compression bomb stops here."""
     where = "upload"
     members: list[tarfile.TarInfo] = []
+    names: set[str] = set()
+    files: set[str] = set()
     total = 0
     for member in tar:
         name = member.name
@@ -180,19 +251,21 @@ def _checked(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
                 "(absolute, '..', or too long); send the directory's own files only"
             )
         _text(name, where)
-        if member.issym():
-            link = member.linkname
-            inside = posixpath.normpath(posixpath.join(posixpath.dirname(name), link))
-            if link.startswith("/") or inside == ".." or inside.startswith("../"):
-                raise WorkdirError(
-                    f"{where}: the link {name!r:.120} leads outside the directory (to "
-                    f"{link!r:.120}); send what it points to instead"
-                )
-        elif not (member.isreg() or member.isdir()):
+        if not (member.isreg() or member.isdir()):
+            kind = "a link" if member.issym() or member.islnk() else "a device or a pipe"
             raise WorkdirError(
-                f"{where}: the entry {name!r:.120} is neither a file, a directory nor a link "
-                "(a hard link, device or pipe); send regular files only"
+                f"{where}: the entry {name!r:.120} is {kind}; an upload holds regular files and "
+                "directories only (easgd submit --working-dir sends what a link points to)"
             )
+        clean = name.rstrip("/")
+        if clean in names or any(p in files for p in _parents(clean)):
+            raise WorkdirError(
+                f"{where}: the entry {name!r:.120} comes twice, or lies inside a file; send "
+                "each path once"
+            )
+        names.add(clean)
+        if member.isreg():
+            files.add(clean)
         total += member.size
         if total > MAX_UNPACKED_BYTES:
             raise WorkdirError(
@@ -200,6 +273,11 @@ def _checked(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
             )
         members.append(member)
     return members
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def unpack(data: bytes, root: Path) -> Snapshot:
@@ -212,6 +290,7 @@ def unpack(data: bytes, root: Path) -> Snapshot:
         )
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     try:
+        _scan(data)
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             members = _checked(tar)
             target = snapshot_dir(root, digest)
@@ -227,7 +306,7 @@ def unpack(data: bytes, root: Path) -> Snapshot:
                             raise
                 finally:
                     shutil.rmtree(incoming, ignore_errors=True)
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
         raise WorkdirError(
             "upload: not a gzip-compressed tar archive of a directory, or a damaged one "
             f"({type(exc).__name__}: {str(exc)[:120]}); send what `easgd submit "

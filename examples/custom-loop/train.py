@@ -27,7 +27,9 @@ with np.load(args.data) as f:
     x_test, y_test = f["x_test"], f["y_test"]
 x_train = x_train.reshape(-1, 784).astype("float32") / 255
 x_test = x_test.reshape(-1, 784).astype("float32") / 255
-x_train, y_train = x_train[hvd.rank() :: hvd.size()], y_train[hvd.rank() :: hvd.size()]  # easgd
+n = len(x_train) // hvd.size()  # easgd: a shard per rank, all of one size (one step count)
+shard = slice(hvd.rank() * n, (hvd.rank() + 1) * n)  # easgd
+x_train, y_train = x_train[shard], y_train[shard]  # easgd
 train_dataset = tf.data.Dataset.from_tensor_slices((x_train, y_train))
 train_dataset = train_dataset.shuffle(1024, seed=hvd.rank()).batch(
     args.batch_size,

@@ -31,7 +31,9 @@ input_shape = (28, 28, 1)
 with np.load(args.data) as f:
     x_train, y_train = f["x_train"], f["y_train"]
     x_test, y_test = f["x_test"], f["y_test"]
-x_train, y_train = x_train[hvd.rank() :: hvd.size()], y_train[hvd.rank() :: hvd.size()]  # easgd
+n = len(x_train) // hvd.size()  # easgd: a shard per rank, all of one size (one step count)
+shard = slice(hvd.rank() * n, (hvd.rank() + 1) * n)  # easgd
+x_train, y_train = x_train[shard], y_train[shard]  # easgd
 
 # Pixels to [0, 1], one channel, labels one-hot
 x_train = np.expand_dims(x_train.astype("float32") / 255, -1)

@@ -181,6 +181,16 @@ def _bomb() -> bytes:
     return gzip.compress(info.tobuf() + b"\0" * 4096)
 
 
+def _header_bomb() -> bytes:
+    """A pax header of 1 MB (tarfile would read it whole): refused before tarfile reads it."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("a.py")
+        info.pax_headers = {"comment": "x" * 1_000_000}
+        tar.addfile(info, io.BytesIO(b""))
+    return buffer.getvalue()
+
+
 HOSTILE = {
     "a ../ path": _tar(_file("../escaped.py")),
     "an absolute path": _tar(_file("/tmp/escaped.py")),
@@ -189,6 +199,14 @@ HOSTILE = {
     "a hard link": _tar(_file("a.py"), _special("b.py", tarfile.LNKTYPE, "a.py")),
     "a device": _tar(_special("null", tarfile.CHRTYPE)),
     "a compression bomb": _bomb(),
+    "a header bomb": _header_bomb(),
+    "a chain of links": _tar(
+        _special("d", tarfile.SYMTYPE, "."),
+        _special("e", tarfile.SYMTYPE, "d/.."),
+        _file("e/pwned.py"),
+    ),
+    "a name twice": _tar(_file("a.py"), _file("a.py", b"y")),
+    "a file inside a file": _tar(_file("a"), _file("a/b.py")),
     "not an archive": b"plain text, not gzip",
     "gzip, not tar": gzip.compress(b"plain text inside gzip " * 100),
 }
@@ -221,9 +239,13 @@ def test_an_upload_is_kept_once_by_its_digest_and_a_job_may_name_only_a_kept_one
     first = api.put("/code", content=archive).json()
     again = api.put("/code", content=archive).json()
     assert first == again and first["files"] == 3, first
+    # The same directory packed again is the same upload, kept once.
+    assert api.put("/code", content=workdir.pack(project, ["outputs"])).json() == first
     kept = workdir.snapshot_dir(easgd_home / "code", first["code"])
     assert sorted(p.name for p in kept.iterdir()) == ["link_inside.npz", "mnist.npz", "train.py"]
-    assert (kept / "link_inside.npz").resolve() == (kept / "mnist.npz").resolve()
+    # A link inside travels as the file it points to.
+    link = kept / "link_inside.npz"
+    assert not link.is_symlink() and link.read_bytes() == (kept / "mnist.npz").read_bytes()
     job = {"config": {"code": first["code"], "script": {"command": ["python", "train.py"]}}}
     assert api.post("/jobs", json=job).status_code == 201
     unknown = {**job, "config": {**job["config"], "code": "sha256:" + "0" * 64}}
@@ -259,21 +281,32 @@ def test_packing_refuses_a_link_leading_outside_and_leaves_out_caches(tmp_path):
     with tarfile.open(fileobj=io.BytesIO(workdir.pack(project)), mode="r:gz") as tar:
         names = sorted(tar.getnames())
     assert names == ["mnist.npz", "outputs", "outputs/big.bin", "train.py"], names
-    (project / "secrets").symlink_to(tmp_path.parent)
-    with pytest.raises(workdir.WorkdirError, match="secrets is a link leading outside"):
-        workdir.pack(project)
+    (project / "hard.py").hardlink_to(project / "train.py")
+    with tarfile.open(fileobj=io.BytesIO(workdir.pack(project)), mode="r:gz") as tar:
+        assert tar.getmember("hard.py").isreg()  # not a hard link, which the service refuses
+    for name, target, message in (
+        ("secrets", tmp_path.parent, "secrets is a link leading outside"),
+        ("data_dir", project / "outputs", "data_dir is a link to a directory"),
+        ("broken", project / "nothing", "broken is a broken link or a link loop"),
+    ):
+        (project / name).symlink_to(target)
+        with pytest.raises(workdir.WorkdirError, match=message):
+            workdir.pack(project)
+        (project / name).unlink()
 
 
-def test_the_cli_refuses_a_non_utf8_argument_before_uploading(tmp_path, easgd_home):
+def test_the_cli_refuses_a_non_utf8_argument_before_uploading(tmp_path, capsys):
     from service import cli
 
     project = _project(tmp_path)
+    # No service answers there: a refusal that came after an upload would say so, exit 1.
     code = cli.main(
         ["submit", "--working-dir", str(project), "--api", "http://127.0.0.1:9", "--",
          "python", "train.py", os.fsdecode(b"--name=\xff")]
     )  # fmt: skip
-    assert code == 2
-    assert not (easgd_home / "code").exists()
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "the command's argument 2: not UTF-8 text" in err and "uploaded" not in err, err
 
 
 OWN_MODEL = ROOT / "examples" / "own-model"
@@ -324,3 +357,33 @@ def test_a_model_and_data_by_import_path_train_as_jobs_and_a_sweep_varies_their_
     for t in trials:
         params = _run(service, t["run_id"])["params"]
         assert params["model.options.width"] == str(t["params"]["model.options.width"]), params
+
+
+@pytest.mark.service
+@pytest.mark.horovod
+def test_a_sweep_varies_a_scripts_argument(service, tmp_path):
+    project = _project(tmp_path)
+    for name in ("job.yaml", "sweep-lr.yaml"):
+        shutil.copy(EXAMPLE / name, project / name)
+    created = service.easgd(
+        "sweep", "create", str(project / "sweep-lr.yaml"), "--working-dir", str(project)
+    )
+    assert created.returncode == 0, created.stderr
+    sweep_id = int(created.stdout)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        sweep = httpx.get(f"{service.url}/sweeps/{sweep_id}", timeout=30).json()
+        if sweep["status"] != "running":
+            break
+        time.sleep(2)
+    assert sweep["status"] == "finished", sweep
+    trials = sorted(sweep["trials"], key=lambda t: t["params"]["script.args.lr"])
+    assert [t["params"]["script.args.lr"] for t in trials] == [0.002, 0.02]
+    assert {t["state"] for t in trials} == {"succeeded"}, trials
+    for t in trials:
+        lr = t["params"]["script.args.lr"]
+        log = service.easgd("jobs", "logs", str(t["job_id"]), "--tail", "400").stdout
+        assert f"train.py --data mnist.npz --epochs 2 --lr {lr}\n" in log, log[-2000:]
+        run = _run(service, t["run_id"])
+        assert float(run["params"]["optimizer.learning_rate"]) == pytest.approx(lr)
+        assert run["metrics"]["center_accuracy"]["step"] == 2 * 15

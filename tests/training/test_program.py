@@ -95,8 +95,8 @@ def test_bad_configuration_fails_before_anything_starts(tmp_path, easgd_home):
     )
     assert plain.returncode == 2
     assert plain.stderr.strip().splitlines() == [
-        "easgd: invalid configuration: extra_section: unknown field; allowed: checkpoint, data, "
-        "model, name, optimizer, resources, seed, tags, training (received: 1)"
+        "easgd: invalid configuration: extra_section: unknown field; allowed: checkpoint, code, "
+        "data, model, name, optimizer, resources, script, seed, tags, training (received: 1)"
     ]
     assert not out.exists()
 

@@ -242,3 +242,26 @@ def test_fit_ending_on_an_evaluation_step_records_every_row_once(easgd_home):
         ("checkpointed", 20),
         ("finished", 20),
     ]
+
+
+@pytest.mark.horovod
+def test_two_fits_in_one_run_each_run_all_their_steps(easgd_home):
+    """The stop at the planned last step is a resumed fit's only: a second fit goes on."""
+    import keras
+
+    from training import easgd
+
+    x = np.random.default_rng(0).normal(size=(320, 4)).astype("float32")
+    y = (x.sum(axis=1) > 0).astype("int64")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(
+        optimizer=easgd(0.1, tau=2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    with tracking.start_run(name="two-fits"):
+        for _ in range(2):
+            callback = tracking.KerasCallback(checkpoint_every=None)
+            model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
+    store = Store()
+    run = _only_run(store)
+    assert [p.step for p in store.metric_history(run.id, "train_loss")] == list(range(1, 21))

@@ -108,9 +108,10 @@ class KerasCallback(keras.callbacks.Callback):
         self._sampler = system_metrics.SystemSampler(collectives.local_rank())
         # Rank 0's: another rank's run id is its own until then (it records nothing).
         self._run_dir = Path(collectives.broadcast_object(str(self.run.run_dir)))
-        self._resume()
+        resumed = self._resume()
         self._step = self._iterations()
-        self._last_step = self._planned_steps()
+        # A resumed fit runs its first epoch again in part: it stops where the lost one would have.
+        self._last_step = self._planned_steps() if resumed else None
         if self._step == 0:  # every rank: the evaluation takes part in collectives
             self.run.log_metrics(self._evaluation(), step=0)
 
@@ -141,13 +142,13 @@ class KerasCallback(keras.callbacks.Callback):
         if self._owned:
             self.run.end()
 
-    def _resume(self) -> None:
+    def _resume(self) -> bool:
         """Every rank restores its own part of rank 0's last checkpoint, when the run resumes."""
         self._saved = -1
         found = self.run.resumed if self.run.recording else None
         step = collectives.broadcast_object(None if found is None else int(found[1]["step"]))
         if step is None:
-            return
+            return False
         opt = self.model.optimizer
         if not opt.built:
             opt.build(self.model.trainable_variables)
@@ -156,11 +157,12 @@ class KerasCallback(keras.callbacks.Callback):
             checkpoint.restore_rank(d, collectives.rank(), self.model.variables, opt.variables)
         except checkpoint.CheckpointError as exc:
             raise TrackingError(str(exc).replace("--resume", "resume")) from None
-        self._saved = step
+        self._saved = self._evaluated = step  # the lost attempt logged both at this step
         per_epoch = self.params.get("steps")
         if per_epoch:  # as BackupAndRestore does: fit reads it after on_train_begin
             self.model._initial_epoch = step // per_epoch
         self.run.event("resumed", f"restored the checkpoint at step {step}", step)
+        return True
 
     def _planned_steps(self) -> int | None:
         """The step an uninterrupted fit would have ended at (None: not known)."""
