@@ -312,6 +312,17 @@ def test_the_cli_refuses_a_non_utf8_argument_before_uploading(tmp_path, capsys):
 OWN_MODEL = ROOT / "examples" / "own-model"
 
 
+def _finished_sweep(service, sweep_id: int, timeout: float = 600) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        sweep = httpx.get(f"{service.url}/sweeps/{sweep_id}", timeout=30).json()
+        if sweep["status"] != "running":
+            break
+        time.sleep(2)
+    assert sweep["status"] == "finished", sweep
+    return sweep
+
+
 @pytest.mark.service
 @pytest.mark.horovod
 def test_a_model_and_data_by_import_path_train_as_jobs_and_a_sweep_varies_their_options(service):
@@ -343,14 +354,7 @@ def test_a_model_and_data_by_import_path_train_as_jobs_and_a_sweep_varies_their_
 
     created = service.easgd("sweep", "create", str(OWN_MODEL / "sweep-width.yaml"), *example)
     assert created.returncode == 0, created.stderr
-    sweep_id = int(created.stdout)
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        sweep = httpx.get(f"{service.url}/sweeps/{sweep_id}", timeout=30).json()
-        if sweep["status"] != "running":
-            break
-        time.sleep(2)
-    assert sweep["status"] == "finished", sweep
+    sweep = _finished_sweep(service, int(created.stdout))
     trials = sweep["trials"]
     assert sorted(t["params"]["model.options.width"] for t in trials) == [16, 64]
     assert {t["state"] for t in trials} == {"succeeded"}, trials
@@ -369,14 +373,7 @@ def test_a_sweep_varies_a_scripts_argument(service, tmp_path):
         "sweep", "create", str(project / "sweep-lr.yaml"), "--working-dir", str(project)
     )
     assert created.returncode == 0, created.stderr
-    sweep_id = int(created.stdout)
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        sweep = httpx.get(f"{service.url}/sweeps/{sweep_id}", timeout=30).json()
-        if sweep["status"] != "running":
-            break
-        time.sleep(2)
-    assert sweep["status"] == "finished", sweep
+    sweep = _finished_sweep(service, int(created.stdout))
     trials = sorted(sweep["trials"], key=lambda t: t["params"]["script.args.lr"])
     assert [t["params"]["script.args.lr"] for t in trials] == [0.002, 0.02]
     assert {t["state"] for t in trials} == {"succeeded"}, trials

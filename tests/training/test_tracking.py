@@ -219,18 +219,7 @@ def test_a_refused_start_leaves_no_run_open_and_a_run_id_is_not_reused(easgd_hom
 def test_fit_ending_on_an_evaluation_step_records_every_row_once(easgd_home):
     """eval_every divides the last step: the end's evaluation is not logged a second time (the
     store refuses a repeated row, and the rows after the last flush were lost)."""
-    import keras
-
-    from training import easgd
-
-    x = np.random.default_rng(0).normal(size=(320, 4)).astype("float32")
-    y = (x.sum(axis=1) > 0).astype("int64")
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    model.compile(
-        optimizer=easgd(0.1, tau=2),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    x, y, model = _tiny_model()
     callback = tracking.KerasCallback(validation_data=(x, y), eval_every=10, name="ends-on-eval")
     model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[callback])
     store = Store()
@@ -247,6 +236,19 @@ def test_fit_ending_on_an_evaluation_step_records_every_row_once(easgd_home):
 @pytest.mark.horovod
 def test_two_fits_in_one_run_each_run_all_their_steps(easgd_home):
     """The stop at the planned last step is a resumed fit's only: a second fit goes on."""
+    x, y, model = _tiny_model()
+    with tracking.start_run(name="two-fits"):
+        for _ in range(2):
+            callback = tracking.KerasCallback(checkpoint_every=None)
+            model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
+    store = Store()
+    run = _only_run(store)
+    assert [p.step for p in store.metric_history(run.id, "train_loss")] == list(range(1, 21))
+
+
+def _tiny_model():
+    """320 examples of a linearly separable problem, and a one-layer model with EASGD (10 steps
+    an epoch in batches of 32), trained in this process (Horovod of one rank)."""
     import keras
 
     from training import easgd
@@ -257,11 +259,6 @@ def test_two_fits_in_one_run_each_run_all_their_steps(easgd_home):
     model.compile(
         optimizer=easgd(0.1, tau=2),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
     )
-    with tracking.start_run(name="two-fits"):
-        for _ in range(2):
-            callback = tracking.KerasCallback(checkpoint_every=None)
-            model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
-    store = Store()
-    run = _only_run(store)
-    assert [p.step for p in store.metric_history(run.id, "train_loss")] == list(range(1, 21))
+    return x, y, model
