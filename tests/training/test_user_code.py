@@ -154,3 +154,47 @@ def test_the_check_passes_the_example_and_says_what_it_found():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("ok: 354 training and 88 held-out examples of shape (10,)")
+
+
+PER_RANK = """
+import numpy as np
+import tensorflow as tf
+
+
+def load(rank, workers, n=300):
+    \"\"\"Each rank's own data, of another size on each (300, 250), as a tf.data dataset.\"\"\"
+    rng = np.random.default_rng(rank)
+    x = rng.normal(size=(n - 50 * rank, 3)).astype("float32")
+    y = (x.sum(axis=1) > 0).astype("int64")
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    return train, (x[:40], y[:40])
+
+
+def build(input_shape, num_classes):
+    import keras
+
+    return keras.Sequential([keras.Input(input_shape), keras.layers.Dense(num_classes)])
+"""
+
+
+@pytest.mark.horovod
+def test_a_loader_given_the_rank_feeds_each_rank_its_own_data(tmp_path, store):
+    """Shards of two sizes from a tf.data dataset: both ranks count their steps from the smaller
+    (ranks that disagree on the number of steps would wait for each other forever)."""
+    from tests.support import horovodrun
+
+    (tmp_path / "per_rank.py").write_text(PER_RANK)
+    config = tmp_path / "own.yaml"
+    config.write_text(
+        "data: {loader: per_rank:load, batch_size: 25}\n"
+        "model: {builder: per_rank:build, loss: training.zoo.models:SparseCrossentropyFromLogits}\n"
+        "optimizer: {algorithm: easgd, learning_rate: 0.5, tau: 2}\n"
+        "training: {epochs: 2, eval_every: 5}\n"
+        "checkpoint: {every: null}\n"
+    )
+    done = horovodrun(2, ["-m", "training", "--config", str(config)], cwd=tmp_path, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (listed,) = store.list_runs()
+    run = store.get_run(listed.id)
+    assert (run.status, run.last_step) == ("finished", 2 * (250 // 25))
+    assert run.metrics["center_accuracy"].value > 0.6

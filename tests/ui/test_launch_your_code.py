@@ -13,6 +13,7 @@ import pytest
 
 from tests.support import ROOT, Service
 from tests.ui.pages import finished_run, launch, open_app
+from ui.navigation import PATHS
 
 CONVNET = ROOT / "examples" / "keras-mnist-convnet"
 OWN_MODEL = ROOT / "examples" / "own-model"
@@ -91,3 +92,13 @@ def _launch_both(ui_service, ui_store, tmp_path) -> None:
     charts = [json.loads(c.proto.json) for c in at.get("bidi_component")]
     labels = {c.get("y_label") for c in charts}
     assert {"center_mean_absolute_error", "train_loss", "bytes_sent"} <= labels, labels
+    # And on Compare, beside the script's run, which has no such score.
+    at = open_app()
+    at.session_state["runs.table"] = {"selection": {"rows": [0, 1]}}
+    at.button(key="runs.compare").click().run()
+    at.switch_page(PATHS["compare"]).run()
+    at.multiselect(key="compare.metrics").set_value(["center_mean_absolute_error"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    charts = [json.loads(c.proto.json) for c in at.get("bidi_component")]
+    (chart,) = [c for c in charts if c.get("y_label") == "center_mean_absolute_error"]
+    assert len(chart["series"]) == 1 and len(chart["series"][0]["y"]) > 2, chart["series"]

@@ -62,10 +62,18 @@ class Trainer:
         self.source = source
         keras.utils.set_random_seed(config.seed)
 
-        ds = data.load(config.data, config.seed)
+        ds = data.load(config.data, config.seed, self.rank, self.size)
         self.dataset = ds
+        # A rank's own data (a loader given the rank): every rank counts from the smallest.
+        smallest = min(collectives.allgather_object(len(ds.x_train))) if ds.per_rank else None
         self.shard = data.Shard(
-            ds.x_train, ds.y_train, self.rank, self.size, config.data.batch_size, config.seed
+            ds.x_train,
+            ds.y_train,
+            self.rank,
+            self.size,
+            config.data.batch_size,
+            config.seed,
+            smallest,
         )
         self.model = models.build(config.model, ds.input_shape, ds.num_classes)
         self.center_model = models.build(config.model, ds.input_shape, ds.num_classes)

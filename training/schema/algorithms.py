@@ -199,3 +199,12 @@ REGISTRY: Mapping[str, AlgorithmSpec] = MappingProxyType(
         )
     }
 )
+
+
+def algorithm_of(exchange: str, inner: str) -> str:
+    """The algorithm an optimizer built outside a configuration runs (a script's
+    `eamsgd(...)`): of those with its exchange, the one whose inner optimizer is `inner`, else
+    the first; the exchange's own name when no algorithm has it."""
+    found = [s for s in REGISTRY.values() if s.exchange.name == exchange]
+    same = [s for s in found if s.inner() == inner]
+    return (same or found)[0].name if found else exchange

@@ -30,6 +30,7 @@ from training.run.metrics import (
     WORKERS,
 )
 from training.run.trainer import load_center
+from training.schema.algorithms import algorithm_of
 from training.tracking.run import Run, TrackingError, active_run, start_run
 
 # Of the optimizer's communication figures, those a run records (the others are totals).
@@ -279,11 +280,17 @@ def optimizer_params(opt) -> dict[str, Any]:
     inner = (config.get("inner_optimizer") or {}).get("config") or {}
     if "exchange" in config:
         momentum = float(inner.get("momentum") or 0.0)
-        plain_sgd = config["inner_optimizer"].get("class_name") == "SGD"
-        algorithm = config["exchange"]
-        if algorithm == "elastic" and plain_sgd:
-            algorithm = "eamsgd" if momentum and inner.get("nesterov") else "easgd"
-        params["optimizer.algorithm"] = algorithm
+        kind = str((config.get("inner_optimizer") or {}).get("class_name", "")).lower()
+        if kind == "sgd":  # as a configuration's optimizer.inner names it
+            kind = (
+                "nesterov"
+                if momentum and inner.get("nesterov")
+                else "momentum"
+                if momentum
+                else "sgd"
+            )
+        params["optimizer.algorithm"] = algorithm_of(str(config["exchange"]), kind)
+        params["optimizer.inner"] = kind
         params["optimizer.learning_rate"] = inner.get("learning_rate")
         if momentum:
             params["optimizer.momentum"] = momentum

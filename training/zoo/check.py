@@ -24,7 +24,7 @@ def check(config) -> str:
     cfg = config
     stage = "data.loader" if cfg.data.loader else "data.dataset"
     try:
-        ds = data.load(cfg.data, cfg.seed)
+        ds = data.load(cfg.data, cfg.seed, 0, cfg.resources.workers)
         stage = "model.builder" if cfg.model.builder else "model.name"
         model = models.build(cfg.model, ds.input_shape, ds.num_classes)
         stage = "model.loss"

@@ -29,6 +29,8 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    # The training split is this rank's own (a loader that takes the rank), not to split again.
+    per_rank: bool = False
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -173,13 +175,14 @@ def load_keras(config: DataConfig) -> Dataset:
     )
 
 
-def load(config: DataConfig, seed: int = 0) -> Dataset:
+def load(config: DataConfig, seed: int = 0, rank: int = 0, workers: int = 1) -> Dataset:
     """The dataset's registered loader, or the user's `data.loader`, imported now (the schema
     names them by import path)."""
     if config.loader is not None:
         from training.zoo import user_code
 
-        return Dataset(*user_code.load_data(config.loader, config.options))
+        found, per_rank = user_code.load_data(config.loader, config.options, rank, workers)
+        return Dataset(*found, per_rank=per_rank)
     entry = DATASETS.get(config.dataset)
     if entry is None:
         raise DataError(f"data.dataset: unknown dataset (received: {config.dataset!r})")
@@ -195,11 +198,25 @@ class Shard:
     for each other forever at the last collective.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, rank: int, size: int, batch: int, seed: int):
-        if len(x) < size:
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        rank: int,
+        size: int,
+        batch: int,
+        seed: int,
+        smallest: int | None = None,
+    ):
+        """`smallest` given: x and y are this rank's own already, and the smallest of the ranks'
+        own is that many examples."""
+        if smallest is not None:
+            self.x, self.y = x[:smallest], y[:smallest]
+        elif len(x) < size:
             raise DataError(f"{len(x)} training examples cannot be shared by {size} workers")
-        self.x, self.y = x[rank::size], y[rank::size]
-        smallest = len(x) // size
+        else:
+            self.x, self.y = x[rank::size], y[rank::size]
+            smallest = len(x) // size
         self.rank, self.batch, self.seed = rank, min(batch, smallest), seed
         self.steps_per_epoch = max(1, smallest // self.batch)
         self._epoch = -1

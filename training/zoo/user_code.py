@@ -82,10 +82,36 @@ def _array(value: Any, what: str) -> np.ndarray:
     return found.astype("float32")
 
 
-def load_data(path: str, options: dict[str, Any]) -> tuple[np.ndarray, ...]:
-    """(x_train, y_train, x_test, y_test, num_classes): targets that are whole numbers are
-    classes (num_classes is their count), others are regression targets (num_classes 0)."""
-    found = _call(path, "data.loader", options, {})
+def _takes_rank(path: str) -> bool:
+    try:
+        params = inspect.signature(resolve(path, "data.loader")).parameters
+    except (TypeError, ValueError):
+        return False
+    return "rank" in params or "workers" in params
+
+
+def _materialized(value: Any, what: str) -> Any:
+    """A tf.data.Dataset of (x, y) batches, as model.fit takes one, read into two arrays."""
+    if not hasattr(value, "as_numpy_iterator") or not hasattr(value, "unbatch"):
+        return value
+    try:
+        xs, ys = zip(*value.unbatch().as_numpy_iterator(), strict=True)
+    except ValueError:
+        raise UserCodeError(
+            f"data.loader: the {what} dataset is empty, or its elements are not (x, y) pairs"
+        ) from None
+    return np.stack(xs), np.stack(ys)
+
+
+def load_data(
+    path: str, options: dict[str, Any], rank: int = 0, workers: int = 1
+) -> tuple[tuple[np.ndarray, ...], bool]:
+    """((x_train, y_train, x_test, y_test, num_classes), per_rank): targets that are whole
+    numbers are classes (num_classes is their count), others are regression targets
+    (num_classes 0). A loader that takes `rank` (or `workers`) returns that rank's own
+    training data (per_rank), which is then not split again."""
+    per_rank = _takes_rank(path)
+    found = _call(path, "data.loader", options, {"rank": rank, "workers": workers})
     if isinstance(found, dict):
         keys = ("x_train", "y_train", "x_test", "y_test")
         if not set(keys) <= found.keys():
@@ -98,14 +124,23 @@ def load_data(path: str, options: dict[str, Any]) -> tuple[np.ndarray, ...]:
     shape_ok = (
         isinstance(found, tuple | list)
         and len(found) == 2
-        and all(isinstance(p, tuple | list) and len(p) == 2 for p in found)
+        and all(
+            (isinstance(p, tuple | list) and len(p) == 2) or hasattr(p, "as_numpy_iterator")
+            for p in found
+        )
     )
     if not shape_ok:
         raise UserCodeError(
             f"data.loader: {path} returned a {type(found).__name__}; return "
-            "((x_train, y_train), (x_test, y_test)) as arrays, as keras.datasets do"
+            "((x_train, y_train), (x_test, y_test)) as arrays, as keras.datasets do (or "
+            "tf.data datasets of (x, y) batches in place of either pair)"
         )
-    (xtr, ytr), (xte, yte) = found
+    train, test = found
+    if not isinstance(train, tuple | list):
+        train = _materialized(train, "training")
+    if not isinstance(test, tuple | list):
+        test = _materialized(test, "held-out")
+    (xtr, ytr), (xte, yte) = train, test
     xtr, ytr = _array(xtr, "x_train"), _array(ytr, "y_train")
     xte, yte = _array(xte, "x_test"), _array(yte, "y_test")
     xtr, xte = xtr.astype("float32"), xte.astype("float32")
@@ -121,7 +156,7 @@ def load_data(path: str, options: dict[str, Any]) -> tuple[np.ndarray, ...]:
             f"{xte.shape[1:]}; they must match"
         )
     classes = int(max(ytr.max(), yte.max()) + 1) if ytr.dtype.kind == "i" else 0
-    return xtr, ytr, xte, yte, classes
+    return (xtr, ytr, xte, yte, classes), per_rank
 
 
 def _named(path: str, what: str, getter: Callable[[str], Any]) -> Any:
