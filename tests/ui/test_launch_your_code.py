@@ -76,6 +76,7 @@ def _launch_both(ui_service, ui_store, tmp_path) -> None:
     at.text_input(key="form.model.options").input("{hidden: 16, depth: 1}").run()
     at.text_input(key="form.data.loader").input("tables:diabetes").run()
     at.number_input(key="form.training.epochs").set_value(2.0).run()
+    at.number_input(key="form.training.eval_every").set_value(2).run()
     at.text_input(key="form.workdir").input(str(OWN_MODEL)).run()
     assert not at.error, [e.value for e in at.error]
     assert "form.model.name" not in {w.key for w in at.selectbox}
