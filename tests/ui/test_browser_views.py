@@ -76,6 +76,7 @@ def test_each_view_lives_in_its_address(seeded_browser, seeded):
     root.wait_for()
     assert root.get_attribute("data-series") == "3"
     metrics = fresh.get_by_test_id("stMultiSelect").filter(has_text="Metrics")
+    metrics.locator('[data-baseweb="tag"]').first.wait_for()  # drawn after the chart, at times
     assert metrics.locator('[data-baseweb="tag"]').all_inner_texts() == ["train_loss"]
     assert fresh.get_by_role("combobox", name="X axis").input_value() == "Bytes sent per rank"
     assert fresh.get_by_test_id("stSliderThumbValue").inner_text() == "0.05"
