@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Annotated, Any
 
@@ -16,6 +15,7 @@ from training.schema.fields import (
     STEPS_MAX,
     Section,
     Text,
+    finite,
     not_bool,
     short,
 )
@@ -37,10 +37,7 @@ def _option(value: Any, depth: int = 0) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int | float):
-        value = not_bool(value)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"a finite number (received: {value})")
-        return value
+        return finite(value)
     if isinstance(value, str):
         if len(value) > 4096:
             raise ValueError(f"at most 4096 characters (received: {len(value)})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import typing
 from typing import Annotated, Any
 
@@ -30,6 +31,15 @@ def not_bool(value: Any) -> Any:
         )
     if isinstance(value, int) and value.bit_length() > 1000:
         raise ValueError(f"input should be a finite number (received: {short(value)})")
+    return value
+
+
+def finite(value: int | float) -> int | float:
+    """A number of an open-ended field (an option, a script's argument): never a boolean, never
+    infinite or NaN."""
+    value = not_bool(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"a finite number (received: {value})")
     return value
 
 

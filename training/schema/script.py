@@ -8,14 +8,13 @@ The command is an argument list, never a shell string. `{name}` in an argument i
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from db.text import check_printable
-from training.schema.fields import Section, not_bool
+from training.schema.fields import Section, finite
 
 CODE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -52,10 +51,7 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, bool):
         return value
     if isinstance(value, int | float):
-        value = not_bool(value)
-        if not math.isfinite(value):
-            raise ValueError(f"a finite number (received: {value})")
-        return value
+        return finite(value)
     raise ValueError(
         "a number, text or true/false, as a command line argument takes (received: "
         f"{type(value).__name__} {value!r:.60})"

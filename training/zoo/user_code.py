@@ -9,7 +9,7 @@ mypkg.nets:build returned a list, not a keras.Model") rather than a traceback de
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import keras
@@ -25,15 +25,18 @@ class UserCodeError(EasgdError, ValueError):
     exit_code = 2
 
 
-def _call(path: str, what: str, options: dict[str, Any], offered: dict[str, Any]) -> Any:
-    """`path(**options)`, plus those of `offered` its signature takes."""
+def _call(
+    path: str, what: str, options: dict[str, Any], offered: dict[str, Any]
+) -> tuple[Any, Mapping[str, inspect.Parameter]]:
+    """`path(**options)`, plus those of `offered` its signature takes; and the parameters its
+    signature names."""
     fn = resolve(path, what)
     if not callable(fn):
         raise UserCodeError(f"{what}: {path} is a {type(fn).__name__}, not a function")
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):  # a builtin without one: call it as it is
-        return fn(**options)
+        return fn(**options), {}
     params = signature.parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     extra = {k: v for k, v in offered.items() if (takes_any or k in params) and k not in options}
@@ -45,13 +48,13 @@ def _call(path: str, what: str, options: dict[str, Any], offered: dict[str, Any]
             f"{what}: {path}{signature} does not take these options ({exc}); change "
             f"{section}.options or the function (received options: {sorted(options) or 'none'})"
         ) from None
-    return fn(**options, **extra)
+    return fn(**options, **extra), params
 
 
 def build_model(
     path: str, options: dict[str, Any], input_shape: tuple[int, ...], num_classes: int
 ) -> keras.Model:
-    model = _call(
+    model, _ = _call(
         path,
         "model.builder",
         options,
@@ -82,14 +85,6 @@ def _array(value: Any, what: str) -> np.ndarray:
     return found.astype("float32")
 
 
-def _takes_rank(path: str) -> bool:
-    try:
-        params = inspect.signature(resolve(path, "data.loader")).parameters
-    except (TypeError, ValueError):
-        return False
-    return "rank" in params or "workers" in params
-
-
 def _materialized(value: Any, what: str) -> Any:
     """A tf.data.Dataset of (x, y) batches, as model.fit takes one, read into two arrays."""
     if not hasattr(value, "as_numpy_iterator") or not hasattr(value, "unbatch"):
@@ -110,8 +105,8 @@ def load_data(
     numbers are classes (num_classes is their count), others are regression targets
     (num_classes 0). A loader that takes `rank` (or `workers`) returns that rank's own
     training data (per_rank), which is then not split again."""
-    per_rank = _takes_rank(path)
-    found = _call(path, "data.loader", options, {"rank": rank, "workers": workers})
+    found, params = _call(path, "data.loader", options, {"rank": rank, "workers": workers})
+    per_rank = "rank" in params or "workers" in params
     if isinstance(found, dict):
         keys = ("x_train", "y_train", "x_test", "y_test")
         if not set(keys) <= found.keys():
