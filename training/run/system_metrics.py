@@ -42,6 +42,16 @@ def _nvml_handle(local_rank: int):
         return None
 
 
+def _memory_used(pynvml, handle) -> int:
+    """Bytes in use as nvidia-smi counts them (NVML's version 2, which leaves out what the
+    driver reserves: on an idle H100 version 1 said 480 MiB where nvidia-smi said 0); version 1
+    where the driver has no version 2."""
+    try:
+        return pynvml.nvmlDeviceGetMemoryInfo(handle, version=pynvml.nvmlMemory_v2).used
+    except (pynvml.NVMLError, AttributeError):
+        return pynvml.nvmlDeviceGetMemoryInfo(handle).used
+
+
 class SystemSampler:
     def __init__(self, local_rank: int = 0, uses_gpu: bool = False):
         self.process = psutil.Process()
@@ -58,7 +68,7 @@ class SystemSampler:
                 import pynvml
 
                 gpu_percent = float(pynvml.nvmlDeviceGetUtilizationRates(self.gpu).gpu)
-                gpu_memory = pynvml.nvmlDeviceGetMemoryInfo(self.gpu).used / 2**20
+                gpu_memory = _memory_used(pynvml, self.gpu) / 2**20
             except Exception:  # noqa: BLE001 - a GPU that stopped answering: no figures
                 self.gpu = None
         return [cpu, memory, gpu_percent, gpu_memory]
