@@ -1,7 +1,8 @@
 # The two commands of the README: `make up` and `make test`. Both set everything up first.
 SHELL := /bin/bash
 PY := .venv/bin/python
-export EASGD_HOME ?= $(CURDIR)/.easgd
+# The store: $EASGD_DB_URL, else SQLite in $EASGD_HOME (default ~/.easgd), the same rule a plain
+# shell's `easgd runs list` follows. Set either one to use another.
 
 .PHONY: setup up demo test test-fast lint docs bench bench-tune bench-store bench-ui bench-fidelity bench-asynchronous bench-startup
 

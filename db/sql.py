@@ -116,6 +116,27 @@ class SqlStore:
                 "run `easgd init` once"
             )
 
+    def ready(self) -> None:
+        """`check`, giving a store with no tables yet (a fresh SQLite file, an empty database)
+        its tables first: how a shell run, the tracking API and `easgd up` open the store, so
+        that the first of them to meet it sets it up, as the service does. A store at another
+        revision is left alone (StoreNotInitialized names `easgd init`)."""
+        try:
+            self.check()
+            return
+        except StoreNotInitialized:
+            try:
+                empty = engines.current_revision(self.engine) is None
+            except Exception:  # noqa: BLE001 - unreachable: check() below says so
+                empty = False
+            if not empty:
+                raise
+        try:
+            self.init()
+        except Exception:  # noqa: BLE001 - another process set it up at the same moment
+            pass
+        self.check()
+
     def _require_row(self, s: Session, model, row_id: int, what: str, lock: bool = False):
         """The row of an integer id, locked on PostgreSQL with `lock`; NotFound names the
         command that lists the `what`s there are."""

@@ -24,10 +24,17 @@ st.set_page_config(
 )
 
 try:
-    state.store()
+    store = state.store()
 except StoreNotInitialized as exc:
     st.error(f"{exc}")
     st.stop()
+# Which store every page shows, as `easgd up` and `easgd runs list` name it.
+st.sidebar.caption(
+    f"Store: `{store.display_url}`",
+    help="Every entry point finds the store by one rule: EASGD_DB_URL, else easgd.db in "
+    "EASGD_HOME (default ~/.easgd). A shell with the same settings lists the same runs "
+    "(`easgd runs list`).",
+)
 
 page = st.navigation(
     [st.Page(p.path, title=p.title, icon=p.icon, default=p is PAGES[0]) for p in PAGES]

@@ -21,7 +21,7 @@ FIRST_RUN_HINT = (
 @st.cache_resource(show_spinner=False)
 def store() -> Store:
     s = Store()
-    s.check()
+    s.ready()
     return s
 
 

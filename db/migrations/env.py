@@ -1,4 +1,5 @@
-"""Alembic environment: run by `easgd init` and the service, never by training ranks."""
+"""Alembic environment: run by `easgd init`, the service, and the first run that finds a store
+with no tables yet (never one at another revision)."""
 
 from __future__ import annotations
 

@@ -43,9 +43,13 @@ def cmd_runs_query(args) -> int:
 def _print_runs(store: Store, filter: str | None, runs, args) -> int:
     if args.format == "json":
         print(fmt.dumps([fmt.run_json(r) for r in runs]))
-    elif args.format == "csv":
+        return 0
+    if args.format == "csv":
         sys.stdout.write(fmt.runs_csv(runs))
-    elif runs:
+        return 0
+    # A person reads this: which store it is, as `easgd up` and the UI name it.
+    print(f"store: {store.display_url}")
+    if runs:
         print(fmt.runs_table(runs))
     elif args.view == RunView.ACTIVE.value and store.search_runs(
         filter, limit=1, view=RunView.ARCHIVED

@@ -96,6 +96,24 @@ def _ui_app() -> Path | None:
     return app if app.is_file() else None
 
 
+def _store_lines(store, explicit: str | None) -> list[str]:
+    """Which store this is and how a plain shell finds it: the runs a user launches here must
+    be the ones `easgd runs list` shows in their next terminal."""
+    from db.settings import home, shell_setting
+
+    lines = [f"run store {store.display_url}"]
+    setting = shell_setting(explicit)
+    if setting:
+        lines.append(f"other shells find this store with {setting}")
+    old = Path(".easgd").resolve()
+    if setting is None and old != home() and (old / "easgd.db").is_file():
+        lines.append(
+            f"{old} holds another store (an earlier `make up` kept its runs there); "
+            f"`EASGD_HOME={old} easgd up` opens it"
+        )
+    return lines
+
+
 def cmd_up(args) -> int:
     """The service and the UI together on loopback, with the embedded SQLite store."""
     from db.store import Store
@@ -168,6 +186,8 @@ def cmd_up(args) -> int:
     )
     if ui_url:
         print(f"easgd: UI at {ui_url}", flush=True)
+    for line in _store_lines(store, getattr(args, "db_url", None)):
+        print(f"easgd: {line}", flush=True)
     print("easgd: press Ctrl-C to stop (running jobs are adopted by the next start)", flush=True)
 
     def stop(*_):

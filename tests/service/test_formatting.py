@@ -56,7 +56,8 @@ def test_runs_list_on_the_command_line_shows_each_run_on_one_line(easgd_home):
         [str(BIN / "easgd"), "runs", "list"], capture_output=True, text=True, env=env, timeout=60
     )
     assert out.returncode == 0, out.stderr
-    lines = out.stdout.rstrip("\n").split("\n")
+    store, *lines = out.stdout.rstrip("\n").split("\n")
+    assert store == f"store: sqlite:///{easgd_home / 'easgd.db'}"
     assert len(lines) == 2 + len(HOSTILE)
     assert "\x1b" not in out.stdout and "\x00" not in out.stdout and "\r" not in out.stdout
     assert any(r"two\nlines" in line for line in lines)

@@ -119,12 +119,14 @@ def _rows_from_file(info: RunInfo):
 
 
 def sinks_factory(db_url: str | None):
-    """Called on rank 0 only, once the run directory exists; never applies migrations."""
+    """Called on rank 0 only, once the run directory exists. A store with no tables yet gets
+    them (the first run in a fresh $EASGD_HOME is recorded, as the service's would be); one at
+    another schema revision is never migrated from here."""
 
     def make(run_dir: Path) -> list[MetricsSink]:
         try:
             store = RunStore(db_url)
-            store.check()
+            store.ready()
         except (StoreNotInitialized, ValueError) as exc:
             print(
                 f"easgd: warning: {exc}; this run is recorded in {run_dir} only",

@@ -57,22 +57,13 @@ def _env_int(name: str, default: int) -> int:
 def _open_store(db_url: str | None):
     """The store every entry point uses; a fresh SQLite file or empty database gets its tables
     (as `easgd up` would), one at another schema revision is left alone and said so."""
-    from db import engine as engines
     from db.store import Store
 
     try:
         store = Store(db_url)
-        store.check()
+        store.ready()
         return store
-    except StoreNotInitialized as exc:
-        try:
-            if engines.current_revision(store.engine) is None:
-                store.init()
-                return store
-        except Exception:  # noqa: BLE001 - unreachable: the message below says so
-            pass
-        reason = str(exc)
-    except (StoreError, ValueError) as exc:
+    except (StoreNotInitialized, StoreError, ValueError) as exc:
         reason = str(exc)
     reason = reason.strip().splitlines()[0] if reason.strip() else "the store did not answer"
     say(f"easgd: warning: {reason}; this run is recorded in its run directory only")
