@@ -28,6 +28,7 @@ from training.run.metrics import (
     STALENESS,
     STEP_TIME,
     TRAIN_LOSS,
+    TRAIN_SECONDS,
 )
 
 if TYPE_CHECKING:
@@ -144,6 +145,7 @@ class Collective:
         t.collectives.barrier()
         if t.rank == 0:
             meta = {"wall_time": wall_time, "workers": t.size, **t.optimizer.communication()}
+            meta[TRAIN_SECONDS] = t.train_seconds
             t.ckpt.commit(t.run_dir, t.step, meta, keep=t.config.checkpoint.keep)
             t.sink.event("checkpointed", f"checkpoint at step {t.step}", t.step)
 
@@ -251,6 +253,7 @@ class Served(Collective):
         t.optimizer.prepare_evaluation()  # the server's center into the variables
         t.ckpt.save_rank(t.run_dir, t.step, 0, t.model.variables, t.optimizer.variables)
         meta = {"wall_time": wall_time, "workers": t.size, "asynchronous": True}
+        meta[TRAIN_SECONDS] = t.train_seconds
         t.ckpt.commit(t.run_dir, t.step, meta, keep=t.config.checkpoint.keep)
         t.sink.event("checkpointed", f"checkpoint at step {t.step}", t.step)
 

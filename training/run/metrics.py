@@ -18,6 +18,9 @@ LEARNING_RATE = "learning_rate"
 BYTES_SENT = "bytes_sent"
 COMM_SECONDS = "comm_seconds"
 STEP_TIME = "step_time"
+# Seconds spent in training steps since the run began: start-up, evaluations, checkpoints and
+# each launch's first step (which traces the step's graph) left out. "Training time" on Compare.
+TRAIN_SECONDS = "train_seconds"
 EPOCH = "epoch"
 CENTER_LOSS = "center_loss"
 CENTER_ACCURACY = "center_accuracy"

@@ -21,6 +21,7 @@ from training.run.metrics import (
     LEARNING_RATE,
     STEP_TIME,
     TRAIN_LOSS,
+    TRAIN_SECONDS,
     WAIT_SECONDS,
     WORKER_LOSS,
     WORKERS,
@@ -87,6 +88,7 @@ class Trainer:
         self.total_steps = min(max_steps, epochs_steps) if max_steps else epochs_steps
         self.step = 0
         self.wall_offset = 0.0
+        self.train_seconds = 0.0
         self.resumed_from: int | None = None
         self.diverged_at: int | None = None
         # How the steps communicate: inside them, or through rank 0's center server.
@@ -107,6 +109,8 @@ class Trainer:
             self.driver.resume(d, meta)
             self.step = int(meta["step"])
             self.wall_offset = float(meta.get("wall_time", 0.0))
+            # Checkpoints older than the count have only the wall time, an upper bound of it.
+            self.train_seconds = float(meta.get(TRAIN_SECONDS, self.wall_offset))
             self.resumed_from = self.step
 
         batch = self.shard.batch
@@ -200,7 +204,8 @@ class Trainer:
             if self.step == 0:
                 values = self._evaluation()
                 if self.rank == 0:
-                    row = {EPOCH: 0.0, BYTES_SENT: 0.0, COMM_SECONDS: 0.0, **values}
+                    row = {EPOCH: 0.0, BYTES_SENT: 0.0, COMM_SECONDS: 0.0, TRAIN_SECONDS: 0.0}
+                    row |= values
                     self.sink.log(0, 0.0, row)
                     self._progress(0, values)
             last = self._loop(start)
@@ -224,6 +229,8 @@ class Trainer:
             if self.slowdown > 1 and self.step > first:  # resources.slow_ranks, a testing aid
                 time.sleep((self.slowdown - 1) * compute)  # (not the first: it traces)
             step_time = time.perf_counter() - t0
+            if before > first:  # the first step of a launch traces the graph: start-up
+                self.train_seconds += step_time
             self.step += 1
             if not math.isfinite(loss) and self.diverged_at is None:
                 self.diverged_at = self.step
@@ -260,6 +267,7 @@ class Trainer:
             BYTES_SENT: comm["bytes_sent"],
             COMM_SECONDS: comm["comm_seconds"],
             STEP_TIME: step_time,
+            TRAIN_SECONDS: self.train_seconds,
             **values,
         }
         if "wait_seconds" in comm:

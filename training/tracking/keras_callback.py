@@ -11,6 +11,7 @@ each rank at the same step); only rank 0 writes the run.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from training.run.metrics import (
     COMM_SECONDS,
     LEARNING_RATE,
     TRAIN_LOSS,
+    TRAIN_SECONDS,
     WORKERS,
 )
 from training.run.trainer import load_center
@@ -96,6 +98,9 @@ class KerasCallback(keras.callbacks.Callback):
         self._sampler: system_metrics.SystemSampler | None = None
         self._center: keras.Model | None = None
         self._evaluated = -1  # the step of the last evaluation
+        self._train_seconds = 0.0
+        self._batch_start: float | None = None
+        self._batches = 0  # of this fit: its first traces the step (start-up, not training)
 
     def on_train_begin(self, logs=None):
         self.run = active_run()
@@ -109,14 +114,21 @@ class KerasCallback(keras.callbacks.Callback):
         self._sampler = system_metrics.SystemSampler(collectives.local_rank())
         # Rank 0's: another rank's run id is its own until then (it records nothing).
         self._run_dir = Path(collectives.broadcast_object(str(self.run.run_dir)))
+        self._batches = 0
         resumed = self._resume()
         self._step = self._iterations()
         # A resumed fit runs its first epoch again in part: it stops where the lost one would have.
         self._last_step = self._planned_steps() if resumed else None
         if self._step == 0:  # every rank: the evaluation takes part in collectives
-            self.run.log_metrics(self._evaluation(), step=0)
+            self.run.log_metrics({**self._evaluation(), TRAIN_SECONDS: 0.0}, step=0)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._batch_start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
+        if self._batch_start is not None and self._batches:
+            self._train_seconds += time.perf_counter() - self._batch_start
+        self._batches += 1
         # The optimizer's count, the same on every rank (and right with steps_per_execution).
         before, self._step = self._step, self._iterations()
         values: dict[str, float] = {}
@@ -159,6 +171,8 @@ class KerasCallback(keras.callbacks.Callback):
         except checkpoint.CheckpointError as exc:
             raise TrackingError(str(exc).replace("--resume", "resume")) from None
         self._saved = self._evaluated = step  # the lost attempt logged both at this step
+        meta = found[1] if found is not None else {}
+        self._train_seconds = float(collectives.broadcast_object(meta.get(TRAIN_SECONDS, 0.0)))
         per_epoch = self.params.get("steps")
         if per_epoch:  # as BackupAndRestore does: fit reads it after on_train_begin
             self.model._initial_epoch = step // per_epoch
@@ -180,6 +194,7 @@ class KerasCallback(keras.callbacks.Callback):
         if self.run.recording:
             comm = opt.communication() if hasattr(opt, "communication") else {}
             meta = {"wall_time": self.run.elapsed, "workers": collectives.size(), **comm}
+            meta[TRAIN_SECONDS] = self._train_seconds
             checkpoint.commit(d, self._step, meta, keep=self.keep)
             self.run.event("checkpointed", f"checkpoint at step {self._step}", self._step)
         self._saved = self._step
@@ -195,6 +210,7 @@ class KerasCallback(keras.callbacks.Callback):
         opt = self.model.optimizer
         comm = opt.communication() if hasattr(opt, "communication") else {}
         values.update({k: float(comm[k]) for k in COMMUNICATION if k in comm})
+        values[TRAIN_SECONDS] = self._train_seconds
         try:
             values[LEARNING_RATE] = float(keras.ops.convert_to_numpy(opt.learning_rate))
         except (TypeError, ValueError, AttributeError):
