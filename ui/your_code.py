@@ -5,14 +5,16 @@ the service, which runs the job in a copy of it."""
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from service.workdir import WorkdirError, pack
-from training.schema import ConfigError, ExperimentConfig, parse_config
-from ui import state
+from training.schema import STEPS_MAX, ConfigError, ExperimentConfig, parse_config
+from ui import address, state
+from ui.form import ADDRESS_TEXT_MAX
 
 DIR_HELP = (
     "A directory on this machine: it is uploaded to the job service (without .git, virtual "
@@ -78,15 +80,49 @@ def script_config() -> tuple[dict[str, Any], ExperimentConfig | None, list[str]]
     return data, config, problems
 
 
+DEFAULTS: dict[str, Any] = {
+    "code.dir": "",
+    "code.command": "python train.py",
+    "code.workers": 2,
+    "code.every": 200,
+    "code.name": "",
+}
+# The widgets' ranges, which a value from the address is brought into.
+_RANGES = {"code.workers": (1, 1024), "code.every": (1, STEPS_MAX)}
+
+
 def defaults() -> None:
-    for key, value in {
-        "code.dir": "",
-        "code.command": "python train.py",
-        "code.workers": 2,
-        "code.every": 200,
-        "code.name": "",
-    }.items():
+    for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
 
 
-__all__ = ["WorkdirError", "defaults", "script_config", "upload", "working_dir_problem"]
+def _read(key: str) -> Callable[[str], Any]:
+    def read(text: str) -> Any:
+        if len(text) > ADDRESS_TEXT_MAX:
+            raise ValueError("too long")
+        if key not in _RANGES:
+            return text
+        low, high = _RANGES[key]
+        return min(max(int(text), low), high)
+
+    return read
+
+
+def _write(key: str) -> Callable[[Any], str | None]:
+    return lambda value: None if value == DEFAULTS[key] or value is None else str(value)
+
+
+def address_params() -> list[address.Param]:
+    """The fields of this mode in the page's address (`code.dir=...`), where they differ from
+    the defaults."""
+    return [address.Param(key, key, _read(key), _write(key)) for key in DEFAULTS]
+
+
+__all__ = [
+    "WorkdirError",
+    "address_params",
+    "defaults",
+    "script_config",
+    "upload",
+    "working_dir_problem",
+]

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
 
 from db.entities import JobStatus
 from service import formatting as fmt
 from service import workdir
 from service.cli.errors import CliError
 from service.client import Client
-from service.settings import DEFAULT_PORT
+from service.settings import DEFAULT_PORT, DEFAULT_UI_PORT, http_url, is_loopback
 
 
 def _client(args) -> Client:
@@ -101,8 +106,44 @@ def cmd_submit(args) -> int:
     )
     for w in job.get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
-    print(job["id"])
+    if args.quiet:
+        print(job["id"])
+        return 0
+    print(submitted_text(job, args.api, ui_url(client.url)))
     return 0
+
+
+def ui_url(api_url: str) -> str | None:
+    """Where the web UI is: $EASGD_UI_URL, else the UI `easgd up` starts beside a service on
+    this machine, if one answers there now (a short look, on loopback only); None when
+    unknown."""
+    if explicit := os.environ.get("EASGD_UI_URL", "").strip():
+        return explicit.rstrip("/")
+    host = urlsplit(api_url).hostname or ""
+    if not is_loopback(host):
+        return None
+    try:
+        port = int(os.environ.get("EASGD_UI_PORT") or DEFAULT_UI_PORT)
+        url = http_url(host, port)
+        answer = httpx.get(f"{url}/_stcore/health", timeout=0.5)
+    except (ValueError, httpx.HTTPError):
+        return None
+    return url if answer.status_code == 200 and answer.text.strip() == "ok" else None
+
+
+def submitted_text(job: dict[str, Any], api: str | None, ui: str | None) -> str:
+    """What `easgd submit` says: the job, the run it becomes, and where to follow it, as
+    commands to paste (with the --api they were given) and the UI's Jobs page when known."""
+    n = job["id"]
+    extra = f" --api {shlex.quote(api)}" if api else ""
+    lines = [
+        f"job {n} {job.get('status', 'queued')} ({job['workers']} workers): it becomes run job-{n}",
+        f"  follow its log:  easgd jobs logs {n} --follow{extra}",
+        f"  its state:       easgd jobs show {n}{extra}",
+    ]
+    if ui:
+        lines.append(f"  in the UI:       {ui}/jobs?job={n}")
+    return "\n".join(lines)
 
 
 def cmd_jobs_list(args) -> int:
@@ -200,10 +241,10 @@ def api_arg(p) -> None:
 
 
 def add_commands(sub, add) -> None:
-    sb = add(sub, "submit", cmd_submit, "queue a training job; prints its id")
+    sb = add(sub, "submit", cmd_submit, "queue a training job; says how to follow it (-q: its id)")
     sb.usage = (
         "easgd submit [CONFIG] [--working-dir DIR] [--exclude PATTERN] [--workers N] "
-        "[--set KEY.PATH=VALUE] [--name NAME] [--priority P] [--api URL] [-- COMMAND ...]"
+        "[--set KEY.PATH=VALUE] [--name NAME] [--priority P] [-q] [--api URL] [-- COMMAND ...]"
     )
     sb.add_argument(
         "config", nargs="?", help="experiment YAML file (optional with a command after --)"
@@ -213,6 +254,12 @@ def add_commands(sub, add) -> None:
     sb.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     sb.add_argument("--name")
     sb.add_argument("--priority", type=int, default=0)
+    sb.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only the job's id, for scripts: JOB=$(easgd submit -q job.yaml)",
+    )
     api_arg(sb)
 
     jobs = sub.add_parser(

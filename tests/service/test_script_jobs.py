@@ -66,7 +66,7 @@ def test_a_script_job_trains_from_a_snapshot_and_is_relaunched_from_its_checkpoi
 ):
     project = _project(tmp_path)
     submitted = service.easgd(
-        "submit", "--working-dir", str(project), "--workers", "2", "--exclude", "outputs",
+        "submit", "-q", "--working-dir", str(project), "--workers", "2", "--exclude", "outputs",
         "--name", "my-script", "--set", "checkpoint.every=10", "--",
         "python", "train.py", "--data", "mnist.npz", "--epochs", "8",
     )  # fmt: skip
@@ -122,7 +122,7 @@ def test_a_script_job_trains_from_a_snapshot_and_is_relaunched_from_its_checkpoi
 def test_cancelling_a_script_job_closes_its_run_as_cancelled(service, tmp_path):
     project = _project(tmp_path)
     submitted = service.easgd(
-        "submit", "--working-dir", str(project), "--workers", "2", "--",
+        "submit", "--quiet", "--working-dir", str(project), "--workers", "2", "--",
         "python", "train.py", "--data", "mnist.npz", "--epochs", "100",
     )  # fmt: skip
     assert submitted.returncode == 0, submitted.stderr
@@ -336,7 +336,7 @@ def test_a_model_and_data_by_import_path_train_as_jobs_and_a_sweep_varies_their_
     ), broken.stderr
     assert httpx.get(f"{service.url}/jobs", timeout=30).json() == []
 
-    submitted = service.easgd("submit", str(OWN_MODEL / "diabetes.yaml"), *example)
+    submitted = service.easgd("submit", "--quiet", str(OWN_MODEL / "diabetes.yaml"), *example)
     assert submitted.returncode == 0, submitted.stderr
     job_id = int(submitted.stdout.strip())
     done = service.wait(job_id, {"succeeded", "failed", "cancelled"})

@@ -27,7 +27,7 @@ def test_jobs_run_one_after_another_to_success_and_are_recorded(service):
     job = r.json()
     assert job["status"] == "queued" and job["config"]["optimizer"]["tau"] == 4
     second = service.easgd(
-        "submit", "tests/training/tiny.yaml", "--workers", "2", "--set", "optimizer.tau=2"
+        "submit", "-q", "tests/training/tiny.yaml", "--workers", "2", "--set", "optimizer.tau=2"
     )
     assert second.returncode == 0, second.stderr
     second_id = int(second.stdout.strip())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from functools import partial
+
 import streamlit as st
 import yaml
 
@@ -15,7 +18,7 @@ from training.schema import (
     warnings_for,
 )
 from training.schema.algorithms import REGISTRY
-from ui import form, state, your_code
+from ui import address, form, state, your_code
 from ui.navigation import PATHS
 from ui.sweep_form import sweep_these_fields
 
@@ -35,28 +38,66 @@ def _key(path: str) -> str:
 
 
 SAVED = "form.saved"  # survives runs in which a widget is not drawn (Streamlit drops those)
+MODES = ("Form", "YAML", "Your code")
+# A YAML text longer than this in the address is not one typed here.
+YAML_ADDRESS_MAX = 16384
 
 
 def _load(config: dict) -> None:
-    saved = {}
-    for path, value in form.flat_values(config).items():
-        spec = SPECS[path]
-        if spec.kind == "int_list":
-            value = ", ".join(str(v) for v in value or [])
-        elif spec.kind == "text":
-            value = "" if value is None else str(value)
-        elif spec.kind == "yaml" and not isinstance(value, str):
-            value = "" if value is None else yaml.safe_dump(value, default_flow_style=True).strip()
-        saved[path] = value
+    saved = form.widget_values(config)
+    for path, value in saved.items():
         st.session_state[_key(path)] = value
     st.session_state[SAVED] = saved
     st.session_state.pop("form.yaml", None)  # rebuilt from the form when next shown
+
+
+def _text_up_to(limit: int):
+    def read(text: str) -> str:
+        if len(text) > limit:
+            raise ValueError("too long")
+        return text
+
+    return read
+
+
+def _yaml_address(text: str | None) -> str | None:
+    """The YAML editor's text, while it is shown and says more than the form does."""
+    if st.session_state.get("form.mode") != "YAML" or not text:
+        return None
+    return None if text == yaml.safe_dump(_form_config()[1], sort_keys=False) else text
+
+
+# The page's state in its address: each field that differs from its default
+# (`?optimizer.tau=4&resources.workers=3`), the mode, the working directory, the YAML edited.
+ADDRESS = [
+    *(
+        address.Param(
+            path, _key(path), partial(form.address_value, spec), partial(form.address_text, spec)
+        )
+        for path, spec in SPECS.items()
+    ),
+    address.Param(
+        "mode", "form.mode", address.one_of(MODES), lambda m: None if m in (None, "Form") else m
+    ),
+    address.Param(
+        "workdir", "form.workdir", _text_up_to(form.ADDRESS_TEXT_MAX), lambda t: t or None
+    ),
+    *your_code.address_params(),
+    address.Param("yaml", "form.yaml", _text_up_to(YAML_ADDRESS_MAX), _yaml_address),
+]
 
 
 def _restore() -> None:
     for path, value in st.session_state[SAVED].items():
         if _key(path) not in st.session_state:
             st.session_state[_key(path)] = value
+
+
+def _restore_address() -> None:
+    """The address's values (a reload, a link), into the widgets and what the form remembers."""
+    address.restore(ADDRESS)
+    for path in SPECS:
+        st.session_state[SAVED][path] = st.session_state[_key(path)]
 
 
 def _remember(paths) -> None:
@@ -107,33 +148,47 @@ def _asked_service(config: ExperimentConfig | None) -> tuple[ConfigError | None,
     return None, None
 
 
-def _widget(spec: form.FieldSpec) -> None:
+def _widget(spec: form.FieldSpec, blank: str | None) -> None:
+    """The field's widget; `blank` is what the field stands for when left empty, shown in it."""
     key = _key(spec.path)
     if spec.kind == "choice":
+        default = blank or "the algorithm's default"
         st.selectbox(
             spec.label,
             spec.choices,
             key=key,
             help=spec.full_help,
-            placeholder="(the algorithm's default)",
-            format_func=lambda v: "(the algorithm's default)" if v is None else str(v),
+            placeholder=default,  # what Streamlit shows while the value is None
+            format_func=lambda v: default if v is None else str(v),
         )
     elif spec.kind in ("int", "float"):
         # value=None lets an optional field stay empty (its default); the value itself
         # always comes from session state.
         extra = {"value": None} if spec.optional else {}
-        if spec.kind == "int":
-            st.number_input(spec.label, key=key, step=1, format="%d", help=spec.full_help, **extra)
-        else:
-            st.number_input(
-                spec.label, key=key, format="%g", step=None, help=spec.full_help, **extra
-            )
+        st.number_input(
+            spec.label,
+            key=key,
+            step=spec.step,
+            format="%d" if spec.kind == "int" else "%g",
+            help=spec.full_help,
+            placeholder=blank,
+            **extra,
+        )
     elif spec.kind == "bool":
         st.checkbox(spec.label, key=key, help=spec.full_help)
     elif spec.kind == "int_list":
         st.text_input(spec.label, key=key, help=spec.full_help + "; comma-separated")
     else:
-        st.text_input(spec.label, key=key, help=spec.full_help)
+        st.text_input(spec.label, key=key, help=spec.full_help, placeholder=blank)
+
+
+def _why_not(problems: list[str]) -> str:
+    """Why Launch is disabled, in one line beside it: the first problems, and how many more,
+    as Markdown that shows them as they are (values received may hold `*` or `_`)."""
+    shown = "; ".join(problems[:3])
+    more = len(problems) - 3
+    text = shown + (f"; and {more} more, shown above" if more > 0 else "")
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>$~:])", r"\\\1", text)
 
 
 if state.CLONE in st.session_state:
@@ -142,14 +197,14 @@ if state.CLONE in st.session_state:
 if SAVED not in st.session_state:
     _load(ExperimentConfig().to_dict())
 _restore()
+_restore_address()
+st.session_state.setdefault("form.mode", "Form")
 
 st.title("Launch a training job")
 if "form.pending" in st.session_state:
     _load(st.session_state.pop("form.pending"))
     st.session_state["form.mode"] = "Form"
-mode = st.segmented_control(
-    "Edit with", ["Form", "YAML", "Your code"], key="form.mode", default="Form"
-)
+mode = st.segmented_control("Edit with", MODES, key="form.mode")
 your_code.defaults()
 workdir_text = ""
 
@@ -200,13 +255,14 @@ else:
     for path, reasons in form.errors_by_field(refused_here).items():
         errors.setdefault(path, []).extend(reasons)
     placed: set[str] = set()
+    blank = form.blank_defaults(data)
     columns = st.columns(3)
     for i, (title, prefixes) in enumerate(SECTIONS):
         with columns[i % 3].container(border=True):
             st.markdown(f"**{title}**")
             for path, spec in SPECS.items():
                 if path in shown and any(path == p or path.startswith(p) for p in prefixes):
-                    _widget(spec)
+                    _widget(spec, blank.get(path))
                     if path == "optimizer.algorithm" and _value(path) in REGISTRY:
                         st.caption(REGISTRY[_value(path)].description)
                     for reason in errors.get(path, []):
@@ -235,14 +291,24 @@ if config is not None:
 
 if unasked:
     st.warning(f"The job service could not check this job: {unasked}")
-blocked = your_code.working_dir_problem(workdir_text) or (
-    mode == "Your code" and not workdir_text.strip()
+address.publish(ADDRESS)
+if mode == "Your code":
+    blockers = list(problems)
+elif config is None:
+    blockers = problems if mode == "YAML" else list(refused.problems if refused else [])
+else:
+    blockers = []
+blockers += refused_here.problems if refused_here else []
+if problem := your_code.working_dir_problem(workdir_text):
+    blockers.append(problem)
+blockers = list(dict.fromkeys(blockers)) or (
+    ["the configuration is incomplete"] if config is None else []
 )
-if st.button(
-    "Launch",
-    type="primary",
-    disabled=config is None or refused_here is not None or bool(blocked),
-):
+button, why = st.columns([1, 7], vertical_alignment="center")
+pressed = button.button("Launch", type="primary", disabled=bool(blockers))
+if blockers:
+    why.markdown(f":material/block: **Launch is disabled:** {_why_not(blockers)}")
+if pressed:
     try:
         submitted = config.to_dict()
         if workdir_text.strip():
