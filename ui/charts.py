@@ -10,13 +10,22 @@ import numpy as np
 import pandas as pd
 
 from db.entities import RunRecord
-from training.run.metrics import BYTES_SENT, EPOCH
+from training.run.metrics import BYTES_SENT, EPOCH, TRAIN_SECONDS
 from ui.shaping import X_AXES, higher_is_better, param_value, params_of, run_label
 
 # How the browser formats an axis's values (ui/assets/curves.js): numbers by magnitude, bytes
 # in decimal units, seconds with the digits that matter at their size.
-X_KINDS = {"step": "number", EPOCH: "number", "wall_time": "seconds", BYTES_SENT: "bytes"}
-Y_KINDS = {BYTES_SENT: "bytes"}
+X_KINDS = {
+    "step": "number",
+    EPOCH: "number",
+    "wall_time": "seconds",
+    TRAIN_SECONDS: "seconds",
+    BYTES_SENT: "bytes",
+}
+Y_KINDS = {BYTES_SENT: "bytes", TRAIN_SECONDS: "seconds"}
+# A series of at most this many points (evaluations, mostly) marks each one: drawn as a bare
+# line, a few evaluations read as straight segments of a curve that was never measured there.
+MARKED_POINTS = 60
 
 
 def curve_chart(
@@ -48,6 +57,7 @@ def curve_chart(
         if not len(xs):
             continue
         one: dict[str, Any] = {"label": str(label), "x": xs.tolist(), "y": ys.tolist()}
+        one["marks"] = len(xs) <= MARKED_POINTS
         if "lo" in group and "hi" in group:
             lo = group["lo"].to_numpy(dtype=float)[keep][order]
             hi = group["hi"].to_numpy(dtype=float)[keep][order]
@@ -92,7 +102,11 @@ def curve_grid(charts: list[dict[str, Any]], columns: int = 2) -> dict[str, Any]
 
 
 def runs_parallel_chart(
-    runs: Sequence[RunRecord], metric: str, keys: Sequence[str], height: int = 340
+    runs: Sequence[RunRecord],
+    metric: str,
+    keys: Sequence[str],
+    height: int = 340,
+    names: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Parallel coordinates (ui/assets/parallel.js) of the parameters `keys` against each
     run's final `metric`, one line per run that has a finite one; the best run drawn thick.
@@ -126,7 +140,7 @@ def runs_parallel_chart(
     best = (max if higher else min)(range(len(values)), key=values.__getitem__, default=None)
     lines = [
         {
-            "label": run_label(r),
+            "label": names[r.id] if names else run_label(r),
             "values": [*(c[i] for c in columns), value],
             "state": str(r.status),
             "best": i == best,

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from db.entities import MetricPoint, RunRecord
-from training.run.metrics import BYTES_SENT, EPOCH, KEY_METRICS
-from training.schema import used_params
+from training.run.metrics import BYTES_SENT, EPOCH, KEY_METRICS, TRAIN_SECONDS
+from training.schema import resolved_params, schema_default
+from training.schema.params import param_value
 
 # Table columns that hold bytes (shown in the same units as the charts' byte axes).
 BYTES_COLUMNS = (BYTES_SENT, "bytes sent")
@@ -20,8 +21,11 @@ X_AXES = {
     "step": "Step",
     EPOCH: "Epoch",
     "wall_time": "Wall time (s)",
+    TRAIN_SECONDS: "Training time (s)",
     BYTES_SENT: "Bytes sent per rank",
 }
+# The axes that are themselves metrics, read at the steps where the drawn metric was recorded.
+METRIC_AXES = (EPOCH, TRAIN_SECONDS, BYTES_SENT)
 
 
 def run_label(run: RunRecord) -> str:
@@ -29,18 +33,25 @@ def run_label(run: RunRecord) -> str:
 
 
 def params_of(run: RunRecord) -> dict[str, Any]:
-    """The parameters a run's algorithm uses: a `sync` run recorded with a `tau` (as runs were
-    before recording followed the registry) has no tau to compare."""
-    return used_params(run.params)
+    """The parameters a run's algorithm uses, as the values it trained with: a `sync` run
+    recorded with a `tau` (as runs were before recording followed the registry) has no tau to
+    compare, and a momentum left blank reads as the algorithm's."""
+    return resolved_params(run.params)
 
 
 def differing_params(runs: Sequence[RunRecord]) -> list[str]:
-    """Parameter keys whose value is not the same in every run (what tells runs apart)."""
+    """Parameter keys whose value is not the same in every run (what tells runs apart); a
+    parameter a run does not use counts as the schema's default, so that `-` against `false`
+    is no difference."""
     used = [params_of(r) for r in runs]
     keys = sorted({k for p in used for k in p})
     if len(runs) < 2:
         return [k for k in keys if k in ("optimizer.algorithm", "optimizer.tau", "workers")]
-    return [k for k in keys if len({p.get(k) for p in used}) > 1]
+    return [k for k in keys if len({_hashable(p.get(k, schema_default(k))) for p in used}) > 1]
+
+
+def _hashable(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
 
 
 def runs_frame(runs: Sequence[RunRecord], metrics: Sequence[str] = KEY_METRICS) -> pd.DataFrame:
@@ -89,16 +100,19 @@ def curves(
     metric: str,
     x_axis: str = "step",
     smoothing: float = 0.0,
+    labels: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Long table (run, x, value) of one metric against the chosen axis.
+    """Long table (run, x, value) of one metric against the chosen axis, each run named by
+    `labels` (default: its id and name).
 
-    For `epoch` and `bytes_sent` the axis is itself a metric: it is interpolated at the steps
-    where `metric` was recorded (both grow with the step), so sparse evaluation curves line up
-    with per-step counters.
+    For METRIC_AXES (epoch, training seconds, bytes sent) the axis is itself a metric: it is
+    interpolated at the steps where `metric` was recorded (each grows with the step), so sparse
+    evaluation curves line up with per-step counters. Wall time is the metric's own: seconds
+    since the run's first step, evaluations and checkpoints included.
     """
     if x_axis not in X_AXES:
         raise ValueError(f"x axis: one of {', '.join(X_AXES)} (received: {x_axis!r})")
-    labels = {r.id: run_label(r) for r in runs}
+    labels = labels or {r.id: run_label(r) for r in runs}
     frames = []
     for r in runs:
         points = [p for p in histories.get((r.id, metric), []) if p.value is not None]
@@ -132,14 +146,21 @@ def curves(
     return pd.concat(frames, ignore_index=True)
 
 
-def summary(runs: Sequence[RunRecord], metrics: str | Sequence[str]) -> pd.DataFrame:
+def summary(
+    runs: Sequence[RunRecord],
+    metrics: str | Sequence[str],
+    labels: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """Final and best values side by side (best = highest for accuracy, lowest otherwise); with
     several metrics, a final and a best column for each."""
     names = [metrics] if isinstance(metrics, str) else list(metrics)
     one = len(names) == 1
     rows = []
     for r in runs:
-        row: dict[str, Any] = {"run": run_label(r), "status": r.status}
+        row: dict[str, Any] = {
+            "run": labels[r.id] if labels else run_label(r),
+            "status": r.status,
+        }
         for metric in names:
             m = r.metrics.get(metric)
             prefix = "" if one else f"{metric} "
@@ -155,11 +176,25 @@ def summary(runs: Sequence[RunRecord], metrics: str | Sequence[str]) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def params_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
+def params_table(runs: Sequence[RunRecord], labels: dict[str, str] | None = None) -> pd.DataFrame:
     keys = differing_params(runs) or ["optimizer.algorithm"]
+    named = labels or {r.id: run_label(r) for r in runs}
     return pd.DataFrame(
-        {run_label(r): [params_of(r).get(k) for k in keys] for r in runs}, index=keys
+        {named[r.id]: [shown_value(params_of(r).get(k)) for k in keys] for r in runs}, index=keys
     )
+
+
+def shown_value(value: Any) -> str | None:
+    """A parameter as a table cell or a label shows it (one column may hold numbers and
+    words); None where the run has none."""
+    value = param_value(value)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def config_of(run: RunRecord) -> dict[str, Any]:
@@ -219,18 +254,6 @@ def system_curves(
 
 # How a group's runs spread around their mean curve (Compare's "Band").
 BANDS = {"std": "Mean ± 1 std", "minmax": "Min to max", "none": "Mean only"}
-
-
-def param_value(text: Any) -> Any:
-    """A recorded parameter as a value: the store keeps text ("0.05", "true", "easgd"), and a
-    number must sort and scale as one on an axis."""
-    if not isinstance(text, str):
-        return text
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if isinstance(value, int | float | bool) else text
 
 
 def group_of(run: RunRecord, keys: Sequence[str]) -> str:

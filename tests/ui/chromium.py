@@ -191,8 +191,12 @@ def nav(page, title: str) -> None:
 
 
 def choose(page, label: str, option: str) -> None:
-    """Pick `option` in the select box labelled `label`."""
-    page.get_by_role("combobox", name=label, exact=True).click()
+    """Pick `option` in the select box labelled `label` (brought into view first: its list,
+    opened while the page scrolls to it, closes again)."""
+    box = page.get_by_role("combobox", name=label, exact=True)
+    box.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    box.click()
     page.get_by_role("option", name=option, exact=True).click()
     page.wait_for_timeout(400)
 

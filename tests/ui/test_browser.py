@@ -119,6 +119,7 @@ def _check_chart(page, series: int) -> None:
     chart = page.locator(DRAWN).first
     expect(chart).to_be_visible()
     assert chart.get_attribute("data-series") == str(series)
+    chart.scroll_into_view_if_needed()  # below "Did it pay off?"
     box = chart.locator(".u-over").bounding_box()
     assert box and box["width"] > 300 and box["height"] > 200
     page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)

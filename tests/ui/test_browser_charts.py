@@ -99,6 +99,7 @@ def test_hover_shows_every_run_at_the_x_it_names(
     choose(page, "X axis", axis)
     page.wait_for_timeout(1000)
     root = chart(page, "center_accuracy")
+    root.scroll_into_view_if_needed()
     box = root.locator(".u-over").bounding_box()
     checked = 0
     for i in range(1, 20):

@@ -93,6 +93,7 @@ def _numbers(text: str) -> list[float]:
 
 
 def _hover(page, root, fraction: float) -> None:
+    root.scroll_into_view_if_needed()
     box = root.locator(".u-over").bounding_box()
     page.mouse.move(box["x"] + box["width"] * fraction, box["y"] + box["height"] / 2)
     page.wait_for_timeout(400)
@@ -191,13 +192,26 @@ def test_the_parameters_against_the_final_metric(grouped):
     parallel.wait_for()
     assert parallel.get_attribute("data-lines") == str(len(IDS))
     # What differs between the runs (the learning rate does not), then the metric.
-    labels = parallel.locator("svg > text[font-weight='600']").all_text_contents()
-    assert labels == ["optimizer.algorithm", "optimizer.tau", "seed", "center_accuracy"]
+    # Named by the key's last part; the whole key is the name's tooltip.
+    named = parallel.locator("svg g.axis-label")
+    assert named.locator("text").all_text_contents() == [
+        "algorithm",
+        "tau",
+        "seed",
+        "center_accuracy",
+    ]
+    assert named.locator("title").all_text_contents() == [
+        "optimizer.algorithm",
+        "optimizer.tau",
+        "seed",
+        "center_accuracy",
+    ]
     finals = {f"grp-{a}-s{s}": accuracy(a, s, 100) for a in RATES for s in SEEDS}
     finals[f"grp-easgd-s{LATE}"] = accuracy("easgd", LATE, LATE_STEPS[-1])
     best = max(finals, key=finals.get)
     thick = parallel.locator('polyline[stroke-width="3.5"]')
-    assert thick.count() == 1 and thick.get_attribute("data-trial") == best
+    # Each line is labelled as the runs are: by what differs, the run id last.
+    assert thick.count() == 1 and thick.get_attribute("data-trial").endswith(f"({best})")
     hint = thick.locator("title").text_content()
     assert f"center_accuracy {finals[best]:.4g}" in hint, hint
     SHOTS.mkdir(parents=True, exist_ok=True)

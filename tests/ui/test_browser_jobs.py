@@ -83,10 +83,11 @@ def _run(product, run_id: str) -> dict | None:
 
 def _submit(product, *overrides: str, name: str) -> int:
     done = product.easgd(
-        "submit", "tests/training/tiny.yaml", "--name", name, *[f"--set={o}" for o in overrides]
-    )
+        "submit", "--quiet", "tests/training/tiny.yaml", "--name", name,
+        *[f"--set={o}" for o in overrides],
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    return int(done.stdout.split()[-1])
+    return int(done.stdout)
 
 
 def _wait(what, timeout: float = 300, every: float = 0.5):
@@ -189,7 +190,9 @@ def test_run_and_compare_follow_a_running_run_and_cancel_ends_it_at_once(browser
     shot(run_page, "run-page-live")
 
     def compare_at_step():
-        cells = compare.get_by_test_id("stDataFrame").first.locator("[role=gridcell]")
+        # The "Final and best" table (after "Did it pay off?"'s).
+        final = compare.get_by_test_id("stDataFrame").filter(has_text="final").first
+        cells = final.locator("[role=gridcell]")
         return int(cells.nth(4).inner_text() or 0)  # run, status, final, best, at step
 
     seen = compare_at_step()

@@ -42,7 +42,8 @@ def test_a_tracked_script_is_drawn_beside_a_built_in_run(ui_store, tmp_path):
     (chart,) = [c for c in charts if c.get("y_label") == "center_accuracy"]
     series = {s["label"]: s for s in chart["series"]}
     assert len(series) == 2, list(series)
-    assert any("tiny" in label for label in series), list(series)
+    # Labelled by what differs (both are EAMSGD), each ending with its run id.
+    assert {label.rsplit("(", 1)[-1] for label in series} == {f"{builtin.id})", f"{script.id})"}
     assert min(len(s["y"]) for s in series.values()) > 1  # curves, not single points
     at.selectbox(key="compare.x").set_value("bytes_sent").run()
     assert not at.exception

@@ -86,7 +86,9 @@ def test_runs_table_filter_and_bad_filter(ui_store):
     assert at.title[0].value == "Runs"
     table = at.dataframe[0].value
     assert set(table["run"]) == {"r-eam", "r-sync"}
-    assert "optimizer.tau" in table.columns  # differs between the runs
+    # Differs between the runs: EAMSGD's momentum (0.99) and sync's (none); not their tau, 10
+    # for EAMSGD and, unused, the default 10 for sync.
+    assert "optimizer.momentum" in table.columns and "optimizer.tau" not in table.columns
     at.text_input(key="runs.filter").set_value("params.optimizer.algorithm = 'sync'").run()
     assert list(at.dataframe[0].value["run"]) == ["r-sync"]
     at.text_input(key="runs.filter").set_value("status = 'x'; DROP TABLE runs").run()
@@ -109,14 +111,40 @@ def test_compare_draws_curves_and_summaries(ui_store):
     assert at.multiselect(key="compare.metrics").value == ["center_accuracy"]
     (chart,) = _charts(at)
     assert chart["y_label"] == "center_accuracy" and chart["x_label"] == "Step"
+    # Labelled by what differs, the algorithm first; what the algorithm implies (EAMSGD's
+    # momentum) is left to the table below.
+    sync, eam = "sync (r-sync)", "eamsgd (r-eam)"
     assert [(c["label"], c["x"], c["y"]) for c in chart["series"]] == [
-        ("r-sync", [10.0, 20.0], [0.6, 0.96]),
-        ("r-eam", [10.0, 20.0], [0.5, 0.97]),
+        (sync, [10.0, 20.0], [0.6, 0.96]),
+        (eam, [10.0, 20.0], [0.5, 0.97]),
     ]
-    summary = at.dataframe[0].value
-    assert dict(zip(summary["run"], summary["best"])) == {"r-eam": 0.97, "r-sync": 0.96}
-    params = at.dataframe[1].value
-    assert list(params.index) == ["optimizer.algorithm", "optimizer.tau"]
+    # Did it pay off: the default target is the weakest run's best (0.96), which both first
+    # reach at step 20, at 10 s of wall time (no training seconds recorded) and 1000 bytes a
+    # step over tau: 20000 for sync, the baseline, 2000 for EAMSGD.
+    costs = at.dataframe[0].value
+    assert list(costs["run"]) == [f"{sync} (baseline)", eam]
+    assert list(costs["reached at step"]) == [20, 20]
+    assert list(costs["time (s)"]) == [10.0, 10.0]
+    assert list(costs["clock"]) == ["wall", "wall"]
+    assert list(costs["bytes sent"]) == [20000.0, 2000.0]
+    assert list(costs["bytes ×"]) == [1.0, pytest.approx(0.1)]
+    assert (
+        f"{eam} reached 0.96 with 0.1x {sync}'s bytes, and about the same wall seconds and "
+        "steps." in _text(at)
+    )
+    summary = at.dataframe[1].value
+    assert dict(zip(summary["run"], summary["best"])) == {eam: 0.97, sync: 0.96}
+    params = at.dataframe[2].value
+    assert list(params.index) == [
+        "optimizer.algorithm",
+        "optimizer.beta",
+        "optimizer.inner",
+        "optimizer.momentum",
+    ]
+    at.number_input(key="compare.target").set_value(0.97).run()
+    assert f"{sync} (the baseline) did not reach 0.97" not in _text(at)
+    assert f"The baseline {sync} did not reach 0.97 (its best: 0.96)" in _text(at)
+    at.number_input(key="compare.target").set_value(None).run()
     at.selectbox(key="compare.x").set_value("bytes_sent").run()
     at.slider(key="compare.smoothing").set_value(0.6).run()
     at.toggle(key="compare.log").set_value(True).run()
@@ -270,3 +298,11 @@ def test_cdsgd_launched_from_the_form_runs_on_three_workers(ui_store, easgd_home
         assert metrics["consensus"].value > 0 and metrics["center_accuracy"].value > 0.3
     finally:
         service.stop()
+
+
+def test_every_page_names_the_store_it_shows(ui_store):
+    """As `easgd up` and `easgd runs list` name it: a user with two stores sees which this is."""
+    for page in (None, "launch", "jobs", "compare"):
+        at = open_app(page)
+        captions = [c.value for c in at.sidebar.caption]
+        assert f"Store: `{ui_store.display_url}`" in captions, captions

@@ -75,10 +75,27 @@ def test_differing_params_and_table():
     )
     # Recorded as runs were before recording followed the registry: a tau that sync never uses.
     b = run_record("b", {"optimizer.algorithm": "sync", "optimizer.tau": "10", "seed": "1"})
-    assert differing_params([a, b]) == ["optimizer.algorithm", "optimizer.tau"]
+    # Resolved: EAMSGD's blank inner optimizer, momentum and beta are Nesterov, 0.99 and 0.9;
+    # sync's are plain SGD without momentum, and it has no beta. Its unused tau equals the
+    # default, 10, as EAMSGD's: no difference.
+    assert differing_params([a, b]) == [
+        "optimizer.algorithm",
+        "optimizer.beta",
+        "optimizer.inner",
+        "optimizer.momentum",
+    ]
     frame = runs_frame([a, b])
-    assert list(frame["optimizer.tau"]) == ["10", None]
-    assert list(params_table([a, b]).loc["optimizer.tau"]) == ["10", None]
+    assert list(frame["optimizer.momentum"]) == [0.99, 0.0]
+    assert list(params_table([a, b]).loc["optimizer.beta"]) == ["0.9", None]
+    # An EASGD run that recorded asynchronous: false and tau 4, against the sync run that does
+    # not use either: tau differs from sync's default, asynchronous does not.
+    c = run_record(
+        "c",
+        {"optimizer.algorithm": "easgd", "optimizer.tau": "4", "optimizer.asynchronous": "false"},
+    )
+    assert "optimizer.asynchronous" not in differing_params([b, c])
+    assert "optimizer.tau" in differing_params([b, c])
+    assert list(params_table([b, c]).loc["optimizer.tau"]) == [None, "4"]
     assert list(frame.columns[:6]) == ["run", "name", "status", *KEY_METRICS]
     assert list(frame["run"]) == ["a", "b"] and frame["center_accuracy"][0] == 0.9
     assert np.isnan(frame["center_accuracy"][1]) and frame["duration (s)"][0] == 60.0

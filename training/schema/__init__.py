@@ -31,6 +31,8 @@ from training.schema.params import (
     fields_for,
     flatten,
     recorded_params,
+    resolved_params,
+    schema_default,
     used_params,
     visible_fields,
 )
@@ -72,6 +74,8 @@ __all__ = [
     "parse_override",
     "read_config_text",
     "recorded_params",
+    "resolved_params",
+    "schema_default",
     "register_dataset",
     "register_model",
     "resolve",

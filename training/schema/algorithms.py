@@ -201,6 +201,11 @@ REGISTRY: Mapping[str, AlgorithmSpec] = MappingProxyType(
 )
 
 
+# What communicating less is measured against: synchronous all-reduce SGD (Compare's default
+# baseline).
+BASELINE = next(name for name, s in REGISTRY.items() if s.exchange is Sync)
+
+
 def algorithm_of(exchange: str, inner: str) -> str:
     """The algorithm an optimizer built outside a configuration runs (a script's
     `eamsgd(...)`): of those with its exchange, the one whose inner optimizer is `inner`, else

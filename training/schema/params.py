@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
+from training.exchanges.base import DEFAULT_BETA
 from training.schema.algorithms import REGISTRY
 from training.schema.optimizer import Algorithm
 from training.schema.zoo import DATASETS, DEFAULT_DATASET, DEFAULT_MODEL, MODELS
@@ -41,6 +44,68 @@ def used_params(params: dict[str, Any]) -> dict[str, Any]:
         for key, value in params.items()
         if not key.startswith("optimizer.") or key.removeprefix("optimizer.") in used
     }
+
+
+def param_value(value: Any) -> Any:
+    """A recorded parameter as the value it was: the store keeps text ("0.05", "true",
+    "easgd"), and a number must compare, sort and scale as one."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return value
+    return parsed if isinstance(parsed, int | float | bool) else value
+
+
+@functools.cache
+def _schema_defaults() -> dict[str, Any]:
+    from training.schema.experiment import ExperimentConfig
+
+    return flatten(ExperimentConfig().to_dict())
+
+
+def resolved_params(params: dict[str, Any]) -> dict[str, Any]:
+    """What a run trained with, for telling runs apart: `used_params` as values, where a field
+    left blank reads as what it stood for (the algorithm's inner optimizer and momentum, beta
+    0.9 and alpha = beta / workers) and a field the algorithm uses that was not recorded when
+    the run was reads as the schema's default. Fields the algorithm does not use stay out
+    (`schema_default` says what they equal when runs are compared). A run of an algorithm the
+    registry does not know keeps what it recorded."""
+    algorithm = params.get("optimizer.algorithm")
+    out = {k: param_value(v) for k, v in used_params(params).items()}
+    if algorithm not in REGISTRY:
+        return out
+    spec = REGISTRY[algorithm]
+    used = fields_for(algorithm, out.get("optimizer.inner"))
+    for field in used:
+        default = _schema_defaults().get(f"optimizer.{field}")
+        if default is not None:
+            out.setdefault(f"optimizer.{field}", default)
+    inner = out.get("optimizer.inner")
+    if not isinstance(inner, str):
+        inner = spec.inner()
+    if "inner" in used:
+        out["optimizer.inner"] = inner
+    if "momentum" in used and out.get("optimizer.momentum") is None:
+        out["optimizer.momentum"] = spec.momentum(inner)
+    workers = param_value(params.get("workers") or params.get("resources.workers"))
+    alpha, beta = out.get("optimizer.alpha"), out.get("optimizer.beta")
+    if "beta" in used and alpha is None and beta is None:
+        beta = out["optimizer.beta"] = DEFAULT_BETA
+    if isinstance(workers, int) and workers > 0:
+        if "alpha" in used and alpha is None and isinstance(beta, int | float):
+            out["optimizer.alpha"] = beta / workers
+        if "beta" in used and beta is None and isinstance(alpha, int | float):
+            out["optimizer.beta"] = alpha * workers
+    return out
+
+
+def schema_default(key: str) -> Any:
+    """A dotted field's default in the schema (None for a key it has none for): what a field a
+    run does not use equals when runs are compared, so that a sync run's unused
+    `optimizer.asynchronous` is no difference from an EASGD run's false."""
+    return _schema_defaults().get(key)
 
 
 def fields_for(algorithm: str, inner: str | None = None) -> set[str]:

@@ -137,6 +137,7 @@ function drawChart(root, host, data, sync) {
   const series = data.series || [];
   root.dataset.series = String(series.length);
   root.dataset.y = data.y_label || "";
+  root.dataset.marked = String(series.filter((s) => s.marks).length);
   if (!series.length) return () => {};
 
   const text = themeColor(root, "--st-text-color", "#31333f");
@@ -164,7 +165,8 @@ function drawChart(root, host, data, sync) {
       stroke: colour,
       width: 1.6,
       spanGaps: true,
-      points: { show: false },
+      // Sparse points (evaluations) are marked: the line between two is not a measurement.
+      points: s.marks ? { show: true, size: 6, fill: colour, stroke: colour } : { show: false },
       value: (u) => {
         const x = cursorX(u);
         const mean = fmtY(valueAt(s.x, s.y, x));
@@ -267,7 +269,7 @@ let grids = 0;
 
 // What a drawing leaves on the component's root, cleared before the next: a page or a test
 // reads the data attributes, and a grid is no chart (its charts are inside it).
-const MARKS = ["drawn", "series", "y", "bands", "bandsShown", "cursorX", "charts"];
+const MARKS = ["drawn", "series", "y", "marked", "bands", "bandsShown", "cursorX", "charts"];
 
 function reset(root) {
   for (const name of MARKS) delete root.dataset[name];

@@ -75,16 +75,30 @@ export default function ({ parentElement, data }) {
   root.dataset.axes = String(axes.length);
   if (axes.length < 2 || !lines.length) return undefined;
 
+  // An axis is named by its key's last part (optimizer.learning_rate: learning_rate) unless two
+  // axes end alike; the whole key is its tooltip.
+  const lastPart = (label) => label.split(".").pop();
+  const names = axes.map((a) => {
+    const clash = axes.filter((b) => lastPart(b.label) === lastPart(a.label)).length > 1;
+    return clash ? a.label : lastPart(a.label);
+  });
+
   const draw = () => {
     root.replaceChildren();
     const width = Math.max(root.clientWidth || host.clientWidth || 600, 320);
-    const height = data.height || 360;
-    const top = 40;
-    const bottom = 24;
     const side = 70;
+    const step = (width - 2 * side) / (axes.length - 1);
+    // Names wider than the room between axes are tilted, and the plot moves down to make room
+    // (12 px sans-serif: about 7 px a character).
+    const widest = Math.max(...names.map((n) => n.length * 7));
+    const tilt = widest > step - 12;
+    const rise = tilt ? Math.min(widest, 240) * Math.sin(Math.PI / 6) : 0;
+    root.dataset.tilted = tilt ? "1" : "0";
+    const top = 40 + rise;
+    const bottom = 24;
+    const height = (data.height || 360) + rise;
     const svg = el("svg", { width, height, role: "img" }, root);
     el("title", {}, svg).textContent = data.title || "Parallel coordinates";
-    const step = (width - 2 * side) / (axes.length - 1);
     const x = (i) => side + i * step;
     const y = (axis, v) => top + (1 - position(axis, v)) * (height - top - bottom);
     const metric = axes[axes.length - 1];
@@ -117,9 +131,12 @@ export default function ({ parentElement, data }) {
     }
     axes.forEach((axis, i) => {
       el("line", { x1: x(i), x2: x(i), y1: top, y2: height - bottom, class: "axis" }, svg);
-      const anchor = i === 0 ? "start" : i === axes.length - 1 ? "end" : "middle";
-      const label = el("text", { x: x(i), y: top - 16, "text-anchor": anchor, "font-weight": 600 }, svg);
-      label.textContent = axis.label;
+      const anchor = tilt ? "start" : i === 0 ? "start" : i === axes.length - 1 ? "end" : "middle";
+      const at = { x: x(i), y: top - 16, "text-anchor": anchor, "font-weight": 600, class: "axis-name" };
+      if (tilt) at.transform = `rotate(-30 ${x(i)} ${top - 16})`;
+      const named = el("g", { class: "axis-label" }, svg);
+      el("title", {}, named).textContent = axis.label;
+      el("text", at, named).textContent = names[i];
       for (const [v, text] of ticks(axis)) {
         const t = el("text", { x: x(i) - 6, y: y(axis, v) + 4, "text-anchor": "end" }, svg);
         t.textContent = text;

@@ -1,23 +1,32 @@
-"""Compare: curves of several runs overlaid (several metrics at once, their cursors linked), runs
-grouped by parameters with a mean and a band over seeds, the parameters against a final metric,
-the parameters that differ, final and best values."""
+"""Compare: first, whether communicating less paid off (each run's steps, training seconds and
+bytes to reach a target, against a baseline, in a table and in words); then curves of several
+runs overlaid (several metrics at once, their cursors linked), runs grouped by parameters with a
+mean and a band over seeds, the parameters against a final metric, the parameters that differ,
+final and best values. Runs are labelled by what differs among them."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from training.run.metrics import BYTES_SENT, CENTER_ACCURACY, EPOCH, TRAIN_LOSS
-from ui import address, state
+from training.run.metrics import CENTER_ACCURACY, EPOCH, TRAIN_LOSS
+from ui import address, payoff, state
 from ui.charts import curve_chart, curve_grid, runs_parallel_chart
 from ui.curve_view import show_curves
 from ui.pages_common import recent_runs_or_stop, show_live, show_table, stop_when_finished
 from ui.parallel_view import show_parallel
+from ui.run_labels import (
+    LABELS,
+    compare_labels,
+    same_task,
+    task_differences,
+    telling_params,
+)
 from ui.shaping import (
     BANDS,
+    METRIC_AXES,
     X_AXES,
     curves,
-    differing_params,
     grouped_curves,
     params_table,
     summary,
@@ -41,8 +50,15 @@ keys = [k for k in store.metric_keys(ids) if k != EPOCH]
 if not keys:
     st.info("These runs have recorded no metric yet.")
     st.stop()
-shown = [r for r in recent if r.id in ids]
-groupable = differing_params(shown) if len(shown) > 1 else []
+listed = {r.id: r for r in recent}
+shown = [listed[i] for i in ids if i in listed]  # in the order the user picked them
+groupable = telling_params(shown) if len(shown) > 1 else []
+different = task_differences(shown)
+if different:
+    st.warning(
+        "These runs do not learn the same task, so their curves and costs measure different "
+        "things: " + "; ".join(different) + "."
+    )
 view = [
     address.Param("metric", "compare.metrics", address.subset_of(keys), address.joined),
     address.Param("x", "compare.x", address.one_of(list(X_AXES))),
@@ -56,6 +72,14 @@ view = [
         address.one_of(list(BANDS)),
         lambda band: band if st.session_state.get("compare.group") else None,
     ),
+    address.Param("label", "compare.label", address.one_of(list(LABELS))),
+    address.Param("baseline", "compare.baseline", address.one_of(ids)),
+    address.Param(
+        "target",
+        "compare.target",
+        address.number_in(-1e300, 1e300),
+        lambda v: None if v is None else f"{v:g}",
+    ),
 ]
 address.restore(
     view,
@@ -65,8 +89,12 @@ address.restore(
         "compare.log": False,
         "compare.group": [],
         "compare.band": "std",
+        "compare.label": "differs",
+        "compare.target": None,
     },
 )
+if st.session_state.get("compare.baseline") not in ids:
+    st.session_state["compare.baseline"] = payoff.default_baseline(shown)
 # A first visit, or runs that have none of the metrics shown: the key metric. Metrics emptied
 # by hand stay empty.
 before = st.session_state.get("compare.metrics")
@@ -87,7 +115,7 @@ metrics = cols[0].multiselect(
 x_axis = cols[1].selectbox("X axis", list(X_AXES), format_func=X_AXES.get, key="compare.x")
 smoothing = cols[2].slider("Smoothing", 0.0, 0.99, step=0.01, key="compare.smoothing")
 log_scale = cols[3].toggle("Log scale", key="compare.log")
-cols = st.columns([4, 2, 3])
+cols = st.columns([4, 2, 2, 1])
 group = cols[0].multiselect(
     "Group by",
     groupable,
@@ -101,21 +129,86 @@ group = cols[0].multiselect(
 band = cols[1].selectbox(
     "Band", list(BANDS), format_func=BANDS.get, key="compare.band", disabled=not group
 )
-address.publish(view)
+label_by = cols[2].selectbox(
+    "Label runs by",
+    list(LABELS),
+    format_func=LABELS.get,
+    key="compare.label",
+    help="What differs among these runs (the algorithm first, then up to two more "
+    "parameters), their configurations' names, or their ids.",
+)
 if not metrics:
+    address.publish(view)
     st.info("Pick one metric or more to draw.")
     st.stop()
+names = compare_labels(shown, label_by)
+target_metric = metrics[0]
+
+
+def histories_of(runs, keys) -> dict:
+    """Every point (the first crossing of a target must not fall between thinned ones)."""
+    return {(r.id, k): store.metric_history(r.id, k) for r in runs for k in keys}
+
+
+st.subheader("Did it pay off?")
+st.caption(
+    f"What each run spent to first reach a {target_metric} target: steps, seconds of training "
+    "(start-up, evaluations and checkpoints left out; wall seconds for runs that did not count "
+    "them) and bytes sent per rank, and each figure against the baseline's."
+)
+# The default target: what every run learning the baseline's task reached (a run on other
+# data would pull it down to a value the others met at their first evaluation).
+alike = same_task(shown, st.session_state.get("compare.baseline"))
+suggested = payoff.default_target(histories_of(alike, [target_metric]), alike, target_metric)
+cols = st.columns([2, 3, 4])
+target = cols[0].number_input(
+    f"Target {target_metric}",
+    format="%g",
+    key="compare.target",
+    placeholder="none recorded" if suggested is None else f"{suggested:g} (default)",
+    help="Left blank: the best value the weakest run reached (of the runs that learn the "
+    "baseline's task), so that every one of them has a cost.",
+)
+baseline = cols[1].selectbox(
+    "Baseline",
+    ids,
+    format_func=names.get,
+    key="compare.baseline",
+    help="The run the others are measured against: synchronous SGD when one is compared.",
+)
+address.publish(view)
+goal = suggested if target is None else float(target)
+
+
+def payoff_view(runs) -> None:
+    if goal is None:
+        st.info(f"None of these runs recorded {target_metric} yet.")
+        return
+    found = payoff.costs(
+        histories_of(runs, [target_metric, *payoff.COUNTERS]), runs, names, target_metric, goal
+    )
+    lines = payoff.verdicts(found, baseline, goal)
+    if lines:
+        st.markdown("\n".join(f"- **{line}**" for line in lines))
+    show_table(
+        payoff.table(found, baseline),
+        column_config={
+            c: st.column_config.NumberColumn(format="%.2fx") for c in payoff.RATIO_COLUMNS
+        },
+        key="compare.payoff",
+    )
 
 
 def comparison() -> None:
     """Everything drawn from the runs' records: redrawn every few seconds while one runs."""
     found = store.get_runs(ids)
     runs = [found[i] for i in ids if i in found]  # in the order the user picked them
-    wanted = [*metrics] + ([x_axis] if x_axis in (EPOCH, BYTES_SENT) else [])
+    payoff_view(runs)
+    wanted = [*metrics] + ([x_axis] if x_axis in METRIC_AXES else [])
     histories = store.metric_histories(ids, wanted, max_points=1000)
     charts, tables, missing = [], [], []
     for metric in metrics:
-        data = curves(histories, runs, metric, x_axis, smoothing)
+        data = curves(histories, runs, metric, x_axis, smoothing, names)
         if data.empty:
             missing.append(metric)
             continue
@@ -145,10 +238,10 @@ def comparison() -> None:
             on_click="ignore",
         )
     st.subheader("Final and best")
-    show_table(summary(runs, metrics))
+    show_table(summary(runs, metrics, names))
     if groupable:  # the parameters that differ between these runs
         st.subheader(f"Parameters against the final {metrics[0]}")
-        parallel = runs_parallel_chart(runs, metrics[0], groupable)
+        parallel = runs_parallel_chart(runs, metrics[0], groupable, names=names)
         if len(parallel["lines"]) < 2:
             st.caption(f"Fewer than two of these runs have a final {metrics[0]} to draw.")
         else:
@@ -158,7 +251,7 @@ def comparison() -> None:
                 "thick. Hover a line for its values."
             )
     st.subheader("Parameters that differ")
-    show_table(params_table(runs), hide_index=False)
+    show_table(params_table(runs, names), hide_index=False)
     stop_when_finished(shown, runs)
 
 
