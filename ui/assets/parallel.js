@@ -87,11 +87,13 @@ export default function ({ parentElement, data }) {
     root.replaceChildren();
     const width = Math.max(root.clientWidth || host.clientWidth || 600, 320);
     const side = 70;
-    const step = (width - 2 * side) / (axes.length - 1);
-    // Names wider than the room between axes are tilted, and the plot moves down to make room
-    // (12 px sans-serif: about 7 px a character).
+    // Names wider than the room between axes are tilted, and the plot moves down (and in from
+    // the right, for the last name) to make room (12 px sans-serif: about 7 px a character).
     const widest = Math.max(...names.map((n) => n.length * 7));
-    const tilt = widest > step - 12;
+    const tilt = widest > (width - 2 * side) / (axes.length - 1) - 12;
+    const last = Math.min(names[names.length - 1].length * 7, 240) * Math.cos(Math.PI / 6);
+    const right = tilt ? Math.max(side, last + 8) : side;
+    const step = (width - side - right) / (axes.length - 1);
     const rise = tilt ? Math.min(widest, 240) * Math.sin(Math.PI / 6) : 0;
     root.dataset.tilted = tilt ? "1" : "0";
     const top = 40 + rise;
@@ -137,9 +139,12 @@ export default function ({ parentElement, data }) {
       const named = el("g", { class: "axis-label" }, svg);
       el("title", {}, named).textContent = axis.label;
       el("text", at, named).textContent = names[i];
+      // A tick's text fits between this axis and the one before it (cut, whole on hover).
+      const room = Math.max(3, Math.floor((i === 0 ? side : step) / 7) - 1);
       for (const [v, text] of ticks(axis)) {
         const t = el("text", { x: x(i) - 6, y: y(axis, v) + 4, "text-anchor": "end" }, svg);
-        t.textContent = text;
+        t.textContent = text.length > room ? `${text.slice(0, room - 1)}…` : text;
+        if (text.length > room) el("title", {}, t).textContent = text;
       }
     });
     root.dataset.drawn = "1";
