@@ -221,8 +221,11 @@ _INT_LIMIT = 2**53
 
 
 def address_text(spec: FieldSpec, value: Any) -> str | None:
-    """A widget's value as its query parameter holds it; None when it is the default."""
+    """A widget's value as its query parameter holds it; None when it is the default (an
+    empty list field is one: the configuration leaves it out, and the default applies)."""
     if value == default_widget_values().get(spec.path):
+        return None
+    if value == "" and spec.kind == "int_list":
         return None
     if value is None:
         return ""

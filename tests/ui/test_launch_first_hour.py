@@ -321,3 +321,9 @@ def test_a_disabled_launch_says_why_beside_it(ui_store, tmp_path):
     at.text_area(key="form.yaml").input("optimizer: {tau: -1}\n").run()
     (why,) = _why_disabled(at)
     assert "optimizer.tau" in why, why
+
+
+def test_an_empty_list_field_stays_out_of_the_address():
+    """MLP's hidden sizes, first shown empty (the default, 128, applies), add nothing to it."""
+    assert form.address_text(SPECS["model.hidden"], "") is None
+    assert form.address_text(SPECS["model.hidden"], "64, 32") == "64, 32"

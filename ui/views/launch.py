@@ -177,7 +177,13 @@ def _widget(spec: form.FieldSpec, blank: str | None) -> None:
     elif spec.kind == "bool":
         st.checkbox(spec.label, key=key, help=spec.full_help)
     elif spec.kind == "int_list":
-        st.text_input(spec.label, key=key, help=spec.full_help + "; comma-separated")
+        shown = ", ".join(str(v) for v in spec.default or [])
+        st.text_input(
+            spec.label,
+            key=key,
+            help=spec.full_help + "; comma-separated",
+            placeholder=f"{shown} (the default)" if shown else None,
+        )
     else:
         st.text_input(spec.label, key=key, help=spec.full_help, placeholder=blank)
 
