@@ -171,7 +171,8 @@ def test_parameters_that_differ_are_those_each_algorithm_uses(seeded_browser, se
 
     page = compare_page(seeded_browser, seeded, "runs=cmp-easgd,cmp-sync")
     page.get_by_text("Parameters that differ").wait_for()
-    grid = page.get_by_test_id("stDataFrame").nth(1).locator("[role=gridcell]")
+    # After "Did it pay off?" and "Final and best".
+    grid = page.get_by_test_id("stDataFrame").nth(2).locator("[role=gridcell]")
     expect(grid.filter(has_text="optimizer.tau")).to_have_count(1)
     cells = grid.all_inner_texts()
     rows = {cells[i]: cells[i + 1 : i + 3] for i in range(0, len(cells), 3)}

@@ -142,6 +142,8 @@ def test_compare_draws_curves_and_summaries(ui_store):
         "optimizer.momentum",
     ]
     at.number_input(key="compare.target").set_value(0.97).run()
+    assert at.query_params["target"] == ["0.97"]  # a shared link keeps the target
+    assert "baseline" not in at.query_params and "label" not in at.query_params  # defaults
     assert f"{sync} (the baseline) did not reach 0.97" not in _text(at)
     assert f"The baseline {sync} did not reach 0.97 (its best: 0.96)" in _text(at)
     at.number_input(key="compare.target").set_value(None).run()

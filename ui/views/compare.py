@@ -72,8 +72,19 @@ view = [
         address.one_of(list(BANDS)),
         lambda band: band if st.session_state.get("compare.group") else None,
     ),
-    address.Param("label", "compare.label", address.one_of(list(LABELS))),
-    address.Param("baseline", "compare.baseline", address.one_of(ids)),
+    # Defaults stay out of the address, so that a shared link is what the user chose.
+    address.Param(
+        "label",
+        "compare.label",
+        address.one_of(list(LABELS)),
+        lambda v: None if v == "differs" else v,
+    ),
+    address.Param(
+        "baseline",
+        "compare.baseline",
+        address.one_of(ids),
+        lambda v: None if v == payoff.default_baseline(shown) else v,
+    ),
     address.Param(
         "target",
         "compare.target",
