@@ -56,6 +56,7 @@ def test_a_job_easgd_up_ran_is_listed_by_a_plain_shell(tmp_path):
         assert f"easgd: run store sqlite:///{store}\n" in said
         assert not any("other shells" in line for line in said)  # the default: nothing to set
         config = yaml.safe_load(TINY.read_text())
+        config["training"]["max_steps"] = 10  # what is listed matters here, not the training
         job = httpx.post(f"http://127.0.0.1:{port}/jobs", json={"config": config}, timeout=60)
         assert job.status_code == 201, job.text
         job_id = job.json()["id"]

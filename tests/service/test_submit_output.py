@@ -86,7 +86,10 @@ def _easgd(service, *args: str, **env: str) -> subprocess.CompletedProcess:
 @pytest.mark.horovod
 def test_submit_says_how_to_follow_the_job_and_quiet_prints_its_id(service):
     nowhere = {"EASGD_UI_PORT": str(free_port())}
-    said = _easgd(service, "submit", "tests/training/tiny.yaml", "--name", "said", **nowhere)
+    short = ("--set", "training.max_steps=2")  # the jobs need only exist
+    said = _easgd(
+        service, "submit", "tests/training/tiny.yaml", *short, "--name", "said", **nowhere
+    )
     assert said.returncode == 0, said.stderr
     first, log, show = said.stdout.splitlines()
     job_id = int(re.fullmatch(r"job (\d+) queued \(2 workers\): it becomes run job-\1", first)[1])
@@ -96,13 +99,15 @@ def test_submit_says_how_to_follow_the_job_and_quiet_prints_its_id(service):
     shown = _easgd(service, *shlex.split(show.split(":", 1)[1])[1:])
     assert shown.returncode == 0 and re.search(rf"^id\s+{job_id}$", shown.stdout, re.M), shown
 
-    quiet = _easgd(service, "submit", "-q", "tests/training/tiny.yaml", "--name", "quiet")
+    quiet = _easgd(service, "submit", "-q", "tests/training/tiny.yaml", *short, "--name", "quiet")
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stdout == f"{job_id + 1}\n"
     assert httpx.get(f"{service.url}/jobs/{job_id + 1}").json()["name"] == "quiet"
 
     with _ui_answering() as port:
-        named = _easgd(service, "submit", "tests/training/tiny.yaml", EASGD_UI_PORT=str(port))
+        named = _easgd(
+            service, "submit", "tests/training/tiny.yaml", *short, EASGD_UI_PORT=str(port)
+        )
     assert named.returncode == 0, named.stderr
     assert named.stdout.splitlines()[-1] == (
         f"  in the UI:       http://127.0.0.1:{port}/jobs?job={job_id + 2}"

@@ -292,3 +292,5 @@ def pick_metrics(page, *metrics: str) -> None:
             box.locator(f'[data-baseweb="tag"][aria-label^="{metric},"] svg').click()
             page.wait_for_timeout(800)
     page.wait_for_timeout(400)
+    # Under load one tag's rerun can outlast the pauses: until the page holds just these.
+    settled(page)
