@@ -21,8 +21,9 @@ def test_a_tracked_script_is_drawn_beside_a_built_in_run(ui_store, tmp_path):
     data = tmp_path / "mnist.npz"
     subprocess.run([sys.executable, str(CONVNET / "make_data.py"), str(data)], check=True)
     for argv in (
-        [str(CONVNET / "train.py"), "--data", str(data), "--epochs", "2"],
-        ["-m", "training", "--config", "tests/training/tiny.yaml", "--out", str(tmp_path / "r")],
+        [str(CONVNET / "train.py"), "--data", str(data), "--epochs", "1"],
+        ["-m", "training", "--config", "tests/training/tiny.yaml", "--out", str(tmp_path / "r")]
+        + ["--set", "training.max_steps=30"],
     ):
         done = horovodrun(2, argv)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
