@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -133,9 +134,24 @@ class SqlStore:
                 raise
         try:
             self.init()
-        except Exception:  # noqa: BLE001 - another process set it up at the same moment
-            pass
-        self.check()
+        except Exception as exc:  # noqa: BLE001 - maybe another process setting it up now
+            failed: Exception | None = exc
+        else:
+            failed = None
+        # SQLite's DDL is not transactional: another process's migration may still be under
+        # way; it has a few seconds to finish before its failure (or ours) is reported.
+        for wait in (0.2, 0.5, 1.0, 2.0, 0.0):
+            try:
+                self.check()
+                return
+            except StoreNotInitialized:
+                if not wait:
+                    if failed is not None:
+                        raise StoreNotInitialized(
+                            f"cannot set up the run store at {self.display_url}: {failed}"
+                        ) from failed
+                    raise
+                time.sleep(wait)
 
     def _require_row(self, s: Session, model, row_id: int, what: str, lock: bool = False):
         """The row of an integer id, locked on PostgreSQL with `lock`; NotFound names the

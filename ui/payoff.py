@@ -41,6 +41,15 @@ class Cost:
     bytes: float | None
     value: float | None  # the metric's value at that step
     best: float | None  # the best value the run recorded
+    wall_seconds: float | None = None  # its wall time there, always known
+
+    def clock(self, other: Cost | None) -> tuple[float | None, bool]:
+        """Seconds to compare with `other`'s: training seconds when both counted them, else
+        wall seconds for both (one run's training time against another's wall time says
+        nothing)."""
+        if self.wall or (other is not None and other.wall):
+            return self.wall_seconds, True
+        return self.seconds, False
 
     @property
     def reached(self) -> bool:
@@ -102,6 +111,7 @@ def costs(
                 sent,
                 hit.value,
                 best,
+                0.0 if hit.step == 0 else hit.wall_time,
             )
         )
     return out
@@ -130,7 +140,8 @@ def _two_figures(value: float, down: bool) -> float:
     if value == 0 or not math.isfinite(value):
         return value
     scale = 10 ** (math.floor(math.log10(abs(value))) - 1)
-    rounded = (math.floor if down else math.ceil)(value / scale) * scale
+    # 0.29 / 0.01 is 28.999...: rounded to 9 places first, it is 29, not 28.
+    rounded = (math.floor if down else math.ceil)(round(value / scale, 9)) * scale
     return float(f"{rounded:.12g}")
 
 
@@ -162,7 +173,7 @@ def table(found: Sequence[Cost], baseline: str | None) -> pd.DataFrame:
                 "clock": None if c.seconds is None else "wall" if c.wall else "training",
                 "bytes sent": c.bytes,
                 "steps ×": _ratio(c.step, base.step if base else None),
-                "time ×": _ratio(c.seconds, base.seconds if base else None),
+                "time ×": _ratio(c.clock(base)[0], base.clock(c)[0] if base else None),
                 "bytes ×": _ratio(c.bytes, base.bytes if base else None),
                 "best": c.best,
             }
@@ -195,11 +206,12 @@ def verdicts(found: Sequence[Cost], baseline: str | None, target: float) -> list
             best = "" if c.best is None else f" (its best: {c.best:.4g})"
             lines.append(f"{c.label} did not reach {goal}{best}.")
             continue
-        seconds = "wall seconds" if c.wall or base.wall else "training seconds"
+        mine, wall = c.clock(base)
+        seconds = "wall seconds" if wall else "training seconds"
         parts = []
         for what, value, of in (
             ("bytes", c.bytes, base.bytes),
-            (seconds, c.seconds, base.seconds),
+            (seconds, mine, base.clock(c)[0]),
             ("steps", c.step, base.step),
         ):
             r = _ratio(value, of)

@@ -109,6 +109,12 @@ def compare_labels(runs: Sequence[RunRecord], by: str = "differs") -> dict[str, 
     return labels
 
 
+def _task_value(r: RunRecord, key: str):
+    """A task parameter, the schema's default where the run did not record it (runs from
+    before `model.options` existed have none, and learn what `{}` would)."""
+    return params_of(r).get(key, schema_default(key))
+
+
 def task_differences(runs: Sequence[RunRecord]) -> list[str]:
     """One phrase per part of the learning task the runs do not share, naming which runs have
     which value: "model.name: mlp (job-1, job-2), lenet5 (job-3)"."""
@@ -118,7 +124,7 @@ def task_differences(runs: Sequence[RunRecord]) -> list[str]:
     for key in TASK:
         groups: dict[str, list[str]] = {}
         for r in runs:
-            groups.setdefault(_text(params_of(r).get(key)), []).append(r.id)
+            groups.setdefault(_text(_task_value(r, key)), []).append(r.id)
         if len(groups) > 1:
             said = ", ".join(f"{value} ({', '.join(ids)})" for value, ids in groups.items())
             out.append(f"{key}: {said}")
@@ -129,8 +135,7 @@ def same_task(runs: Sequence[RunRecord], run_id: str | None) -> list[RunRecord]:
     """The runs that learn what run `run_id` learns (TASK's parameters all alike)."""
 
     def task(r: RunRecord) -> tuple[str, ...]:
-        used = params_of(r)
-        return tuple(_text(used.get(key)) for key in TASK)
+        return tuple(_text(_task_value(r, key)) for key in TASK)
 
     mine = next((task(r) for r in runs if r.id == run_id), None)
     return [r for r in runs if task(r) == mine]

@@ -57,9 +57,15 @@ def test_a_keras_script_under_horovodrun_lands_in_the_store(digits, easgd_home):
     loss = store.metric_history(run.id, "train_loss")
     assert [p.step for p in loss] == list(range(1, steps + 1))
     sent = [p.value for p in store.metric_history(run.id, "bytes_sent")]
-    assert sent[0] > 0 and sent == sorted(sent)  # EAMSGD exchanges every 4 steps
+    assert sent[0] == 0 < sent[1] and sent == sorted(sent)  # EAMSGD exchanges every 4 steps
     center = store.metric_history(run.id, "center_accuracy")
     assert center[0].step == 0 and center[-1].step == steps
+    # Every evaluation carries the counters Compare reads where a target is first reached.
+    for key in ("bytes_sent", "train_seconds"):
+        at = {p.step: p.value for p in store.metric_history(run.id, key)}
+        assert all(p.step in at for p in center), key
+    seconds = [p.value for p in store.metric_history(run.id, "train_seconds")]
+    assert seconds[0] == 0 and seconds == sorted(seconds) and seconds[-1] > 0
     assert center[-1].value > 0.5 > center[0].value, [p.value for p in center]
     cpu = store.metric_history(run.id, "system/rank_1/cpu_percent")
     assert cpu and all(p.value >= 0 for p in cpu)

@@ -92,7 +92,12 @@ def test_runs_without_training_seconds_are_timed_by_the_wall_clock_and_say_so():
     found = payoff.costs(h, [SYNC, EASGD], {"job-1": "s", "job-2": "e"}, ACC, 0.45)
     assert found[1].wall and found[1].seconds == 15.0  # the metric's own wall time at step 30
     assert "wall seconds" in payoff.verdicts(found, "job-1", 0.45)[0]
-    assert list(payoff.table(found, "job-1")["clock"]) == ["training", "wall"]
+    table = payoff.table(found, "job-1")
+    assert list(table["clock"]) == ["training", "wall"]
+    # Against a run timed by the wall clock, the baseline's wall time too (10 s at step 20),
+    # never its training seconds (2 s): 15 / 10.
+    assert table["time ×"].tolist() == pytest.approx([1.0, 1.5])
+    assert "1.5x its wall seconds" in payoff.verdicts(found, "job-1", 0.45)[0]
 
 
 def test_a_target_not_reached_and_a_baseline_that_did_not_reach_it():
@@ -125,6 +130,28 @@ def test_a_loss_target_is_reached_from_above():
     found = payoff.costs(h, runs, {"a": "a", "b": "b"}, "train_loss", 0.34)
     assert [c.step for c in found] == [9, 9]
     assert payoff.first_reaching(h[("b", "train_loss")], 0.9, higher=False).step == 5
+
+
+def test_two_figures_are_not_lost_to_float_error():
+    """0.29 / 0.01 is 28.999... in binary: the target must still be 0.29."""
+    h = {("a", ACC): _points("a", ACC, [(0, 0.1), (5, 0.29)])}
+    assert payoff.default_target(h, [_run("a")], ACC) == 0.29
+    h = {("a", "train_loss"): _points("a", "train_loss", [(0, 2.0), (5, 0.57)])}
+    assert payoff.default_target(h, [_run("a")], "train_loss") == 0.57
+
+
+def test_a_task_field_a_run_did_not_record_is_its_default():
+    """A run from before model.options existed learns what {} would: no warning."""
+    old = _run("old", optimizer__algorithm="sync", model__name="mlp", data__dataset="digits")
+    new = _run(
+        "new",
+        optimizer__algorithm="easgd",
+        model__name="mlp",
+        data__dataset="digits",
+        model__options="{}",
+        data__options="{}",
+    )
+    assert task_differences([old, new]) == []
 
 
 def test_the_default_target_and_baseline():

@@ -101,6 +101,7 @@ class KerasCallback(keras.callbacks.Callback):
         self._train_seconds = 0.0
         self._batch_start: float | None = None
         self._batches = 0  # of this fit: its first traces the step (start-up, not training)
+        self._counted = -1  # the last step whose row holds the counters
 
     def on_train_begin(self, logs=None):
         self.run = active_run()
@@ -120,7 +121,7 @@ class KerasCallback(keras.callbacks.Callback):
         # A resumed fit runs its first epoch again in part: it stops where the lost one would have.
         self._last_step = self._planned_steps() if resumed else None
         if self._step == 0:  # every rank: the evaluation takes part in collectives
-            self.run.log_metrics({**self._evaluation(), TRAIN_SECONDS: 0.0}, step=0)
+            self.run.log_metrics(self._evaluation(), step=0)
 
     def on_train_batch_begin(self, batch, logs=None):
         self._batch_start = time.perf_counter()
@@ -134,6 +135,7 @@ class KerasCallback(keras.callbacks.Callback):
         values: dict[str, float] = {}
         if self._step // self.log_every > before // self.log_every:
             values.update(self._train_values(logs or {}))
+            self._counted = self._step
         if self.eval_every and self._step // self.eval_every > before // self.eval_every:
             values.update(self._evaluation())
         if values:
@@ -147,7 +149,10 @@ class KerasCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self._evaluated != self._step:  # not twice at one step (eval_every may end there)
-            self.run.log_metrics(self._evaluation(), step=self._step)
+            values = self._evaluation()
+            if self._counted == self._step:  # the store keeps one value of a key at a step
+                values = {k: v for k, v in values.items() if k not in self._counters()}
+            self.run.log_metrics(values, step=self._step)
         if self._saved != self._step:
             self._save()
         if self.run.recording:  # the evaluation left the center in it
@@ -172,7 +177,9 @@ class KerasCallback(keras.callbacks.Callback):
             raise TrackingError(str(exc).replace("--resume", "resume")) from None
         self._saved = self._evaluated = step  # the lost attempt logged both at this step
         meta = found[1] if found is not None else {}
-        self._train_seconds = float(collectives.broadcast_object(meta.get(TRAIN_SECONDS, 0.0)))
+        # A checkpoint from before the count: its wall time, an upper bound of it.
+        seconds = meta.get(TRAIN_SECONDS, meta.get("wall_time", 0.0))
+        self._train_seconds = float(collectives.broadcast_object(seconds))
         per_epoch = self.params.get("steps")
         if per_epoch:  # as BackupAndRestore does: fit reads it after on_train_begin
             self.model._initial_epoch = step // per_epoch
@@ -207,14 +214,21 @@ class KerasCallback(keras.callbacks.Callback):
         for key, value in logs.items():
             if isinstance(value, int | float | np.floating | np.integer) or hasattr(value, "numpy"):
                 values[TRAIN_LOSS if key == "loss" else f"train_{key}"] = float(value)
+        values.update(self._counters())
         opt = self.model.optimizer
-        comm = opt.communication() if hasattr(opt, "communication") else {}
-        values.update({k: float(comm[k]) for k in COMMUNICATION if k in comm})
-        values[TRAIN_SECONDS] = self._train_seconds
         try:
             values[LEARNING_RATE] = float(keras.ops.convert_to_numpy(opt.learning_rate))
         except (TypeError, ValueError, AttributeError):
             pass
+        return values
+
+    def _counters(self) -> dict[str, float]:
+        """What grows with the steps (bytes, seconds), on every row a metric may be read at:
+        Compare reads them at the evaluation where a target is first reached."""
+        opt = self.model.optimizer
+        comm = opt.communication() if hasattr(opt, "communication") else {}
+        values = {k: float(comm[k]) for k in COMMUNICATION if k in comm}
+        values[TRAIN_SECONDS] = self._train_seconds
         return values
 
     def _evaluation(self) -> dict[str, float]:
@@ -224,6 +238,7 @@ class KerasCallback(keras.callbacks.Callback):
         mine = system_metrics.slots(self._sampler.sample(), collectives.rank(), size)
         summed = collectives.sum_scalar(tf.constant(mine, tf.float64), "easgd_tracking_system")
         values = {**system_metrics.metrics(summed.numpy().tolist(), size), WORKERS: float(size)}
+        values.update(self._counters())
         center = self._load_center()
         if center is not None and self.validation_data is not None:
             values.update(_center_values(center, self.validation_data))

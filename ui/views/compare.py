@@ -89,7 +89,7 @@ view = [
         "target",
         "compare.target",
         address.number_in(-1e300, 1e300),
-        lambda v: None if v is None else f"{v:g}",
+        lambda v: None if v is None else f"{v:.12g}",
     ),
 ]
 address.restore(
@@ -145,8 +145,8 @@ label_by = cols[2].selectbox(
     list(LABELS),
     format_func=LABELS.get,
     key="compare.label",
-    help="What differs among these runs (the algorithm first, then up to two more "
-    "parameters), their configurations' names, or their ids.",
+    help="What differs among these runs (the algorithm first; at most three parameters), their "
+    "configurations' names, or their ids.",
 )
 if not metrics:
     address.publish(view)
@@ -154,6 +154,10 @@ if not metrics:
     st.stop()
 names = compare_labels(shown, label_by)
 target_metric = metrics[0]
+# A target belongs to its metric: an accuracy of 0.9 is no loss target.
+if st.session_state.get("compare.target_of") not in (None, target_metric):
+    st.session_state["compare.target"] = None
+st.session_state["compare.target_of"] = target_metric
 
 
 def histories_of(runs, keys) -> dict:
