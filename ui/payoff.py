@@ -31,17 +31,24 @@ SAME = 0.05
 @dataclass(frozen=True)
 class Cost:
     """What one run spent to first reach the target (None: it never did, or did not record it).
-    `seconds` is training time where the run recorded it, else its wall time (`wall` says so)."""
+    Its seconds are training time where the run counted it (`train_seconds`), else wall time."""
 
     run_id: str
     label: str
     step: int | None
-    seconds: float | None
-    wall: bool
+    train_seconds: float | None
+    wall_seconds: float | None
     bytes: float | None
-    value: float | None  # the metric's value at that step
     best: float | None  # the best value the run recorded
-    wall_seconds: float | None = None  # its wall time there, always known
+
+    @property
+    def wall(self) -> bool:
+        """Timed by the wall clock: the run reached the target but counted no training time."""
+        return self.reached and self.train_seconds is None
+
+    @property
+    def seconds(self) -> float | None:
+        return self.wall_seconds if self.wall else self.train_seconds
 
     def clock(self, other: Cost | None) -> tuple[float | None, bool]:
         """Seconds to compare with `other`'s: training seconds when both counted them, else
@@ -90,31 +97,22 @@ def costs(
     out = []
     for r in runs:
         points = _values(histories.get((r.id, metric), []))
-        best = None
-        if points:
-            best = (max if higher else min)(p.value for p in points)
         hit = first_reaching(points, target, higher)
         if hit is None:
-            out.append(Cost(r.id, labels[r.id], None, None, False, None, None, best))
+            out.append(Cost(r.id, labels[r.id], None, None, None, None, _best(points, higher)))
             continue
         trained = _counter_at(histories.get((r.id, TRAIN_SECONDS), []), hit.step)
         sent = _counter_at(histories.get((r.id, BYTES_SENT), []), hit.step)
+        wall = hit.wall_time
         if hit.step == 0:  # reached before any training: nothing was spent
-            trained, sent = 0.0, 0.0
-        out.append(
-            Cost(
-                r.id,
-                labels[r.id],
-                hit.step,
-                trained if trained is not None else hit.wall_time,
-                trained is None,
-                sent,
-                hit.value,
-                best,
-                0.0 if hit.step == 0 else hit.wall_time,
-            )
-        )
+            trained, sent, wall = 0.0, 0.0, 0.0
+        out.append(Cost(r.id, labels[r.id], hit.step, trained, wall, sent, _best(points, higher)))
     return out
+
+
+def _best(points: Sequence[MetricPoint], higher: bool) -> float | None:
+    """The best of a run's finite values (highest or lowest); None without any."""
+    return (max if higher else min)((p.value for p in points), default=None)
 
 
 def default_target(
@@ -125,11 +123,8 @@ def default_target(
     """The best value the weakest run reached, to two significant figures on the easy side: the
     hardest target every run meets, so that every run has a cost to compare."""
     higher = higher_is_better(metric)
-    bests = []
-    for r in runs:
-        points = _values(histories.get((r.id, metric), []))
-        if points:
-            bests.append((max if higher else min)(p.value for p in points))
+    found = (_best(_values(histories.get((r.id, metric), [])), higher) for r in runs)
+    bests = [b for b in found if b is not None]
     if not bests:
         return None
     weakest = min(bests) if higher else max(bests)

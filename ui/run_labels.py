@@ -60,36 +60,39 @@ def _text(value) -> str:
     return shown_value(value) or "-"
 
 
-def _implied(runs: Sequence[RunRecord], key: str) -> bool:
-    """Whether every run has its algorithm's own default for `key`, so that the algorithm
-    already says it (EAMSGD's Nesterov momentum of 0.99 beside sync's plain SGD)."""
-    for r in runs:
-        own = {"optimizer.algorithm": r.params.get("optimizer.algorithm"), "workers": r.workers}
-        default = resolved_params(own).get(key, schema_default(key))
-        if params_of(r).get(key, schema_default(key)) != default:
-            return False
-    return True
-
-
 def telling_params(runs: Sequence[RunRecord]) -> list[str]:
     """The parameters that differ among `runs` and that their algorithms do not already say:
     what a label names, and what runs are grouped by or drawn against (EAMSGD's momentum beside
-    sync's would be one more axis saying "algorithm" again)."""
-    return [
-        k for k in differing_params(runs) if k == "optimizer.algorithm" or not _implied(runs, k)
-    ]
+    sync's would be one more axis saying "algorithm" again). A key is implied when every run
+    has its own algorithm's default for it."""
+    used = {r.id: params_of(r) for r in runs}  # resolved once: the page reruns this often
+    defaults = {
+        r.id: resolved_params(
+            {"optimizer.algorithm": r.params.get("optimizer.algorithm"), "workers": r.workers}
+        )
+        for r in runs
+    }
+
+    def implied(key: str) -> bool:
+        fallback = schema_default(key)
+        return all(used[r.id].get(key, fallback) == defaults[r.id].get(key, fallback) for r in runs)
+
+    return [k for k in differing_params(runs) if k == "optimizer.algorithm" or not implied(k)]
 
 
-def compare_labels(runs: Sequence[RunRecord], by: str = "differs") -> dict[str, str]:
+def compare_labels(
+    runs: Sequence[RunRecord], by: str = "differs", telling: Sequence[str] | None = None
+) -> dict[str, str]:
     """Each run's label among these runs; unique, since the run id ends every label but one by
-    run id alone."""
+    run id alone. `telling`: `telling_params(runs)`, when the caller has it already."""
     if by not in LABELS:
         raise ValueError(f"label by: one of {', '.join(LABELS)} (received: {by!r})")
     if by == "id":
         return {r.id: r.id for r in runs}
     if by == "name" or len(runs) < 2:
         return {r.id: run_label(r) for r in runs}
-    chosen = [k for k in telling_params(runs) if k not in _NOT_LABELS]
+    telling = telling_params(runs) if telling is None else telling
+    chosen = [k for k in telling if k not in _NOT_LABELS]
     shown = sorted(chosen, key=_rank)[:MAX_LABEL_PARAMS]
     labels = {}
     for r in runs:

@@ -152,7 +152,7 @@ if not metrics:
     address.publish(view)
     st.info("Pick one metric or more to draw.")
     st.stop()
-names = compare_labels(shown, label_by)
+names = compare_labels(shown, label_by, groupable if len(shown) > 1 else None)
 target_metric = metrics[0]
 # A target belongs to its metric: an accuracy of 0.9 is no loss target.
 if st.session_state.get("compare.target_of") not in (None, target_metric):
