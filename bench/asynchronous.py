@@ -158,7 +158,7 @@ def slow(work: Path) -> dict:
     try:
         chosen = settings("mlp")
         chosen.pop("sync_backup")
-        chosen["eamsgd_async_fp16"] = {**chosen["eamsgd_async"], "exchange_precision": "float16"}
+        chosen["eamsgd_async_fp16"] = {**chosen["eamsgd_async"], "compression": "float16"}
         for name, opt in chosen.items():
             cfg = config_for("mlp", name.removesuffix("_fp16"), opt)
             out[name] = figures(launch(f"slow-{name}", cfg, 2, work, "slow"), 0.90)

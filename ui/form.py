@@ -36,6 +36,7 @@ LABELS = {
     "optimizer.warmup_steps": "warm-up steps",
     "optimizer.lars_eta": "LARS trust coefficient (eta)",
     "optimizer.lars_weight_decay": "LARS weight decay",
+    "optimizer.adamw_weight_decay": "AdamW weight decay",
 }
 TOP_LEVEL = ("name", "seed")
 

@@ -52,6 +52,24 @@ CASES = [
     ("easgd-fit-tau3", "elastic", "sgd", 0.0, 3, 0.9, 10, "fit", SIM),
     ("sync-fit", "sync", "sgd", 0.0, 1, 0.9, 6, "fit", SIM),
 ]
+# Compressed exchanges and DiLoCo, as CASES with their compression last.
+COMPRESSED = [
+    ("easgd-int4", "elastic", "sgd", 0.0, 2, 0.9, 9, "loop", SIM, "int4"),
+    ("eamsgd-int8", "elastic", "nesterov", 0.9, 3, 0.9, 10, "loop", SIM, "int8"),
+    ("easgd-float16", "elastic", "sgd", 0.0, 2, 0.9, 9, "loop", SIM, "float16"),
+    ("easgd-round-robin-int4", "elastic", "sgd", 0.0, 2, 0.9, 9, "loop", RR, "int4"),
+    ("downpour-int4", "downpour", "sgd", 0.0, 2, 0.9, 8, "loop", SIM, "int4"),
+    ("mdownpour-int8", "mdownpour", "sgd", 0.0, 3, 0.9, 10, "loop", SIM, "int8"),
+    ("adownpour-int4", "adownpour", "sgd", 0.0, 2, 0.9, 9, "loop", SIM, "int4"),
+    ("localsgd-int4", "localsgd", "sgd", 0.0, 2, 0.9, 8, "loop", SIM, "int4"),
+    ("localsgd-nesterov", "localsgd", "nesterov", 0.9, 2, 0.9, 8, "loop", SIM, "none"),
+    ("downpour-nesterov-int8", "downpour", "nesterov", 0.9, 3, 0.9, 10, "loop", SIM, "int8"),
+    ("sync-int8", "sync", "sgd", 0.0, 1, 0.9, 6, "loop", SIM, "int8"),
+    ("diloco-sgd", "diloco", "sgd", 0.0, 3, 0.9, 10, "loop", SIM, "none"),
+    ("diloco-nesterov", "diloco", "nesterov", 0.9, 2, 0.9, 9, "loop", SIM, "none"),
+    ("diloco-adamw-int4", "diloco", "adamw", 0.0, 3, 0.9, 10, "loop", SIM, "int4"),
+]
+ALL = [(*case, "none") for case in CASES] + COMPRESSED
 LR = 0.05
 CENTER_MOMENTUM = 0.5
 AVERAGE_RATE = 0.1
@@ -61,7 +79,7 @@ REGISTRY_TAU, REGISTRY_STEPS = 3, 10
 REGISTRY_CASES = [n for n, s in REGISTRY.items() if s.exchange.name in reference.TRANSCRIBED]
 
 
-def run_case(exchange, inner, momentum, tau, beta, steps, path, order):
+def run_case(exchange, inner, momentum, tau, beta, steps, path, order, compression):
     opt = ElasticAveragingOptimizer(
         build_inner(inner, LR, momentum),
         tau=tau,
@@ -70,6 +88,7 @@ def run_case(exchange, inner, momentum, tau, beta, steps, path, order):
         center_momentum=CENTER_MOMENTUM,
         average_rate=AVERAGE_RATE,
         order=order,
+        compression=compression,
     )
     return train(opt, steps, path)
 
@@ -117,8 +136,8 @@ def main(out: str) -> None:
     collectives.init()
     results = {}
     meta = {}
-    for label, exchange, inner, momentum, tau, beta, steps, path, order in CASES:
-        r = run_case(exchange, inner, momentum, tau, beta, steps, path, order)
+    for label, exchange, inner, momentum, tau, beta, steps, path, order, compression in ALL:
+        r = run_case(exchange, inner, momentum, tau, beta, steps, path, order, compression)
         for key in ("workers", "velocities", "centers", "evaluated"):
             results[f"{label}/{key}"] = r[key]
         meta[label] = {
@@ -130,6 +149,7 @@ def main(out: str) -> None:
             "steps": steps,
             "path": path,
             "order": order,
+            "compression": compression,
             "bytes_sent": r["bytes_sent"],
             "rounds": r["rounds"],
             "iterations": r["iterations"],

@@ -39,7 +39,10 @@ def grad(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class Worker:
     """One worker's state: its weights x, and its inner optimizer's state in classical form."""
 
-    def __init__(self, x: np.ndarray, kind: str, lr: float, momentum: float):
+    def __init__(
+        self, x: np.ndarray, kind: str, lr: float, momentum: float, weight_decay: float = 0.0
+    ):
+        self.weight_decay = weight_decay
         self.x = x.copy()
         self.v = np.zeros_like(x)
         self.kind, self.lr, self.delta = kind, lr, momentum
@@ -56,14 +59,54 @@ class Worker:
         if self.kind in ("momentum", "nesterov"):
             self.v = self.delta * self.v - self.lr * g
             return self.v
-        if self.kind == "adam":  # Kingma & Ba, Algorithm 1, with Keras' epsilon placement
+        if self.kind in ("adam", "adamw"):  # Kingma & Ba, Algorithm 1, Keras' epsilon placement
+            # AdamW (Loshchilov & Hutter): the decay decoupled from the gradient, scaled by the
+            # learning rate as PyTorch and Keras scale it, from the x before the step.
+            decay = -self.lr * self.weight_decay * self.x if self.kind == "adamw" else 0.0
             b1, b2, eps = 0.9, 0.999, 1e-7
             self.t += 1
             self.adam_m = b1 * self.adam_m + (1 - b1) * g
             self.adam_v = b2 * self.adam_v + (1 - b2) * g * g
             lr = self.lr * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
-            return -lr * self.adam_m / (np.sqrt(self.adam_v) + eps)
+            return decay - lr * self.adam_m / (np.sqrt(self.adam_v) + eps)
         raise ValueError(self.kind)
+
+
+# Compressed messages, as the issue that asked for them puts it: per block of values one scale
+# s = max |v| / q (q = 127 for int8, 7 for int4, a float32 on the wire), codes round(v / s) to
+# the nearest (ties to even), the receiver applying codes x s; float16 is a cast. Every sender
+# adds what rounding lost the last time (its residual e) and keeps what it loses now.
+QUANTIZER_LEVELS = {"int8": 127, "int4": 7}
+BLOCK = 256
+
+
+def quantize(v: np.ndarray, compression: str) -> np.ndarray:
+    flat = v.astype(np.float32).ravel()
+    if compression == "float16":
+        return flat.astype(np.float16).astype(np.float64).reshape(v.shape)
+    q = np.float32(QUANTIZER_LEVELS[compression])
+    out = np.empty_like(flat)
+    for start in range(0, flat.size, BLOCK):
+        block = flat[start : start + BLOCK]
+        s = np.float32(np.max(np.abs(block)) / q)
+        codes = np.clip(np.round(block / s), -q, q) if s > 0 else np.zeros_like(block)
+        out[start : start + BLOCK] = codes * s
+    return out.astype(np.float64).reshape(v.shape)
+
+
+class Sender:
+    """One worker's side of compressed messages: Q(v + e), and e <- (v + e) - Q(v + e)."""
+
+    def __init__(self, compression: str, like: np.ndarray):
+        self.compression, self.e = compression, np.zeros_like(like)
+
+    def __call__(self, v: np.ndarray) -> np.ndarray:
+        if self.compression == "none":
+            return v
+        message = v + self.e
+        sent = quantize(message, self.compression)
+        self.e = message - sent
+        return sent
 
 
 def run(
@@ -78,6 +121,10 @@ def run(
     center_momentum: float = 0.99,
     average_rate: float = 0.001,
     order: str = "simultaneous",
+    compression: str = "none",
+    outer_learning_rate: float = 0.7,
+    outer_momentum: float = 0.9,
+    adamw_weight_decay: float = 0.1,
 ) -> dict[str, np.ndarray]:
     """Synchronous forms: a round involves every worker at once, on the same step.
 
@@ -85,7 +132,8 @@ def run(
     """
     data = [problem(r) for r in range(workers)]
     x0 = initial_weights()
-    ws = [Worker(x0, inner, lr, momentum) for _ in range(workers)]
+    ws = [Worker(x0, inner, lr, momentum, adamw_weight_decay) for _ in range(workers)]
+    send = [Sender(compression, x0) for _ in range(workers)]
     center = x0.copy()  # the master's x~ (for mdownpour: the center itself, not a look-ahead)
     center_v = np.zeros_like(x0)
     average = x0.copy()
@@ -94,33 +142,47 @@ def run(
     for t in range(steps):
         grads = [grad(w.gradient_point(), *d) for w, d in zip(ws, data)]
         if algorithm == "sync":
-            mean = sum(grads) / workers
+            mean = sum(send[i](g) for i, g in enumerate(grads)) / workers
             grads = [mean] * workers
         # EASGD / EAMSGD, on t mod tau == 0, with x_t (before this step's own update):
         #   x_{t+1} = x_t + local(x_t) - alpha (x_t - c_t);  c_{t+1} = c_t + sum_i alpha (x_i - c_t)
         pulls = [np.zeros_like(x0)] * workers
         if algorithm == "elastic" and t % tau == 0:
             if order == "round_robin":
-                # Gauss-Seidel: the center takes the workers' pulls one after another, rank order.
+                # Gauss-Seidel: the center takes the workers' pulls one after another, rank order;
+                # compressed, each worker's x reaches it as c + Q(x - c + e).
+                seen = [center + send[i](w.x - center) for i, w in enumerate(ws)]
                 pulls = []
-                for w in ws:
-                    e = alpha * (w.x - center)
+                for x in seen:
+                    e = alpha * (x - center)
                     center = center + e
                     pulls.append(e)
             else:
-                pulls = [alpha * (w.x - center) for w in ws]
+                pulls = [send[i](alpha * (w.x - center)) for i, w in enumerate(ws)]
                 center = center + sum(pulls)
         for w, g, e in zip(ws, grads, pulls):
             w.x = w.x + w.local_update(g) - e
+        if algorithm == "diloco" and (t + 1) % tau == 0:
+            # Douillard et al. 2023, Algorithm 1: the outer gradient is the mean of
+            # theta^(t-1) - theta_i^(t); OuterOpt is Nesterov momentum as PyTorch's SGD has it,
+            # b <- mu b + g;  theta <- theta - eta (g + mu b).
+            delta = sum(send[i](center - w.x) for i, w in enumerate(ws)) / workers
+            center_v = outer_momentum * center_v + delta
+            center = center - outer_learning_rate * (delta + outer_momentum * center_v)
+            for w in ws:
+                w.x = center.copy()
         if algorithm in DOWNPOUR_FAMILY and (t + 1) % tau == 0:
             if algorithm == "localsgd":
-                center = sum(w.x for w in ws) / workers
+                if compression == "none":
+                    center = sum(w.x for w in ws) / workers
+                else:
+                    center = center + sum(send[i](w.x - center) for i, w in enumerate(ws)) / workers
                 for w in ws:
                     w.x = center.copy()
                 continue
             # Workers started this period from the point the master handed them.
             handed = center + center_momentum * center_v if algorithm == "mdownpour" else center
-            accumulated = sum(w.x - handed for w in ws)
+            accumulated = sum(send[i](w.x - handed) for i, w in enumerate(ws))
             if algorithm == "mdownpour":
                 # The master's Nesterov step, with the accumulated update in the place of -eta g,
                 # the gradient having been taken at the look-ahead point it handed out.
@@ -152,4 +214,4 @@ def run(
 
 DOWNPOUR_FAMILY = ("downpour", "mdownpour", "mvadownpour", "adownpour", "localsgd")
 # The exchanges `run` transcribes (Tree EASGD and consensus SGD have references of their own).
-TRANSCRIBED = ("sync", "elastic", *DOWNPOUR_FAMILY)
+TRANSCRIBED = ("sync", "elastic", *DOWNPOUR_FAMILY, "diloco")

@@ -56,6 +56,7 @@ def test_every_exchange_is_used():
         ("mvadownpour", "sgd", 0.0),
         ("adownpour", "sgd", 0.0),
         ("localsgd", "sgd", 0.0),
+        ("diloco", "adamw", 0.0),
         ("cdsgd", "sgd", 0.0),
         ("cdmsgd", "sgd", 0.95),
     ],
@@ -69,14 +70,18 @@ def test_the_algorithm_defaults_resolve_as_published(name, inner, momentum):
 
 
 def test_fields_and_schedule_of_each_kind():
-    served = {"exchange_precision"}  # the center server's messages
-    assert fields_for(Algorithm.SYNC) == set(INNER_FIELDS) | {"backup_workers"} | served
+    compression = {"compression"}  # model-sized messages, and the center server's
+    assert fields_for(Algorithm.SYNC) == set(INNER_FIELDS) | {"backup_workers"} | compression
     # The asynchronous forms' turn order is `order` too.
-    timing = {"order", "asynchronous"} | served
+    timing = {"order", "asynchronous"} | compression
     assert fields_for("easgd") == set(INNER_FIELDS) | {"tau", "beta", "alpha"} | timing
     assert fields_for("adownpour") == set(INNER_FIELDS) | {"tau"} | timing
     assert fields_for("mvadownpour") == set(INNER_FIELDS) | {"tau", "average_rate"} | timing
-    assert fields_for("mdownpour") == set(INNER_FIELDS) | {"tau"}
+    assert fields_for("mdownpour") == set(INNER_FIELDS) | {"tau"} | compression
+    outer = {"outer_learning_rate", "outer_momentum"}
+    adamw = {"adamw_weight_decay"}  # its default inner optimizer's
+    assert fields_for("diloco") == set(INNER_FIELDS) | {"tau"} | outer | compression | adamw
+    assert [t for t in range(7) if REGISTRY["diloco"].communicates(t, 3)] == [2, 5]
     assert [t for t in range(7) if REGISTRY["easgd"].communicates(t, 3)] == [0, 3, 6]
     assert [t for t in range(7) if REGISTRY["downpour"].communicates(t, 3)] == [2, 5]
     assert all(REGISTRY["sync"].communicates(t, 3) for t in range(7))

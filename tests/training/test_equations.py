@@ -14,10 +14,12 @@ import pytest
 
 from tests.support import horovodrun
 from tests.training import reference
-from tests.training.equations_worker import CASES, REGISTRY_CASES
+from tests.training.equations_worker import ALL, REGISTRY_CASES
+from training.exchanges.compression import wire_bytes
 
 pytestmark = pytest.mark.horovod
 RTOL = 1e-5
+LABELS = [c[0] for c in ALL]
 RANKS = [int(n) for n in os.environ.get("EASGD_TEST_RANKS", "1,2,3").split(",")]
 
 
@@ -47,8 +49,9 @@ def _reference(workers: int, meta: dict, case: dict, **arguments) -> dict:
     )
 
 
-@pytest.mark.parametrize("label", [c[0] for c in CASES])
+@pytest.mark.parametrize("label", LABELS)
 def test_matches_reference(results, label):
+    """Every case, compressed exchanges (error feedback) and DiLoCo's outer step included."""
     workers, meta, data = results
     case = meta["cases"][label]
     assert meta["workers"] == workers
@@ -62,9 +65,20 @@ def test_matches_reference(results, label):
         center_momentum=meta["center_momentum"],
         average_rate=meta["average_rate"],
         order=case["order"],
+        compression=case["compression"],
     )
     assert case["iterations"] == case["steps"]
     _assert_matches(data, label, case, expected, meta["center_momentum"])
+
+
+def test_compression_in_the_reference_changes_the_trajectory():
+    """Guard: int4 with error feedback differs from the exact exchange, and less than without
+    it would (the residual is delivered later, not lost)."""
+    exact = reference.run("elastic", 2, 12, 0.05, tau=2)
+    int4 = reference.run("elastic", 2, 12, 0.05, tau=2, compression="int4")
+    assert 1e-4 < _relative(int4["center"], exact["center"]) < 0.2
+    v = np.array([0.3, -0.05, 0.012, 0.9])
+    assert np.allclose(reference.quantize(v, "int4"), np.array([2, 0, 0, 7]) * 0.9 / 7)
 
 
 @pytest.mark.parametrize("name", REGISTRY_CASES)
@@ -99,7 +113,7 @@ def _assert_matches(data, label: str, case: dict, expected: dict, center_momentu
     assert _relative(data[f"{label}/evaluated"][0], evaluated) < RTOL
 
 
-@pytest.mark.parametrize("label", [c[0] for c in CASES])
+@pytest.mark.parametrize("label", LABELS)
 def test_center_replicas_are_bit_identical(results, label):
     workers, _, data = results
     centers = data[f"{label}/centers"]
@@ -107,9 +121,10 @@ def test_center_replicas_are_bit_identical(results, label):
         assert centers[r].tobytes() == centers[0].tobytes(), f"rank {r} differs from rank 0"
 
 
-@pytest.mark.parametrize("label", [c[0] for c in CASES])
+@pytest.mark.parametrize("label", LABELS)
 def test_bytes_sent_per_round(results, label):
-    """Every round sends the model's payload once: 5 float32 weights = 20 bytes."""
+    """Every round sends the model's payload once: 5 float32 weights = 20 bytes, or its codes
+    and their scale."""
     _, meta, _ = results
     case = meta["cases"][label]
     steps, tau = case["steps"], case["tau"]
@@ -120,7 +135,7 @@ def test_bytes_sent_per_round(results, label):
     else:
         rounds = steps // tau
     assert case["rounds"] == rounds
-    assert case["bytes_sent"] == rounds * reference.DIM * 4
+    assert case["bytes_sent"] == rounds * wire_bytes(reference.DIM, case["compression"])
 
 
 def test_reference_distinguishes_algorithms():

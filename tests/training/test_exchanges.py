@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from training.exchanges.consensus import Consensus, MConsensus
+from training.exchanges.diloco import DiLoCo
 from training.exchanges.downpour import MDownpour, MVADownpour
 from training.exchanges.elastic import Elastic
 from training.exchanges.sync import Sync
@@ -22,7 +23,11 @@ from training.schema.algorithms import ASYNCHRONOUS_FORMS, EXCHANGES, REGISTRY
         (Elastic, {"beta": 2.0}, "beta must be in [-1, 1] and not 0. Received: beta=2.0"),
         (Elastic, {"alpha": 0}, "alpha must not be 0"),
         (Elastic, {"order": "random"}, "order must be one of ('simultaneous', 'round_robin')"),
-        (Elastic, {"exchange_precision": "int8"}, "exchange_precision must be 'float32' or"),
+        (Elastic, {"exchange_precision": "int8"}, "exchange_precision (now compression) must"),
+        (Elastic, {"compression": "int3"}, "compression must be one of ('none', 'float16', "),
+        (Elastic, {"compression": "int8", "exchange_precision": "float16"}, "contradicts"),
+        (DiLoCo, {"outer_momentum": 1.0}, "outer_momentum must be in [0, 1). Received: 1.0"),
+        (DiLoCo, {"outer_learning_rate": 0}, "outer_learning_rate must be in (0, 10]. Received"),
         (MDownpour, {"center_momentum": 1.0}, "center_momentum must be in [0, 1). Received: 1.0"),
         (MVADownpour, {"average_rate": 0.0}, "average_rate must be in (0, 1]. Received: 0.0"),
         (MConsensus, {"consensus_momentum": -0.1}, "consensus_momentum must be in [0, 1)"),

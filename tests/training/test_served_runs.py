@@ -99,7 +99,7 @@ def test_a_backup_worker_leaves_the_slow_one_behind(tmp_path, easgd_home):
 
 def test_a_float16_exchange_sends_half_the_bytes_and_still_learns(tmp_path, easgd_home):
     out = tmp_path / "run"
-    _run(2, out, *ASYNC, "--set", "optimizer.exchange_precision=float16")
+    _run(2, out, *ASYNC, "--set", "optimizer.compression=float16")
     rows = read_jsonl(out / "metrics.jsonl")
     evals = [r for r in rows if "center_accuracy" in r]
     exchanges = -(-rows[-1]["step"] // 4)

@@ -234,7 +234,7 @@ class AsynchronousCenter:
                     workers=collectives.size(),
                     token=token,
                     average=self.average,
-                    precision=opt.exchange_precision,
+                    precision=opt.wire_precision,
                     host=collectives.center_host(),
                     **self.options,
                 )
@@ -247,7 +247,7 @@ class AsynchronousCenter:
         address, token, version = answer
         variables = list(opt._trainable_variables)
         self.worker = WorkerExchange(
-            CenterClient(address, token, rank, precision=opt.exchange_precision),
+            CenterClient(address, token, rank, precision=opt.wire_precision),
             variables,
             lambda: force_points(opt.inner_optimizer, variables),
             kind=self.kind,

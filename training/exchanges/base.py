@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 # The order in which the center takes the workers' elastic pulls within one round.
 ORDERS = ("simultaneous", "round_robin")
 PRECISIONS = ("float32", "float16")
+# How model-sized messages travel (training/exchanges/compression.py).
+COMPRESSIONS = ("none", "float16", "int8", "int4")
 # The paper's symmetric moving rate: beta = workers x alpha.
 DEFAULT_BETA = 0.9
 
@@ -156,10 +158,12 @@ class Exchange:
         alpha: float | None = None,
         order: str = "simultaneous",
         asynchronous: bool = False,
-        exchange_precision: str = "float32",
+        compression: str = "none",
+        exchange_precision: str | None = None,
     ):
         """The arguments every exchange shares, checked as the optimizer's; each exchange keeps
-        those it uses (`arguments`) in its configuration."""
+        those it uses (`arguments`) in its configuration. `exchange_precision` is compression's
+        older name, which saved models' configurations still hold."""
         if alpha is not None and beta is not None:
             raise ValueError(f"Give beta or alpha, not both. Received: beta={beta}, alpha={alpha}")
         # A negative rate is the thesis' link between EASGD and momentum SGD: allowed.
@@ -169,19 +173,21 @@ class Exchange:
             raise ValueError(f"alpha must not be 0. Received: alpha={alpha}")
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}. Received: order={order!r}")
-        if exchange_precision not in PRECISIONS:
-            raise ValueError(
-                "exchange_precision must be 'float32' or 'float16'. Received: "
-                f"{exchange_precision!r}"
-            )
+        compression = folded_compression(compression, exchange_precision)
         self.tau, self.beta, self.alpha, self.order = tau, beta, alpha, order
         self.asynchronous = bool(asynchronous)
-        self.exchange_precision = exchange_precision
+        self.compression = compression
+        self.compressed: Any = None
         self.workers = 0
         self.center: list = []
         self.average: list = []
         self.mean: list = []
         self.replicas: list[list] = []
+
+    @property
+    def wire_precision(self) -> str:
+        """The center server's precision of model-sized messages."""
+        return "float16" if self.compression == "float16" else "float32"
 
     def start(self, broadcast: bool) -> None:
         """Once the wrapper is made: Horovod, and what depends on the number of workers."""
@@ -213,6 +219,10 @@ class Exchange:
         if self.evaluated == "average":
             self.average = [opt.add_variable_from_reference(v, name="average") for v in var_list]
         self.replicas = [self.mean, self.center, self.average]
+        if self.compression != "none" and not self.served:
+            from training.exchanges.compression import Compressed
+
+            self.compressed = Compressed(self.compression, opt, var_list, self.name)
 
     def due(self, step: Any) -> Any:
         """Whether the step with 0-based index `step` runs a round (a tensor inside the step)."""
@@ -251,13 +261,53 @@ class Exchange:
         return {}
 
 
+def folded_compression(compression: str, exchange_precision: str | None = None) -> str:
+    """`compression`, with the older `exchange_precision` folded into it (float16 is the
+    compression float16, float32 none); a contradiction between them is refused."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(
+            f"compression must be one of {COMPRESSIONS}. Received: compression={compression!r}"
+        )
+    if exchange_precision is None:
+        return compression
+    if exchange_precision not in PRECISIONS:
+        raise ValueError(
+            "exchange_precision (now compression) must be 'float32' or 'float16'. Received: "
+            f"{exchange_precision!r}"
+        )
+    folded = "float16" if exchange_precision == "float16" else "none"
+    if compression not in ("none", folded):
+        raise ValueError(
+            f"exchange_precision {exchange_precision!r} contradicts compression "
+            f"{compression!r}; give compression alone"
+        )
+    return compression if compression != "none" else folded
+
+
+def _look_ahead(inner: Any, variables: list) -> list | None:
+    """delta m for each variable when `inner` is Keras' Nesterov SGD, else None."""
+    if not (isinstance(inner, keras.optimizers.SGD) and inner.nesterov and inner.momentum):
+        return None
+    delta = inner.momentum
+    return [
+        tf.cast(delta, x.dtype) * inner.momentums[inner._get_variable_index(x)].value
+        for x in variables
+    ]
+
+
 def force_points(inner: Any, variables: list) -> list:
     """The x on which an elastic force acts: Keras' Nesterov SGD holds y = x + delta m in the
     variable (m its momentum slot), so for it x = y - delta m; else x itself."""
-    if not (isinstance(inner, keras.optimizers.SGD) and inner.nesterov and inner.momentum):
+    ahead = _look_ahead(inner, variables)
+    if ahead is None:
         return [x.value for x in variables]
-    delta = inner.momentum
-    return [
-        x.value - tf.cast(delta, x.dtype) * inner.momentums[inner._get_variable_index(x)].value
-        for x in variables
-    ]
+    return [x.value - a for x, a in zip(variables, ahead)]
+
+
+def restart_points(inner: Any, variables: list, values: list) -> list:
+    """What to assign to `variables` so that their x is `values` (a worker restarting from the
+    center): for Keras' Nesterov SGD y = x + delta m, its momentum kept; else the values."""
+    ahead = _look_ahead(inner, variables)
+    if ahead is None:
+        return list(values)
+    return [v + a for v, a in zip(values, ahead)]

@@ -180,9 +180,12 @@ def timed_mean(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tensor]
     return [r * tf.cast(scale, r.dtype) for r in results], nbytes, seconds
 
 
-def timed_gather(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tensor], int, tf.Tensor]:
+def timed_gather(
+    tensors: Sequence[tf.Tensor], name: str, ranks: Sequence[int] | None = None
+) -> tuple[list[tf.Tensor], int, tf.Tensor]:
     """Every rank's copy of each tensor, stacked by rank (shape [size, *shape]), from one
-    allgather of this rank's tensors flattened together: (results, payload bytes, seconds)."""
+    allgather of this rank's tensors flattened together: (results, payload bytes, seconds).
+    `ranks`: only among these (a process set `init` registered), stacked in their order."""
     tensors = list(tensors)
     dtypes = {t.dtype for t in tensors}
     if len(dtypes) != 1:
@@ -190,7 +193,10 @@ def timed_gather(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tenso
     start = tf.timestamp()
     with tf.control_dependencies([start]):
         flat = tf.concat([tf.reshape(t, [-1]) for t in tensors], 0)[None, :]
-    gathered = flat if hvd.size() == 1 else hvd.allgather(flat, name=name)
+    if len(ranks or range(hvd.size())) == 1:
+        gathered = flat
+    else:
+        gathered = hvd.allgather(flat, name=name, process_set=_process_set(ranks))
     with tf.control_dependencies([gathered]):
         seconds = tf.timestamp() - start
     sizes = [t.shape.num_elements() for t in tensors]

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import math
 
-from training.exchanges.base import tf
+from training.exchanges.base import COMPRESSIONS, collectives, tf
 
-COMPRESSIONS = ("none", "float16", "int8", "int4")
+__all__ = ["COMPRESSIONS", "BLOCK", "LEVELS", "Codec", "Compressed", "total", "wire_bytes"]
 # The largest code: symmetric, so that 0 is exact and -v is sent as exactly -(v).
 LEVELS = {"int8": 127, "int4": 7}
 # Values per scale: a float32 scale costs 4 bytes, 1/64 of an int8 block's bytes and 1/32 of an
@@ -89,3 +89,52 @@ class Codec:
             codes = tf.cast(tf.cast(nibbles, tf.int32) - 8, tf.float32)
         values = tf.reshape(codes, [self.blocks, self.block]) * scales[:, None]
         return tf.reshape(values, [-1])[: self.size]
+
+
+class Compressed:
+    """One exchange's compressed messages, in the ranks: the codec for the model's size and the
+    sender's error-feedback residual, a variable of the wrapper optimizer (so checkpoints keep
+    what rounding has not yet delivered).
+
+    `send` flattens the message, adds the residual, encodes it, allgathers every rank's bytes
+    and decodes each of them on every rank, in rank order: every rank holds bit for bit the
+    same decoded messages, so replicas of a center stay identical, and the sender applies to its
+    own weights exactly what the others apply for it."""
+
+    def __init__(self, compression: str, opt, var_list: list, name: str):
+        self.shapes = [v.shape for v in var_list]
+        self.sizes = [v.shape.num_elements() for v in var_list]
+        self.codec = Codec(compression, sum(self.sizes))
+        self.residual = opt.add_variable(
+            (self.codec.size,), initializer="zeros", dtype="float32", name=f"{name}_residual"
+        )
+
+    def send(self, opt, values: list, name: str, ranks=None):
+        """(each rank's decoded message as a list shaped like `values`, in the order of `ranks`
+        (default: every rank), payload bytes, seconds); this rank's residual is updated."""
+        flat = tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1]) for v in values], 0)
+        message = flat + self.residual.value
+        data = self.codec.encode(message)
+        (gathered,), _, seconds = collectives.timed_gather([data], name, ranks)
+        members = list(ranks) if ranks is not None else list(range(collectives.size()))
+        decoded = [self.codec.decode(gathered[j]) for j in range(len(members))]
+        own = decoded[members.index(collectives.rank())]
+        opt.assign(self.residual, message - own)
+        dtypes = [v.dtype for v in values]
+        return [self._shaped(d, dtypes) for d in decoded], self.codec.bytes, seconds
+
+    def decode_all(self, gathered, count: int, dtypes: list) -> list:
+        """Messages gathered elsewhere (a broadcast of a level's bytes), decoded alike."""
+        return [self._shaped(self.codec.decode(gathered[j]), dtypes) for j in range(count)]
+
+    def _shaped(self, flat, dtypes: list) -> list:
+        parts = tf.split(flat, self.sizes)
+        return [tf.cast(tf.reshape(p, s), d) for p, s, d in zip(parts, self.shapes, dtypes)]
+
+
+def total(messages: list) -> list:
+    """The sum of decoded messages, value by value, in their order (the same on every rank)."""
+    out = list(messages[0])
+    for message in messages[1:]:
+        out = [a + b for a, b in zip(out, message)]
+    return out

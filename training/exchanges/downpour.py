@@ -10,6 +10,9 @@
 - ``adownpour``: downpour, and the master's time average z <- z + (c - z) / (k + 1) after the
   k-th center update (z is the mean of the centers c_0 .. c_k); z is the evaluated model.
 
+With Keras' Nesterov SGD inside, x is the paper's (the variable less delta m), as for the
+elastic force, and a restart sets that x.
+
 Each variant overrides what differs: how the center takes the sum, or what the master keeps after.
 The asynchronous forms (all but mdownpour) are the center server's ``downpour`` kind, which keeps
 the same averages (training/center/asynchronous.py).
@@ -19,12 +22,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.exchanges.base import Exchange, collectives, finite, tf
+from training.exchanges.base import (
+    Exchange,
+    collectives,
+    finite,
+    force_points,
+    restart_points,
+    tf,
+)
+from training.exchanges.compression import total
 
 _TIMING = {
     "order": "order",
     "asynchronous": "asynchronous",
-    "exchange_precision": "exchange_precision",
+    "compression": "compression",
 }
 
 
@@ -46,11 +57,17 @@ class Downpour(Exchange):
         return []
 
     def round(self, opt: Any, variables: list) -> Any:
-        deltas = [x.value - c.value for x, c in zip(variables, self.center)]
-        total, nbytes, seconds = collectives.timed_sum(deltas, "easgd_downpour")
-        self.take(opt, total)
-        for x, c in zip(variables, self.center):
-            opt.assign(x, c.value)
+        points = force_points(opt.inner_optimizer, variables)
+        deltas = [x - c.value for x, c in zip(points, self.center)]
+        if self.compressed is not None:
+            messages, nbytes, seconds = self.compressed.send(opt, deltas, "easgd_downpour_q")
+            summed = total(messages)
+        else:
+            summed, nbytes, seconds = collectives.timed_sum(deltas, "easgd_downpour")
+        self.take(opt, summed)
+        restarts = restart_points(opt.inner_optimizer, variables, [c.value for c in self.center])
+        for x, value in zip(variables, restarts):
+            opt.assign(x, value)
         seconds = opt.record(nbytes, seconds)
         self.after_update(opt)
         return seconds
@@ -70,7 +87,7 @@ class Downpour(Exchange):
 
 class MDownpour(Downpour):
     name = "mdownpour"
-    arguments = {"tau": "tau", "center_momentum": "momentum"}
+    arguments = {"tau": "tau", "center_momentum": "momentum", "compression": "compression"}
     server = None
 
     def __init__(self, *, center_momentum: float = 0.99, **shared: Any):

@@ -30,6 +30,7 @@ import math
 from typing import Any
 
 from training.exchanges.base import Exchange, collectives, force_points, tf
+from training.exchanges.compression import total
 
 
 def stability_bound(learning_rate: float) -> float:
@@ -50,7 +51,7 @@ class Elastic(Exchange):
         "alpha": "alpha",
         "order": "order",
         "asynchronous": "asynchronous",
-        "exchange_precision": "exchange_precision",
+        "compression": "compression",
     }
     server = ("elastic", None)
     served_spread = True
@@ -84,17 +85,29 @@ class Elastic(Exchange):
         if self.order == "round_robin":
             return self._round_robin(opt, variables, points)
         diffs = [tf.cast(self.alpha, p.dtype) * (p - c.value) for p, c in zip(points, self.center)]
+        if self.compressed is not None:
+            messages, nbytes, seconds = self.compressed.send(opt, diffs, "easgd_elastic_q")
+            diffs, summed = messages[collectives.rank()], total(messages)
+        else:
+            summed, nbytes, seconds = collectives.timed_sum(diffs, "easgd_elastic")
         for x, d in zip(variables, diffs):
             opt.assign_sub(x, d)
-        total, nbytes, seconds = collectives.timed_sum(diffs, "easgd_elastic")
-        for c, s in zip(self.center, total):
+        for c, s in zip(self.center, summed):
             opt.assign_add(c, s)
         return opt.record(nbytes, seconds)
 
     def _round_robin(self, opt: Any, variables: list, points: list) -> Any:
-        """Every rank replays the same sequence on the gathered x_j, so the replicas agree."""
-        gathered, nbytes, seconds = collectives.timed_gather(points, "easgd_elastic_rr")
+        """Every rank replays the same sequence on the gathered x_j, so the replicas agree.
+        Compressed, each rank sends x_j - c, which every rank adds back to its replica of c."""
         rank = collectives.rank()
+        if self.compressed is not None:
+            offsets = [p - c.value for p, c in zip(points, self.center)]
+            messages, nbytes, seconds = self.compressed.send(opt, offsets, "easgd_elastic_rr_q")
+            gathered = [
+                tf.stack([c.value + m[i] for m in messages]) for i, c in enumerate(self.center)
+            ]
+        else:
+            gathered, nbytes, seconds = collectives.timed_gather(points, "easgd_elastic_rr")
         for x, c, xs in zip(variables, self.center, gathered):
             alpha = tf.cast(self.alpha, c.dtype)
             center, own = c.value, None

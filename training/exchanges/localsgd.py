@@ -2,27 +2,40 @@
 
 After every tau inner steps ((t + 1) mod tau == 0), every worker is set to the workers' mean,
 x_i <- (1/p) sum_j x_j, with one all-reduce; the mean is also kept as the center, which is
-evaluated.
+evaluated. With Keras' Nesterov SGD inside, x is the paper's (the variable less delta m).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from training.exchanges.base import Exchange, collectives
+from training.exchanges.base import Exchange, collectives, force_points, restart_points, tf
+from training.exchanges.compression import total
 
 
 class LocalSGD(Exchange):
     name = "localsgd"
     when = "after"
     evaluated = "center"
-    arguments = {"tau": "tau"}
+    arguments = {"tau": "tau", "compression": "compression"}
 
     def round(self, opt: Any, variables: list) -> Any:
-        mean, nbytes, seconds = collectives.timed_mean(
-            [x.value for x in variables], "easgd_localsgd"
-        )
-        for x, c, m in zip(variables, self.center, mean):
+        points = force_points(opt.inner_optimizer, variables)
+        if self.compressed is not None:
+            mean, nbytes, seconds = self.compressed_mean(opt, points, "easgd_localsgd_q")
+        else:
+            mean, nbytes, seconds = collectives.timed_mean(points, "easgd_localsgd")
+        restarts = restart_points(opt.inner_optimizer, variables, mean)
+        for x, c, m, value in zip(variables, self.center, mean, restarts):
             opt.assign(c, m)
-            opt.assign(x, m)
+            opt.assign(x, value)
         return opt.record(nbytes, seconds)
+
+    def compressed_mean(self, opt: Any, points: list, name: str) -> tuple[list, int, Any]:
+        """The workers' mean, each sending what it moved since the last mean (the center every
+        worker started the period from): c + (1/p) sum_j Q(x_j - c + e_j)."""
+        offsets = [x - c.value for x, c in zip(points, self.center)]
+        messages, nbytes, seconds = self.compressed.send(opt, offsets, name)
+        scale = 1.0 / self.workers
+        mean = [c.value + tf.cast(scale, s.dtype) * s for c, s in zip(self.center, total(messages))]
+        return mean, nbytes, seconds

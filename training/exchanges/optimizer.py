@@ -21,6 +21,7 @@ from keras.src.utils import tracking
 
 from training.exchanges import collectives
 from training.exchanges.base import Exchange
+from training.exchanges.compression import LEVELS
 from training.exchanges.lars import LARS
 from training.exchanges.lr_schedule import scaled_learning_rate
 from training.schema.algorithms import ASYNCHRONOUS_FORMS, EXCHANGES, WITH_MOMENTUM
@@ -57,8 +58,9 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             center, or "round_robin", the center takes them in rank order); asynchronous (a
             center server on rank 0, each worker on its own clock: elastic and the DOWNPOUR family
             but mdownpour; the training loop calls `start_asynchronous`, `before_step`,
-            `after_step` and `finish_asynchronous`) and exchange_precision ("float16" halves the
-            center server's model-sized messages). The others belong to one family:
+            `after_step` and `finish_asynchronous`) and compression ("none", "float16", "int8",
+            "int4": how model-sized messages travel, with error feedback; on the center server
+            "none" or "float16"; exchange_precision is its older name). The others belong to one family:
             center_momentum (mdownpour), average_rate (mvadownpour), group_size, tau_root and
             beta_root (tree), topology (consensus), consensus_momentum (mconsensus),
             backup_workers (sync: the mean of the first workers - b gradients of each step is
@@ -106,6 +108,12 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             raise ValueError(
                 f"exchange {exchange!r} has no asynchronous form; these have: "
                 f"{', '.join(ASYNCHRONOUS_FORMS)}. Received: asynchronous=True"
+            )
+        if exchanger.served and exchanger.compression in LEVELS:
+            raise ValueError(
+                f"compression {exchanger.compression!r} does not reach the center server yet "
+                "(asynchronous forms, backup workers); use 'float16' or 'none' there. Received: "
+                f"compression={exchanger.compression!r}"
             )
         super().__init__(learning_rate=0.0, name=name or "elastic_averaging")
         exchanger.start(broadcast_on_build)
@@ -372,9 +380,10 @@ def build_inner(
     momentum: float = 0.0,
     lars_eta: float = 0.001,
     lars_weight_decay: float = 0.0,
+    adamw_weight_decay: float = 0.1,
 ):
     """The local optimizer by name: sgd, momentum, nesterov (the paper's EAMSGD inner step), adam,
-    lars (You et al. 2017); `learning_rate` is a float or a Keras schedule."""
+    adamw (DiLoCo's), lars (You et al. 2017); `learning_rate` is a float or a Keras schedule."""
     if kind == "sgd":
         return keras.optimizers.SGD(learning_rate)
     if kind == "momentum":
@@ -383,10 +392,12 @@ def build_inner(
         return keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=True)
     if kind == "adam":
         return keras.optimizers.Adam(learning_rate)
+    if kind == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=adamw_weight_decay)
     if kind == "lars":
         return LARS(learning_rate, momentum, eta=lars_eta, weight_decay_rate=lars_weight_decay)
     raise ValueError(
-        f"inner optimizer must be sgd, momentum, nesterov, adam or lars. Received: {kind!r}"
+        f"inner optimizer must be sgd, momentum, nesterov, adam, adamw or lars. Received: {kind!r}"
     )
 
 
@@ -421,6 +432,7 @@ def make_optimizer(opt) -> ElasticAveragingOptimizer:
         opt.resolved_momentum if inner_kind in WITH_MOMENTUM else 0.0,
         lars_eta=opt.lars_eta,
         lars_weight_decay=opt.lars_weight_decay,
+        adamw_weight_decay=opt.adamw_weight_decay,
     )
     if not spec.periodic:
         arguments["tau"] = 1  # every step; what a saved model's config then says

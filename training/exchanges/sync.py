@@ -15,7 +15,8 @@ from typing import Any
 
 from pydantic import Field
 
-from training.exchanges.base import Exchange, collectives
+from training.exchanges.base import Exchange, collectives, tf
+from training.exchanges.compression import total
 
 
 class Sync(Exchange):
@@ -37,7 +38,7 @@ class Sync(Exchange):
             ),
         )
     }
-    arguments = {"backup_workers": "backup_workers", "exchange_precision": "exchange_precision"}
+    arguments = {"backup_workers": "backup_workers", "compression": "compression"}
     server = ("backup", None)
 
     @classmethod
@@ -71,9 +72,20 @@ class Sync(Exchange):
 
     def round(self, opt: Any, grads: list) -> list:
         present = [i for i, g in enumerate(grads) if g is not None]
-        averaged, nbytes, seconds = collectives.timed_mean(
-            [grads[i] for i in present], "easgd_sync_grads"
-        )
+        if self.compressed is not None and len(present) < len(grads):
+            raise ValueError(
+                "compressed synchronous SGD needs a gradient for every trainable variable; "
+                f"{len(grads) - len(present)} of {len(grads)} are None (train them all, or use "
+                "compression: none)"
+            )
+        if self.compressed is not None:
+            messages, nbytes, seconds = self.compressed.send(opt, grads, "easgd_sync_q")
+            scale = 1.0 / self.workers
+            averaged = [tf.cast(scale, s.dtype) * s for s in total(messages)]
+        else:
+            averaged, nbytes, seconds = collectives.timed_mean(
+                [grads[i] for i in present], "easgd_sync_grads"
+            )
         opt.record(nbytes, seconds)
         out = list(grads)
         for i, g in zip(present, averaged):

@@ -27,12 +27,6 @@ def warnings_for(config: ExperimentConfig, workers: int | None = None) -> list[s
             f"optimizer.lr_scaling: the scaled learning rate {opt.learning_rate:g} x {scale:g} = "
             f"{opt.learning_rate * scale:g} on {p} workers is above 10; training may diverge"
         )
-    if opt.exchange_precision != "float32" and not opt.served:
-        out.append(
-            f"optimizer.exchange_precision: {opt.exchange_precision} applies to the center "
-            "server's messages only (asynchronous: true, or backup_workers); this run all-reduces "
-            "in float32"
-        )
     if not spec.periodic and opt.tau != 10:
         out.append(
             f"optimizer.tau: ignored by algorithm '{spec.name}' (it communicates every step)"

@@ -23,6 +23,7 @@ from typing import Any
 
 from training.exchanges.base import ORDERS, Exchange
 from training.exchanges.consensus import Consensus, MConsensus
+from training.exchanges.diloco import DiLoCo
 from training.exchanges.downpour import ADownpour, Downpour, MDownpour, MVADownpour
 from training.exchanges.elastic import Elastic
 from training.exchanges.localsgd import LocalSGD
@@ -37,7 +38,7 @@ INNER_FIELDS = ("algorithm", "inner", "learning_rate", "momentum", "lr_scaling",
 WITH_MOMENTUM = ("momentum", "nesterov", "lars")
 # Fields that only one inner optimizer reads: used (shown, recorded) when it is the inner one.
 INNER_OPTION_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"lars": ("lars_eta", "lars_weight_decay")}
+    {"lars": ("lars_eta", "lars_weight_decay"), "adamw": ("adamw_weight_decay",)}
 )
 DEFAULT_MOMENTUM = 0.9
 
@@ -52,6 +53,7 @@ EXCHANGES: Mapping[str, type[Exchange]] = MappingProxyType(
             MVADownpour,
             ADownpour,
             LocalSGD,
+            DiLoCo,
             Tree,
             Consensus,
             MConsensus,
@@ -176,6 +178,14 @@ REGISTRY: Mapping[str, AlgorithmSpec] = MappingProxyType(
                 "localsgd",
                 LocalSGD,
                 "Local SGD: every tau steps every worker is set to the workers' mean.",
+            ),
+            AlgorithmSpec(
+                "diloco",
+                DiLoCo,
+                "DiLoCo (Douillard et al. 2023): tau inner AdamW steps, then the workers' mean "
+                "move is the outer gradient of a Nesterov step (outer_learning_rate 0.7, "
+                "outer_momentum 0.9); workers restart from its result.",
+                {"inner": "adamw"},
             ),
             AlgorithmSpec(
                 "tree_easgd",

@@ -8,7 +8,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, create_model, model_validator
 
-from training.exchanges.base import finite, moving_rate
+from training.exchanges.base import (
+    COMPRESSIONS,
+    PRECISIONS,
+    finite,
+    folded_compression,
+    moving_rate,
+)
+from training.exchanges.compression import LEVELS
 from training.schema.algorithms import ORDERS, REGISTRY, AlgorithmSpec, exchange_fields
 from training.schema.fields import STEPS_MAX, Section, short
 
@@ -31,6 +38,7 @@ class InnerOptimizer(StrEnum):
     NESTEROV = "nesterov"
     ADAM = "adam"
     LARS = "lars"
+    ADAMW = "adamw"
 
 
 def _true_or_false(value: Any) -> Any:
@@ -122,6 +130,13 @@ _SHARED: dict[str, tuple[Any, Any]] = {
         ge=0,
         le=1,
     ),
+    "adamw_weight_decay": finite(
+        float,
+        0.1,
+        "AdamW's decoupled weight decay (DiLoCo's inner optimizer: 0.1 as in the paper).",
+        ge=0,
+        le=1,
+    ),
     "asynchronous": (
         Annotated[bool, BeforeValidator(_true_or_false)],
         Field(
@@ -133,13 +148,14 @@ _SHARED: dict[str, tuple[Any, Any]] = {
             ),
         ),
     ),
-    "exchange_precision": (
-        Literal["float32", "float16"],
+    "compression": (
+        Literal[COMPRESSIONS],  # type: ignore[valid-type]
         Field(
-            "float32",
+            "none",
             description=(
-                "Precision of the center server's model-sized messages (asynchronous forms, "
-                "backup workers): float16 halves their bytes."
+                "How model-sized messages travel: float16 halves them, int8 and int4 send codes "
+                "with a scale per block of 256 values, what rounding loses is sent next time "
+                "(error feedback); on the center server, none or float16."
             ),
         ),
     ),
@@ -162,8 +178,9 @@ _ORDER = (
     "warmup_steps",
     "lars_eta",
     "lars_weight_decay",
+    "adamw_weight_decay",
     "asynchronous",
-    "exchange_precision",
+    "compression",
     "backup_workers",
     "topology",
 )
@@ -171,6 +188,47 @@ _ORDER = (
 
 class OptimizerRules(Section):
     """What the optimizer section checks and resolves, whatever exchanges add its fields."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_exchange_precision(cls, data: Any) -> Any:
+        """`exchange_precision`, compression's older name, read from older files and runs."""
+        if not isinstance(data, dict) or "exchange_precision" not in data:
+            return data
+        data = dict(data)
+        precision = data.pop("exchange_precision")
+        compression = data.get("compression", "none")
+        if precision not in PRECISIONS:
+            raise ValueError(
+                "exchange_precision (now compression) should be 'float32' or 'float16' "
+                f"(received: {short(precision)})"
+            )
+        if compression in COMPRESSIONS:
+            try:
+                compression = folded_compression(compression, precision)
+            except ValueError as exc:
+                raise ValueError(f"{exc} (received: {short(precision)})") from None
+        data["compression"] = compression
+        return data
+
+    @model_validator(mode="after")
+    def _compressed_form(self) -> OptimizerRules:
+        if self.compression == "none":
+            return self
+        if "compression" not in self.spec.fields:
+            forms = [n for n, s in REGISTRY.items() if "compression" in s.fields]
+            raise ValueError(
+                f"compression: algorithm '{self.spec.name}' does not compress its exchange yet; "
+                f"choose one of {', '.join(forms)} or compression none "
+                f"(received: {self.compression})"
+            )
+        if self.compression in LEVELS and self.served:
+            raise ValueError(
+                f"compression: {self.compression} codes do not reach the center server yet "
+                "(asynchronous: true, or backup_workers); use float16 or none there "
+                f"(received: {self.compression})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _asynchronous_form(self) -> OptimizerRules:
