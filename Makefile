@@ -45,6 +45,9 @@ bench-fidelity: setup
 bench-asynchronous: setup
 	@$(PY) -m bench.asynchronous $(BENCH_ARGS)
 
+bench-compression: setup
+	@$(PY) -m bench.compression $(BENCH_ARGS)
+
 bench-startup: setup
 	@$(PY) -m bench.startup $(BENCH_ARGS)
 

@@ -38,7 +38,9 @@ import yaml
 from bench.harness import (
     config_for,
     drop_slow_network,
+    goal_lines,
     horovodrun_command,
+    section_lines,
     slow_network,
     tuned_settings,
     write_timed,
@@ -218,13 +220,11 @@ def markdown(result: dict) -> str:
         "slow": "MLP 784-1024-1024-10, 2 ranks, 100 Mbit/s (target 0.90)",
     }
     for section, title in titles.items():
-        sec = result.get(section)
-        if not sec:
+        head, ran = section_lines(title, result.get(section))
+        lines += head
+        if not ran:
             continue
-        lines += [f"## {title}", ""]
-        if "skipped" in sec:
-            lines += [f"Not run: {sec['skipped']}", ""]
-            continue
+        sec = result[section]
         lines += [
             "| algorithm | seconds to target | steps to target | final accuracy | mean step ms "
             "| bytes/step | rank 0 waited s |",
@@ -247,10 +247,7 @@ def markdown(result: dict) -> str:
             f"{o.get('process_over_thread')}",
             "",
         ]
-    lines += ["## Goals", "", "| goal | measured | met |", "| --- | --- | --- |"]
-    for g in result["goals"]:
-        met = "-" if g["met"] is None else ("yes" if g["met"] else "no")
-        lines.append(f"| {g['goal']} | {g['measured']} | {met} |")
+    lines += goal_lines(result["goals"])
     return "\n".join(lines) + "\n"
 
 

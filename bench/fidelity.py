@@ -17,6 +17,7 @@ error.
   on it (bench/stability_run.py): growth rate against spectral radius.
 - tree: tree_easgd against flat easgd at p = 4; consensus: cdsgd against sync and localsgd at
   p = 4 (each where the algorithm exists).
+- diloco: DiLoCo (inner AdamW, its own grid) beside easgd, eamsgd and localsgd at p = 4.
 """
 
 from __future__ import annotations
@@ -38,16 +39,22 @@ from training.schema.algorithms import REGISTRY
 TAUS = (1, 4, 16, 64)
 PERIOD_METHODS = ("easgd", "eamsgd", "downpour", "mdownpour", "mvadownpour", "adownpour")
 # One grid per kind: momentum 0.99 (the paper's delta) multiplies the step by about 100.
-GRIDS = {"plain": (0.02, 0.06, 0.2), "momentum": (0.001, 0.003, 0.01)}
+GRIDS = {
+    "plain": (0.02, 0.06, 0.2),
+    "momentum": (0.001, 0.003, 0.01),
+    "adamw": (0.0005, 0.001, 0.002),
+}
 MOMENTUM_METHODS = ("eamsgd", "mdownpour", "cdmsgd")
 EVAL_EVERY = 31
-SECTIONS = ("period", "workers", "stability", "tree", "consensus")
+SECTIONS = ("period", "workers", "stability", "tree", "consensus", "diloco")
 
 
 WIDEN_ROUNDS = 3
 
 
 def grid(algorithm: str) -> tuple[float, ...]:
+    if REGISTRY[algorithm].inner() == "adamw":
+        return GRIDS["adamw"]
     return GRIDS["momentum" if algorithm in MOMENTUM_METHODS else "plain"]
 
 
@@ -307,11 +314,12 @@ def tables(result: dict) -> str:
             steps = v["easgd"]["per_seed"][0]["steps"]
             out.append(f"| {p} | {_cell(v['easgd'])} | {_cell(v['eamsgd'])} | {steps} |")
         out.append("")
-    for name in ("tree", "consensus"):
+    titles = {"tree": "Tree", "consensus": "Consensus", "diloco": "DiLoCo and the elastic forms"}
+    for name, title in titles.items():
         sec = result.get(name)
         if sec and "results" in sec:
             out += [
-                f"{name.capitalize()} (p = 4, tau = 4):",
+                f"{title} (p = 4, tau = 4):",
                 "",
                 "| method | best error | final error | lr |",
                 "| --- | --- | --- | --- |",
@@ -412,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             result["consensus"] = comparison_section(
                 r, "consensus", seeds, args.tune_seed, ("sync", "localsgd", "cdsgd", "cdmsgd"), {}
+            )
+        elif section == "diloco":
+            result["diloco"] = comparison_section(
+                r, "diloco", seeds, args.tune_seed, ("easgd", "eamsgd", "localsgd", "diloco"), {}
             )
         result.setdefault("section_seconds", {})[section] = round(time.time() - t0)
         out_path.write_text(json.dumps(result, indent=1) + "\n")  # each section as it ends

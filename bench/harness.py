@@ -32,6 +32,7 @@ WORKLOADS = {
         "max_steps": 450,
         "networks": ("loopback",),
         "title": "LeNet-5 on mnist5k (61,706 parameters)",
+        "params": 61_706,
     },
     "mlp": {
         "model": {"name": "mlp", "hidden": [1024, 1024]},
@@ -39,6 +40,7 @@ WORKLOADS = {
         "max_steps": 300,
         "networks": ("loopback", "slow"),
         "title": "MLP 784-1024-1024-10 on mnist5k (1,863,690 parameters)",
+        "params": 1_863_690,
     },
 }
 NAMES = ("sync", "easgd", "eamsgd", "downpour", "localsgd")
@@ -141,7 +143,13 @@ def horovodrun_command(ranks: int, args: list[str], network: str = "loopback") -
     return ["ip", "netns", "exec", NETNS, *cmd] if network == "slow" else cmd
 
 
-def sweep(entries: list[tuple[str, dict]], ranks: int, work: Path, prefix: str) -> dict[str, Path]:
+def sweep(
+    entries: list[tuple[str, dict]],
+    ranks: int,
+    work: Path,
+    prefix: str,
+    network: str = "loopback",
+) -> dict[str, Path]:
     """Run each (label, config) as an ordinary run, all inside one horovodrun launch (TensorFlow
     and Horovod start once); returns each label's run directory, named `{prefix}-{label}`."""
     plan, dirs = [], {}
@@ -154,7 +162,7 @@ def sweep(entries: list[tuple[str, dict]], ranks: int, work: Path, prefix: str) 
         dirs[label] = out
     plan_path = work / f"plan-{ranks}-{len(list(work.glob('plan-*.json')))}.json"
     plan_path.write_text(json.dumps(plan))
-    cmd = horovodrun_command(ranks, ["-m", "bench.sweep", str(plan_path)])
+    cmd = horovodrun_command(ranks, ["-m", "bench.sweep", str(plan_path)], network)
     with (work / f"{plan_path.stem}.log").open("w") as log:
         subprocess.run(
             cmd,
@@ -243,3 +251,23 @@ def slow_network() -> str | None:
 
 def drop_slow_network() -> None:
     subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+
+
+def goal_lines(goals: list[dict]) -> list[str]:
+    """A benchmark's goals as a Markdown table (met: yes, no, or - where none is set)."""
+    lines = ["## Goals", "", "| goal | measured | met |", "| --- | --- | --- |"]
+    for g in goals:
+        met = "-" if g["met"] is None else ("yes" if g["met"] else "no")
+        lines.append(f"| {g['goal']} | {g['measured']} | {met} |")
+    return lines
+
+
+def section_lines(title: str, section: dict | None) -> tuple[list[str], bool]:
+    """A section's heading, and whether it has figures: none when it was not asked for, a
+    line saying why when it was skipped."""
+    if not section:
+        return [], False
+    lines = [f"## {title}", ""]
+    if "skipped" in section:
+        return [*lines, f"Not run: {section['skipped']}", ""], False
+    return lines, True

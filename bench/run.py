@@ -34,6 +34,7 @@ from bench.harness import (
     WORKLOADS,
     config_for,
     drop_slow_network,
+    goal_lines,
     horovodrun_command,
     outcome,
     slow_network,
@@ -212,9 +213,7 @@ def markdown(result: dict) -> str:
                     f"{f['final_accuracy']:.4f} |"
                 )
             lines.append("")
-    lines += ["## Goals", "", "| goal | measured | met |", "| --- | --- | --- |"]
-    for g in result["goals"]:
-        lines.append(f"| {g['goal']} | {g['measured']} | {'yes' if g['met'] else 'no'} |")
+    lines += goal_lines(result["goals"])
     return "\n".join(lines) + "\n"
 
 

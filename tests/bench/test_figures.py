@@ -235,3 +235,32 @@ def test_benchmark_settings_come_from_the_tuners_record(tmp_path):
     # The committed record covers every algorithm the benchmark runs, on every workload.
     committed = tuned_settings()
     assert {wl: set(committed[wl]) for wl in WORKLOADS} == {wl: set(NAMES) for wl in WORKLOADS}
+
+
+def test_compression_goals_take_the_faster_coded_form_and_its_accuracy_gap():
+    from bench.compression import goals as compression_goals
+    from bench.compression import markdown
+
+    def row(t, final):
+        return {"time_over_sync": t, "median_final": final}
+
+    slow = {
+        "sync": row(1.0, 0.93),
+        "eamsgd-none": row(0.12, 0.951),
+        "eamsgd-int8": row(0.05, 0.949),
+        "eamsgd-int4": row(0.04, 0.94),
+    }
+    lenet = {
+        "none": {"mean_final": 0.97},
+        "int8": {"points_below_float32": 0.2},
+        "int4": {"points_below_float32": -0.6},
+    }
+    found = compression_goals({"slow": slow, "lenet": lenet})
+    assert [g["measured"] for g in found] == [0.04, 1.1, 0.2, -0.6]
+    assert [g["met"] for g in found] == [False, False, True, False]
+    assert "eamsgd-int4" in found[0]["goal"]
+    text = markdown({"when": "now", "goals": found})
+    assert (
+        "| LeNet, loopback: int8 EAMSGD final accuracy within 0.5 points of float32 | 0.2 | yes |"
+        in text
+    )

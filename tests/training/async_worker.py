@@ -35,11 +35,27 @@ CASES = [
     ("adownpour-tau3", "adownpour", "sgd", 0.0, 3, 0.9, 10),
     ("mvadownpour-tau2", "mvadownpour", "sgd", 0.0, 2, 0.9, 8),
 ]
+# The center split over servers on several ranks (center_shards; 0: one shard per rank): the
+# same arithmetic, so the same reference; and compressed messages both ways.
+# (label, ..., steps, path, shards, compression)
+MORE = [
+    ("easgd-tau2-shards-all", "elastic", "sgd", 0.0, 2, 0.9, 9, "loop", 0, "none"),
+    ("eamsgd-tau3-shards-2", "elastic", "nesterov", 0.9, 3, 0.8, 10, "loop", 2, "none"),
+    ("adownpour-tau3-shards-all", "adownpour", "sgd", 0.0, 3, 0.9, 10, "loop", 0, "none"),
+    ("mvadownpour-tau2-shards-2", "mvadownpour", "sgd", 0.0, 2, 0.9, 8, "loop", 2, "none"),
+    ("easgd-tau2-int4", "elastic", "sgd", 0.0, 2, 0.9, 9, "loop", 1, "int4"),
+    ("eamsgd-tau3-int8-shards-2", "elastic", "nesterov", 0.9, 3, 0.8, 10, "loop", 2, "int8"),
+    ("downpour-tau2-int4-shards-all", "downpour", "sgd", 0.0, 2, 0.9, 9, "loop", 0, "int4"),
+    ("easgd-tau2-float16", "elastic", "sgd", 0.0, 2, 0.9, 9, "loop", 1, "float16"),
+]
+ALL = CASES + MORE
 LR = 0.05
 AVERAGE_RATE = 0.1
 
 
-def run_case(exchange, inner, momentum, tau, beta, steps, path="loop"):
+def run_case(
+    exchange, inner, momentum, tau, beta, steps, path="loop", shards=1, compression="none"
+):
     model, a, b = least_squares.model_and_data()
     opt = ElasticAveragingOptimizer(
         build_inner(inner, LR, momentum),
@@ -49,6 +65,8 @@ def run_case(exchange, inner, momentum, tau, beta, steps, path="loop"):
         average_rate=AVERAGE_RATE,
         order="round_robin",
         asynchronous=True,
+        center_shards=shards or collectives.size(),
+        compression=compression,
     )
     opt.build(model.trainable_variables)
     if path == "fit":
@@ -85,8 +103,8 @@ def _gathered(model, opt, evaluated) -> dict:
 def main(out: str) -> None:
     collectives.init()
     results, meta = {}, {}
-    for label, exchange, inner, momentum, tau, beta, steps, *path in CASES:
-        r = run_case(exchange, inner, momentum, tau, beta, steps, *path)
+    for label, exchange, inner, momentum, tau, beta, steps, *rest in ALL:
+        r = run_case(exchange, inner, momentum, tau, beta, steps, *rest)
         for key in ("workers", "velocities", "evaluated"):
             results[f"{label}/{key}"] = r[key]
         meta[label] = {
@@ -96,6 +114,7 @@ def main(out: str) -> None:
             "tau": tau,
             "beta": beta,
             "steps": steps,
+            "compression": rest[2] if len(rest) > 2 else "none",
             "exchanges": r["exchanges"],
             "bytes_sent": r["bytes_sent"],
         }

@@ -36,6 +36,13 @@ CASES = [
     ("cdmsgd-full-config", "cdmsgd", "full", 0.95, 7, "config"),
     ("cdsgd-ring-fit", "cdsgd", "ring", None, 6, "fit"),
 ]
+# Compressed (CHOCO's gossip): (label, algorithm, topology, momentum, steps, path, compression).
+COMPRESSED = [
+    ("cdsgd-ring-int4", "cdsgd", "ring", None, 9, "loop", "int4"),
+    ("cdsgd-full-int8", "cdsgd", "full", None, 7, "loop", "int8"),
+    ("cdmsgd-shift-int4", "cdmsgd", "shift", 0.5, 8, "loop", "int4"),
+]
+ALL = [(*c, "none") for c in CASES] + COMPRESSED
 LR = 0.05
 
 
@@ -54,7 +61,9 @@ def explicit(kind: str, workers: int) -> list[list[float]]:
     return pi.tolist()
 
 
-def build(algorithm: str, topology, momentum, path: str) -> ElasticAveragingOptimizer:
+def build(
+    algorithm: str, topology, momentum, path: str, compression: str = "none"
+) -> ElasticAveragingOptimizer:
     if path == "config":
         optimizer = {"algorithm": algorithm, "learning_rate": LR, "topology": topology}
         return make_optimizer(
@@ -63,11 +72,15 @@ def build(algorithm: str, topology, momentum, path: str) -> ElasticAveragingOpti
     exchange = "consensus" if algorithm == "cdsgd" else "mconsensus"
     extra = {} if momentum is None else {"consensus_momentum": momentum}
     return ElasticAveragingOptimizer(
-        build_inner("sgd", LR), exchange=exchange, topology=topology, **extra
+        build_inner("sgd", LR),
+        exchange=exchange,
+        topology=topology,
+        compression=compression,
+        **extra,
     )
 
 
-def run_case(algorithm, topology, momentum, steps, path):
+def run_case(algorithm, topology, momentum, steps, path, compression="none"):
     rank = collectives.rank()
     a, b = ref.data(collectives.size())
     a, b = a[rank].astype("float32"), b[rank][:, None].astype("float32")
@@ -75,7 +88,7 @@ def run_case(algorithm, topology, momentum, steps, path):
     x0 = ref.start() if rank == 0 else np.full(ref.DIM, 3.0 + rank)
     model = keras.Sequential([keras.Input((ref.DIM,)), keras.layers.Dense(1, use_bias=False)])
     model.layers[0].kernel.assign(x0[:, None].astype("float32"))
-    opt = build(algorithm, topology, momentum, path)
+    opt = build(algorithm, topology, momentum, path, compression)
     if path == "fit":
         # keras' mean squared error is mean((y - p)^2): twice our loss, so halve the rate.
         opt.learning_rate = LR / 2
@@ -111,10 +124,10 @@ def main(out: str) -> None:
     collectives.init()
     workers = collectives.size()
     results, meta = {}, {}
-    for label, algorithm, topology, momentum, steps, path in CASES:
+    for label, algorithm, topology, momentum, steps, path, compression in ALL:
         if topology in ("shift", "island"):
             topology = explicit(topology, workers)
-        r = run_case(algorithm, topology, momentum, steps, path)
+        r = run_case(algorithm, topology, momentum, steps, path, compression)
         results[f"{label}/workers"] = r.pop("workers")
         results[f"{label}/means"] = r.pop("means")
         meta[label] = {
@@ -122,6 +135,7 @@ def main(out: str) -> None:
             "topology": topology,
             "momentum": momentum,
             "steps": steps,
+            "compression": compression,
             **r,
         }
     if collectives.rank() == 0:

@@ -94,17 +94,24 @@ def quantize(v: np.ndarray, compression: str) -> np.ndarray:
     return out.astype(np.float64).reshape(v.shape)
 
 
+def quantize_parts(v: np.ndarray, compression: str, parts: int = 1) -> np.ndarray:
+    """`quantize` of each of `parts` contiguous parts of the flattened v, as numpy.array_split
+    cuts it (a center split over several servers: each part its own message)."""
+    pieces = np.array_split(v.ravel(), parts)
+    return np.concatenate([quantize(p, compression) for p in pieces]).reshape(v.shape)
+
+
 class Sender:
     """One worker's side of compressed messages: Q(v + e), and e <- (v + e) - Q(v + e)."""
 
-    def __init__(self, compression: str, like: np.ndarray):
-        self.compression, self.e = compression, np.zeros_like(like)
+    def __init__(self, compression: str, like: np.ndarray, parts: int = 1):
+        self.compression, self.e, self.parts = compression, np.zeros_like(like), parts
 
     def __call__(self, v: np.ndarray) -> np.ndarray:
         if self.compression == "none":
             return v
         message = v + self.e
-        sent = quantize(message, self.compression)
+        sent = quantize_parts(message, self.compression, self.parts)
         self.e = message - sent
         return sent
 

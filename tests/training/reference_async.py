@@ -28,7 +28,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.training.reference import Worker, grad, initial_weights, problem
+from tests.training.reference import (
+    Sender,
+    Worker,
+    grad,
+    initial_weights,
+    problem,
+    quantize_parts,
+)
 
 
 def run(
@@ -41,10 +48,26 @@ def run(
     inner: str = "sgd",
     momentum: float = 0.0,
     average_rate: float = 0.001,
+    compression: str = "none",
+    shards: int = 1,
 ) -> dict[str, np.ndarray]:
+    """`compression`: what a worker sends is Q(v + r), its residual r keeping the rest (error
+    feedback), and it sees the center through a replica that moves by Q(center - replica) at
+    every answer (the server keeps the same replica of each worker's). `shards`: the center
+    held in that many contiguous parts, each compressed on its own (the arithmetic of an
+    uncompressed center does not depend on its parts)."""
     data = [problem(r) for r in range(workers)]
     x0 = initial_weights()
     ws = [Worker(x0, inner, lr, momentum) for _ in range(workers)]
+    send = [Sender(compression, x0, shards) for _ in range(workers)]
+    replicas = [x0.copy() for _ in range(workers)]
+
+    def seen(i: int) -> np.ndarray:
+        if compression == "none":
+            return center
+        replicas[i] = replicas[i] + quantize_parts(center - replicas[i], compression, shards)
+        return replicas[i]
+
     center = x0.copy()
     average = x0.copy()
     updates = 0
@@ -58,7 +81,7 @@ def run(
                     x = w.x.copy()
                     e = np.zeros_like(x)
                     if clocks[i] % tau == 0:
-                        e = alpha * (x - center)  # a)
+                        e = send[i](alpha * (x - seen(i)))  # a)
                         center = center + e  # b)
                     g = grad(x + w.delta * w.v if w.kind == "nesterov" else x, *d)
                     w.x = w.x - e + w.local_update(g)
@@ -73,14 +96,14 @@ def run(
                     w.x = w.x + w.local_update(g)
                     clocks[i] += 1
                 if clocks[i] % tau == 0 and clocks[i] > 0:
-                    center = center + (w.x - start[i])
+                    center = center + send[i](w.x - start[i])
                     updates += 1
                     if algorithm == "mvadownpour":
                         average = (1 - average_rate) * average + average_rate * center
                     if algorithm == "adownpour":
                         average = (1 - 1 / (updates + 1)) * average + 1 / (updates + 1) * center
-                    w.x = center.copy()
-                    start[i] = center.copy()
+                    w.x = seen(i).copy()
+                    start[i] = w.x.copy()
     evaluated = average if algorithm in ("mvadownpour", "adownpour") else center
     return {
         "workers": np.stack([w.x for w in ws]),

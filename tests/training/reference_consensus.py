@@ -65,16 +65,32 @@ def mixing(topology, workers: int) -> np.ndarray:
 
 
 def run(
-    pi: np.ndarray, steps: int, lr: float, momentum: float | None = None
+    pi: np.ndarray,
+    steps: int,
+    lr: float,
+    momentum: float | None = None,
+    compression: str = "none",
 ) -> dict[str, np.ndarray]:
     """CDSGD (momentum None) or CDMSGD for `steps` steps on `len(pi)` workers: every worker's
-    weights at the end, and their mean (the model a consensus run evaluates)."""
+    weights at the end, and their mean (the model a consensus run evaluates).
+
+    `compression`: the mixing is CHOCO-SGD's gossip with consensus step 1 (Koloskova, Stich &
+    Jaggi 2019, Algorithm 1): every worker holds a public copy c_l of each worker's x, worker l
+    sends q_l = Q(x_l - c_l), everyone adds it to c_l, and x_j <- x_j + sum_l pi_jl (c_l - c_j),
+    which is PI X when the copies are exact."""
+    from tests.training.reference import quantize
+
     workers = len(pi)
     a, b = data(workers)
     x = np.tile(start(), (workers, 1))
     v = x.copy()
+    copies = x.copy()
     for _ in range(steps):
-        step = pi @ x - lr * gradients(x, a, b)
+        mixed = pi @ x
+        if compression != "none":
+            copies = copies + np.stack([quantize(r, compression) for r in x - copies])
+            mixed = x + pi @ copies - copies
+        step = mixed - lr * gradients(x, a, b)
         if momentum is None:
             x = step
         else:

@@ -73,7 +73,7 @@ def test_fields_and_schedule_of_each_kind():
     compression = {"compression"}  # model-sized messages, and the center server's
     assert fields_for(Algorithm.SYNC) == set(INNER_FIELDS) | {"backup_workers"} | compression
     # The asynchronous forms' turn order is `order` too.
-    timing = {"order", "asynchronous"} | compression
+    timing = {"order", "asynchronous", "center_shards"} | compression
     assert fields_for("easgd") == set(INNER_FIELDS) | {"tau", "beta", "alpha"} | timing
     assert fields_for("adownpour") == set(INNER_FIELDS) | {"tau"} | timing
     assert fields_for("mvadownpour") == set(INNER_FIELDS) | {"tau", "average_rate"} | timing
@@ -87,7 +87,7 @@ def test_fields_and_schedule_of_each_kind():
     assert all(REGISTRY["sync"].communicates(t, 3) for t in range(7))
     assert [s.name for s in REGISTRY.values() if not s.has_center] == ["sync", "cdsgd", "cdmsgd"]
     assert all(REGISTRY["cdsgd"].communicates(t, 3) for t in range(7))
-    assert fields_for("cdmsgd") == set(INNER_FIELDS) | {"topology"}
+    assert fields_for("cdmsgd") == set(INNER_FIELDS) | {"topology"} | compression
     assert REGISTRY["mvadownpour"].evaluated == "average"
     assert REGISTRY["sync"].evaluated == "weights"
 

@@ -10,7 +10,9 @@ import pytest
 from tests.support import relative_error as _relative
 from tests.support import worker_results
 from tests.training import reference_async
-from tests.training.async_worker import CASES
+from tests.training.async_worker import ALL
+from training.center.client import shard_bounds
+from training.center.codes import wire_bytes
 
 pytestmark = pytest.mark.horovod
 RTOL = 1e-5
@@ -23,8 +25,10 @@ def results(request, tmp_path_factory):
     return request.param, meta, data
 
 
-@pytest.mark.parametrize("label", [c[0] for c in CASES])
+@pytest.mark.parametrize("label", [c[0] for c in ALL])
 def test_deterministic_order_matches_algorithm_1(results, label):
+    """One center server, or the center in parts on several ranks' servers (the authors' mpiT
+    layout): the same replay."""
     workers, meta, data = results
     case = meta["cases"][label]
     expected = reference_async.run(
@@ -37,6 +41,8 @@ def test_deterministic_order_matches_algorithm_1(results, label):
         inner=case["inner"],
         momentum=case["momentum"],
         average_rate=meta["average_rate"],
+        compression=case["compression"],
+        shards=_shards(label, workers) if "shards" in label else 1,
     )
     kernels, slots = data[f"{label}/workers"], data[f"{label}/velocities"]
     delta = case["momentum"] if case["inner"] == "nesterov" else 0.0
@@ -48,7 +54,7 @@ def test_deterministic_order_matches_algorithm_1(results, label):
     assert _relative(expected["workers"][1], expected["workers"][0]) > 1e-3
 
 
-@pytest.mark.parametrize("label", [c[0] for c in CASES])
+@pytest.mark.parametrize("label", [c[0] for c in ALL])
 def test_every_worker_exchanges_on_its_schedule_and_counts_its_bytes(results, label):
     workers, meta, _ = results
     case = meta["cases"][label]
@@ -56,5 +62,13 @@ def test_every_worker_exchanges_on_its_schedule_and_counts_its_bytes(results, la
     # Elastic: on steps t with tau | t; DOWNPOUR: after every tau steps.
     expected = math.ceil(steps / tau) if case["exchange"] == "elastic" else steps // tau
     assert case["exchanges"] == [expected] * workers
-    # One model (5 float32 weights) up per exchange: e, or the accumulated update.
-    assert case["bytes_sent"] == [expected * 20.0] * workers
+    # One model (5 float32 weights) up per exchange: e, or the accumulated update; compressed,
+    # its codes and scales (each shard's own).
+    shards = [(0, 5)] if "shards" not in label else shard_bounds(5, _shards(label, workers))
+    one = sum(wire_bytes(hi - lo, case["compression"]) for lo, hi in shards)
+    assert case["bytes_sent"] == [expected * float(one)] * workers
+
+
+def _shards(label: str, workers: int) -> int:
+    count = label.rsplit("shards-", 1)[1]
+    return workers if count == "all" else int(count)

@@ -29,9 +29,9 @@ def serve():
         servers.append(server)
 
         def client(rank, tok=token, timeout=5.0):
-            c = CenterClient(
-                address, tok, rank, timeout=timeout, precision=kw.get("precision", "float32")
-            )
+            precision = kw.get("precision", "float32")
+            c = CenterClient(address, tok, rank, timeout=timeout, precision=precision, size=N)
+            c.start(np.arange(N, dtype="f4"))
             clients.append(c)
             return c
 
@@ -81,7 +81,7 @@ def test_a_wrong_token_is_refused_and_changes_nothing(serve, mode):
 def test_wrong_shapes_ranks_and_kinds_are_refused(serve):
     _, client = serve(workers=2)
     w0 = client(0)
-    with pytest.raises(CenterError, match="wrong shape: WRITE takes 6 float32 values"):
+    with pytest.raises(CenterError, match=r"wrong shape: WRITE takes 6 values as float32 \(24 by"):
         w0.call(Op.WRITE, payload=np.ones(N + 1, "f4"))
     with pytest.raises(CenterError, match="PUSH is not an operation of the elastic center"):
         w0.call(Op.PUSH, payload=np.ones(N, "f4"))
@@ -178,7 +178,7 @@ def test_a_float16_exchange_halves_the_bytes_and_adds_in_float32(serve):
     assert w0.bytes_sent - before == 2 * N
     center, _ = _snapshot(w0)  # float32: the sum of the center and the rounded e
     np.testing.assert_array_equal(center, np.arange(N, dtype="f4") + np.float16(1 / 3).astype("f4"))
-    with pytest.raises(CenterError, match="WRITE takes 6 float16 values, received 24 bytes"):
+    with pytest.raises(CenterError, match=r"WRITE takes 6 values as float16 \(12 bytes\), rec"):
         w0.send(Op.WRITE, payload=b"\0" * 24)
         w0.wait()
 
@@ -197,3 +197,75 @@ def test_only_rank_0_loads_a_center(serve):
     with pytest.raises(CenterError, match="only rank 0 loads"):
         client(1).call(Op.LOAD, payload=np.zeros(N, "f4"))
     assert _snapshot(client(0))[1] == 0
+
+
+def test_int4_codes_both_ways_with_error_feedback(serve):
+    """Up: the worker's e as codes, the server adding exactly what the worker subtracts, the
+    rest sent later. Down: the center as the difference from the worker's replica, which
+    closes in on the center answer after answer."""
+    server, client = serve(precision="int4")
+    w0, w1 = client(0), client(1)
+    read = w0.call(Op.READ)
+    np.testing.assert_array_equal(read.values, np.arange(N))  # no change yet: exact
+    e = np.array([0.3, -0.05, 0.012, 0.9, 0.0, -0.4], "f4")
+    before = w0.bytes_sent
+    w0.call(Op.WRITE, a=read.a, payload=e)
+    assert w0.bytes_sent - before == 4 + 128  # one float32 scale, 256 codes of 4 bits
+    sent = w0.applied
+    np.testing.assert_allclose(sent, np.array([2, 0, 0, 7, 0, -3]) * 0.9 / 7, rtol=1e-6)
+    np.testing.assert_array_equal(w0.up.residual, e - sent)
+    center, _ = _snapshot(w0)
+    np.testing.assert_array_equal(center, np.arange(N, dtype="f4") + sent)
+    # rank 1 last saw the starting center: each answer moves its replica toward the center.
+    gaps = []
+    for _ in range(4):
+        seen = w1.call(Op.READ).values
+        gaps.append(float(np.max(np.abs(seen - center))))
+        np.testing.assert_array_equal(seen, server.replicas[1])
+    assert gaps[0] <= float(np.max(np.abs(sent))) / 14 + 1e-7
+    assert gaps == sorted(gaps, reverse=True) and gaps[-1] < 1e-3 * gaps[0]
+    with pytest.raises(CenterError, match=r"WRITE takes 6 values as int4 \(132 bytes\)"):
+        w0.send(Op.WRITE, payload=b"\0" * 24)
+        w0.wait()
+
+
+def test_backup_workers_means_are_never_coded():
+    with pytest.raises(ValueError, match="float32 or float16, not int8 codes"):
+        CenterServer(
+            "backup",
+            CenterState(np.zeros(N, "f4")),
+            workers=2,
+            token=bytes(16),
+            precision="int8",
+        )
+
+
+def test_a_sharded_center_answers_as_one():
+    """Two servers, each with a contiguous part: a read joins the parts, a write splits the
+    payload, each shard counts its own version."""
+    from training.center.client import ShardedClient, shard_bounds
+
+    assert shard_bounds(6, 4) == [(0, 2), (2, 4), (4, 5), (5, 6)]
+    with pytest.raises(ValueError, match="3 center shards cannot split 2 values"):
+        shard_bounds(2, 3)
+    token, bounds = secrets.token_bytes(16), shard_bounds(N, 2)
+    center = np.arange(N, dtype="f4")
+    servers = [
+        CenterServer("elastic", CenterState(center[lo:hi]), workers=2, token=token, alpha=0.5)
+        for lo, hi in bounds
+    ]
+    addresses = [s.start() for s in servers]
+    w0 = ShardedClient(addresses, bounds, token, 0, timeout=5.0)
+    try:
+        read = w0.call(Op.READ)
+        np.testing.assert_array_equal(read.values, center)
+        assert read.a == (0, 0)
+        w0.call(Op.WRITE, a=read.a, payload=np.ones(N, "f4"))
+        assert [s.center.tolist() for s in servers] == [[1, 2, 3], [4, 5, 6]]
+        assert w0.bytes_sent == 4 * N and w0.applied.tolist() == [1.0] * N
+        parts = w0.each(Op.SNAPSHOT)
+        assert [p.a for p in parts] == [1, 1] and not w0.in_flight
+    finally:
+        w0.close()
+        for s in servers:
+            s.stop()

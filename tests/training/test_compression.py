@@ -99,3 +99,23 @@ def test_bad_choices_are_refused():
         Codec("int2", 10)
     with pytest.raises(ValueError, match="even block"):
         Codec("int4", 10, block=5)
+
+
+@pytest.mark.parametrize("compression", ["float16", "int8", "int4"])
+@pytest.mark.parametrize("size", [5, 256, 1000, 3001])
+def test_the_center_servers_numpy_codes_are_the_same_bytes(compression, size):
+    """A worker's message reads the same whichever side encoded it: the graph's codec inside
+    a training step and the NumPy one of the center server."""
+    from training.center import codes
+
+    rng = np.random.default_rng(size)
+    v = (rng.normal(size=size) * rng.choice([1e-3, 1.0, 30.0], size=size)).astype(np.float32)
+    codec = Codec(compression, size)
+    graph = codec.encode(tf.constant(v)).numpy().tobytes()
+    assert codes.encode(v, compression) == graph and len(graph) == codes.wire_bytes(
+        size, compression
+    )
+    back = codec.decode(tf.constant(np.frombuffer(graph, np.uint8))).numpy()
+    assert codes.decode(graph, size, compression).tobytes() == back.tobytes()
+    with pytest.raises(ValueError, match=f"a {compression} message of {size} values is"):
+        codes.decode(graph[:-1], size, compression)

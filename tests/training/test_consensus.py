@@ -14,7 +14,8 @@ from service.submission import prepare
 from tests.support import QUIET_TF, ROOT, worker_results
 from tests.support import relative_error as _relative
 from tests.training import reference_consensus as ref
-from tests.training.consensus_worker import CASES
+from tests.training.consensus_worker import ALL
+from training.exchanges.compression import wire_bytes
 from training.schema import ConfigError, parse_config, topology, warnings_for
 from training.schema.algorithms import REGISTRY
 
@@ -30,13 +31,13 @@ def results(request, tmp_path_factory):
 
 
 @pytest.mark.horovod
-@pytest.mark.parametrize("label", [c[0] for c in CASES])
+@pytest.mark.parametrize("label", [c[0] for c in ALL])
 def test_every_worker_matches_the_paper(results, label):
     workers, meta, data = results
     case = meta["cases"][label]
     assert meta["workers"] == workers and case["iterations"] == case["steps"]
     pi = ref.mixing(case["topology"], workers)
-    expected = ref.run(pi, case["steps"], meta["lr"], case["momentum"])
+    expected = ref.run(pi, case["steps"], meta["lr"], case["momentum"], case["compression"])
     got = data[f"{label}/workers"]
     assert got.shape == expected["workers"].shape == (workers, ref.DIM)
     assert _relative(got, expected["workers"]) < TOLERANCE
@@ -49,7 +50,7 @@ def test_every_worker_matches_the_paper(results, label):
 
 
 @pytest.mark.horovod
-@pytest.mark.parametrize("label", [c[0] for c in CASES])
+@pytest.mark.parametrize("label", [c[0] for c in ALL])
 def test_bytes_per_round(results, label):
     """One round a step. An all-gather when some worker mixes with every other (rank 0's
     payload: 6 float32 weights), otherwise an all-to-all of one copy per worker that mixes
@@ -60,7 +61,8 @@ def test_bytes_per_round(results, label):
     takers = [(pi[:, j] > 0).sum() - 1 for j in range(workers)]
     copies = 1 if max(takers) == workers - 1 else takers[0]
     assert case["rounds"] == case["steps"]
-    assert case["bytes_sent"] == case["steps"] * copies * ref.DIM * 4
+    one = wire_bytes(ref.DIM, case["compression"])
+    assert case["bytes_sent"] == case["steps"] * copies * one
     assert not case["evaluation_counted"]
 
 

@@ -106,3 +106,31 @@ def test_a_float16_exchange_sends_half_the_bytes_and_still_learns(tmp_path, easg
     weights = 64 * 32 + 32 + 32 * 10 + 10  # tiny.yaml's MLP on the 8x8 digits
     assert rows[-1]["bytes_sent"] == exchanges * weights * 2
     assert evals[-1]["center_accuracy"] > evals[0]["center_accuracy"] + 0.2
+
+
+def test_a_sharded_int4_center_on_three_ranks_learns_and_counts_its_codes(tmp_path, easgd_home):
+    """The center split over the servers of 3 ranks, int4 codes both ways: the run ends (every
+    rank's server outlives rank 0's last reads), the center learns, and each exchange sends
+    each shard's codes and scales."""
+    from training.center.client import shard_bounds
+    from training.center.codes import wire_bytes
+
+    out = tmp_path / "run"
+    _run(
+        3,
+        out,
+        *ASYNC,
+        "--set",
+        "optimizer.center_shards=3",
+        "--set",
+        "optimizer.compression=int4",
+        "--set",
+        "resources.workers=3",
+    )
+    rows = read_jsonl(out / "metrics.jsonl")
+    evals = [r for r in rows if "center_accuracy" in r]
+    exchanges = -(-rows[-1]["step"] // 4)
+    weights = 64 * 32 + 32 + 32 * 10 + 10
+    one = sum(wire_bytes(hi - lo, "int4") for lo, hi in shard_bounds(weights, 3))
+    assert rows[-1]["bytes_sent"] == exchanges * one < exchanges * weights * 4 / 6
+    assert evals[-1]["center_accuracy"] > evals[0]["center_accuracy"] + 0.2

@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from training.center.client import CenterClient, CenterError
+from training.center.client import CenterClient, CenterError, ShardedClient, shard_bounds
 from training.center.protocol import Op
 from training.center.server import BACKUP, DOWNPOUR, ELASTIC
 
@@ -59,7 +59,6 @@ class WorkerExchange:
         self._sent_x: np.ndarray | None = None
         self._base: np.ndarray | None = None
         self._base_version = 0
-        self._wire = client.wire
 
     # -- flat views --------------------------------------------------------------------------
 
@@ -72,13 +71,6 @@ class WorkerExchange:
 
     def _elastic_x(self) -> np.ndarray:
         return self._flat(p.numpy() for p in self.points())
-
-    def _rounded(self, values: np.ndarray) -> np.ndarray:
-        """What the server will receive: the worker applies the same, so that nothing is lost
-        between them in a float16 exchange."""
-        if self._wire == "<f4":
-            return values
-        return values.astype(self._wire).astype("f4")
 
     def _add(self, flat: np.ndarray, sign: float = 1.0) -> None:
         offset = 0
@@ -102,6 +94,7 @@ class WorkerExchange:
     def begin(self, version: int) -> None:
         """Every worker starts from the center (version `version`)."""
         self._base, self._base_version = self._x(), version
+        self.client.start(self._base)
 
     def before_step(self, t: int) -> None:
         if self.kind != ELASTIC or t % self.tau:
@@ -109,10 +102,11 @@ class WorkerExchange:
         self._settle()
         if self.deterministic:
             read = self._blocking(Op.READ)
-            e = self._rounded(self.alpha * (self._elastic_x() - read.values))
+            e = self.alpha * (self._elastic_x() - read.values)
             self._blocking(Op.WRITE, a=read.a, b=self._waited_us, payload=e)
             self.exchanges += 1
-            self._pending_pull = e
+            # What the server added (rounded, or decoded): nothing is lost between them.
+            self._pending_pull = self.client.applied
             return
         self.client.send(Op.READ)
 
@@ -129,7 +123,7 @@ class WorkerExchange:
             if self._base is None:
                 self._base = self._x()
             x = self._x()
-            update = self._rounded(x - self._base)
+            update = x - self._base
             if self.deterministic:
                 reply = self._blocking(
                     Op.PUSH, a=self._base_version, b=self._waited_us, payload=update
@@ -170,9 +164,9 @@ class WorkerExchange:
 
     def _arrived(self, reply) -> None:
         if self.client.last_op == Op.READ:
-            e = self._rounded(self.alpha * (self._elastic_x() - reply.values))
-            self._add(e, -1.0)
+            e = self.alpha * (self._elastic_x() - reply.values)
             self.client.send(Op.WRITE, a=reply.a, b=self._waited_us, payload=e)
+            self._add(self.client.applied, -1.0)
         elif self.client.last_op == Op.WRITE:
             self.exchanges += 1
         elif self.client.last_op == Op.PUSH:
@@ -199,55 +193,43 @@ class AsynchronousCenter:
         # The exchange's form on the server, and what the server and the workers take from it.
         self.kind, self.average = optimizer.exchanger.server
         self.options = optimizer.exchanger.server_options()
+        self.shards = optimizer.exchanger.center_shards
         self.server = None
-        self.control: CenterClient | None = None
+        self.control: ShardedClient | None = None
         self.worker: WorkerExchange | None = None
 
     def start(self) -> None:
+        """Ranks 0 .. shards - 1 each start the server of one contiguous part of the center
+        (`optimizer.center_shards`; one server on rank 0 by default); every rank connects to
+        all of them."""
         import secrets
 
-        from training.center.server import CenterServer, CenterState
         from training.exchanges import collectives
         from training.exchanges.base import force_points
 
-        opt, rank = self.opt, collectives.rank()
-        answer: tuple | str = ""
-        if rank == 0:
-            flat = WorkerExchange._flat
-            try:
-                if self.kind == BACKUP:  # the server counts steps; it keeps no center
-                    steps = int(opt.iterations.numpy())
-                    state = CenterState(
-                        flat(v.numpy() for v in opt._trainable_variables), None, steps
-                    )
-                else:
-                    state = CenterState(
-                        flat(c.numpy() for c in opt.center),
-                        flat(z.numpy() for z in opt.average) if opt.average else None,
-                        int(opt.center_version.numpy()),
-                        int(opt.center_updates.numpy()),
-                    )
-                token = secrets.token_bytes(16)
-                self.server = CenterServer(
-                    self.kind,
-                    state,
-                    workers=collectives.size(),
-                    token=token,
-                    average=self.average,
-                    precision=opt.wire_precision,
-                    host=collectives.center_host(),
-                    **self.options,
-                )
-                answer = (self.server.start(self.mode), token, state.version)
-            except (OSError, RuntimeError, ValueError) as exc:
-                answer = f"the center server did not start on rank 0: {exc}"
-        answer = collectives.broadcast_object(answer, 0)
-        if isinstance(answer, str):
-            raise RuntimeError(answer)
-        address, token, version = answer
+        opt, rank, size = self.opt, collectives.rank(), collectives.size()
+        shards = self.shards
+        if shards > size:
+            raise RuntimeError(
+                f"optimizer.center_shards: {shards} shards need as many ranks, this job has "
+                f"{size}; choose 1 to {size}"
+            )
+        # The version workers start from: the center's, or the backup server's steps done.
+        counter = opt.iterations if self.kind == BACKUP else opt.center_version
+        token, version = collectives.broadcast_object(
+            (secrets.token_bytes(16), int(counter.numpy())) if rank == 0 else None, 0
+        )
         variables = list(opt._trainable_variables)
+        n = sum(int(np.prod(v.shape)) for v in variables)
+        bounds = shard_bounds(n, shards) if shards > 1 else [(0, n)]
+        answer = self._serve(bounds[rank], token) if rank < shards else ""
+        answers = collectives.allgather_object(answer)
+        problems = [a for a in answers[:shards] if a.startswith("!")]
+        if problems:
+            raise RuntimeError("; ".join(p[1:] for p in problems))
+        addresses = answers[:shards]
         self.worker = WorkerExchange(
-            CenterClient(address, token, rank, precision=opt.wire_precision),
+            ShardedClient(addresses, bounds, token, rank, precision=opt.wire_precision),
             variables,
             lambda: force_points(opt.inner_optimizer, variables),
             kind=self.kind,
@@ -257,16 +239,51 @@ class AsynchronousCenter:
         )
         self.worker.begin(version)
         if rank == 0:
-            self.control = CenterClient(address, token, 0)
+            self.control = ShardedClient(addresses, bounds, token, 0)
+
+    def _serve(self, bounds: tuple[int, int], token: bytes) -> str:
+        """This rank's server, for the values `bounds` of the flat center: its address, or
+        "!" and why it did not start."""
+        from training.center.server import CenterServer, CenterState
+        from training.exchanges import collectives
+
+        opt, (lo, hi) = self.opt, bounds
+        flat = WorkerExchange._flat
+        try:
+            if self.kind == BACKUP:  # the server counts steps; it keeps no center
+                steps = int(opt.iterations.numpy())
+                state = CenterState(flat(v.numpy() for v in opt._trainable_variables), None, steps)
+            else:
+                state = CenterState(
+                    flat(c.numpy() for c in opt.center)[lo:hi],
+                    flat(z.numpy() for z in opt.average)[lo:hi] if opt.average else None,
+                    int(opt.center_version.numpy()),
+                    int(opt.center_updates.numpy()),
+                )
+            self.server = CenterServer(
+                self.kind,
+                state,
+                workers=collectives.size(),
+                token=token,
+                average=self.average,
+                precision=opt.wire_precision,
+                host=collectives.center_host(),
+                **self.options,
+            )
+            return self.server.start(self.mode)
+        except (OSError, RuntimeError, ValueError) as exc:
+            return f"!the center server did not start on rank {collectives.rank()}: {exc}"
 
     def snapshot(self) -> float:
-        """Rank 0: the server's center (and average, version, updates) into the optimizer's
-        variables; returns the workers' spread as the server last saw it."""
+        """Rank 0: the servers' center (and average, version, updates) into the optimizer's
+        variables; returns the workers' spread as the servers last saw it."""
         opt = self.opt
         if self.kind == BACKUP:
             return 0.0
-        reply = self.control.call(Op.SNAPSHOT)
-        n = sum(self.worker.sizes)
+        replies = self.control.each(Op.SNAPSHOT)
+        parts = [r.values[:-1].reshape(2 if opt.average else 1, -1) for r in replies]
+        center = np.concatenate([p[0] for p in parts])
+        average = np.concatenate([p[1] for p in parts]) if opt.average else None
         offset = 0
         for c, z, shape, size in zip(
             opt.center,
@@ -274,18 +291,22 @@ class AsynchronousCenter:
             self.worker.shapes,
             self.worker.sizes,
         ):
-            c.assign(reply.values[offset : offset + size].reshape(shape))
+            c.assign(center[offset : offset + size].reshape(shape))
             if z is not None:
-                z.assign(reply.values[n + offset : n + offset + size].reshape(shape))
+                z.assign(average[offset : offset + size].reshape(shape))
             offset += size
-        opt.center_version.assign(reply.a)
-        opt.center_updates.assign(reply.b)
-        return float(reply.values[-1])
+        opt.center_version.assign(replies[0].a)
+        opt.center_updates.assign(replies[0].b)
+        return float(sum(r.values[-1] for r in replies))
 
     def status(self) -> tuple[int, np.ndarray]:
-        """Rank 0: workers done, and per rank (exchanges, staleness sum, max, seconds waited)."""
-        reply = self.control.call(Op.STATUS)
-        return reply.a, reply.values.reshape(-1, 4)
+        """Rank 0: workers done, and per rank (exchanges, staleness sum, max, seconds waited):
+        an exchange counts once every shard took it; the worst shard's staleness and wait."""
+        replies = self.control.each(Op.STATUS)
+        stats = [r.values.reshape(-1, 4) for r in replies]
+        joined = np.maximum.reduce(stats)
+        joined[:, 0] = np.minimum.reduce([s[:, 0] for s in stats])
+        return min(r.a for r in replies), joined
 
     def finish(self, poll_seconds: float = 0.05) -> None:
         """Every rank after its last step; rank 0 returns once every worker is done, or fails
@@ -311,14 +332,14 @@ class AsynchronousCenter:
         """Tell every worker (at its next exchange) that this one gave up, and why."""
         if self.worker is None:
             return
-        c = self.worker.client
-        side = CenterClient(c.address, c.token, c.rank, timeout=5.0)
-        try:
-            side.call(Op.ABORT, payload=reason.encode("utf-8"))
-        except Exception:  # noqa: BLE001 - the reason is also raised on this rank
-            pass
-        finally:
-            side.close()
+        for c in self.worker.client.clients:
+            side = CenterClient(c.address, c.token, c.rank, timeout=5.0)
+            try:
+                side.call(Op.ABORT, payload=reason.encode("utf-8"))
+            except Exception:  # noqa: BLE001 - the reason is also raised on this rank
+                pass
+            finally:
+                side.close()
 
     def stop(self) -> None:
         for client in (self.worker.client if self.worker else None, self.control):

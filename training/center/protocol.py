@@ -1,8 +1,8 @@
 """The wire format between workers and the asynchronous center server.
 
 Every message is two frames: a fixed 40-byte header and a payload of raw little-endian float32
-values (float16 for the model-sized payloads of a job whose `exchange_precision` is float16; or,
-for an error, its UTF-8 text). Nothing is pickled, so a peer can send the server only
+values (for the model-sized payloads of a compressed job, float16, or int8/int4 codes with their
+scales, training/center/codes.py; or, for an error, its UTF-8 text). Nothing is pickled, so a peer can send the server only
 numbers of an agreed length; a message of any other shape is answered with an error and changes
 nothing. Imports neither TensorFlow nor Horovod: the server may run in a process without them.
 """
@@ -22,6 +22,8 @@ HEADER = struct.Struct("<4sBBH16sqq")
 TOKEN_BYTES = 16
 ERROR_TEXT_MAX = 2000
 PRECISIONS = {"float32": "<f4", "float16": "<f2"}
+# How model-sized payloads may travel: those two, or int8/int4 codes (training/center/codes.py).
+WIRE_FORMS = ("float32", "float16", "int8", "int4")
 # The operations whose model-sized payloads (both ways) travel in the job's wire precision;
 # SNAPSHOT and LOAD, rank 0's reads and writes of the whole state, stay float32.
 WIRE_OPS = (1, 2, 3, 9)

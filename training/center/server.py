@@ -35,10 +35,12 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
+from training.center import codes
 from training.center.protocol import (
     HEADER,
     PRECISIONS,
     TOKEN_BYTES,
+    WIRE_FORMS,
     WIRE_OPS,
     Message,
     Op,
@@ -102,13 +104,22 @@ class CenterServer:
                 f"counts among {workers}; choose 0 to {workers - 1} (received: {backup_workers})"
             )
         self.backup_workers = backup_workers
-        if precision not in PRECISIONS:
+        if precision not in WIRE_FORMS:
+            raise ValueError(f"precision must be one of {WIRE_FORMS}. Received: {precision!r}")
+        if precision in codes.LEVELS and kind == BACKUP:
             raise ValueError(
-                f"precision must be one of {tuple(PRECISIONS)}. Received: {precision!r}"
+                f"the backup workers' server sends means every worker applies alike: "
+                f"float32 or float16, not {precision} codes"
             )
-        self.wire = PRECISIONS[precision]
+        self.precision = precision
+        self.wire = PRECISIONS.get(precision)
         self.center = np.array(state.center, dtype="<f4").ravel()
         self.n = self.center.size
+        # Compressed: per worker, the center as that worker holds it (its answers are
+        # differences from it); every worker starts from the center this server starts with.
+        self.coded = precision != "float32"
+        self.replicas: dict[int, np.ndarray] = {}
+        self._start = self.center.copy() if self.coded else None
         self.average = None
         if average is not None:
             source = state.average if state.average is not None else self.center
@@ -257,12 +268,12 @@ class CenterServer:
             Op.GRADIENT: self.n,
             Op.LOAD: self.n * (2 if self.average is not None else 1),
         }.get(Op(m.op))
-        size = np.dtype(self.wire if m.op in WIRE_OPS else "<f4").itemsize
-        if expected is not None and len(m.payload) != size * expected:
-            kind = "float16" if size == 2 else "float32"
+        form = self.precision if m.op in WIRE_OPS else "float32"
+        if expected is not None and len(m.payload) != codes.wire_bytes(expected, form):
             return (
-                f"wrong shape: {Op(m.op).name} takes {expected} {kind} values, received "
-                f"{len(m.payload)} bytes; nothing changed"
+                f"wrong shape: {Op(m.op).name} takes {expected} values as {form} "
+                f"({codes.wire_bytes(expected, form)} bytes), received {len(m.payload)} bytes; "
+                "nothing changed"
             )
         kinds = {
             Op.READ: (ELASTIC,),
@@ -282,11 +293,11 @@ class CenterServer:
         op = Op(m.op)
         if op == Op.READ:
             return encode(
-                Status.OK, m.rank, bytes(TOKEN_BYTES), self.version, 0, self._wire(self.center)
+                Status.OK, m.rank, bytes(TOKEN_BYTES), self.version, 0, self._center_for(m.rank)
             )
         if op == Op.WRITE:
             staleness = self.version - m.a
-            e = m.values(self.wire)
+            e = self._incoming(m)
             self.center += e
             self.version += 1
             self.updates += 1
@@ -297,7 +308,7 @@ class CenterServer:
             return encode(Status.OK, m.rank, bytes(TOKEN_BYTES), self.version, staleness)
         if op == Op.PUSH:
             staleness = self.version - m.a
-            self.center += m.values(self.wire)
+            self.center += self._incoming(m)
             self.version += 1
             self.updates += 1
             self._take_average()
@@ -309,7 +320,7 @@ class CenterServer:
                 bytes(TOKEN_BYTES),
                 self.version,
                 staleness,
-                self._wire(self.center),
+                self._center_for(m.rank),
             )
         if op == Op.SNAPSHOT:
             spread = np.array([sum(self.distance.values())], dtype="<f4")
@@ -352,6 +363,23 @@ class CenterServer:
         row[1] += staleness
         row[2] = max(row[2], staleness)
         row[3] = max(m.b, 0) / 1e6
+
+    def _incoming(self, m: Message) -> np.ndarray:
+        """A worker's e, update or gradient as float32, decoded from the job's wire form."""
+        if self.coded:
+            return codes.decode(m.payload, self.n, self.precision)
+        return m.values(self.wire)
+
+    def _center_for(self, rank: int):
+        """The center as it goes to worker `rank`: float32, or, compressed, its difference from
+        that worker's replica, whose replica moves by what the message decodes to (the worker's
+        does the same), so what rounding leaves out goes with the next answer."""
+        if not self.coded:
+            return self._wire(self.center)
+        replica = self.replicas.get(rank, self._start)
+        data = codes.encode(self.center - replica, self.precision)
+        self.replicas[rank] = replica + codes.decode(data, self.n, self.precision)
+        return data
 
     def _wire(self, values: np.ndarray) -> np.ndarray:
         """A copy in the wire precision: zmq sends later, and a turn served next may change the
@@ -425,7 +453,7 @@ class CenterServer:
                     *encode(Status.OK, m.rank, bytes(TOKEN_BYTES), done, done - step, missed),
                 ]
             ]
-        self.step_sum += m.values(self.wire)
+        self.step_sum += self._incoming(m)
         self.step_waiting.append((identity, m.rank))
         if len(self.step_waiting) < self.workers - self.backup_workers:
             return []

@@ -33,6 +33,8 @@ ORDERS = ("simultaneous", "round_robin")
 PRECISIONS = ("float32", "float16")
 # How model-sized messages travel (training/exchanges/compression.py).
 COMPRESSIONS = ("none", "float16", "int8", "int4")
+# Servers a sharded center may have (one per rank).
+MAX_SHARDS = 1024
 # The paper's symmetric moving rate: beta = workers x alpha.
 DEFAULT_BETA = 0.9
 
@@ -94,6 +96,10 @@ class Exchange:
     arguments: ClassVar[Mapping[str, str]] = MappingProxyType({})
     server: ClassVar[tuple[str, str | None] | None] = None
     served_spread: ClassVar[bool] = False
+    # Whether its server form takes int8/int4 codes (with error feedback both ways).
+    server_codes: ClassVar[bool] = True
+    # Whether a compressed sender keeps a residual (error feedback), or replicas do that work.
+    feedback: ClassVar[bool] = True
     has_center: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -160,6 +166,7 @@ class Exchange:
         asynchronous: bool = False,
         compression: str = "none",
         exchange_precision: str | None = None,
+        center_shards: int = 1,
     ):
         """The arguments every exchange shares, checked as the optimizer's; each exchange keeps
         those it uses (`arguments`) in its configuration. `exchange_precision` is compression's
@@ -174,6 +181,12 @@ class Exchange:
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}. Received: order={order!r}")
         compression = folded_compression(compression, exchange_precision)
+        if not isinstance(center_shards, int) or not 1 <= center_shards <= MAX_SHARDS:
+            raise ValueError(
+                f"center_shards must be an integer from 1 to {MAX_SHARDS}. Received: "
+                f"center_shards={center_shards!r}"
+            )
+        self.center_shards = center_shards
         self.tau, self.beta, self.alpha, self.order = tau, beta, alpha, order
         self.asynchronous = bool(asynchronous)
         self.compression = compression
@@ -186,8 +199,8 @@ class Exchange:
 
     @property
     def wire_precision(self) -> str:
-        """The center server's precision of model-sized messages."""
-        return "float16" if self.compression == "float16" else "float32"
+        """How the center server's model-sized messages travel (training/center/protocol.py)."""
+        return "float32" if self.compression == "none" else self.compression
 
     def start(self, broadcast: bool) -> None:
         """Once the wrapper is made: Horovod, and what depends on the number of workers."""
@@ -222,7 +235,9 @@ class Exchange:
         if self.compression != "none" and not self.served:
             from training.exchanges.compression import Compressed
 
-            self.compressed = Compressed(self.compression, opt, var_list, self.name)
+            self.compressed = Compressed(
+                self.compression, opt, var_list, self.name, feedback=self.feedback
+            )
 
     def due(self, step: Any) -> Any:
         """Whether the step with 0-based index `step` runs a round (a tensor inside the step)."""

@@ -180,12 +180,11 @@ def timed_mean(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tensor]
     return [r * tf.cast(scale, r.dtype) for r in results], nbytes, seconds
 
 
-def timed_gather(
-    tensors: Sequence[tf.Tensor], name: str, ranks: Sequence[int] | None = None
-) -> tuple[list[tf.Tensor], int, tf.Tensor]:
+def timed_gather(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tensor], int, tf.Tensor]:
     """Every rank's copy of each tensor, stacked by rank (shape [size, *shape]), from one
     allgather of this rank's tensors flattened together: (results, payload bytes, seconds).
-    `ranks`: only among these (a process set `init` registered), stacked in their order."""
+    Every rank: Horovod 0.28.1's allgather fails on Gloo in a process set other than the
+    global one ("Process set provided does not exist, or has not been registered")."""
     tensors = list(tensors)
     dtypes = {t.dtype for t in tensors}
     if len(dtypes) != 1:
@@ -193,10 +192,7 @@ def timed_gather(
     start = tf.timestamp()
     with tf.control_dependencies([start]):
         flat = tf.concat([tf.reshape(t, [-1]) for t in tensors], 0)[None, :]
-    if len(ranks or range(hvd.size())) == 1:
-        gathered = flat
-    else:
-        gathered = hvd.allgather(flat, name=name, process_set=_process_set(ranks))
+    gathered = flat if hvd.size() == 1 else hvd.allgather(flat, name=name)
     with tf.control_dependencies([gathered]):
         seconds = tf.timestamp() - start
     sizes = [t.shape.num_elements() for t in tensors]

@@ -18,25 +18,10 @@ from __future__ import annotations
 
 import math
 
+from training.center.codes import BLOCK, LEVELS, wire_bytes
 from training.exchanges.base import COMPRESSIONS, collectives, tf
 
 __all__ = ["COMPRESSIONS", "BLOCK", "LEVELS", "Codec", "Compressed", "total", "wire_bytes"]
-# The largest code: symmetric, so that 0 is exact and -v is sent as exactly -(v).
-LEVELS = {"int8": 127, "int4": 7}
-# Values per scale: a float32 scale costs 4 bytes, 1/64 of an int8 block's bytes and 1/32 of an
-# int4 block's; smaller blocks follow the values' magnitudes more closely.
-BLOCK = 256
-
-
-def wire_bytes(size: int, compression: str, block: int = BLOCK) -> int:
-    """Bytes one message of `size` values puts on the wire, scales and padding included."""
-    if compression == "none":
-        return 4 * size
-    if compression == "float16":
-        return 2 * size
-    blocks = math.ceil(size / block)
-    per_code = 1 if compression == "int8" else 0.5
-    return 4 * blocks + int(blocks * block * per_code)
 
 
 class Codec:
@@ -101,31 +86,41 @@ class Compressed:
     same decoded messages, so replicas of a center stay identical, and the sender applies to its
     own weights exactly what the others apply for it."""
 
-    def __init__(self, compression: str, opt, var_list: list, name: str):
+    def __init__(self, compression: str, opt, var_list: list, name: str, feedback: bool = True):
+        """`feedback` False: no residual (an exchange whose replicas already carry what was
+        not sent, as consensus SGD's copies of its neighbours do)."""
         self.shapes = [v.shape for v in var_list]
         self.sizes = [v.shape.num_elements() for v in var_list]
         self.codec = Codec(compression, sum(self.sizes))
-        self.residual = opt.add_variable(
-            (self.codec.size,), initializer="zeros", dtype="float32", name=f"{name}_residual"
-        )
+        self.residual = None
+        if feedback:
+            self.residual = opt.add_variable(
+                (self.codec.size,), initializer="zeros", dtype="float32", name=f"{name}_residual"
+            )
 
-    def send(self, opt, values: list, name: str, ranks=None):
-        """(each rank's decoded message as a list shaped like `values`, in the order of `ranks`
-        (default: every rank), payload bytes, seconds); this rank's residual is updated."""
+    def send(self, opt, values: list, name: str):
+        """(each rank's decoded message as a list shaped like `values`, in rank order, payload
+        bytes, seconds); this rank's residual is updated."""
+        message, data = self.encode(values)
+        (gathered,), nbytes, seconds = collectives.timed_gather([data], name)
+        own = collectives.rank()
+        decoded = self.decode_all(opt, gathered, collectives.size(), own, message, values)
+        return decoded, nbytes, seconds
+
+    def encode(self, values: list):
+        """(the message, values + residual flattened; its bytes)."""
         flat = tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1]) for v in values], 0)
-        message = flat + self.residual.value
-        data = self.codec.encode(message)
-        (gathered,), _, seconds = collectives.timed_gather([data], name, ranks)
-        members = list(ranks) if ranks is not None else list(range(collectives.size()))
-        decoded = [self.codec.decode(gathered[j]) for j in range(len(members))]
-        own = decoded[members.index(collectives.rank())]
-        opt.assign(self.residual, message - own)
-        dtypes = [v.dtype for v in values]
-        return [self._shaped(d, dtypes) for d in decoded], self.codec.bytes, seconds
+        message = flat if self.residual is None else flat + self.residual.value
+        return message, self.codec.encode(message)
 
-    def decode_all(self, gathered, count: int, dtypes: list) -> list:
-        """Messages gathered elsewhere (a broadcast of a level's bytes), decoded alike."""
-        return [self._shaped(self.codec.decode(gathered[j]), dtypes) for j in range(count)]
+    def decode_all(self, opt, gathered, count: int, own: int, message, like: list) -> list:
+        """Rows of bytes gathered decoded alike, shaped like `like`; the residual keeps what
+        row `own`, this sender's `message`, left out."""
+        flats = [self.codec.decode(gathered[j]) for j in range(count)]
+        if self.residual is not None:
+            opt.assign(self.residual, message - flats[own])
+        dtypes = [v.dtype for v in like]
+        return [self._shaped(f, dtypes) for f in flats]
 
     def _shaped(self, flat, dtypes: list) -> list:
         parts = tf.split(flat, self.sizes)

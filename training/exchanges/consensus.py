@@ -50,7 +50,9 @@ class Consensus(Exchange):
             ),
         )
     }
-    arguments = {"topology": "topology"}
+    arguments = {"topology": "topology", "compression": "compression"}
+    # Compressed, each rank's copies of its neighbours carry what was not sent yet (CHOCO).
+    feedback = False
 
     @classmethod
     def launch_problem(cls, opt: Any, workers: int) -> str | None:
@@ -99,9 +101,23 @@ class Consensus(Exchange):
             # of the wrong size is refused.
             raise ValueError(f"optimizer.topology: {exc}") from None
 
+    def build(self, opt: Any, var_list: list) -> None:
+        super().build(opt, var_list)
+        self.copies: list[list] = []
+        if self.compressed is not None:  # every rank's x as this rank holds it
+            self.copies = [
+                [opt.add_variable_from_reference(v, name=f"copy_{k}") for v in var_list]
+                for k in range(collectives.size())
+            ]
+            self.replicas.extend(self.copies)
+
     def round(self, opt: Any, variables: list) -> Any:
         """x_j <- sum_l pi_jl x_l, with one collective."""
-        mixed, nbytes, seconds = self._mix([x.value for x in variables])
+        values = [x.value for x in variables]
+        if self.compressed is not None:
+            mixed, nbytes, seconds = self._mix_compressed(opt, values)
+        else:
+            mixed, nbytes, seconds = self._mix(values)
         for x, m in zip(variables, mixed):
             opt.assign(x, m)
         return opt.record(nbytes, seconds)
@@ -135,6 +151,43 @@ class Consensus(Exchange):
         parts = tf.split(mixed, sizes)
         return [tf.reshape(m, v.shape) for m, v in zip(parts, values)], nbytes, seconds
 
+    def _mix_compressed(self, opt: Any, values: list) -> tuple[list, int, Any]:
+        """CHOCO-SGD's gossip (Koloskova, Stich & Jaggi 2019) with step 1: each rank sends
+        Q(x_j - c_j), the change of its x since its copy c_j, every rank that mixes it adds the
+        decoded change to its copy, and x_j <- x_j + sum_l pi_jl (c_l - c_j), which is the
+        exact mixing when the copies are exact. One all-gather of the codes, or an all-to-all
+        to the ranks that mix them only."""
+        pi, j, p = self._mixing, collectives.rank(), self.workers
+        linked = [[k for k in range(p) if k != i and pi[k][i] > 0] for i in range(p)]
+        if not any(linked):
+            return values, 0, tf.constant(0.0, tf.float64)
+        changes = [v - c.value for v, c in zip(values, self.copies[j])]
+        if max(len(t) for t in linked) == p - 1:
+            decoded, nbytes, seconds = self.compressed.send(opt, changes, "easgd_consensus_q")
+            sources = [k for k in range(p) if k != j]
+        else:
+            sources = [k for k in range(p) if k != j and pi[j][k] > 0]
+            message, data = self.compressed.encode(changes)
+            send = tf.tile(data[tf.newaxis], [len(linked[j]), 1])
+            splits = [1 if k in linked[j] else 0 for k in range(p)]
+            received, nbytes, seconds = collectives.timed_alltoall(
+                send, splits, "easgd_consensus_q"
+            )
+            rows = tf.concat([tf.reshape(received, [len(sources), -1]), data[tf.newaxis]], 0)
+            got = self.compressed.decode_all(opt, rows, len(sources) + 1, 0, message, changes)
+            decoded = dict(zip([*sources, j], got))
+        for k in [*sources, j]:
+            for c, d in zip(self.copies[k], decoded[k]):
+                opt.assign_add(c, d)
+        mixed = []
+        for i, v in enumerate(values):
+            own = self.copies[j][i].value
+            pull = sum(
+                tf.cast(pi[j][k], v.dtype) * (self.copies[k][i].value - own) for k in sources
+            )
+            mixed.append(v + pull)
+        return mixed, nbytes, seconds
+
     def prepare_evaluation(self, opt: Any) -> None:
         """The workers' mean into `mean`: one all-reduce, for monitoring, so not counted in the
         optimizer's communication."""
@@ -152,7 +205,11 @@ class Consensus(Exchange):
 
 class MConsensus(Consensus):
     name = "mconsensus"
-    arguments = {"topology": "topology", "consensus_momentum": "momentum"}
+    arguments = {
+        "topology": "topology",
+        "consensus_momentum": "momentum",
+        "compression": "compression",
+    }
 
     def __init__(self, *, consensus_momentum: float = 0.95, **others: Any):
         super().__init__(**others)

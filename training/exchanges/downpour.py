@@ -36,6 +36,7 @@ _TIMING = {
     "order": "order",
     "asynchronous": "asynchronous",
     "compression": "compression",
+    "center_shards": "center_shards",
 }
 
 

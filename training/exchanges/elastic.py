@@ -52,6 +52,7 @@ class Elastic(Exchange):
         "order": "order",
         "asynchronous": "asynchronous",
         "compression": "compression",
+        "center_shards": "center_shards",
     }
     server = ("elastic", None)
     served_spread = True

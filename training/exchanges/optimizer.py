@@ -58,10 +58,12 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             center, or "round_robin", the center takes them in rank order); asynchronous (a
             center server on rank 0, each worker on its own clock: elastic and the DOWNPOUR family
             but mdownpour; the training loop calls `start_asynchronous`, `before_step`,
-            `after_step` and `finish_asynchronous`) and compression ("none", "float16", "int8",
-            "int4": how model-sized messages travel, with error feedback; on the center server
-            "none" or "float16"; exchange_precision is its older name). The others belong to one family:
-            center_momentum (mdownpour), average_rate (mvadownpour), group_size, tau_root and
+            `after_step` and `finish_asynchronous`), center_shards (the asynchronous center split
+            over the servers of that many ranks) and compression ("none", "float16", "int8",
+            "int4": how model-sized messages travel, with error feedback; backup workers'
+            server: "none" or "float16"; exchange_precision is its older name). The others
+            belong to one family: center_momentum (mdownpour), average_rate (mvadownpour),
+            outer_learning_rate and outer_momentum (diloco), group_size, tau_root and
             beta_root (tree), topology (consensus), consensus_momentum (mconsensus),
             backup_workers (sync: the mean of the first workers - b gradients of each step is
             applied by the center server, Chen et al. 2016; the training loop calls
@@ -109,10 +111,10 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
                 f"exchange {exchange!r} has no asynchronous form; these have: "
                 f"{', '.join(ASYNCHRONOUS_FORMS)}. Received: asynchronous=True"
             )
-        if exchanger.served and exchanger.compression in LEVELS:
+        if exchanger.served and exchanger.compression in LEVELS and not kind.server_codes:
             raise ValueError(
-                f"compression {exchanger.compression!r} does not reach the center server yet "
-                "(asynchronous forms, backup workers); use 'float16' or 'none' there. Received: "
+                f"compression {exchanger.compression!r}: the {exchange} exchange's center "
+                "server sends every worker the same values, as 'float16' or 'none'. Received: "
                 f"compression={exchanger.compression!r}"
             )
         super().__init__(learning_rate=0.0, name=name or "elastic_averaging")

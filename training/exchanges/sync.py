@@ -40,6 +40,8 @@ class Sync(Exchange):
     }
     arguments = {"backup_workers": "backup_workers", "compression": "compression"}
     server = ("backup", None)
+    # Every worker applies the same means: they go out as float32 or float16.
+    server_codes = False
 
     @classmethod
     def uses_server(cls, arguments: Mapping[str, Any]) -> bool:

@@ -275,6 +275,9 @@ class Served(Collective):
             t._evaluated(row)
             self._summary()
         t._checkpoint(time.perf_counter() - start)
+        # A sharded center's servers live on several ranks: none stops before rank 0's last
+        # reads of them are done.
+        t.collectives.barrier()
         return row if t.rank == 0 else {}
 
     def _summary(self) -> None:

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, create_model, model
 
 from training.exchanges.base import (
     COMPRESSIONS,
+    MAX_SHARDS,
     PRECISIONS,
     finite,
     folded_compression,
@@ -148,6 +149,19 @@ _SHARED: dict[str, tuple[Any, Any]] = {
             ),
         ),
     ),
+    "center_shards": (
+        int,
+        Field(
+            1,
+            ge=1,
+            le=MAX_SHARDS,
+            description=(
+                "Asynchronous forms: the center split into this many contiguous parts, each held "
+                "by the server of one rank (0, 1, ...), so that no one link carries every "
+                "worker's traffic."
+            ),
+        ),
+    ),
     "compression": (
         Literal[COMPRESSIONS],  # type: ignore[valid-type]
         Field(
@@ -155,7 +169,7 @@ _SHARED: dict[str, tuple[Any, Any]] = {
             description=(
                 "How model-sized messages travel: float16 halves them, int8 and int4 send codes "
                 "with a scale per block of 256 values, what rounding loses is sent next time "
-                "(error feedback); on the center server, none or float16."
+                "(error feedback); backup workers: none or float16."
             ),
         ),
     ),
@@ -180,6 +194,7 @@ _ORDER = (
     "lars_weight_decay",
     "adamw_weight_decay",
     "asynchronous",
+    "center_shards",
     "compression",
     "backup_workers",
     "topology",
@@ -212,6 +227,17 @@ class OptimizerRules(Section):
         return data
 
     @model_validator(mode="after")
+    def _sharded_center(self) -> OptimizerRules:
+        if self.center_shards > 1 and not (self.asynchronous and self.served):
+            raise ValueError(
+                f"center_shards: {self.center_shards} shards split the center server's center, "
+                "which only the asynchronous forms have; set asynchronous: true with one of "
+                f"{', '.join(n for n, s in REGISTRY.items() if 'center_shards' in s.fields)}, "
+                f"or center_shards: 1 (received: {self.center_shards})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _compressed_form(self) -> OptimizerRules:
         if self.compression == "none":
             return self
@@ -222,11 +248,10 @@ class OptimizerRules(Section):
                 f"choose one of {', '.join(forms)} or compression none "
                 f"(received: {self.compression})"
             )
-        if self.compression in LEVELS and self.served:
+        if self.compression in LEVELS and self.served and not self.spec.exchange.server_codes:
             raise ValueError(
-                f"compression: {self.compression} codes do not reach the center server yet "
-                "(asynchronous: true, or backup_workers); use float16 or none there "
-                f"(received: {self.compression})"
+                f"compression: backup workers' server sends every worker the same means, as "
+                f"float16 or none, not {self.compression} codes (received: {self.compression})"
             )
         return self
 
@@ -276,6 +301,12 @@ class OptimizerRules(Section):
 
     def check_workers(self, workers: int) -> None:
         """The exchange's checks against the workers the run will have (ValueError)."""
+        if self.center_shards > workers:
+            raise ValueError(
+                f"optimizer.center_shards: {self.center_shards} shards need as many ranks, one "
+                f"server each, and the run has {workers} workers; choose 1 to {workers} "
+                f"(received: {self.center_shards})"
+            )
         self.spec.exchange.check(self, workers)
 
     def resolved_alpha(self, workers: int) -> float:
