@@ -26,6 +26,7 @@ from training.schema.algorithms import ASYNCHRONOUS_FORMS, EXCHANGES, REGISTRY
         (Elastic, {"exchange_precision": "int8"}, "exchange_precision (now compression) must"),
         (Elastic, {"compression": "int3"}, "compression must be one of ('none', 'float16', "),
         (Elastic, {"compression": "int8", "exchange_precision": "float16"}, "contradicts"),
+        (Elastic, {"center_shards": 0}, "center_shards must be an integer from 1 to 1024"),
         (DiLoCo, {"outer_momentum": 1.0}, "outer_momentum must be in [0, 1). Received: 1.0"),
         (DiLoCo, {"outer_learning_rate": 0}, "outer_learning_rate must be in (0, 10]. Received"),
         (MDownpour, {"center_momentum": 1.0}, "center_momentum must be in [0, 1). Received: 1.0"),
@@ -111,3 +112,13 @@ def test_every_exchange_has_a_reference():
 
     elsewhere = {"tree", "consensus", "mconsensus"}  # reference_tree.py, reference_consensus.py
     assert set(EXCHANGES) == set(reference.TRANSCRIBED) | elsewhere
+
+
+def test_the_older_exchange_precision_folds_into_compression():
+    """float16 is the compression float16; float32, the older default a saved configuration
+    may hold, asks nothing; a contradiction is refused."""
+    assert Elastic(exchange_precision="float16").compression == "float16"
+    assert Elastic(compression="int8", exchange_precision="float32").compression == "int8"
+    assert Elastic(exchange_precision="float32").compression == "none"
+    with pytest.raises(ValueError, match="contradicts compression 'int4'"):
+        Elastic(compression="int4", exchange_precision="float16")

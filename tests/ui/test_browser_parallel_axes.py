@@ -19,7 +19,7 @@ VARIED = {
     "optimizer.beta": (0.5, 0.7, 0.9),
     "optimizer.lr_scaling": ("none", "linear", "sqrt"),
     "optimizer.order": ("simultaneous", "round_robin", "simultaneous"),
-    "optimizer.exchange_precision": ("float32", "float16", "float32"),
+    "optimizer.compression": ("none", "float16", "int8"),
     "data.batch_size": (16, 32, 64),
     "data.split_seed": (0, 1, 2),
     "model.width": (8, 16, 32),

@@ -91,10 +91,11 @@ class WorkerExchange:
 
     # -- the schedule ------------------------------------------------------------------------
 
-    def begin(self, version: int) -> None:
-        """Every worker starts from the center (version `version`)."""
+    def begin(self, version: int, center: np.ndarray | None = None) -> None:
+        """Every worker starts from the center (version `version`); compressed answers are
+        differences from `center`, the servers' (default: this worker's x)."""
         self._base, self._base_version = self._x(), version
-        self.client.start(self._base)
+        self.client.start(self._base if center is None else center)
 
     def before_step(self, t: int) -> None:
         if self.kind != ELASTIC or t % self.tau:
@@ -214,15 +215,16 @@ class AsynchronousCenter:
                 f"optimizer.center_shards: {shards} shards need as many ranks, this job has "
                 f"{size}; choose 1 to {size}"
             )
-        # The version workers start from: the center's, or the backup server's steps done.
-        counter = opt.iterations if self.kind == BACKUP else opt.center_version
-        token, version = collectives.broadcast_object(
-            (secrets.token_bytes(16), int(counter.numpy())) if rank == 0 else None, 0
+        # Rank 0's state, which every shard's server starts from (only rank 0 keeps the center
+        # up to date between starts: a second `fit`, a loaded model).
+        state = collectives.broadcast_object(
+            self._state(secrets.token_bytes(16)) if rank == 0 else None, 0
         )
+        token, version = state.pop("token"), state["version"]
         variables = list(opt._trainable_variables)
         n = sum(int(np.prod(v.shape)) for v in variables)
         bounds = shard_bounds(n, shards) if shards > 1 else [(0, n)]
-        answer = self._serve(bounds[rank], token) if rank < shards else ""
+        answer = self._serve(bounds[rank], token, state) if rank < shards else ""
         answers = collectives.allgather_object(answer)
         problems = [a for a in answers[:shards] if a.startswith("!")]
         if problems:
@@ -237,36 +239,50 @@ class AsynchronousCenter:
             alpha=self.options.get("alpha", 0.0),
             deterministic=self.options.get("deterministic", False),
         )
-        self.worker.begin(version)
+        self.worker.begin(version, state.get("center"))
         if rank == 0:
             self.control = ShardedClient(addresses, bounds, token, 0)
 
-    def _serve(self, bounds: tuple[int, int], token: bytes) -> str:
-        """This rank's server, for the values `bounds` of the flat center: its address, or
-        "!" and why it did not start."""
+    def _state(self, token: bytes) -> dict:
+        """Rank 0's: the token, and the center, average and counters (the backup server counts
+        steps and keeps no center)."""
+        opt, flat = self.opt, WorkerExchange._flat
+        if self.kind == BACKUP:
+            weights = flat(v.numpy() for v in opt._trainable_variables)
+            return {"token": token, "version": int(opt.iterations.numpy()), "weights": weights}
+        return {
+            "token": token,
+            "version": int(opt.center_version.numpy()),
+            "updates": int(opt.center_updates.numpy()),
+            "center": flat(c.numpy() for c in opt.center),
+            "average": flat(z.numpy() for z in opt.average) if opt.average else None,
+        }
+
+    def _serve(self, bounds: tuple[int, int], token: bytes, state: dict) -> str:
+        """This rank's server, for the values `bounds` of rank 0's flat center: its address,
+        or "!" and why it did not start."""
         from training.center.server import CenterServer, CenterState
         from training.exchanges import collectives
 
-        opt, (lo, hi) = self.opt, bounds
-        flat = WorkerExchange._flat
+        lo, hi = bounds
         try:
-            if self.kind == BACKUP:  # the server counts steps; it keeps no center
-                steps = int(opt.iterations.numpy())
-                state = CenterState(flat(v.numpy() for v in opt._trainable_variables), None, steps)
+            if self.kind == BACKUP:
+                start = CenterState(state["weights"], None, state["version"])
             else:
-                state = CenterState(
-                    flat(c.numpy() for c in opt.center)[lo:hi],
-                    flat(z.numpy() for z in opt.average)[lo:hi] if opt.average else None,
-                    int(opt.center_version.numpy()),
-                    int(opt.center_updates.numpy()),
+                average = state["average"]
+                start = CenterState(
+                    state["center"][lo:hi],
+                    None if average is None else average[lo:hi],
+                    state["version"],
+                    state["updates"],
                 )
             self.server = CenterServer(
                 self.kind,
-                state,
+                start,
                 workers=collectives.size(),
                 token=token,
                 average=self.average,
-                precision=opt.wire_precision,
+                precision=self.opt.wire_precision,
                 host=collectives.center_host(),
                 **self.options,
             )

@@ -265,7 +265,11 @@ class Exchange:
 
     def restart(self, variables: list) -> None:
         """After a resume with another number of workers set `variables` to the evaluated model:
-        the state that follows the workers follows them."""
+        the state that follows the workers follows them. Every rank restored rank 0's state:
+        a residual of rounding is rank 0's own, so it starts again at 0."""
+        if self.compressed is not None and self.compressed.residual is not None:
+            residual = self.compressed.residual
+            residual.assign(tf.zeros_like(residual.value))
 
     def communication(self) -> dict[str, float]:
         """Figures of this exchange's own, beside the wrapper's bytes, seconds and rounds."""
@@ -290,7 +294,9 @@ def folded_compression(compression: str, exchange_precision: str | None = None) 
             "exchange_precision (now compression) must be 'float32' or 'float16'. Received: "
             f"{exchange_precision!r}"
         )
-    folded = "float16" if exchange_precision == "float16" else "none"
+    if exchange_precision == "float32":  # the older default: nothing asked
+        return compression
+    folded = "float16"
     if compression not in ("none", folded):
         raise ValueError(
             f"exchange_precision {exchange_precision!r} contradicts compression "

@@ -173,8 +173,12 @@ class Consensus(Exchange):
             received, nbytes, seconds = collectives.timed_alltoall(
                 send, splits, "easgd_consensus_q"
             )
-            rows = tf.concat([tf.reshape(received, [len(sources), -1]), data[tf.newaxis]], 0)
-            got = self.compressed.decode_all(opt, rows, len(sources) + 1, 0, message, changes)
+            rows = data[tf.newaxis]
+            if sources:
+                rows = tf.concat([tf.reshape(received, [len(sources), -1]), rows], 0)
+            got = self.compressed.decode_all(
+                opt, rows, len(sources) + 1, len(sources), message, changes
+            )
             decoded = dict(zip([*sources, j], got))
         for k in [*sources, j]:
             for c, d in zip(self.copies[k], decoded[k]):
@@ -198,6 +202,7 @@ class Consensus(Exchange):
             m.assign(value)
 
     def restart(self, variables: list) -> None:
+        super().restart(variables)
         for state in self.replicas:
             for s, x in zip(state, variables):
                 s.assign(x.value)

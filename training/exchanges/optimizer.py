@@ -111,6 +111,19 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
                 f"exchange {exchange!r} has no asynchronous form; these have: "
                 f"{', '.join(ASYNCHRONOUS_FORMS)}. Received: asynchronous=True"
             )
+        if exchanger.compression != "none" and "compression" not in kind.arguments:
+            raise ValueError(
+                f"the {exchange} exchange does not compress yet; give compression='none'. "
+                f"Received: compression={exchanger.compression!r}"
+            )
+        if exchanger.center_shards > 1 and not (
+            exchanger.served and "center_shards" in kind.arguments
+        ):
+            raise ValueError(
+                "center_shards splits the center server of an asynchronous form (elastic and "
+                f"the DOWNPOUR family with asynchronous=True). Received: exchange={exchange!r}, "
+                f"asynchronous={exchanger.asynchronous}, center_shards={exchanger.center_shards}"
+            )
         if exchanger.served and exchanger.compression in LEVELS and not kind.server_codes:
             raise ValueError(
                 f"compression {exchanger.compression!r}: the {exchange} exchange's center "
