@@ -223,7 +223,7 @@ class AsynchronousCenter:
         token, version = state.pop("token"), state["version"]
         variables = list(opt._trainable_variables)
         n = sum(int(np.prod(v.shape)) for v in variables)
-        bounds = shard_bounds(n, shards) if shards > 1 else [(0, n)]
+        bounds = shard_bounds(n, shards)
         answer = self._serve(bounds[rank], token, state) if rank < shards else ""
         answers = collectives.allgather_object(answer)
         problems = [a for a in answers[:shards] if a.startswith("!")]

@@ -13,7 +13,6 @@ import numpy as np
 
 LEVELS = {"int8": 127, "int4": 7}
 BLOCK = 256
-CODED = ("float16", "int8", "int4")
 
 
 def wire_bytes(size: int, compression: str, block: int = BLOCK) -> int:

@@ -239,6 +239,15 @@ class Exchange:
                 self.compression, opt, var_list, self.name, feedback=self.feedback
             )
 
+    def sum_all(self, opt: Any, values: list, name: str) -> tuple[list, list, int, Any]:
+        """Every rank's `values` summed in one collective: (this rank's values as the sum
+        counts them, decoded when compressed; the sum; payload bytes; seconds)."""
+        if self.compressed is None:
+            summed, nbytes, seconds = collectives.timed_sum(values, name)
+            return values, summed, nbytes, seconds
+        messages, nbytes, seconds = self.compressed.send(opt, values, f"{name}_q")
+        return messages[collectives.rank()], total(messages), nbytes, seconds
+
     def due(self, step: Any) -> Any:
         """Whether the step with 0-based index `step` runs a round (a tensor inside the step)."""
         return self.communicates(step, self.tau)
@@ -278,6 +287,14 @@ class Exchange:
     def server_options(self) -> dict[str, Any]:
         """What the center server and each worker's side of it take from this exchange."""
         return {}
+
+
+def total(messages: list) -> list:
+    """The sum of decoded messages, value by value, in their order (the same on every rank)."""
+    out = list(messages[0])
+    for message in messages[1:]:
+        out = [a + b for a, b in zip(out, message)]
+    return out
 
 
 def folded_compression(compression: str, exchange_precision: str | None = None) -> str:

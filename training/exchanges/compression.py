@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 
 from training.center.codes import BLOCK, LEVELS, wire_bytes
-from training.exchanges.base import COMPRESSIONS, collectives, tf
+from training.exchanges.base import COMPRESSIONS, collectives, tf, total
 
 __all__ = ["COMPRESSIONS", "BLOCK", "LEVELS", "Codec", "Compressed", "total", "wire_bytes"]
 
@@ -125,11 +125,3 @@ class Compressed:
     def _shaped(self, flat, dtypes: list) -> list:
         parts = tf.split(flat, self.sizes)
         return [tf.cast(tf.reshape(p, s), d) for p, s, d in zip(parts, self.shapes, dtypes)]
-
-
-def total(messages: list) -> list:
-    """The sum of decoded messages, value by value, in their order (the same on every rank)."""
-    out = list(messages[0])
-    for message in messages[1:]:
-        out = [a + b for a, b in zip(out, message)]
-    return out

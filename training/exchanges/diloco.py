@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.exchanges.base import collectives, finite, force_points, restart_points, tf
-from training.exchanges.compression import total
+from training.exchanges.base import finite, force_points, restart_points, tf
 from training.exchanges.localsgd import LocalSGD
 
 
@@ -67,11 +66,7 @@ class DiLoCo(LocalSGD):
     def round(self, opt: Any, variables: list) -> Any:
         points = force_points(opt.inner_optimizer, variables)
         gradients = [c.value - x for x, c in zip(points, self.center)]
-        if self.compressed is not None:
-            messages, nbytes, seconds = self.compressed.send(opt, gradients, "easgd_diloco_q")
-            summed = total(messages)
-        else:
-            summed, nbytes, seconds = collectives.timed_sum(gradients, "easgd_diloco")
+        _, summed, nbytes, seconds = self.sum_all(opt, gradients, "easgd_diloco")
         lr, mu = self.outer_learning_rate, self.outer_momentum
         for c, b, s in zip(self.center, self.outer_velocity, summed):
             delta = s * tf.cast(1.0 / self.workers, s.dtype)

@@ -24,13 +24,11 @@ from typing import Any
 
 from training.exchanges.base import (
     Exchange,
-    collectives,
     finite,
     force_points,
     restart_points,
     tf,
 )
-from training.exchanges.compression import total
 
 _TIMING = {
     "order": "order",
@@ -60,11 +58,7 @@ class Downpour(Exchange):
     def round(self, opt: Any, variables: list) -> Any:
         points = force_points(opt.inner_optimizer, variables)
         deltas = [x - c.value for x, c in zip(points, self.center)]
-        if self.compressed is not None:
-            messages, nbytes, seconds = self.compressed.send(opt, deltas, "easgd_downpour_q")
-            summed = total(messages)
-        else:
-            summed, nbytes, seconds = collectives.timed_sum(deltas, "easgd_downpour")
+        _, summed, nbytes, seconds = self.sum_all(opt, deltas, "easgd_downpour")
         self.take(opt, summed)
         restarts = restart_points(opt.inner_optimizer, variables, [c.value for c in self.center])
         for x, value in zip(variables, restarts):

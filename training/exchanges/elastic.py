@@ -30,7 +30,6 @@ import math
 from typing import Any
 
 from training.exchanges.base import Exchange, collectives, force_points, tf
-from training.exchanges.compression import total
 
 
 def stability_bound(learning_rate: float) -> float:
@@ -86,11 +85,7 @@ class Elastic(Exchange):
         if self.order == "round_robin":
             return self._round_robin(opt, variables, points)
         diffs = [tf.cast(self.alpha, p.dtype) * (p - c.value) for p, c in zip(points, self.center)]
-        if self.compressed is not None:
-            messages, nbytes, seconds = self.compressed.send(opt, diffs, "easgd_elastic_q")
-            diffs, summed = messages[collectives.rank()], total(messages)
-        else:
-            summed, nbytes, seconds = collectives.timed_sum(diffs, "easgd_elastic")
+        diffs, summed, nbytes, seconds = self.sum_all(opt, diffs, "easgd_elastic")
         for x, d in zip(variables, diffs):
             opt.assign_sub(x, d)
         for c, s in zip(self.center, summed):

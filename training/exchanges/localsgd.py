@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.exchanges.base import Exchange, collectives, force_points, restart_points, tf
-from training.exchanges.compression import total
+from training.exchanges.base import Exchange, collectives, force_points, restart_points, tf, total
 
 
 class LocalSGD(Exchange):

@@ -15,8 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
-from training.exchanges.base import Exchange, collectives, tf
-from training.exchanges.compression import total
+from training.exchanges.base import Exchange, tf
 
 
 class Sync(Exchange):
@@ -80,14 +79,10 @@ class Sync(Exchange):
                 f"{len(grads) - len(present)} of {len(grads)} are None (train them all, or use "
                 "compression: none)"
             )
-        if self.compressed is not None:
-            messages, nbytes, seconds = self.compressed.send(opt, grads, "easgd_sync_q")
-            scale = 1.0 / self.workers
-            averaged = [tf.cast(scale, s.dtype) * s for s in total(messages)]
-        else:
-            averaged, nbytes, seconds = collectives.timed_mean(
-                [grads[i] for i in present], "easgd_sync_grads"
-            )
+        _, summed, nbytes, seconds = self.sum_all(
+            opt, [grads[i] for i in present], "easgd_sync_grads"
+        )
+        averaged = [tf.cast(1.0 / self.workers, s.dtype) * s for s in summed]
         opt.record(nbytes, seconds)
         out = list(grads)
         for i, g in zip(present, averaged):

@@ -201,6 +201,11 @@ _ORDER = (
 )
 
 
+def _algorithms_with(field: str) -> str:
+    """The algorithms that read optimizer field `field`, for a refusal to name."""
+    return ", ".join(n for n, s in REGISTRY.items() if field in s.fields)
+
+
 class OptimizerRules(Section):
     """What the optimizer section checks and resolves, whatever exchanges add its fields."""
 
@@ -232,7 +237,7 @@ class OptimizerRules(Section):
             raise ValueError(
                 f"center_shards: {self.center_shards} shards split the center server's center, "
                 "which only the asynchronous forms have; set asynchronous: true with one of "
-                f"{', '.join(n for n, s in REGISTRY.items() if 'center_shards' in s.fields)}, "
+                f"{_algorithms_with('center_shards')}, "
                 f"or center_shards: 1 (received: {self.center_shards})"
             )
         return self
@@ -242,10 +247,9 @@ class OptimizerRules(Section):
         if self.compression == "none":
             return self
         if "compression" not in self.spec.fields:
-            forms = [n for n, s in REGISTRY.items() if "compression" in s.fields]
             raise ValueError(
                 f"compression: algorithm '{self.spec.name}' does not compress its exchange yet; "
-                f"choose one of {', '.join(forms)} or compression none "
+                f"choose one of {_algorithms_with('compression')} or compression none "
                 f"(received: {self.compression})"
             )
         if self.compression in LEVELS and self.served and not self.spec.exchange.server_codes:
@@ -258,10 +262,10 @@ class OptimizerRules(Section):
     @model_validator(mode="after")
     def _asynchronous_form(self) -> OptimizerRules:
         if self.asynchronous and "asynchronous" not in self.spec.fields:
-            forms = [n for n, s in REGISTRY.items() if "asynchronous" in s.fields]
             raise ValueError(
                 f"asynchronous: algorithm '{self.spec.name}' has no asynchronous form; choose "
-                f"one of {', '.join(forms)} or set asynchronous to false (received: true)"
+                f"one of {_algorithms_with('asynchronous')} or set asynchronous to false "
+                "(received: true)"
             )
         return self
 
