@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tests.training.reference import Sender
+
 DIM = 5  # inputs; the weights are DIM + 1 numbers (the bias last)
 ROWS = 12
 
@@ -39,6 +41,7 @@ def run(
     beta: float = 0.9,
     beta_root: float = 0.9,
     momentum: float = 0.0,
+    compression: str = "none",
 ) -> dict[str, np.ndarray]:
     """Synchronous Tree EASGD from the same start everywhere. On the step with 0-based index t:
 
@@ -50,7 +53,9 @@ def run(
 
     with alpha = beta / group_size and alpha_root = beta_root / groups, every force computed from
     the values before the step. `momentum` > 0: EAMSGD's Nesterov step v <- delta v -
-    lr g(x + delta v), x <- x + v; else plain SGD.
+    lr g(x + delta v), x <- x + v; else plain SGD. `compression`: each d_i and each e_g is what
+    its sender's `Sender` delivers (codes of the value plus what rounding lost before), applied
+    alike by the sender and its receivers.
     """
     groups = workers // group_size
     alpha, alpha_root = beta / group_size, beta_root / groups
@@ -60,15 +65,19 @@ def run(
     vs = [np.zeros_like(x0) for _ in range(workers)]
     group_centers = [x0.copy() for _ in range(groups)]
     root = x0.copy()
+    pull_senders = [Sender(compression, x0) for _ in range(workers)]
+    push_senders = [Sender(compression, x0) for _ in range(groups)]
     for t in range(steps):
         grads = [grad(xs[i] + momentum * vs[i], *data[i]) for i in range(workers)]
         pulls = [
-            alpha * (xs[i] - group_centers[i // group_size]) if t % tau == 0 else np.zeros_like(x0)
+            pull_senders[i](alpha * (xs[i] - group_centers[i // group_size]))
+            if t % tau == 0
+            else np.zeros_like(x0)
             for i in range(workers)
         ]
         pushes = [
-            alpha_root * (c - root) if t % tau_root == 0 else np.zeros_like(x0)
-            for c in group_centers
+            push_senders[g](alpha_root * (c - root)) if t % tau_root == 0 else np.zeros_like(x0)
+            for g, c in enumerate(group_centers)
         ]
         for i in range(workers):
             vs[i] = momentum * vs[i] - lr * grads[i]

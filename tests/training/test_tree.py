@@ -13,8 +13,9 @@ import pytest
 
 from tests.support import QUIET_TF, ROOT, horovodrun
 from tests.training import reference_tree as ref
-from tests.training.tree_worker import CASES
+from tests.training.tree_worker import ALL, CASES
 from training.exchanges import groups
+from training.exchanges.compression import wire_bytes
 from training.run.metrics import read_jsonl
 from training.schema import ConfigError, fields_for, parse_config, recorded_params
 from training.schema.algorithms import INNER_FIELDS, REGISTRY
@@ -38,6 +39,7 @@ def test_tree_fields_schedule_and_recording():
         "group_size",
         "tau_root",
         "beta_root",
+        "compression",
     }
     opt = parse_config(_tree()).optimizer
     assert (opt.group_size, opt.tau_root, opt.beta_root, opt.resolved_inner.value) == (
@@ -149,6 +151,14 @@ def test_the_program_refuses_a_group_size_that_does_not_fit_the_ranks_started(tm
     assert not out.exists()
 
 
+def test_compression_in_the_reference_changes_the_trajectory():
+    exact = ref.run(4, 2, 12, 0.05, tau=2, tau_root=3)
+    int4 = ref.run(4, 2, 12, 0.05, tau=2, tau_root=3, compression="int4")
+    float16 = ref.run(4, 2, 12, 0.05, tau=2, tau_root=3, compression="float16")
+    assert np.max(np.abs(exact["root"] - int4["root"])) > 1e-4
+    assert 0 < np.max(np.abs(exact["root"] - float16["root"])) < 1e-3
+
+
 def test_reference_distinguishes_settings():
     """Guard against a reference that would agree with anything, and check it against flat
     EASGD: one group and no root exchange after t = 0 (where every center is x0) is EASGD."""
@@ -186,7 +196,7 @@ def _relative(actual: np.ndarray, expected: np.ndarray) -> float:
 
 
 @pytest.mark.horovod
-@pytest.mark.parametrize("label", [c[0] for c in CASES])
+@pytest.mark.parametrize("label", [c[0] for c in ALL])
 def test_matches_reference(results, label):
     meta, data = results
     case, size, group_size = meta["cases"][label], meta["workers"], meta["group_size"]
@@ -203,6 +213,7 @@ def test_matches_reference(results, label):
         beta=case["beta"],
         beta_root=case["beta_root"],
         momentum=case["momentum"],
+        compression=case["compression"],
     )
     # Keras keeps Nesterov's look-ahead y = x + delta v in the variable and v in its slot.
     lookahead = expected["workers"] + case["momentum"] * expected["velocities"]
@@ -218,7 +229,7 @@ def test_matches_reference(results, label):
 
 
 @pytest.mark.horovod
-@pytest.mark.parametrize("label", [c[0] for c in CASES])
+@pytest.mark.parametrize("label", [c[0] for c in ALL])
 def test_center_replicas_are_bit_identical(results, label):
     meta, data = results
     size, group_size = meta["workers"], meta["group_size"]
@@ -230,17 +241,24 @@ def test_center_replicas_are_bit_identical(results, label):
 
 
 @pytest.mark.horovod
-@pytest.mark.parametrize("label", [c[0] for c in CASES])
+@pytest.mark.parametrize("label", [c[0] for c in ALL])
 def test_bytes_per_level(results, label):
     """Level 1: every rank hands its pull to the group's all-reduce. Level 2: each leader hands
-    its push to the leaders' all-reduce and the new root center to its group's broadcast."""
+    its push to the leaders' all-reduce and the new root center to its group's broadcast.
+    Compressed: each rank its pull's codes and scales, each leader its push's; no broadcast."""
     meta, _ = results
     case, group_size = meta["cases"][label], meta["group_size"]
     level1, level2 = ref.rounds(case["steps"], case["tau"], case["tau_root"])
+    compression = case["compression"]
     for r, comm in enumerate(case["communication"]):
         leader = r % group_size == 0
-        assert comm["group_bytes"] == level1 * WEIGHT_BYTES
-        assert comm["root_bytes"] == (level2 * 2 * WEIGHT_BYTES if leader else 0)
+        if compression == "none":
+            assert comm["group_bytes"] == level1 * WEIGHT_BYTES
+            assert comm["root_bytes"] == (level2 * 2 * WEIGHT_BYTES if leader else 0)
+        else:
+            message = wire_bytes(ref.DIM + 1, compression)  # one block of 256, padded
+            assert comm["group_bytes"] == level1 * message
+            assert comm["root_bytes"] == (level2 * message if leader else 0)
         assert comm["bytes_sent"] == comm["group_bytes"] + comm["root_bytes"]
         assert comm["rounds"] == level1 + level2
 
@@ -258,6 +276,7 @@ def test_a_saved_configuration_restores_the_tree(results):
             "group_size": None if meta["group"] == "host" else meta["group_size"],
             "tau_root": tau_root,
             "beta_root": beta_root,
+            "compression": "none",
         }
 
 

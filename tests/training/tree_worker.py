@@ -16,7 +16,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(os.path.dirname(HERE))]  # its references; tests.training
 import least_squares  # noqa: E402
 import reference_tree as ref  # noqa: E402
 
@@ -32,10 +33,17 @@ CASES = [
     # EAMSGD inside: the pull acts on x = y - delta m, not on Keras' look-ahead y
     ("nesterov-tau2-root4", "nesterov", 0.9, 2, 4, 0.9, 0.8, 12),
 ]
+# Compressed messages at both levels, as CASES with their compression last.
+COMPRESSED = [
+    ("int4-tau2-root3", "sgd", 0.0, 2, 3, 0.9, 0.9, 13, "int4"),
+    ("int8-nesterov-tau2-root4", "nesterov", 0.9, 2, 4, 0.9, 0.8, 12, "int8"),
+    ("float16-tau3-root1", "sgd", 0.0, 3, 1, 0.6, 0.5, 10, "float16"),
+]
+ALL = [(*case, "none") for case in CASES] + COMPRESSED
 LR = 0.05
 
 
-def run_case(group_size, inner, momentum, tau, tau_root, beta, beta_root, steps):
+def run_case(group_size, inner, momentum, tau, tau_root, beta, beta_root, steps, compression):
     rank = collectives.rank()
     a, b = ref.problem(rank)
     # Every rank but 0 starts elsewhere: the optimizer's broadcast must fix that.
@@ -51,6 +59,7 @@ def run_case(group_size, inner, momentum, tau, tau_root, beta, beta_root, steps)
         group_size=group_size,
         tau_root=tau_root,
         beta_root=beta_root,
+        compression=compression,
     )
     xa, yb = tf.constant(a[:, :-1], tf.float32), tf.constant(b, tf.float32)
 
@@ -72,6 +81,7 @@ def run_case(group_size, inner, momentum, tau, tau_root, beta, beta_root, steps)
     # What a saved model's optimizer would come back as (without a collective).
     restored = ElasticAveragingOptimizer.from_config(opt.get_config())
     keys = ("exchange", "tau", "beta", "alpha", "group_size", "tau_root", "beta_root")
+    keys += ("compression",)
     return {
         "restored": {k: getattr(restored, k) for k in keys},
         "workers": flat(model.trainable_variables),
@@ -88,8 +98,10 @@ def main(out: str, group: str) -> None:
     group_size = None if group == "host" else int(group)
     layout = collectives.init_tree(group_size)
     results, meta = {}, {}
-    for label, inner, momentum, tau, tau_root, beta, beta_root, steps in CASES:
-        r = run_case(group_size, inner, momentum, tau, tau_root, beta, beta_root, steps)
+    for label, inner, momentum, tau, tau_root, beta, beta_root, steps, compression in ALL:
+        r = run_case(
+            group_size, inner, momentum, tau, tau_root, beta, beta_root, steps, compression
+        )
         for key in ("workers", "momentums", "group_centers", "roots", "evaluated"):
             results[f"{label}/{key}"] = np.stack(collectives.allgather_object(r[key]))
         meta[label] = {
@@ -100,6 +112,7 @@ def main(out: str, group: str) -> None:
             "beta": beta,
             "beta_root": beta_root,
             "steps": steps,
+            "compression": compression,
             "communication": collectives.allgather_object(r["communication"]),
             "restored": r["restored"],
             "iterations": r["iterations"],

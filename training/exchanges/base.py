@@ -245,8 +245,8 @@ class Exchange:
         if self.compressed is None:
             summed, nbytes, seconds = collectives.timed_sum(values, name)
             return values, summed, nbytes, seconds
-        messages, nbytes, seconds = self.compressed.send(opt, values, f"{name}_q")
-        return messages[collectives.rank()], total(messages), nbytes, seconds
+        own, messages, nbytes, seconds = self.compressed.send(opt, values, f"{name}_q")
+        return own, total(messages), nbytes, seconds
 
     def due(self, step: Any) -> Any:
         """Whether the step with 0-based index `step` runs a round (a tensor inside the step)."""

@@ -180,11 +180,15 @@ def timed_mean(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tensor]
     return [r * tf.cast(scale, r.dtype) for r in results], nbytes, seconds
 
 
-def timed_gather(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tensor], int, tf.Tensor]:
-    """Every rank's copy of each tensor, stacked by rank (shape [size, *shape]), from one
+def timed_gather(
+    tensors: Sequence[tf.Tensor], name: str, send: bool = True
+) -> tuple[list[tf.Tensor], int, tf.Tensor]:
+    """Every rank's copy of each tensor, stacked by rank (shape [senders, *shape]), from one
     allgather of this rank's tensors flattened together: (results, payload bytes, seconds).
-    Every rank: Horovod 0.28.1's allgather fails on Gloo in a process set other than the
-    global one ("Process set provided does not exist, or has not been registered")."""
+    Every rank takes part: Horovod 0.28.1's allgather fails on Gloo in a process set other than
+    the global one ("Process set provided does not exist, or has not been registered"); a rank
+    with `send` False hands in no row (and counts no bytes), so only the senders' rows come back,
+    in rank order."""
     tensors = list(tensors)
     dtypes = {t.dtype for t in tensors}
     if len(dtypes) != 1:
@@ -192,13 +196,15 @@ def timed_gather(tensors: Sequence[tf.Tensor], name: str) -> tuple[list[tf.Tenso
     start = tf.timestamp()
     with tf.control_dependencies([start]):
         flat = tf.concat([tf.reshape(t, [-1]) for t in tensors], 0)[None, :]
+        if not send:
+            flat = flat[:0]
     gathered = flat if hvd.size() == 1 else hvd.allgather(flat, name=name)
     with tf.control_dependencies([gathered]):
         seconds = tf.timestamp() - start
     sizes = [t.shape.num_elements() for t in tensors]
     parts = tf.split(gathered, sizes, axis=1)
     results = [tf.reshape(p, [-1, *t.shape]) for p, t in zip(parts, tensors)]
-    return results, _payload_bytes(tensors), seconds
+    return results, _payload_bytes(tensors) if send else 0, seconds
 
 
 def sum_scalar(value: tf.Tensor, name: str) -> tf.Tensor:

@@ -99,13 +99,29 @@ class Compressed:
             )
 
     def send(self, opt, values: list, name: str):
-        """(each rank's decoded message as a list shaped like `values`, in rank order, payload
-        bytes, seconds); this rank's residual is updated."""
+        """(this rank's message decoded, each rank's decoded message, in rank order, each shaped
+        like `values`; payload bytes; seconds); this rank's residual is updated."""
+        return self.gather(opt, values, name, range(collectives.size()))
+
+    def gather(self, opt, values: list, name: str, rows, sender: bool = True):
+        """(this rank's message decoded, and the decoded messages of the chosen `rows` of one
+        allgather (indices among the senders' rows, in rank order), each shaped like `values`;
+        payload bytes; seconds). A rank that is not a `sender` hands in no row but keeps its
+        residual as if it had sent: it holds the same message as a sender (the tree's group
+        members hold their leader's), and so the same residual.
+
+        Its own message is decoded from its own bytes, not taken from the rows: the ops that sum
+        the rows are then the same on every rank, whichever row is its own (TensorFlow's graph
+        rewrites may fuse a product into a sum only where it has one consumer, and a fused
+        multiply-add rounds once: replicas would differ in the last bit)."""
         message, data = self.encode(values)
-        (gathered,), nbytes, seconds = collectives.timed_gather([data], name)
-        own = collectives.rank()
-        decoded = self.decode_all(opt, gathered, collectives.size(), own, message, values)
-        return decoded, nbytes, seconds
+        (gathered,), nbytes, seconds = collectives.timed_gather([data], name, sender)
+        own = self.codec.decode(data)
+        if self.residual is not None:
+            opt.assign(self.residual, message - own)
+        dtypes = [v.dtype for v in values]
+        decoded = [self._shaped(self.codec.decode(gathered[j]), dtypes) for j in rows]
+        return self._shaped(own, dtypes), decoded, nbytes, seconds
 
     def encode(self, values: list):
         """(the message, values + residual flattened; its bytes)."""

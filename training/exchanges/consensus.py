@@ -163,7 +163,7 @@ class Consensus(Exchange):
             return values, 0, tf.constant(0.0, tf.float64)
         changes = [v - c.value for v, c in zip(values, self.copies[j])]
         if max(len(t) for t in linked) == p - 1:
-            decoded, nbytes, seconds = self.compressed.send(opt, changes, "easgd_consensus_q")
+            _, decoded, nbytes, seconds = self.compressed.send(opt, changes, "easgd_consensus_q")
             sources = [k for k in range(p) if k != j]
         else:
             sources = [k for k in range(p) if k != j and pi[j][k] > 0]

@@ -98,7 +98,7 @@ class Elastic(Exchange):
         rank = collectives.rank()
         if self.compressed is not None:
             offsets = [p - c.value for p, c in zip(points, self.center)]
-            messages, nbytes, seconds = self.compressed.send(opt, offsets, "easgd_elastic_rr_q")
+            _, messages, nbytes, seconds = self.compressed.send(opt, offsets, "easgd_elastic_rr_q")
             gathered = [
                 tf.stack([c.value + m[i] for m in messages]) for i, c in enumerate(self.center)
             ]

@@ -34,7 +34,7 @@ class LocalSGD(Exchange):
         """The workers' mean, each sending what it moved since the last mean (the center every
         worker started the period from): c + (1/p) sum_j Q(x_j - c + e_j)."""
         offsets = [x - c.value for x, c in zip(points, self.center)]
-        messages, nbytes, seconds = self.compressed.send(opt, offsets, name)
+        _, messages, nbytes, seconds = self.compressed.send(opt, offsets, name)
         scale = 1.0 / self.workers
         mean = [c.value + tf.cast(scale, s.dtype) * s for c, s in zip(self.center, total(messages))]
         return mean, nbytes, seconds

@@ -15,6 +15,15 @@ synchronous rule computes all of them from time t. The pull acts on x as elastic
 (for Keras' Nesterov SGD, x = y - delta m). The root center is evaluated; each group's members keep
 replicas of c_g, every rank one of c (the leaders' all-reduce hands each leader the same sum; each
 leader broadcasts it to its group).
+
+Compressed (`compression`), each level's messages travel as codes with error feedback
+(training/exchanges/compression.py): every rank its pull d_i, every leader its group's push e_g,
+each keeping what rounding lost; x_i, c_g and c move by the decoded values, which every rank
+decodes alike, so the replicas stay identical. Horovod 0.28.1 on Gloo cannot allgather within a
+process set, so both levels gather over all ranks: each rank decodes its group's pulls (level 1)
+and every leader's push (level 2, where the other members hand in nothing; they hold their
+leader's push and residual, and need no broadcast). A rank thus receives every rank's codes at
+level 1, not only its group's: the compression saves what is sent, not the tree's locality.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from training.exchanges.base import (
     force_points,
     moving_rate,
     tf,
+    total,
 )
 
 
@@ -76,6 +86,7 @@ class Tree(Exchange):
         "group_size": "group_size",
         "tau_root": "tau_root",
         "beta_root": "beta_root",
+        "compression": "compression",
     }
 
     @classmethod
@@ -131,6 +142,11 @@ class Tree(Exchange):
         self.group_bytes = opt.add_variable((), dtype="float64", name="group_bytes")
         self.root_bytes = opt.add_variable((), dtype="float64", name="root_bytes")
         self.replicas.append(self.group_center)
+        self.root_compressed = None
+        if self.compressed is not None:
+            from training.exchanges.compression import Compressed
+
+            self.root_compressed = Compressed(self.compression, opt, var_list, "tree_root")
 
     def due(self, step: Any) -> Any:
         return self.communicates(step, self.tau, self.tau_root)
@@ -154,36 +170,51 @@ class Tree(Exchange):
             tf.cast(alpha_root, g.dtype) * (g.value - c.value)
             for g, c in zip(self.group_center, self.center)
         ]
+        n = len(pulls)
 
         def group_level():
-            total, nbytes, seconds = collectives.timed_sum(pulls, "easgd_tree_group", group)
+            if self.compressed is None:
+                summed, nbytes, seconds = collectives.timed_sum(pulls, "easgd_tree_group", group)
+                sent = pulls
+            else:
+                sent, decoded, nbytes, seconds = self.compressed.gather(
+                    opt, pulls, "easgd_tree_group_q", rows=group
+                )
+                summed = total(decoded)
             self._count(opt, self.group_bytes, nbytes, seconds)
-            return total
+            return [*sent, *summed]
 
         def root_level():
             centers = [c.value for c in self.center]
+            if self.root_compressed is not None:
+                own, decoded, nbytes, seconds = self.root_compressed.gather(
+                    opt, pushes, "easgd_tree_root_q", range(layout.count), rank in layout.leaders
+                )
+                self._count(opt, self.root_bytes, nbytes, seconds)
+                return [*[c + s for c, s in zip(centers, total(decoded))], *own]
             nbytes, seconds = 0, tf.constant(0.0, tf.float64)
             if rank in layout.leaders:
-                total, nbytes, seconds = collectives.timed_sum(
+                summed, nbytes, seconds = collectives.timed_sum(
                     pushes, "easgd_tree_root", layout.leaders
                 )
-                centers = [c + s for c, s in zip(centers, total)]
+                centers = [c + s for c, s in zip(centers, summed)]
             centers, sent, more = collectives.timed_broadcast(
                 centers, group[0], "easgd_tree_center", group
             )
             self._count(opt, self.root_bytes, nbytes + sent, seconds + more)
-            return centers
+            return [*centers, *pushes]
 
         def unchanged(values):
             return lambda: [tf.identity(v) for v in values]
 
-        sums = tf.cond(on_group, group_level, unchanged([tf.zeros_like(d) for d in pulls]))
-        centers = tf.cond(on_root, root_level, unchanged([c.value for c in self.center]))
-        for x, d in zip(variables, pulls):
-            opt.assign_sub(x, tf.where(on_group, d, tf.zeros_like(d)))
-        for g, s, e in zip(self.group_center, sums, pushes):
-            opt.assign(g, g.value + s - tf.where(on_root, e, tf.zeros_like(e)))
-        for c, value in zip(self.center, centers):
+        zeros = [tf.zeros_like(d) for d in pulls]
+        applied = tf.cond(on_group, group_level, unchanged(zeros + zeros))
+        rooted = tf.cond(on_root, root_level, unchanged([c.value for c in self.center] + zeros))
+        for x, d in zip(variables, applied[:n]):
+            opt.assign_sub(x, d)
+        for g, s, e in zip(self.group_center, applied[n:], rooted[n:]):
+            opt.assign(g, g.value + s - e)
+        for c, value in zip(self.center, rooted[:n]):
             opt.assign(c, value)
         return tf.constant(0.0, tf.float64)
 
@@ -193,6 +224,10 @@ class Tree(Exchange):
         opt.record(nbytes, seconds)
 
     def restart(self, variables: list) -> None:
+        super().restart(variables)
+        if self.root_compressed is not None:
+            residual = self.root_compressed.residual
+            residual.assign(tf.zeros_like(residual.value))
         for g, c in zip(self.group_center, self.center):
             g.assign(c.value)
 
