@@ -1,7 +1,7 @@
 """Compressed exchanges and DiLoCo against the exact forms (docs/algorithms/compression.md).
 
-    python -m bench.compression [--sections table,lenet,diloco,slow] [--seeds 1,2,3,4,5]
-                                [--out bench/results/compression.json]
+    python -m bench.compression [--sections table,lenet,diloco,slow,overlap]
+                                [--seeds 1,2,3,4,5] [--out bench/results/compression.json] [--keep]
 
 - table: every algorithm that compresses, with every compression, LeNet-5 on 2 ranks for 20
   steps (tau 10): bits per parameter per exchange and bytes per step against synchronous SGD,
@@ -15,6 +15,19 @@
   (stopped at 120 steps: only its time to 0.90 is used), EAMSGD float32, int8 and int4, on every
   seed; time to 0.90 is the sum of the steps' durations up to the evaluation that first reached
   it (bench.harness.outcome), median over the seeds.
+- overlap: on the same link, EAMSGD (MLP float32 and int4, LeNet-5) and local SGD (LeNet-5)
+  with every round's collective behind tau - 1 steps (overlap_steps 9) against within its step
+  (0): the wall seconds of the whole run, evaluations every 100 steps alike (the harness's
+  train time, the steps' own durations, would not do: a round in flight goes on while an
+  evaluation pauses the steps), and final accuracy, median over the seeds.
+
+- shards: the MLP on 4 workers, each on a host of its own (a network namespace) whose one link
+  is limited to 100 Mbit/s each way (bench/namespace_hosts.py): asynchronous EAMSGD with its
+  center on 1, 2 and 4 servers (`center_shards`) against the blocking all-reduce form, every
+  seed; wall seconds of the run and to 0.90, and each rank's seconds waiting on the servers.
+
+`--keep` keeps the sections of an existing results file that this run does not measure (one
+section rerun updates the file; its `wall_seconds` is then this run's).
 
 Every setting is an ordinary run in the store (source: bench); each section's runs share one
 horovodrun launch.
@@ -23,9 +36,12 @@ horovodrun launch.
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.harness import (
     WORKLOADS,
@@ -39,9 +55,10 @@ from bench.harness import (
     tuned_settings,
     write_timed,
 )
+from training.run.metrics import read_jsonl
 from training.schema.algorithms import REGISTRY
 
-SECTIONS = ("table", "lenet", "diloco", "slow")
+SECTIONS = ("table", "lenet", "diloco", "slow", "overlap", "shards")
 COMPRESSIONS = ("none", "float16", "int8", "int4")
 TAU = 10
 DILOCO_RATES = (0.0005, 0.001, 0.002)
@@ -68,9 +85,9 @@ def _median(values: list) -> float | None:
     return round(statistics.median(values), 4) if values else None
 
 
-def _runs(section: str, entries: list[tuple[str, dict]], work: Path, network: str = "loopback"):
+def _runs(section: str, entries: list, work: Path, network: Any = "loopback", ranks: int = 2):
     t0 = time.time()
-    dirs = sweep(entries, 2, work, f"compression-{work.name}-{section}", network)
+    dirs = sweep(entries, ranks, work, f"compression-{work.name}-{section}", network)
     say(f"{section}: {len(entries)} runs in {time.time() - t0:.0f} s")
     return dirs
 
@@ -165,6 +182,27 @@ def diloco(work: Path, seeds: list[int]) -> dict:
     return out
 
 
+def _seeded(settings: dict, seeds: list[int], adjust: Any = None) -> list[tuple[str, dict]]:
+    """Each setting (label: (workload, algorithm, optimizer)) on every seed, labelled
+    `{label}-s{seed}`; `adjust(algorithm, training)` may change a run's training section."""
+    entries = []
+    for label, (workload, name, opt) in settings.items():
+        for seed in seeds:
+            cfg = config_for(workload, name, opt, seed=seed)
+            if adjust is not None:
+                adjust(name, cfg["training"])
+            entries.append((f"{label}-s{seed}", cfg))
+    return entries
+
+
+def _on_slow_link(section: str, entries: list, work: Path) -> dict[str, Path]:
+    """The runs in the 100 Mbit/s namespace `slow_network` made; it goes when they end."""
+    try:
+        return _runs(section, entries, work, "slow")
+    finally:
+        drop_slow_network()
+
+
 def slow(work: Path, seeds: list[int]) -> dict:
     skipped = slow_network()
     if skipped:
@@ -173,17 +211,13 @@ def slow(work: Path, seeds: list[int]) -> dict:
     settings = {"sync": ("sync", tuned["sync"])}
     for c in ("none", "int8", "int4"):
         settings[f"eamsgd-{c}"] = ("eamsgd", {**tuned["eamsgd"], "compression": c})
-    entries = []
-    for label, (name, opt) in settings.items():
-        for seed in seeds:
-            cfg = config_for("mlp", name, opt, seed=seed)
-            if name == "sync":
-                cfg["training"]["max_steps"] = 120
-            entries.append((f"{label}-s{seed}", cfg))
-    try:
-        dirs = _runs("slow", entries, work, "slow")
-    finally:
-        drop_slow_network()
+
+    def stop_sync(name: str, training: dict) -> None:
+        if name == "sync":
+            training["max_steps"] = 120
+
+    entries = _seeded({k: ("mlp", *v) for k, v in settings.items()}, seeds, stop_sync)
+    dirs = _on_slow_link("slow", entries, work)
     out = {}
     for label, (name, _) in settings.items():
         runs = [outcome(dirs[f"{label}-s{s}"], name, 0.90) for s in seeds]
@@ -199,6 +233,125 @@ def slow(work: Path, seeds: list[int]) -> dict:
         t = out[label]["median_seconds_to_target"]
         out[label]["time_over_sync"] = round(t / sync, 4) if t and sync else None
     return out
+
+
+OVERLAP_SETTINGS = {
+    "mlp-eamsgd-none": ("mlp", "eamsgd", "none"),
+    "mlp-eamsgd-int4": ("mlp", "eamsgd", "int4"),
+    "lenet-eamsgd-none": ("lenet", "eamsgd", "none"),
+    "lenet-localsgd-none": ("lenet", "localsgd", "none"),
+}
+# Evaluations pause the steps while a round in flight goes on: the overlapped and the exact
+# runs are timed by the wall clock, with the same few evaluations.
+OVERLAP_EVAL_EVERY = 100
+
+
+def _wall_seconds(run_dir: Path) -> float | None:
+    wall = _last_row(run_dir).get("wall_time")
+    return round(wall, 3) if wall is not None else None
+
+
+def overlap(work: Path, seeds: list[int]) -> dict:
+    skipped = slow_network()
+    if skipped:
+        return {"skipped": skipped}
+    settings = {}
+    for label, (workload, name, compression) in OVERLAP_SETTINGS.items():
+        opt = {**tuned_settings()[workload][name], "compression": compression}
+        for d in (0, opt["tau"] - 1):
+            settings[f"{label}-d{d}"] = (workload, name, {**opt, "overlap_steps": d})
+
+    def evaluate_rarely(name: str, training: dict) -> None:
+        training["eval_every"] = OVERLAP_EVAL_EVERY
+
+    dirs = _on_slow_link("overlap", _seeded(settings, seeds, evaluate_rarely), work)
+    out = {}
+    for label, (_, name, _) in settings.items():
+        walls = [_wall_seconds(dirs[f"{label}-s{s}"]) for s in seeds]
+        runs = [outcome(dirs[f"{label}-s{s}"], name) for s in seeds]
+        out[label] = {
+            "wall_seconds": walls,
+            "median_wall_seconds": _median(walls),
+            "median_comm_step_ms": _median([r["median_comm_step_ms"] for r in runs]),
+            "median_local_step_ms": _median([r["median_local_step_ms"] for r in runs]),
+            "final_accuracy": [r["final_accuracy"] for r in runs],
+            "median_final": _median([r["final_accuracy"] for r in runs]),
+            "bytes_per_step": _median([r["bytes_per_step"] for r in runs]),
+        }
+    for label in OVERLAP_SETTINGS:
+        exact, late = (out[k]["median_wall_seconds"] for k in sorted(out) if k.startswith(label))
+        if exact and late:
+            out[f"{label}-ratio"] = {"wall_seconds_ratio": round(late / exact, 4)}
+    return out
+
+
+SHARDS = (1, 2, 4)
+SHARD_WORKERS = 4
+SHARD_STEPS = 150
+LINK_BYTES = 100e6 / 8  # a second of a 100 Mbit/s link
+
+
+def shards(work: Path, seeds: list[int]) -> dict:
+    from bench import namespace_hosts
+
+    why = namespace_hosts.unavailable()
+    if why:
+        return {"skipped": why}
+    tuned = tuned_settings()["mlp"]["eamsgd"]
+    settings = {"blocking": {**tuned}}
+    for k in SHARDS:
+        settings[f"shards-{k}"] = {**tuned, "asynchronous": True, "center_shards": k}
+
+    def shorter(name: str, training: dict) -> None:
+        training["max_steps"] = SHARD_STEPS
+
+    entries = _seeded({k: ("mlp", "eamsgd", v) for k, v in settings.items()}, seeds, shorter)
+    hosts = namespace_hosts.NamespaceHosts(work / "hosts", count=SHARD_WORKERS).start()
+    try:
+        dirs = _runs("shards", entries, work, hosts, ranks=SHARD_WORKERS)
+    finally:
+        hosts.close()
+    out = {}
+    for label in settings:
+        runs = [dirs[f"{label}-s{s}"] for s in seeds]
+        walls = [_last_row(d).get("wall_time") for d in runs]
+        reached = [_wall_to(d, 0.90) for d in runs]
+        waits = [_waits(d) for d in runs]
+        finals = [outcome(d, "eamsgd")["final_accuracy"] for d in runs]
+        out[label] = {
+            "wall_seconds": [round(w, 3) if w else None for w in walls],
+            "median_wall_seconds": _median(walls),
+            "wall_seconds_to_target": reached,
+            "median_wall_seconds_to_target": _median(reached),
+            "waited_seconds_per_rank": waits,
+            "median_waited_by_workers_1_on": _median([statistics.mean(w[1:]) for w in waits if w]),
+            "final_accuracy": finals,
+            "median_final": _median(finals),
+        }
+    return out
+
+
+def _wall_to(run_dir: Path, target: float) -> float | None:
+    """Wall seconds of the first evaluation at or above `target` (rank 0's clock)."""
+    path = run_dir / "metrics.jsonl"
+    for row in read_jsonl(path) if path.exists() else []:
+        if (row.get("center_accuracy") or 0) >= target:
+            return round(row["wall_time"], 3)
+    return None
+
+
+def _waits(run_dir: Path) -> list[float]:
+    """Each rank's seconds waiting on the center server (the run's closing summary event)."""
+    path = run_dir / "events.jsonl"
+    events = read_jsonl(path) if path.exists() else []
+    summary = next((e["message"] for e in events if e["kind"] == "asynchronous"), "")
+    return [float(w) for w in re.findall(r"waited ([0-9.]+) s", summary)]
+
+
+def _last_row(run_dir: Path) -> dict:
+    path = run_dir / "metrics.jsonl"
+    rows = read_jsonl(path) if path.exists() else []
+    return rows[-1] if rows else {}
 
 
 def goals(result: dict) -> list[dict]:
@@ -238,6 +391,26 @@ def goals(result: dict) -> list[dict]:
                     "met": abs(d) <= 0.5,
                 }
             )
+    sh = result.get("shards")
+    if sh and "skipped" not in sh:
+        walls = " / ".join(f"{sh[f'shards-{k}']['median_wall_seconds']}" for k in SHARDS)
+        waits = " / ".join(f"{sh[f'shards-{k}']['median_waited_by_workers_1_on']}" for k in SHARDS)
+        floor = round(2 * 4 * WORKLOADS["mlp"]["params"] * SHARD_STEPS / TAU / LINK_BYTES, 1)
+        out += [
+            {
+                "goal": f"{SHARD_WORKERS} workers, 100 Mbit/s links: wall seconds with "
+                f"{', '.join(map(str, SHARDS))} center shards against the blocking all-reduce",
+                "measured": f"{walls} s; blocking {sh['blocking']['median_wall_seconds']} s",
+                "met": None,
+            },
+            {
+                "goal": "where the server's link stops being the bottleneck: the other workers' "
+                "wait on the servers against their own link's floor (a read and a write of the "
+                "model per exchange)",
+                "measured": f"{waits} s; floor {floor} s",
+                "met": None,
+            },
+        ]
     return out
 
 
@@ -300,8 +473,71 @@ def markdown(result: dict) -> str:
                 f"{f['median_seconds_to_target']} | {f['final_accuracy']} | {f['median_final']} |"
             )
         lines.append("")
+    lines += _overlap_lines(result.get("overlap"))
+    lines += _shard_lines(result.get("shards"))
     lines += goal_lines(result["goals"])
     return "\n".join(lines) + "\n"
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + " --- |" * len(header),
+        *("| " + " | ".join(str(v) for v in row) + " |" for row in rows),
+    ]
+
+
+def _overlap_lines(sec: dict | None) -> list[str]:
+    title = "100 Mbit/s: every round behind tau - 1 steps (d9) or within its step (d0)"
+    head, ran = section_lines(title, sec)
+    if not ran:
+        return head
+    rows = [
+        [n, f["bytes_per_step"], f["wall_seconds"], f["median_wall_seconds"]]
+        + [f"{f['median_comm_step_ms']} / {f['median_local_step_ms']}", f["final_accuracy"]]
+        for n, f in sec.items()
+        if "wall_seconds" in f
+    ]
+    ratios = [
+        f"{n.removesuffix('-ratio')} {f['wall_seconds_ratio']}x"
+        for n, f in sec.items()
+        if "wall_seconds_ratio" in f
+    ]
+    return (
+        head
+        + [
+            f"Wall seconds of the whole run (evaluations every {OVERLAP_EVAL_EVERY} steps "
+            "alike); median step of a round that communicates (comm) and of one that does not "
+            "(local).",
+            "",
+        ]
+        + _table(
+            ["setting", "bytes/step", "wall seconds per seed", "median"]
+            + ["comm / local step ms", "final accuracy per seed"],
+            rows,
+        )
+        + ["", f"Wall seconds overlapped over exact: {', '.join(ratios)}.", ""]
+    )
+
+
+def _shard_lines(sec: dict | None) -> list[str]:
+    title = (
+        f"MLP, {SHARD_WORKERS} workers on hosts with one 100 Mbit/s link each: a sharded center "
+        "against the blocking all-reduce"
+    )
+    head, ran = section_lines(title, sec)
+    if not ran:
+        return head
+    keys = ["wall_seconds", "median_wall_seconds", "wall_seconds_to_target"]
+    keys += ["waited_seconds_per_rank", "final_accuracy"]
+    header = ["setting", "wall seconds per seed", "median", "wall seconds to 0.90"]
+    header += ["waited per rank (s)", "final accuracy per seed"]
+    note = (
+        f"{SHARD_STEPS} steps, wall seconds on rank 0's clock, evaluations every 10 steps alike; "
+        "waited: each rank's seconds waiting on the center's servers (rank 0 first)."
+    )
+    rows = [[n, *(f[k] for k in keys)] for n, f in sec.items()]
+    return head + [note, ""] + _table(header, rows) + [""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sections", default=",".join(SECTIONS))
     ap.add_argument("--seeds", default="1,2,3,4,5")
     ap.add_argument("--out", default="bench/results/compression.json")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the other sections of an existing --out file"
+    )
     args = ap.parse_args(argv)
     sections = [s for s in args.sections.split(",") if s]
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -322,6 +561,11 @@ def main(argv: list[str] | None = None) -> int:
     work = Path("build") / "bench-compression" / time.strftime("%Y%m%d-%H%M%S")
     work.mkdir(parents=True, exist_ok=True)
     result: dict = {"seeds": seeds}
+    if args.keep and Path(args.out).exists():
+        kept = json.loads(Path(args.out).read_text())
+        result = {k: v for k, v in kept.items() if k in SECTIONS and k not in sections}
+        result["seeds"] = seeds
+        result["kept_from"] = kept.get("when")
     if "table" in sections:
         result["table"] = table(work)
     if "lenet" in sections:
@@ -330,6 +574,10 @@ def main(argv: list[str] | None = None) -> int:
         result["diloco"] = diloco(work, seeds)
     if "slow" in sections:
         result["slow"] = slow(work, seeds)
+    if "overlap" in sections:
+        result["overlap"] = overlap(work, seeds)
+    if "shards" in sections:
+        result["shards"] = shards(work, seeds)
     result["goals"] = goals(result)
     write_timed(args.out, result, started, "bench.compression")
     result["when"] = result.get("when", time.strftime("%Y-%m-%dT%H:%M:%S"))

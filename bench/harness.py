@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -135,10 +136,20 @@ def outcome(run_dir: Path, algorithm: str, target: float | None = None, tau: int
     }
 
 
-def horovodrun_command(ranks: int, args: list[str], network: str = "loopback") -> list[str]:
+def horovodrun_command(ranks: int, args: list[str], network: Any = "loopback") -> list[str]:
     """This machine's ranks over loopback, running this Python with `args` (through
     training.launch.argv, so that benchmarks start runs as the service starts jobs); on the "slow"
-    network, inside the namespace `slow_network` made."""
+    network, inside the namespace `slow_network` made; given `NamespaceHosts`
+    (bench/namespace_hosts.py), one rank on each of them, each behind its own limited link."""
+    if not isinstance(network, str):
+        hosts = dict.fromkeys(network.addresses[:ranks], 1)
+        return horovodrun_argv(
+            ranks,
+            [sys.executable, *args],
+            hosts,
+            network_interface=network.interface,
+            ssh_identity_file=str(network.key),
+        )
     cmd = horovodrun_argv(ranks, [sys.executable, *args])
     return ["ip", "netns", "exec", NETNS, *cmd] if network == "slow" else cmd
 
@@ -148,7 +159,7 @@ def sweep(
     ranks: int,
     work: Path,
     prefix: str,
-    network: str = "loopback",
+    network: Any = "loopback",
 ) -> dict[str, Path]:
     """Run each (label, config) as an ordinary run, all inside one horovodrun launch (TensorFlow
     and Horovod start once); returns each label's run directory, named `{prefix}-{label}`."""

@@ -1,7 +1,7 @@
 """A job across two hosts, as Horovod users run one: `horovodrun -H a:1,b:1` over ssh.
 
 The hosts are network namespaces with their own addresses and sshd, joined by a bridge whose
-links tc limits to 100 Mbit/s (tests/namespace_hosts.py). Killing everything one host runs
+links tc limits to 100 Mbit/s (bench/namespace_hosts.py). Killing everything one host runs
 makes the service relaunch the job from its checkpoint on the other host alone; that checkpoint
 is the one `easgd jobs checkpoint` asked for, which the service cannot signal to ranks on other
 hosts and leaves in the shared run directory instead.
@@ -16,8 +16,8 @@ import httpx
 import psutil
 import pytest
 
+from bench.namespace_hosts import NamespaceHosts, unavailable
 from service import reachability
-from tests.namespace_hosts import NamespaceHosts, unavailable
 from tests.support import Service, kill_jobs
 
 pytestmark = [pytest.mark.service, pytest.mark.horovod]

@@ -19,6 +19,7 @@ import reference  # noqa: E402
 from training.exchanges import collectives  # noqa: E402
 from training.exchanges.optimizer import (  # noqa: E402
     ElasticAveragingOptimizer,
+    OverlapCallback,
     build_inner,
     make_optimizer,
 )
@@ -69,7 +70,29 @@ COMPRESSED = [
     ("diloco-nesterov", "diloco", "nesterov", 0.9, 2, 0.9, 9, "loop", SIM, "none"),
     ("diloco-adamw-int4", "diloco", "adamw", 0.0, 3, 0.9, 10, "loop", SIM, "int4"),
 ]
-ALL = [(*case, "none") for case in CASES] + COMPRESSED
+# Overlapped rounds (overlap_steps), as COMPRESSED with the steps a round runs behind last.
+OVERLAPPED = [
+    ("eamsgd-overlap2", "elastic", "nesterov", 0.9, 3, 0.9, 10, "loop", SIM, "none", 2),
+    ("easgd-overlap1-int4", "elastic", "sgd", 0.0, 2, 0.9, 9, "loop", SIM, "int4", 1),
+    ("easgd-fit-overlap2", "elastic", "sgd", 0.0, 3, 0.9, 10, "fit", SIM, "none", 2),
+    ("localsgd-overlap2", "localsgd", "sgd", 0.0, 3, 0.9, 10, "loop", SIM, "none", 2),
+    (
+        "localsgd-nesterov-overlap1-int8",
+        "localsgd",
+        "nesterov",
+        0.9,
+        3,
+        0.9,
+        11,
+        "loop",
+        SIM,
+        "int8",
+        1,
+    ),
+    ("diloco-overlap2", "diloco", "sgd", 0.0, 3, 0.9, 10, "loop", SIM, "none", 2),
+    ("diloco-adamw-overlap1-int4", "diloco", "adamw", 0.0, 3, 0.9, 9, "loop", SIM, "int4", 1),
+]
+ALL = [(*case, "none", 0) for case in CASES] + [(*case, 0) for case in COMPRESSED] + OVERLAPPED
 LR = 0.05
 CENTER_MOMENTUM = 0.5
 AVERAGE_RATE = 0.1
@@ -79,7 +102,7 @@ REGISTRY_TAU, REGISTRY_STEPS = 3, 10
 REGISTRY_CASES = [n for n, s in REGISTRY.items() if s.exchange.name in reference.TRANSCRIBED]
 
 
-def run_case(exchange, inner, momentum, tau, beta, steps, path, order, compression):
+def run_case(exchange, inner, momentum, tau, beta, steps, path, order, compression, overlap):
     opt = ElasticAveragingOptimizer(
         build_inner(inner, LR, momentum),
         tau=tau,
@@ -89,6 +112,7 @@ def run_case(exchange, inner, momentum, tau, beta, steps, path, order, compressi
         average_rate=AVERAGE_RATE,
         order=order,
         compression=compression,
+        overlap_steps=overlap,
     )
     return train(opt, steps, path)
 
@@ -112,10 +136,16 @@ def train(opt, steps, path):
     model, a, b = least_squares.model_and_data()
     if path == "loop":
         step = least_squares.stepper(model, opt, a, b)
-        for _ in range(steps):
+        for t in range(steps):
+            if opt.overlapped:  # what the trainer does around each step
+                opt.before_step(t)
             step()
+            if opt.overlapped:
+                opt.after_step(t)
+        opt.land()
     else:
-        least_squares.fit(model, opt, a, b, steps, LR)
+        callbacks = [OverlapCallback(opt)] if opt.overlap_steps else []
+        least_squares.fit(model, opt, a, b, steps, LR, callbacks)
     worker = model.layers[0].kernel.numpy()
     velocity = least_squares.slots_of(opt, worker)
     evaluated = np.stack([v.numpy() for v in opt.evaluation_variables])[0]
@@ -136,8 +166,8 @@ def main(out: str) -> None:
     collectives.init()
     results = {}
     meta = {}
-    for label, exchange, inner, momentum, tau, beta, steps, path, order, compression in ALL:
-        r = run_case(exchange, inner, momentum, tau, beta, steps, path, order, compression)
+    for label, exchange, inner, momentum, tau, beta, steps, path, order, compression, d in ALL:
+        r = run_case(exchange, inner, momentum, tau, beta, steps, path, order, compression, d)
         for key in ("workers", "velocities", "centers", "evaluated"):
             results[f"{label}/{key}"] = r[key]
         meta[label] = {
@@ -150,6 +180,7 @@ def main(out: str) -> None:
             "path": path,
             "order": order,
             "compression": compression,
+            "overlap": d,
             "bytes_sent": r["bytes_sent"],
             "rounds": r["rounds"],
             "iterations": r["iterations"],

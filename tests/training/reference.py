@@ -132,8 +132,15 @@ def run(
     outer_learning_rate: float = 0.7,
     outer_momentum: float = 0.9,
     adamw_weight_decay: float = 0.1,
+    overlap: int = 0,
 ) -> dict[str, np.ndarray]:
     """Synchronous forms: a round involves every worker at once, on the same step.
+
+    `overlap` d > 0 (elastic, localsgd, diloco): the round posted on step t lands before the
+    gradient of step t + d + 1 (or after the last step). Elastic: each worker applies its own
+    pull at once and the center adds the pulls' sum when it lands. Local SGD and DiLoCo: each
+    worker sends at t and, when the result lands, keeps what it did since:
+    x_i <- x_i + (result - x_i as sent).
 
     Returns each worker's x and v (classical), the center, and the evaluated model.
     """
@@ -146,7 +153,28 @@ def run(
     average = x0.copy()
     updates = 0  # center updates so far (k)
     alpha = beta / workers
+    pending = None  # an overlapped round: (the step before which it lands, what, the messages)
+
+    def land(what: str, sent: list) -> None:
+        nonlocal center, center_v
+        if what == "elastic":
+            center = center + sum(sent)
+            return
+        before = center
+        if what == "localsgd":
+            center = center + sum(sent) / workers
+        else:  # diloco: sent_i = theta - x_i
+            delta = sum(sent) / workers
+            center_v = outer_momentum * center_v + delta
+            center = center - outer_learning_rate * (delta + outer_momentum * center_v)
+        for w, own in zip(ws, sent):
+            as_sent = before + own if what == "localsgd" else before - own
+            w.x = w.x + (center - as_sent)
+
     for t in range(steps):
+        if pending is not None and t == pending[0]:
+            land(*pending[1:])
+            pending = None
         grads = [grad(w.gradient_point(), *d) for w, d in zip(ws, data)]
         if algorithm == "sync":
             mean = sum(send[i](g) for i, g in enumerate(grads)) / workers
@@ -166,20 +194,31 @@ def run(
                     pulls.append(e)
             else:
                 pulls = [send[i](alpha * (w.x - center)) for i, w in enumerate(ws)]
-                center = center + sum(pulls)
+                if overlap:
+                    pending = (t + overlap + 1, "elastic", pulls)
+                else:
+                    center = center + sum(pulls)
         for w, g, e in zip(ws, grads, pulls):
             w.x = w.x + w.local_update(g) - e
         if algorithm == "diloco" and (t + 1) % tau == 0:
             # Douillard et al. 2023, Algorithm 1: the outer gradient is the mean of
             # theta^(t-1) - theta_i^(t); OuterOpt is Nesterov momentum as PyTorch's SGD has it,
             # b <- mu b + g;  theta <- theta - eta (g + mu b).
-            delta = sum(send[i](center - w.x) for i, w in enumerate(ws)) / workers
+            sent = [send[i](center - w.x) for i, w in enumerate(ws)]
+            if overlap:
+                pending = (t + overlap + 1, "diloco", sent)
+                continue
+            delta = sum(sent) / workers
             center_v = outer_momentum * center_v + delta
             center = center - outer_learning_rate * (delta + outer_momentum * center_v)
             for w in ws:
                 w.x = center.copy()
         if algorithm in DOWNPOUR_FAMILY and (t + 1) % tau == 0:
             if algorithm == "localsgd":
+                if overlap:
+                    sent = [send[i](w.x - center) for i, w in enumerate(ws)]
+                    pending = (t + overlap + 1, "localsgd", sent)
+                    continue
                 if compression == "none":
                     center = sum(w.x for w in ws) / workers
                 else:
@@ -207,6 +246,8 @@ def run(
                 average = (1 - 1 / (updates + 1)) * average + 1 / (updates + 1) * center
             for w in ws:
                 w.x = restart.copy()
+    if pending is not None:
+        land(*pending[1:])
     if algorithm == "sync":
         center = ws[0].x
     evaluated = average if algorithm in ("mvadownpour", "adownpour") else center

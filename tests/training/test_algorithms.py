@@ -74,13 +74,17 @@ def test_fields_and_schedule_of_each_kind():
     assert fields_for(Algorithm.SYNC) == set(INNER_FIELDS) | {"backup_workers"} | compression
     # The asynchronous forms' turn order is `order` too.
     timing = {"order", "asynchronous", "center_shards"} | compression
-    assert fields_for("easgd") == set(INNER_FIELDS) | {"tau", "beta", "alpha"} | timing
+    overlap = {"overlap_steps"}  # synchronous rounds that run behind the steps
+    assert fields_for("easgd") == set(INNER_FIELDS) | {"tau", "beta", "alpha"} | timing | overlap
     assert fields_for("adownpour") == set(INNER_FIELDS) | {"tau"} | timing
     assert fields_for("mvadownpour") == set(INNER_FIELDS) | {"tau", "average_rate"} | timing
     assert fields_for("mdownpour") == set(INNER_FIELDS) | {"tau"} | compression
     outer = {"outer_learning_rate", "outer_momentum"}
     adamw = {"adamw_weight_decay"}  # its default inner optimizer's
-    assert fields_for("diloco") == set(INNER_FIELDS) | {"tau"} | outer | compression | adamw
+    assert fields_for("diloco") == (
+        set(INNER_FIELDS) | {"tau"} | outer | compression | adamw | overlap
+    )
+    assert fields_for("localsgd") == set(INNER_FIELDS) | {"tau"} | compression | overlap
     assert [t for t in range(7) if REGISTRY["diloco"].communicates(t, 3)] == [2, 5]
     assert [t for t in range(7) if REGISTRY["easgd"].communicates(t, 3)] == [0, 3, 6]
     assert [t for t in range(7) if REGISTRY["downpour"].communicates(t, 3)] == [2, 5]

@@ -66,9 +66,25 @@ def test_matches_reference(results, label):
         average_rate=meta["average_rate"],
         order=case["order"],
         compression=case["compression"],
+        overlap=case["overlap"],
     )
     assert case["iterations"] == case["steps"]
     _assert_matches(data, label, case, expected, meta["center_momentum"])
+
+
+@pytest.mark.parametrize("compression", ["none", "int4"])
+def test_an_overlapped_elastic_round_is_the_papers(compression):
+    """The center is read only at the next round: landing its sum up to tau - 1 steps late
+    changes nothing the paper computes. Local SGD and DiLoCo apply their mean late: they move."""
+    for d in (1, 2):
+        exact = reference.run("elastic", 2, 12, 0.05, tau=3, compression=compression)
+        late = reference.run("elastic", 2, 12, 0.05, tau=3, compression=compression, overlap=d)
+        for key in ("workers", "center"):
+            np.testing.assert_array_equal(exact[key], late[key])
+    for algorithm in ("localsgd", "diloco"):
+        exact = reference.run(algorithm, 2, 12, 0.05, tau=3)
+        late = reference.run(algorithm, 2, 12, 0.05, tau=3, overlap=2)
+        assert np.max(np.abs(exact["center"] - late["center"])) > 1e-4
 
 
 def test_compression_in_the_reference_changes_the_trajectory():

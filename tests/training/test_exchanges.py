@@ -27,6 +27,9 @@ from training.schema.algorithms import ASYNCHRONOUS_FORMS, EXCHANGES, REGISTRY
         (Elastic, {"compression": "int3"}, "compression must be one of ('none', 'float16', "),
         (Elastic, {"compression": "int8", "exchange_precision": "float16"}, "contradicts"),
         (Elastic, {"center_shards": 0}, "center_shards must be an integer from 1 to 1024"),
+        (Elastic, {"overlap_steps": 3}, "overlap_steps must be an integer from 0 to tau - 1"),
+        (DiLoCo, {"overlap_steps": -1}, "overlap_steps must be an integer from 0 to tau - 1"),
+        (DiLoCo, {"overlap_steps": 1.5}, "Received: overlap_steps=1.5, tau=3"),
         (DiLoCo, {"outer_momentum": 1.0}, "outer_momentum must be in [0, 1). Received: 1.0"),
         (DiLoCo, {"outer_learning_rate": 0}, "outer_learning_rate must be in (0, 10]. Received"),
         (MDownpour, {"center_momentum": 1.0}, "center_momentum must be in [0, 1). Received: 1.0"),
@@ -44,6 +47,44 @@ def test_an_exchange_refuses_bad_arguments_in_one_line(exchange, arguments, phra
     with pytest.raises(ValueError) as caught:
         exchange(tau=3, **arguments)
     assert phrase in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "optimizer, phrase",
+    [
+        ({"algorithm": "sync", "overlap_steps": 1}, "algorithm 'sync' cannot overlap its"),
+        ({"algorithm": "downpour", "overlap_steps": 1}, "choose one of easgd, eamsgd, localsgd"),
+        ({"asynchronous": True, "overlap_steps": 1}, "'eamsgd' with asynchronous: true cannot"),
+        ({"order": "round_robin", "overlap_steps": 1}, "the round-robin order replays"),
+        ({"tau": 4, "overlap_steps": 4}, "4 steps would reach the next round (tau is 4)"),
+        ({"overlap_steps": -2}, "greater than or equal to 0"),
+        ({"overlap_steps": 10**9}, "less than or equal to 100000"),
+        ({"overlap_steps": "soon"}, "a valid integer"),
+        ({"overlap_steps": float("inf")}, "a finite number"),
+        ({"overlap_steps": [1]}, "a valid integer"),
+    ],
+)
+def test_overlap_steps_are_refused_where_no_round_can_run_behind(optimizer, phrase):
+    from training.schema import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"optimizer": optimizer})
+    assert len(caught.value.problems) == 1, caught.value.problems
+    line = caught.value.problems[0]
+    assert line.startswith("optimizer.overlap_steps: ") and phrase in line, line
+    assert "\n" not in line
+
+
+def test_overlap_steps_where_a_round_can_run_behind():
+    for name in ("easgd", "eamsgd", "localsgd", "diloco"):
+        opt = parse_config({"optimizer": {"algorithm": name, "tau": 5, "overlap_steps": 4}})
+        assert opt.optimizer.exchange_arguments()["overlap_steps"] == 4
+    assert {n for n, s in REGISTRY.items() if s.exchange.overlaps} == {
+        "easgd",
+        "eamsgd",
+        "localsgd",
+        "diloco",
+    }
 
 
 def test_backup_workers_given_to_another_exchange_are_refused():

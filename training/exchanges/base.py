@@ -100,6 +100,9 @@ class Exchange:
     server_codes: ClassVar[bool] = True
     # Whether a compressed sender keeps a residual (error feedback), or replicas do that work.
     feedback: ClassVar[bool] = True
+    # Whether its synchronous round can run behind the steps that follow (`overlap_steps`,
+    # training/exchanges/overlap.py): it then posts in `round` and lands in `land`.
+    overlaps: ClassVar[bool] = False
     has_center: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -167,6 +170,7 @@ class Exchange:
         compression: str = "none",
         exchange_precision: str | None = None,
         center_shards: int = 1,
+        overlap_steps: int = 0,
     ):
         """The arguments every exchange shares, checked as the optimizer's; each exchange keeps
         those it uses (`arguments`) in its configuration. `exchange_precision` is compression's
@@ -187,6 +191,13 @@ class Exchange:
                 f"center_shards={center_shards!r}"
             )
         self.center_shards = center_shards
+        if not isinstance(overlap_steps, int) or not 0 <= overlap_steps < max(tau, 1):
+            raise ValueError(
+                "overlap_steps must be an integer from 0 to tau - 1 (a round lands before the "
+                f"next one starts). Received: overlap_steps={overlap_steps!r}, tau={tau}"
+            )
+        self.overlap_steps = overlap_steps
+        self.flight: Any = None
         self.tau, self.beta, self.alpha, self.order = tau, beta, alpha, order
         self.asynchronous = bool(asynchronous)
         self.compression = compression
@@ -238,6 +249,10 @@ class Exchange:
             self.compressed = Compressed(
                 self.compression, opt, var_list, self.name, feedback=self.feedback
             )
+        if self.overlap_steps and not self.served:
+            from training.exchanges.overlap import Flight
+
+            self.flight = Flight(self, opt, var_list, self.overlap_steps)
 
     def sum_all(self, opt: Any, values: list, name: str) -> tuple[list, list, int, Any]:
         """Every rank's `values` summed in one collective: (this rank's values as the sum
@@ -255,6 +270,11 @@ class Exchange:
     def round(self, opt: Any, values: list) -> Any:
         """The equations: on the gradients (`when` "every"; returns them) or on the variables
         (returns the seconds the round's collectives took)."""
+        raise NotImplementedError
+
+    def land(self, opt: Any, variables: list, summed: list, sent: list) -> None:
+        """An overlapped round's second half, steps after `round` posted `sent` (this rank's
+        message as every rank decoded it): `summed` is every rank's message summed."""
         raise NotImplementedError
 
     def after_inner(self, opt: Any, variables: list) -> None:

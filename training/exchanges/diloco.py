@@ -13,6 +13,11 @@ paper's outer learning rate 0.7 and momentum 0.9 as defaults. theta is kept as t
 rank holds a replica, the same sum everywhere), and evaluated. Compressed (`compression`), each
 worker sends Q(theta - x_i + e_i) and keeps what rounding lost (error feedback), as Streaming
 DiLoCo and INTELLECT-1 quantize the outer gradient.
+
+With ``overlap_steps`` d, the outer gradient's all-reduce runs behind the next d inner steps, as
+Streaming DiLoCo overlaps it; the outer step then lands and each worker keeps what it did
+meanwhile, x_i <- x_i + (theta_new - x_i(sent)). Streaming DiLoCo mixes instead,
+x_i <- alpha x_i + (1 - alpha) theta_new (training/exchanges/overlap.py).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class DiLoCo(LocalSGD):
         "outer_learning_rate": "outer_learning_rate",
         "outer_momentum": "outer_momentum",
         "compression": "compression",
+        "overlap_steps": "overlap_steps",
     }
 
     def __init__(
@@ -66,16 +72,28 @@ class DiLoCo(LocalSGD):
     def round(self, opt: Any, variables: list) -> Any:
         points = force_points(opt.inner_optimizer, variables)
         gradients = [c.value - x for x, c in zip(points, self.center)]
+        if self.flight is not None:
+            self.flight.post(opt, gradients)
+            return tf.constant(0.0, tf.float64)
         _, summed, nbytes, seconds = self.sum_all(opt, gradients, "easgd_diloco")
-        lr, mu = self.outer_learning_rate, self.outer_momentum
-        for c, b, s in zip(self.center, self.outer_velocity, summed):
-            delta = s * tf.cast(1.0 / self.workers, s.dtype)
-            velocity = tf.cast(mu, s.dtype) * b.value + delta
-            opt.assign(b, velocity)
-            opt.assign(
-                c, c.value - tf.cast(lr, s.dtype) * (delta + tf.cast(mu, s.dtype) * velocity)
-            )
+        self._outer_step(summed)
         restarts = restart_points(opt.inner_optimizer, variables, [c.value for c in self.center])
         for x, value in zip(variables, restarts):
             opt.assign(x, value)
         return opt.record(nbytes, seconds)
+
+    def land(self, opt: Any, variables: list, summed: list, sent: list) -> None:
+        """Overlapped: the outer step d inner steps after each worker sent theta - x_i; the
+        worker keeps what it did since: x_i <- x_i + (theta_new - (theta - sent_i))."""
+        before = [tf.identity(c.value) for c in self.center]  # read before the step
+        self._outer_step(summed)
+        for x, c, old, own in zip(variables, self.center, before, sent):
+            opt.assign_add(x, c.value - (old - own))
+
+    def _outer_step(self, summed: list) -> None:
+        lr, mu = self.outer_learning_rate, self.outer_momentum
+        for c, b, s in zip(self.center, self.outer_velocity, summed):
+            delta = s * tf.cast(1.0 / self.workers, s.dtype)
+            velocity = tf.cast(mu, s.dtype) * b.value + delta
+            b.assign(velocity)
+            c.assign(c.value - tf.cast(lr, s.dtype) * (delta + tf.cast(mu, s.dtype) * velocity))

@@ -18,6 +18,10 @@ With ``order="round_robin"`` the center takes the workers' pulls one at a time i
 c <- c + alpha (x_j - c) for j = 0..p-1 (the schedule of the paper's stability analysis): one
 allgather of the x_j, then the same replay on every rank.
 
+With ``overlap_steps`` d (0 < d < tau), the sum leaves the step and the center takes it d steps
+later (training/exchanges/overlap.py); each worker applies its own d at once, as before. Nothing
+reads the center between, but an evaluation, so the rounds compute what the paper's do.
+
 The center is the root rank's. Every rank keeps a replica because the all-reduce hands every rank
 the same sum, so the center needs no broadcast; the test suite checks the replicas bit for bit.
 The asynchronous form (Algorithm 1) is the center server's ``elastic`` kind
@@ -52,7 +56,9 @@ class Elastic(Exchange):
         "asynchronous": "asynchronous",
         "compression": "compression",
         "center_shards": "center_shards",
+        "overlap_steps": "overlap_steps",
     }
+    overlaps = True
     server = ("elastic", None)
     served_spread = True
 
@@ -85,12 +91,23 @@ class Elastic(Exchange):
         if self.order == "round_robin":
             return self._round_robin(opt, variables, points)
         diffs = [tf.cast(self.alpha, p.dtype) * (p - c.value) for p, c in zip(points, self.center)]
+        if self.flight is not None:
+            for x, d in zip(variables, self.flight.post(opt, diffs)):
+                opt.assign_sub(x, d)
+            return tf.constant(0.0, tf.float64)
         diffs, summed, nbytes, seconds = self.sum_all(opt, diffs, "easgd_elastic")
         for x, d in zip(variables, diffs):
             opt.assign_sub(x, d)
         for c, s in zip(self.center, summed):
             opt.assign_add(c, s)
         return opt.record(nbytes, seconds)
+
+    def land(self, opt: Any, variables: list, summed: list, sent: list) -> None:
+        """Overlapped: each worker pulled itself when it posted; the center takes the sum now.
+        The center is read only at the next round (after the landing) and when evaluated, so
+        the rounds are the paper's to the bit's rounding."""
+        for c, s in zip(self.center, summed):
+            opt.assign_add(c, s)
 
     def _round_robin(self, opt: Any, variables: list, points: list) -> Any:
         """Every rank replays the same sequence on the gathered x_j, so the replicas agree.

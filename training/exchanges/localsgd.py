@@ -3,6 +3,10 @@
 After every tau inner steps ((t + 1) mod tau == 0), every worker is set to the workers' mean,
 x_i <- (1/p) sum_j x_j, with one all-reduce; the mean is also kept as the center, which is
 evaluated. With Keras' Nesterov SGD inside, x is the paper's (the variable less delta m).
+
+With ``overlap_steps`` d, each worker sends x_i - c and trains on; d steps later the mean lands
+and the worker keeps what it did meanwhile (`land`): the paper's rule with the mean applied as a
+correction d steps late (training/exchanges/overlap.py).
 """
 
 from __future__ import annotations
@@ -16,10 +20,14 @@ class LocalSGD(Exchange):
     name = "localsgd"
     when = "after"
     evaluated = "center"
-    arguments = {"tau": "tau", "compression": "compression"}
+    arguments = {"tau": "tau", "compression": "compression", "overlap_steps": "overlap_steps"}
+    overlaps = True
 
     def round(self, opt: Any, variables: list) -> Any:
         points = force_points(opt.inner_optimizer, variables)
+        if self.flight is not None:
+            self.flight.post(opt, [x - c.value for x, c in zip(points, self.center)])
+            return tf.constant(0.0, tf.float64)
         if self.compressed is not None:
             mean, nbytes, seconds = self.compressed_mean(opt, points, "easgd_localsgd_q")
         else:
@@ -29,6 +37,15 @@ class LocalSGD(Exchange):
             opt.assign(c, m)
             opt.assign(x, value)
         return opt.record(nbytes, seconds)
+
+    def land(self, opt: Any, variables: list, summed: list, sent: list) -> None:
+        """Overlapped: the mean arrives d steps after each worker sent x_i - c; the worker keeps
+        what it did since, x_i <- x_i + (mean - (c + sent_i)), and the center is the mean."""
+        scale = 1.0 / self.workers
+        for x, c, s, own in zip(variables, self.center, summed, sent):
+            moved = tf.cast(scale, s.dtype) * s
+            opt.assign_add(x, moved - own)
+            opt.assign_add(c, moved)
 
     def compressed_mean(self, opt: Any, points: list, name: str) -> tuple[list, int, Any]:
         """The workers' mean, each sending what it moved since the last mean (the center every

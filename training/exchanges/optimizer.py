@@ -61,7 +61,9 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
             `after_step` and `finish_asynchronous`), center_shards (the asynchronous center split
             over the servers of that many ranks) and compression ("none", "float16", "int8",
             "int4": how model-sized messages travel, with error feedback; backup workers'
-            server: "none" or "float16"; exchange_precision is its older name). The others
+            server: "none" or "float16"; exchange_precision is its older name), overlap_steps
+            (elastic, localsgd and diloco rounds run behind that many steps; the loop calls
+            `before_step`, `after_step` and `land`, or fit takes `OverlapCallback`). The others
             belong to one family: center_momentum (mdownpour), average_rate (mvadownpour),
             outer_learning_rate and outer_momentum (diloco), group_size, tau_root and
             beta_root (tree), topology (consensus), consensus_momentum (mconsensus),
@@ -123,6 +125,18 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
                 "center_shards splits the center server of an asynchronous form (elastic and "
                 f"the DOWNPOUR family with asynchronous=True). Received: exchange={exchange!r}, "
                 f"asynchronous={exchanger.asynchronous}, center_shards={exchanger.center_shards}"
+            )
+        if exchanger.overlap_steps and not (kind.overlaps and not exchanger.served):
+            raise ValueError(
+                "overlap_steps runs a synchronous round behind the steps that follow it: "
+                f"{', '.join(e.name for e in EXCHANGES.values() if e.overlaps)} without "
+                f"asynchronous. Received: exchange={exchange!r}, asynchronous="
+                f"{exchanger.asynchronous}, overlap_steps={exchanger.overlap_steps}"
+            )
+        if exchanger.overlap_steps and exchanger.order == "round_robin":
+            raise ValueError(
+                "overlap_steps: the round-robin order replays every worker's x on the center at "
+                "once; give order='simultaneous'. Received: order='round_robin'"
             )
         if exchanger.served and exchanger.compression in LEVELS and not kind.server_codes:
             raise ValueError(
@@ -276,11 +290,28 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         self._center_link = AsynchronousCenter(self, mode)
         self._center_link.start()
 
+    @property
+    def overlapped(self) -> bool:
+        """Whether rounds run behind the steps (`overlap_steps`): the loop then calls
+        `before_step`, `after_step` and, at a checkpoint and after the last step, `land`."""
+        return self.exchanger.flight is not None
+
     def before_step(self, t: int) -> None:
-        self._center_link.worker.before_step(t)
+        if self._center_link is not None:
+            self._center_link.worker.before_step(t)
+        elif self.overlapped:
+            self.exchanger.flight.before_step(t)
 
     def after_step(self, t: int) -> None:
-        self._center_link.worker.after_step(t)
+        if self._center_link is not None:
+            self._center_link.worker.after_step(t)
+        elif self.overlapped:
+            self.exchanger.flight.after_step(t)
+
+    def land(self) -> None:
+        """The overlapped round in flight lands now (every rank on the same step)."""
+        if self.overlapped:
+            self.exchanger.flight.land()
 
     def backup_step(self, flat_gradient, step: int):
         """Backup workers: (the means of the steps this worker applies now, steps done)."""
@@ -320,12 +351,15 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
                 "rounds": w.exchanges,
                 "wait_seconds": w.wait_seconds,
             }
-        return {
+        out = {
             "bytes_sent": float(self.bytes_sent.numpy()),
             "comm_seconds": float(self.comm_seconds.numpy()),
             "rounds": int(self.rounds.numpy()),
             **self.exchanger.communication(),
         }
+        if self.overlapped:  # what the steps waited for rounds still in flight
+            out["overlap_wait_seconds"] = self.exchanger.flight.waited
+        return out
 
     def finalize_variable_values(self, var_list):
         self.inner_optimizer.finalize_variable_values(var_list)
@@ -387,6 +421,30 @@ class CenterServerCallback(keras.callbacks.Callback):
             collectives.barrier()
         finally:
             self.optimizer.stop_asynchronous()
+
+
+class OverlapCallback(keras.callbacks.Callback):
+    """Carries an optimizer's overlapped rounds (`overlap_steps`) in `model.fit`: each round's
+    collective leaves after the step that posts it and lands `overlap_steps` steps later; the
+    last lands when training ends. Pass it to `fit(callbacks=[...])` under horovodrun."""
+
+    def __init__(self, optimizer: ElasticAveragingOptimizer):
+        super().__init__()
+        if not optimizer.exchanger.overlap_steps:
+            raise ValueError(
+                "OverlapCallback carries rounds of an optimizer built with overlap_steps >= 1. "
+                f"Received: overlap_steps={optimizer.exchanger.overlap_steps}"
+            )
+        self.optimizer = optimizer
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.optimizer.before_step(int(self.optimizer.iterations.numpy()))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.optimizer.after_step(int(self.optimizer.iterations.numpy()) - 1)
+
+    def on_train_end(self, logs=None):
+        self.optimizer.land()
 
 
 def build_inner(

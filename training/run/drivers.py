@@ -86,9 +86,18 @@ class Collective:
         """Once restored, before the first step."""
 
     def step(self, x, y) -> tuple[float, float, float]:
-        """(loss, rate, compute seconds) of one step."""
+        """(loss, rate, compute seconds) of one step. Overlapped rounds (`overlap_steps`) leave
+        after the step that posts them, land before the step they are due at (the wait counts
+        in that step's seconds), and after the last step."""
+        t, opt = self.t, self.t.optimizer
         t0 = time.perf_counter()
-        loss, lr = (float(v.numpy()) for v in self.t._train_step(x, y))
+        if opt.overlapped:
+            opt.before_step(t.step)
+        loss, lr = (float(v.numpy()) for v in t._train_step(x, y))
+        if opt.overlapped:
+            opt.after_step(t.step)
+            if t.step + 1 >= t.total_steps:
+                opt.land()
         return loss, lr, time.perf_counter() - t0
 
     def evaluation(self) -> dict[str, float]:
@@ -141,6 +150,7 @@ class Collective:
 
     def save(self, wall_time: float) -> None:
         t = self.t
+        t.optimizer.land()  # a round in flight lands (every rank saves on the same step)
         t.ckpt.save_rank(t.run_dir, t.step, t.rank, t.model.variables, t.optimizer.variables)
         t.collectives.barrier()
         if t.rank == 0:

@@ -173,6 +173,20 @@ _SHARED: dict[str, tuple[Any, Any]] = {
             ),
         ),
     ),
+    "overlap_steps": (
+        int,
+        Field(
+            0,
+            ge=0,
+            le=100000,
+            description=(
+                "Synchronous elastic, local SGD and DiLoCo rounds: the collective runs behind "
+                "this many of the steps that follow (less than tau); 0: within its step. "
+                "Elastic averaging keeps the paper's arithmetic; local SGD and DiLoCo apply the "
+                "mean that many steps late."
+            ),
+        ),
+    ),
 }
 # The order the form and the YAML have always shown; the fields of an exchange added later follow.
 _ORDER = (
@@ -196,6 +210,7 @@ _ORDER = (
     "asynchronous",
     "center_shards",
     "compression",
+    "overlap_steps",
     "backup_workers",
     "topology",
 )
@@ -256,6 +271,30 @@ class OptimizerRules(Section):
             raise ValueError(
                 f"compression: backup workers' server sends every worker the same means, as "
                 f"float16 or none, not {self.compression} codes (received: {self.compression})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _overlapped_form(self) -> OptimizerRules:
+        d = self.overlap_steps
+        if not d:
+            return self
+        if "overlap_steps" not in self.spec.fields or self.served:
+            raise ValueError(
+                f"overlap_steps: algorithm '{self.spec.name}'"
+                f"{' with asynchronous: true' if self.served else ''} cannot overlap its exchange; "
+                f"choose one of {_algorithms_with('overlap_steps')} (not "
+                f"asynchronous) or overlap_steps 0 (received: {d})"
+            )
+        if self.order == "round_robin":
+            raise ValueError(
+                "overlap_steps: the round-robin order replays every worker on the center at "
+                f"once; choose order simultaneous or overlap_steps 0 (received: {d})"
+            )
+        if d >= self.tau:
+            raise ValueError(
+                f"overlap_steps: {d} steps would reach the next round (tau is {self.tau}); "
+                f"choose 1 to {self.tau - 1}, or a larger tau (received: {d})"
             )
         return self
 

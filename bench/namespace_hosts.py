@@ -1,5 +1,5 @@
-"""Hosts for the multi-host tests: Linux network namespaces, each with its own address and its
-own sshd, on one bridge whose links are rate-limited with tc.
+"""Hosts for the multi-host tests and benchmarks: Linux network namespaces, each with its own
+address and its own sshd, on one bridge whose links are rate-limited with tc.
 
 They share this machine's filesystem and processes, as a cluster's hosts share a home
 directory over NFS: the same paths, the same interpreter. horovodrun reaches them over ssh as it
@@ -67,6 +67,7 @@ class NamespaceHosts:
         return self.workdir / "id_ed25519"
 
     def start(self) -> NamespaceHosts:
+        self.workdir = self.workdir.resolve()  # sshd reads its files by absolute path
         self.workdir.mkdir(parents=True, exist_ok=True)
         subnet = f"10.213.{int(self.tag) % 250}"
         try:
