@@ -18,8 +18,8 @@
 - overlap: on the same link, EAMSGD (MLP float32 and int4, LeNet-5) and local SGD (LeNet-5)
   with every round's collective behind tau - 1 steps (overlap_steps 9) against within its step
   (0): the wall seconds of the whole run, evaluations every 100 steps alike (the harness's
-  train time, the steps' own durations, would not do: a round in flight goes on while an
-  evaluation pauses the steps), and final accuracy, median over the seeds.
+  train time, the steps' own durations, would not do: a round in flight goes on while the
+  loop's collectives outside the steps wait for it), and final accuracy, median over the seeds.
 
 - shards: the MLP on 4 workers, each on a host of its own (a network namespace) whose one link
   is limited to 100 Mbit/s each way (bench/namespace_hosts.py): asynchronous EAMSGD with its
@@ -241,8 +241,8 @@ OVERLAP_SETTINGS = {
     "lenet-eamsgd-none": ("lenet", "eamsgd", "none"),
     "lenet-localsgd-none": ("lenet", "localsgd", "none"),
 }
-# Evaluations pause the steps while a round in flight goes on: the overlapped and the exact
-# runs are timed by the wall clock, with the same few evaluations.
+# Collectives outside the steps (evaluations) wait for a round in flight: the overlapped and the
+# exact runs are timed by the wall clock, with the same few evaluations.
 OVERLAP_EVAL_EVERY = 100
 
 
@@ -560,11 +560,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     work = Path("build") / "bench-compression" / time.strftime("%Y%m%d-%H%M%S")
     work.mkdir(parents=True, exist_ok=True)
-    result: dict = {"seeds": seeds}
+    result: dict = {"seeds": dict.fromkeys(sections, seeds)}
     if args.keep and Path(args.out).exists():
         kept = json.loads(Path(args.out).read_text())
         result = {k: v for k, v in kept.items() if k in SECTIONS and k not in sections}
-        result["seeds"] = seeds
+        old = kept.get("seeds")
+        old = old if isinstance(old, dict) else dict.fromkeys(result, old)
+        result["seeds"] = {**{k: old.get(k) for k in result}, **dict.fromkeys(sections, seeds)}
         result["kept_from"] = kept.get("when")
     if "table" in sections:
         result["table"] = table(work)

@@ -140,7 +140,7 @@ def run(
     gradient of step t + d + 1 (or after the last step). Elastic: each worker applies its own
     pull at once and the center adds the pulls' sum when it lands. Local SGD and DiLoCo: each
     worker sends at t and, when the result lands, keeps what it did since:
-    x_i <- x_i + (result - x_i as sent).
+    x_i <- x_i + (result - x_i as it was when it sent), whatever its message's codes carried.
 
     Returns each worker's x and v (classical), the center, and the evaluated model.
     """
@@ -155,7 +155,9 @@ def run(
     alpha = beta / workers
     pending = None  # an overlapped round: (the step before which it lands, what, the messages)
 
-    def land(what: str, sent: list) -> None:
+    def land(what: str, sent: list, exact: list) -> None:
+        """`sent`: the messages as every rank decodes them; `exact`: each worker's own value
+        before any rounding, which tells where it was when it sent."""
         nonlocal center, center_v
         if what == "elastic":
             center = center + sum(sent)
@@ -167,7 +169,7 @@ def run(
             delta = sum(sent) / workers
             center_v = outer_momentum * center_v + delta
             center = center - outer_learning_rate * (delta + outer_momentum * center_v)
-        for w, own in zip(ws, sent):
+        for w, own in zip(ws, exact):
             as_sent = before + own if what == "localsgd" else before - own
             w.x = w.x + (center - as_sent)
 
@@ -195,7 +197,7 @@ def run(
             else:
                 pulls = [send[i](alpha * (w.x - center)) for i, w in enumerate(ws)]
                 if overlap:
-                    pending = (t + overlap + 1, "elastic", pulls)
+                    pending = (t + overlap + 1, "elastic", pulls, pulls)
                 else:
                     center = center + sum(pulls)
         for w, g, e in zip(ws, grads, pulls):
@@ -206,7 +208,7 @@ def run(
             # b <- mu b + g;  theta <- theta - eta (g + mu b).
             sent = [send[i](center - w.x) for i, w in enumerate(ws)]
             if overlap:
-                pending = (t + overlap + 1, "diloco", sent)
+                pending = (t + overlap + 1, "diloco", sent, [center - w.x for w in ws])
                 continue
             delta = sum(sent) / workers
             center_v = outer_momentum * center_v + delta
@@ -217,7 +219,7 @@ def run(
             if algorithm == "localsgd":
                 if overlap:
                     sent = [send[i](w.x - center) for i, w in enumerate(ws)]
-                    pending = (t + overlap + 1, "localsgd", sent)
+                    pending = (t + overlap + 1, "localsgd", sent, [w.x - center for w in ws])
                     continue
                 if compression == "none":
                     center = sum(w.x for w in ws) / workers

@@ -62,6 +62,8 @@ def test_an_exchange_refuses_bad_arguments_in_one_line(exchange, arguments, phra
         ({"overlap_steps": "soon"}, "a valid integer"),
         ({"overlap_steps": float("inf")}, "a finite number"),
         ({"overlap_steps": [1]}, "a valid integer"),
+        ({"overlap_steps": True}, "overlap_steps: "),
+        ({"tau": 1, "overlap_steps": 1}, "choose overlap_steps from 0 to 0, or tau of at least 2"),
     ],
 )
 def test_overlap_steps_are_refused_where_no_round_can_run_behind(optimizer, phrase):
@@ -79,6 +81,13 @@ def test_overlap_steps_where_a_round_can_run_behind():
     for name in ("easgd", "eamsgd", "localsgd", "diloco"):
         opt = parse_config({"optimizer": {"algorithm": name, "tau": 5, "overlap_steps": 4}})
         assert opt.optimizer.exchange_arguments()["overlap_steps"] == 4
+    # Local SGD and DiLoCo take no order: the round-robin refusal is elastic averaging's.
+    for name in ("localsgd", "diloco"):
+        opt = {"algorithm": name, "order": "round_robin", "overlap_steps": 1}
+        assert parse_config({"optimizer": opt}).optimizer.overlap_steps == 1
+    with pytest.raises(ValueError, match="Received: overlap_steps=True"):
+        Elastic(tau=3, overlap_steps=True)
+    assert Sync(tau=1, overlap_steps=1).overlap_steps == 1  # the optimizer refuses it by kind
     assert {n for n, s in REGISTRY.items() if s.exchange.overlaps} == {
         "easgd",
         "eamsgd",

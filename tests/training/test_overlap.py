@@ -57,6 +57,15 @@ def test_fit_without_the_callback_says_what_is_missing():
     )
 
 
+def test_the_callback_refuses_several_steps_per_call():
+    opt = _eamsgd()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=opt, loss="mse", jit_compile=False, steps_per_execution=4)
+    a = np.zeros((16, 3), "float32")
+    with pytest.raises(ValueError, match="compile with steps_per_execution=1 or use overlap_st"):
+        model.fit(a, a[:, :1], batch_size=4, verbose=0, callbacks=[OverlapCallback(opt)])
+
+
 def test_the_callback_refuses_an_optimizer_without_overlap():
     with pytest.raises(ValueError, match="overlap_steps >= 1. Received: overlap_steps=0"):
         OverlapCallback(_eamsgd(0))

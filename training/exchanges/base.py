@@ -191,7 +191,8 @@ class Exchange:
                 f"center_shards={center_shards!r}"
             )
         self.center_shards = center_shards
-        if not isinstance(overlap_steps, int) or not 0 <= overlap_steps < max(tau, 1):
+        bad = not isinstance(overlap_steps, int) or isinstance(overlap_steps, bool)
+        if bad or overlap_steps < 0 or (self.overlaps and overlap_steps >= max(tau, 1)):
             raise ValueError(
                 "overlap_steps must be an integer from 0 to tau - 1 (a round lands before the "
                 f"next one starts). Received: overlap_steps={overlap_steps!r}, tau={tau}"

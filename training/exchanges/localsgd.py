@@ -39,8 +39,9 @@ class LocalSGD(Exchange):
         return opt.record(nbytes, seconds)
 
     def land(self, opt: Any, variables: list, summed: list, sent: list) -> None:
-        """Overlapped: the mean arrives d steps after each worker sent x_i - c; the worker keeps
-        what it did since, x_i <- x_i + (mean - (c + sent_i)), and the center is the mean."""
+        """Overlapped: the mean arrives d steps after each worker sent x_i - c (exact, whatever
+        the codes carried); the worker keeps what it did since, x_i <- x_i + (mean - (c +
+        sent_i)), and the center is the mean."""
         scale = 1.0 / self.workers
         for x, c, s, own in zip(variables, self.center, summed, sent):
             moved = tf.cast(scale, s.dtype) * s

@@ -133,7 +133,11 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
                 f"asynchronous. Received: exchange={exchange!r}, asynchronous="
                 f"{exchanger.asynchronous}, overlap_steps={exchanger.overlap_steps}"
             )
-        if exchanger.overlap_steps and exchanger.order == "round_robin":
+        if (
+            exchanger.overlap_steps
+            and exchanger.order == "round_robin"
+            and "order" in kind.arguments
+        ):
             raise ValueError(
                 "overlap_steps: the round-robin order replays every worker's x on the center at "
                 "once; give order='simultaneous'. Received: order='round_robin'"
@@ -313,6 +317,16 @@ class ElasticAveragingOptimizer(keras.optimizers.Optimizer):
         if self.overlapped:
             self.exchanger.flight.land()
 
+    @property
+    def in_flight(self) -> bool:
+        """Whether an overlapped round is in flight: another collective now would wait for it."""
+        return self.overlapped and self.exchanger.flight.busy
+
+    def stop_overlap(self) -> None:
+        """Whatever happened: the thread carrying a round ends before the process does."""
+        if self.overlapped:
+            self.exchanger.flight.stop()
+
     def backup_step(self, flat_gradient, step: int):
         """Backup workers: (the means of the steps this worker applies now, steps done)."""
         return self._center_link.worker.gradient(flat_gradient, step)
@@ -425,8 +439,10 @@ class CenterServerCallback(keras.callbacks.Callback):
 
 class OverlapCallback(keras.callbacks.Callback):
     """Carries an optimizer's overlapped rounds (`overlap_steps`) in `model.fit`: each round's
-    collective leaves after the step that posts it and lands `overlap_steps` steps later; the
-    last lands when training ends. Pass it to `fit(callbacks=[...])` under horovodrun."""
+    collective leaves after the step that posts it and lands `overlap_steps` steps later; a
+    round in flight lands at the end of each epoch (every rank ends it on the same step, and
+    `ModelCheckpoint` saves no half-done round) and when training ends. Pass it to
+    `fit(callbacks=[...])` under horovodrun, before any callback that saves the model."""
 
     def __init__(self, optimizer: ElasticAveragingOptimizer):
         super().__init__()
@@ -437,11 +453,23 @@ class OverlapCallback(keras.callbacks.Callback):
             )
         self.optimizer = optimizer
 
+    def on_train_begin(self, logs=None):
+        every = int(getattr(self.model, "steps_per_execution", 1) or 1)
+        if every > 1:
+            raise ValueError(
+                "OverlapCallback runs around every step, and compile(steps_per_execution="
+                f"{every}) runs {every} in one call; compile with steps_per_execution=1 or use "
+                "overlap_steps=0"
+            )
+
     def on_train_batch_begin(self, batch, logs=None):
         self.optimizer.before_step(int(self.optimizer.iterations.numpy()))
 
     def on_train_batch_end(self, batch, logs=None):
         self.optimizer.after_step(int(self.optimizer.iterations.numpy()) - 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.optimizer.land()
 
     def on_train_end(self, logs=None):
         self.optimizer.land()

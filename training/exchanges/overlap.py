@@ -9,8 +9,10 @@ steps train; before the step `overlap_steps` later, the thread is joined and the
 lands the sum (`Exchange.land`). Every rank lands on the same step, so replicas stay identical.
 
 A round in flight lands early, on every rank alike, at a checkpoint (nothing in flight is lost
-or saved half-done) and after the last step; evaluations between its start and its landing see
-the center before it.
+or saved half-done) and after the last step. Horovod runs collectives one at a time, so any
+other collective waits for the round in flight: the loop's agreement on checkpoints waits for a
+step with none in flight, and an evaluation inside a flight waits for the collective (and sees
+the center before the round lands).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Flight:
         self.error: BaseException | None = None
         self.lands_at: int | None = None
         self.waited = 0.0
+        self.carried: tuple[int, float] = (0, 0.0)  # the last collective's bytes and seconds
+        self._nbytes = 0
         self._fly = tf.function(self._collective)
         self._land = tf.function(self._landing)
 
@@ -61,6 +65,7 @@ class Flight:
             ),
         )
         with tf.control_dependencies([check]):
+            flat = tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1]) for v in values], 0)
             compressed = self.exchange.compressed
             if compressed is not None:
                 message, data = compressed.encode(values)
@@ -69,9 +74,9 @@ class Flight:
                     opt.assign(compressed.residual, message - own)
                 self.outbox.assign(data)
             else:
-                own = tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1]) for v in values], 0)
+                own = flat
                 self.outbox.assign(own)
-            self.sent.assign(own)
+            self.sent.assign(flat)  # exact: what the worker was when it sent
             self.in_air.assign(1)
         return self.shaped(own, [v.dtype for v in values])
 
@@ -91,15 +96,18 @@ class Flight:
             for j in range(1, collectives.size()):
                 summed = summed + compressed.codec.decode(gathered[j])
         self.inbox.assign(summed)
-        self.opt.record(nbytes, seconds)
+        self._nbytes = nbytes  # a Python int, known when the function is traced
+        return seconds
 
-    def _landing(self) -> None:
+    def _landing(self, nbytes: int, seconds: Any) -> None:
         variables = self.opt._trainable_variables
         dtypes = [v.dtype for v in variables]
         summed = self.shaped(self.inbox.read_value(), dtypes)
         sent = self.shaped(self.sent.read_value(), dtypes)
         self.exchange.land(self.opt, variables, summed, sent)
         self.in_air.assign(0)
+        # Counted here, on the training thread, when the round lands: every row says the same.
+        self.opt.record(nbytes, seconds)
 
     # -- around the steps, in Python ---------------------------------------------------------
 
@@ -113,9 +121,16 @@ class Flight:
 
     def _carry(self) -> None:
         try:
-            self._fly()
+            seconds = float(self._fly().numpy())
+            self.carried = (self._nbytes, seconds)
         except Exception as exc:  # noqa: BLE001 (raised in the training thread, at the landing)
             self.error = exc
+
+    @property
+    def busy(self) -> bool:
+        """Whether a round is in flight (the same on every rank after the same step): any other
+        collective would wait behind it."""
+        return self.thread is not None
 
     def before_step(self, t: int) -> None:
         """Before the step with 0-based index t: a round due to land by now lands."""
@@ -134,4 +149,11 @@ class Flight:
             raise RuntimeError(
                 f"the overlapped round's collective failed: {self.error}"
             ) from self.error
-        self._land()
+        nbytes, seconds = self.carried
+        self._land(nbytes, tf.constant(seconds, tf.float64))
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Whatever happened: a collective every rank handed in ends; wait for it a while, so
+        no thread of ours runs TensorFlow while the process shuts down."""
+        if self.thread is not None:
+            self.thread.join(timeout)

@@ -46,6 +46,10 @@ class Collective:
 
     def __init__(self, trainer: Trainer):
         self.t = trainer
+        # An agreement on checkpoints put off while an overlapped round was in flight, and its
+        # answer once reached.
+        self._control_waiting = False
+        self._agreed: bool | None = None
 
     def resume(self, d: Path, meta: dict) -> None:
         t = self.t
@@ -93,6 +97,8 @@ class Collective:
         t0 = time.perf_counter()
         if opt.overlapped:
             opt.before_step(t.step)
+            if self._control_waiting and not opt.in_flight:
+                self._control_waiting, self._agreed = False, self._agree()
         loss, lr = (float(v.numpy()) for v in t._train_step(x, y))
         if opt.overlapped:
             opt.after_step(t.step)
@@ -165,9 +171,20 @@ class Collective:
         ranks must save on the same step: every CONTROL_EVERY steps they agree with one scalar
         all-reduce whether any was asked."""
         t = self.t
-        # Rank 0 looks for the request file only at agreement steps: not a stat every step.
-        if not t._crossed(before, CONTROL_EVERY):
+        if self._agreed is not None:  # agreed before this step, with no round in flight
+            agreed, self._agreed = self._agreed, None
+            return agreed
+        if not (t._crossed(before, CONTROL_EVERY) or self._control_waiting):
             return False
+        # An overlapped round in flight would hold the agreement's all-reduce up: every rank
+        # puts it off to the next step whose landing leaves none in flight (`step`).
+        self._control_waiting = t.optimizer.in_flight
+        return False if self._control_waiting else self._agree()
+
+    def _agree(self) -> bool:
+        """Whether any rank was asked for a checkpoint: one scalar all-reduce. Rank 0 looks for
+        the request file only here: not a stat every step."""
+        t = self.t
         mine = t.run_dir if t.rank == 0 else None
         flag = t.tf.constant(float(signals.take(t._saved_at, mine)), t.tf.float64)
         return float(t.collectives.sum_scalar(flag, "easgd_control").numpy()) > 0
@@ -178,6 +195,7 @@ class Collective:
 
     def stop(self) -> None:
         """Whatever happened."""
+        self.t.optimizer.stop_overlap()
 
 
 class Served(Collective):

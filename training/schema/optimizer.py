@@ -286,7 +286,7 @@ class OptimizerRules(Section):
                 f"choose one of {_algorithms_with('overlap_steps')} (not "
                 f"asynchronous) or overlap_steps 0 (received: {d})"
             )
-        if self.order == "round_robin":
+        if self.order == "round_robin" and "order" in self.spec.fields:
             raise ValueError(
                 "overlap_steps: the round-robin order replays every worker on the center at "
                 f"once; choose order simultaneous or overlap_steps 0 (received: {d})"
@@ -294,7 +294,8 @@ class OptimizerRules(Section):
         if d >= self.tau:
             raise ValueError(
                 f"overlap_steps: {d} steps would reach the next round (tau is {self.tau}); "
-                f"choose 1 to {self.tau - 1}, or a larger tau (received: {d})"
+                f"choose overlap_steps from 0 to {self.tau - 1}, or tau of at least {d + 1} "
+                f"(received: {d})"
             )
         return self
 
