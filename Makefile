@@ -25,7 +25,7 @@ test: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-fast: setup
-	@$(PY) -m pytest -m "not horovod and not postgres and not service and not browser and not slow" $(PYTEST_ARGS)
+	@$(PY) -m pytest -m "not horovod and not postgres and not service and not browser and not slow and not slurm" $(PYTEST_ARGS)
 
 lint: setup
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .

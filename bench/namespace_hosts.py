@@ -54,6 +54,9 @@ class NamespaceHosts:
     workdir: Path
     count: int = 2
     tag: str = field(default_factory=lambda: str(os.getpid() % 10000))
+    # Each host's own hostname (a UTS namespace for what runs there), as a cluster's nodes have;
+    # None: every host answers to this machine's name.
+    names: list[str] | None = None
     namespaces: list[str] = field(default_factory=list)
     addresses: list[str] = field(default_factory=list)
     sshd: list[subprocess.Popen] = field(default_factory=list)
@@ -77,8 +80,10 @@ class NamespaceHosts:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)])
             (self.workdir / "authorized_keys").write_text(self.key.with_suffix(".pub").read_text())
             Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
-            for i in range(1, self.count + 1):
-                self._add_host(i, f"{subnet}.{10 + i}", f"{subnet}.1")
+            self.gateway = f"{subnet}.1"
+            self.addresses = [f"{subnet}.{10 + i}" for i in range(1, self.count + 1)]
+            for i, address in enumerate(self.addresses, 1):
+                self._add_host(i, address, self.gateway)
             self._wait_for_sshd()
         except BaseException:
             self.close()
@@ -89,12 +94,7 @@ class NamespaceHosts:
         ns, outside, inside = f"ez{self.tag}h{i}", f"ez{self.tag}o{i}", f"ez{self.tag}i{i}"
         _ip("netns", "add", ns)
         self.namespaces.append(ns)
-        # `ip netns exec` mounts /etc/netns/NS/hosts over /etc/hosts: here this machine's name
-        # means this host's own address, as a cluster's DNS would have it. Horovod's Gloo needs
-        # that (its process-set contexts bind to the hostname's address, whatever the interface).
-        etc = Path("/etc/netns") / ns
-        etc.mkdir(parents=True, exist_ok=True)
-        (etc / "hosts").write_text(f"127.0.0.1 localhost\n{address} {socket.gethostname()}\n")
+        self._write_hosts_file(i)
         _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
         _ip("link", "set", outside, "master", self.interface)
         _ip("link", "set", outside, "up")
@@ -123,12 +123,37 @@ class NamespaceHosts:
         log = (self.workdir / f"sshd{i}.log").open("ab")
         self.sshd.append(
             subprocess.Popen(
-                ["ip", "netns", "exec", ns, SSHD, "-D", "-e", "-f", str(config)],
+                [*self.on_host(i), SSHD, "-D", "-e", "-f", str(config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         )
-        self.addresses.append(address)
+
+    def _write_hosts_file(self, i: int) -> None:
+        """`ip netns exec` mounts /etc/netns/NS/hosts over /etc/hosts. Without names, this
+        machine's name means each host's own address, as a cluster's DNS would have it: Horovod's
+        Gloo needs that (its process-set contexts bind to the hostname's address, whatever the
+        interface). With names, every host's name is its address, and this machine's the
+        bridge's (where a controller on this machine listens). Written before anything starts
+        there: the mount is made when a command starts."""
+        lines = ["127.0.0.1 localhost"]
+        if self.names:
+            lines += [f"{a} {n}" for a, n in zip(self.addresses, self.names)]
+            lines.append(f"{self.gateway} {socket.gethostname()}")
+        else:
+            lines.append(f"{self.addresses[i - 1]} {socket.gethostname()}")
+        etc = Path("/etc/netns") / self.namespaces[i - 1]
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "hosts").write_text("\n".join(lines) + "\n")
+
+    def on_host(self, i: int) -> list[str]:
+        """The argv prefix that runs a command on host i (1-based): in its network namespace,
+        and, with names, under its own hostname."""
+        prefix = ["ip", "netns", "exec", self.namespaces[i - 1]]
+        if not self.names:
+            return prefix
+        name = self.names[i - 1]
+        return [*prefix, "unshare", "--uts", "sh", "-c", f'hostname {name} && exec "$@"', "sh"]
 
     def _wait_for_sshd(self, timeout: float = 20) -> None:
         deadline = time.time() + timeout

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs (once) what the test suite talks to: PostgreSQL (started on loopback), Chromium
-# (for the browser tests), and OpenSSH's server and iproute2 (the multi-host test makes hosts of
-# network namespaces, each with its own sshd, which it starts and stops itself).
+# (for the browser tests), OpenSSH's server and iproute2 (the multi-host test makes hosts of
+# network namespaces, each with its own sshd, which it starts and stops itself), and Slurm with
+# munge (a controller here and two compute nodes in network namespaces, started once and left
+# running, as PostgreSQL is: tests/slurm_cluster.py).
 # Prints the environment the tests read; a machine without root or apt skips with a reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +17,8 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v slurmctld >/dev/null 2>&1 || need+=(slurm-wlm)
+command -v munged >/dev/null 2>&1 || need+=(munge)
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && $SUDO true 2>/dev/null; then
     say "installing ${need[*]} from Debian's packages"
@@ -50,4 +54,19 @@ if [ -n "$pgbin" ] && [ -x "$pgbin/postgres" ]; then
 fi
 if command -v chromium >/dev/null 2>&1; then
   echo "export EASGD_TEST_CHROMIUM=$(command -v chromium)"
+fi
+
+# Slurm: the test cluster, unless it already answers.
+SLURMDIR=${EASGD_TEST_SLURMDIR:-/tmp/easgd-test-slurm}
+if [ "$(id -u)" = 0 ] && command -v slurmctld >/dev/null 2>&1; then
+  if [ -f "$SLURMDIR/cluster.json" ] &&
+    SLURM_CONF="$SLURMDIR/slurm.conf" timeout 10 sinfo -h >/dev/null 2>&1; then
+    echo "export SLURM_CONF=$SLURMDIR/slurm.conf"
+    echo "export EASGD_TEST_SLURM=$SLURMDIR/cluster.json"
+  elif made=$(.venv/bin/python -m tests.slurm_cluster start "$SLURMDIR" 2>&1); then
+    say "Slurm test cluster started (a controller, 2 nodes in network namespaces)"
+    echo "$made"
+  else
+    say "no Slurm test cluster: ${made##*$'\n'}; those tests will be skipped"
+  fi
 fi

@@ -1,0 +1,90 @@
+"""The Slurm test cluster itself (tests/slurm_cluster.py), as the Slurm launcher's tests will use
+it: a real controller and two compute nodes, each a network namespace with its own address and
+hostname, driven through the real `srun`, `sbatch`, `squeue` and `scontrol`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(scope="module")
+def cluster() -> dict:
+    found = os.environ.get("EASGD_TEST_SLURM")
+    if not found or not Path(found).exists():
+        pytest.skip(
+            "no Slurm test cluster (scripts/test-services.sh starts one as root where slurm-wlm "
+            "and munge install; EASGD_TEST_SLURM names it)"
+        )
+    return json.loads(Path(found).read_text())
+
+
+def _slurm(cluster: dict, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SLURM_CONF": cluster["conf"]}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def _state(cluster: dict, job: str) -> str:
+    shown = _slurm(cluster, "scontrol", "show", "job", job).stdout
+    return next(w.split("=", 1)[1] for w in shown.split() if w.startswith("JobState="))
+
+
+def test_each_node_has_its_own_hostname_and_address(cluster):
+    assert cluster["nodes"] == ["node1", "node2"]
+    done = _slurm(
+        cluster,
+        "srun",
+        "-N2",
+        "--ntasks-per-node=1",
+        "sh",
+        "-c",
+        "echo $(hostname) $(getent hosts $(hostname) | cut -d' ' -f1)",
+    )
+    assert done.returncode == 0, done.stderr
+    seen = sorted(line.split() for line in done.stdout.splitlines())
+    assert seen == [[n, a] for n, a in zip(cluster["nodes"], cluster["addresses"])]
+
+
+def test_a_batch_job_runs_horovod_across_both_nodes(cluster, tmp_path):
+    """What the launcher will submit, by hand: the hosts from SLURM_JOB_NODELIST, horovodrun
+    over ssh between the nodes, one rank on each."""
+    script = tmp_path / "job.sh"
+    script.write_text(
+        "#!/bin/bash\n"
+        "hosts=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | sed 's/$/:1/' | paste -sd,)\n"
+        f"cd {ROOT}\n"
+        f'.venv/bin/horovodrun -np 2 -H "$hosts" --gloo --network-interface '
+        f"{cluster['interface']} --ssh-identity-file {cluster['key']} .venv/bin/python -c "
+        '"import horovod.tensorflow as hvd, socket; hvd.init(); '
+        "print('rank', hvd.rank(), 'on', socket.gethostname())\"\n"
+    )
+    out = tmp_path / "job.out"
+    submitted = _slurm(
+        cluster, "sbatch", "--parsable", "-N2", "--ntasks-per-node=1", "-o", str(out), str(script)
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip().split(";")[0]
+    seen, deadline = set(), time.time() + 240
+    while time.time() < deadline:
+        state = _state(cluster, job)
+        seen.add(state)
+        if state not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING"):
+            break
+        time.sleep(0.5)
+    assert state == "COMPLETED", (state, out.read_text() if out.exists() else "")
+    assert "RUNNING" in seen
+    ranks = sorted(
+        line.split("<stdout>:", 1)[1]
+        for line in out.read_text().splitlines()
+        if "<stdout>:rank" in line
+    )
+    assert ranks == ["rank 0 on node1", "rank 1 on node2"]

@@ -1,0 +1,210 @@
+"""A real Slurm cluster for the tests: Debian's slurm-wlm with munge, a controller on this
+machine and compute nodes that are network namespaces, each with its own address, hostname,
+sshd and slurmd (bench/namespace_hosts.py), on one bridge.
+
+    python -m tests.slurm_cluster start DIR [--nodes 2]   # prints `export SLURM_CONF=...`
+    python -m tests.slurm_cluster stop DIR
+
+The nodes share this machine's filesystem and interpreter, as a cluster's nodes share a home
+directory; Slurm's commands (sbatch, squeue, scontrol, scancel) find the cluster by SLURM_CONF.
+Making it needs root, iproute2, OpenSSH's server, slurm-wlm and munge; `unavailable()` says which
+is missing, for an explicit skip.
+
+`ip netns exec` mounts a fresh sysfs, without the cgroup hierarchies slurmd 22.05 looks for even
+with proctrack/linuxproc: each node mounts its own (a cpu one and a named `systemd` one) in the
+mount namespace its slurmd runs in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.namespace_hosts import NamespaceHosts
+from bench.namespace_hosts import unavailable as no_namespaces
+
+DAEMONS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol", "scancel")
+CPUS = 2
+PARTITION = "debug"
+MUNGE_KEY = Path("/etc/munge/munge.key")
+MUNGE_RUN = Path("/run/munge")
+CGROUPS = (
+    "mount -t tmpfs -o mode=755 none /sys/fs/cgroup"
+    " && mkdir -p /sys/fs/cgroup/cpu /sys/fs/cgroup/systemd"
+    " && mount -t cgroup -o cpu cgroup /sys/fs/cgroup/cpu"
+    " && mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd"
+)
+
+
+def unavailable() -> str | None:
+    """Why a test cluster cannot be made here, or None."""
+    why = no_namespaces()
+    if why:
+        return why
+    missing = [d for d in DAEMONS if shutil.which(d) is None]
+    if missing:
+        return f"missing {', '.join(missing)} (the test command installs slurm-wlm and munge)"
+    return None
+
+
+def node_names(count: int) -> list[str]:
+    return [f"node{i}" for i in range(1, count + 1)]
+
+
+def slurm_conf(workdir: Path, hosts: NamespaceHosts) -> str:
+    """One partition of every node; no accounting (sacct says so: states come from squeue and
+    scontrol, kept MinJobAge seconds after a job ends)."""
+    nodes = "\n".join(
+        f"NodeName={n} NodeAddr={a} CPUs={CPUS} State=UNKNOWN"
+        for n, a in zip(hosts.names or [], hosts.addresses)
+    )
+    return f"""ClusterName=easgdtest
+SlurmctldHost={socket.gethostname()}({hosts.gateway})
+SlurmUser=root
+AuthType=auth/munge
+MailProg=/bin/true
+StateSaveLocation={workdir}/state
+SlurmdSpoolDir={workdir}/spool/%n
+SlurmctldPidFile={workdir}/slurmctld.pid
+SlurmdPidFile={workdir}/slurmd-%n.pid
+SlurmctldLogFile={workdir}/slurmctld.log
+SlurmdLogFile={workdir}/slurmd-%n.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MpiDefault=none
+ReturnToService=2
+SlurmdTimeout=20
+MinJobAge=600
+{nodes}
+PartitionName={PARTITION} Nodes={",".join(hosts.names or [])} Default=YES MaxTime=60 State=UP
+"""
+
+
+def start_munge() -> None:
+    """munged as the munge user, with a key of its own if the machine has none."""
+    if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode == 0:
+        return
+    if not MUNGE_KEY.exists():
+        MUNGE_KEY.parent.mkdir(parents=True, exist_ok=True)
+        MUNGE_KEY.write_bytes(os.urandom(1024))
+        shutil.chown(MUNGE_KEY, "munge", "munge")
+        MUNGE_KEY.chmod(0o400)
+    MUNGE_RUN.mkdir(parents=True, exist_ok=True)
+    shutil.chown(MUNGE_RUN, "munge", "munge")
+    subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True)
+
+
+def start(workdir: Path, count: int = 2) -> dict:
+    """The cluster, up and its nodes idle; returns what `stop` and the tests need."""
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    for d in ("state", *(f"spool/{n}" for n in node_names(count))):
+        (workdir / d).mkdir(parents=True, exist_ok=True)
+    start_munge()
+    hosts = NamespaceHosts(workdir / "hosts", count=count, tag="7731", names=node_names(count))
+    hosts.start()
+    conf = workdir / "slurm.conf"
+    conf.write_text(slurm_conf(workdir, hosts))
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    subprocess.run(["slurmctld"], env=env, check=True)
+    for i, name in enumerate(hosts.names or [], 1):
+        subprocess.run(
+            [*hosts.on_host(i), "sh", "-c", f"{CGROUPS} && exec slurmd -N {name}"],
+            env=env,
+            check=True,
+        )
+    state = {
+        "conf": str(conf),
+        "nodes": hosts.names,
+        "addresses": hosts.addresses,
+        "namespaces": hosts.namespaces,
+        "interface": hosts.interface,
+        "key": str(hosts.key),
+        "sshd": [p.pid for p in hosts.sshd],
+    }
+    (workdir / "cluster.json").write_text(json.dumps(state))
+    wait_idle(env, count, workdir)
+    return state
+
+
+def wait_idle(env: dict, count: int, workdir: Path, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%T %D"], env=env, capture_output=True, text=True
+        ).stdout.split()
+        if out[:2] == ["idle", str(count)]:
+            return
+        time.sleep(0.5)
+    said = [
+        line
+        for log in sorted(workdir.glob("slurm*.log"))
+        for line in log.read_text(errors="replace").splitlines()[-40:]
+        if "error" in line
+    ]
+    raise RuntimeError(
+        f"the test cluster's nodes are not idle after {timeout:g} s (sinfo: {' '.join(out)}); "
+        f"the daemons said: {' | '.join(said[-3:]) or 'nothing'}"
+    )
+
+
+def stop(workdir: Path) -> None:
+    """Every daemon and namespace of the cluster, gone (munged stays: it is the machine's)."""
+    workdir = workdir.resolve()
+    found = workdir / "cluster.json"
+    if not found.exists():
+        return
+    state = json.loads(found.read_text())
+    env = {**os.environ, "SLURM_CONF": state["conf"]}
+    subprocess.run(["scontrol", "shutdown"], env=env, capture_output=True)
+    for pid_file in workdir.glob("slurm*.pid"):
+        try:
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+        except (ValueError, ProcessLookupError):
+            pass
+    hosts = NamespaceHosts(workdir / "hosts", count=len(state["nodes"]), tag="7731")
+    hosts.namespaces = state["namespaces"]
+    hosts.addresses = state["addresses"]
+    hosts.close()
+    for pid in state["sshd"]:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    found.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.slurm_cluster")
+    ap.add_argument("action", choices=("start", "stop"))
+    ap.add_argument("workdir", type=Path)
+    ap.add_argument("--nodes", type=int, default=2)
+    args = ap.parse_args(argv)
+    if args.action == "stop":
+        stop(args.workdir)
+        return 0
+    why = unavailable()
+    if why:
+        print(f"test cluster: not made: {why}", file=sys.stderr)
+        return 1
+    stop(args.workdir)
+    state = start(args.workdir, args.nodes)
+    print(f"export SLURM_CONF={state['conf']}")
+    print(f"export EASGD_TEST_SLURM={args.workdir.resolve() / 'cluster.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
