@@ -46,6 +46,13 @@ def _ip(*args: str, ns: str | None = None) -> None:
         raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
 
 
+def _keygen(path: Path) -> None:
+    """A fresh key pair at `path` (ssh-keygen would ask before overwriting one)."""
+    for old in (path, path.with_suffix(".pub")):
+        old.unlink(missing_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
 @dataclass
 class NamespaceHosts:
     """`addresses[i]` is host i; `interface` is the name of its link on every host and of the
@@ -77,7 +84,7 @@ class NamespaceHosts:
             _ip("link", "add", self.interface, "type", "bridge")
             _ip("addr", "add", f"{subnet}.1/24", "dev", self.interface)
             _ip("link", "set", self.interface, "up")
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)])
+            _keygen(self.key)
             (self.workdir / "authorized_keys").write_text(self.key.with_suffix(".pub").read_text())
             Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
             self.gateway = f"{subnet}.1"
@@ -112,7 +119,7 @@ class NamespaceHosts:
                 capture_output=True,
             )
         host_key = self.workdir / f"host{i}_key"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)])
+        _keygen(host_key)
         config = self.workdir / f"sshd{i}.conf"
         config.write_text(
             f"ListenAddress {address}\nHostKey {host_key}\nPidFile {self.workdir}/sshd{i}.pid\n"

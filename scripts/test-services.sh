@@ -63,10 +63,10 @@ if [ "$(id -u)" = 0 ] && command -v slurmctld >/dev/null 2>&1; then
     SLURM_CONF="$SLURMDIR/slurm.conf" timeout 10 sinfo -h >/dev/null 2>&1; then
     echo "export SLURM_CONF=$SLURMDIR/slurm.conf"
     echo "export EASGD_TEST_SLURM=$SLURMDIR/cluster.json"
-  elif made=$(.venv/bin/python -m tests.slurm_cluster start "$SLURMDIR" 2>&1); then
+  elif made=$(.venv/bin/python -m tests.slurm_cluster start "$SLURMDIR" 2>"$SLURMDIR.log"); then
     say "Slurm test cluster started (a controller, 2 nodes in network namespaces)"
     echo "$made"
   else
-    say "no Slurm test cluster: ${made##*$'\n'}; those tests will be skipped"
+    say "no Slurm test cluster: $(tail -1 "$SLURMDIR.log"); those tests will be skipped"
   fi
 fi

@@ -34,6 +34,7 @@ from bench.namespace_hosts import unavailable as no_namespaces
 DAEMONS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol", "scancel")
 CPUS = 2
 PARTITION = "debug"
+TAG = "7731"  # the bridge ezb7731 and the nodes' namespaces ez7731h1...
 MUNGE_KEY = Path("/etc/munge/munge.key")
 MUNGE_RUN = Path("/run/munge")
 CGROUPS = (
@@ -113,18 +114,25 @@ def start(workdir: Path, count: int = 2) -> dict:
     for d in ("state", *(f"spool/{n}" for n in node_names(count))):
         (workdir / d).mkdir(parents=True, exist_ok=True)
     start_munge()
-    hosts = NamespaceHosts(workdir / "hosts", count=count, tag="7731", names=node_names(count))
+    hosts = NamespaceHosts(workdir / "hosts", count=count, tag=TAG, names=node_names(count))
     hosts.start()
     conf = workdir / "slurm.conf"
     conf.write_text(slurm_conf(workdir, hosts))
     env = {**os.environ, "SLURM_CONF": str(conf)}
-    subprocess.run(["slurmctld"], env=env, check=True)
-    for i, name in enumerate(hosts.names or [], 1):
-        subprocess.run(
-            [*hosts.on_host(i), "sh", "-c", f"{CGROUPS} && exec slurmd -N {name}"],
-            env=env,
-            check=True,
-        )
+    try:
+        subprocess.run(["slurmctld"], env=env, check=True, capture_output=True)
+        for i, name in enumerate(hosts.names or [], 1):
+            subprocess.run(
+                [*hosts.on_host(i), "sh", "-c", f"{CGROUPS} && exec slurmd -N {name}"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        _stop_daemons(workdir, env)
+        hosts.close()
+        said = getattr(exc, "stderr", None) or b""
+        raise RuntimeError(f"{exc}: {said.decode(errors='replace').strip()}") from None
     state = {
         "conf": str(conf),
         "nodes": hosts.names,
@@ -167,14 +175,8 @@ def stop(workdir: Path) -> None:
     if not found.exists():
         return
     state = json.loads(found.read_text())
-    env = {**os.environ, "SLURM_CONF": state["conf"]}
-    subprocess.run(["scontrol", "shutdown"], env=env, capture_output=True)
-    for pid_file in workdir.glob("slurm*.pid"):
-        try:
-            os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
-        except (ValueError, ProcessLookupError):
-            pass
-    hosts = NamespaceHosts(workdir / "hosts", count=len(state["nodes"]), tag="7731")
+    _stop_daemons(workdir, {**os.environ, "SLURM_CONF": state["conf"]})
+    hosts = NamespaceHosts(workdir / "hosts", count=len(state["nodes"]), tag=TAG)
     hosts.namespaces = state["namespaces"]
     hosts.addresses = state["addresses"]
     hosts.close()
@@ -184,6 +186,25 @@ def stop(workdir: Path) -> None:
         except ProcessLookupError:
             pass
     found.unlink()
+
+
+def sweep_leftovers() -> None:
+    """What a start that died half-way left of the cluster's network (its names are fixed)."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for ns in (line.split()[0] for line in listed.splitlines() if line.strip()):
+        if ns.startswith(f"ez{TAG}h"):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
+    subprocess.run(["ip", "link", "del", f"ezb{TAG}"], capture_output=True)
+
+
+def _stop_daemons(workdir: Path, env: dict) -> None:
+    subprocess.run(["scontrol", "shutdown"], env=env, capture_output=True, timeout=30)
+    for pid_file in workdir.glob("slurm*.pid"):
+        try:
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+        except (ValueError, ProcessLookupError):
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"test cluster: not made: {why}", file=sys.stderr)
         return 1
     stop(args.workdir)
+    sweep_leftovers()
     state = start(args.workdir, args.nodes)
     print(f"export SLURM_CONF={state['conf']}")
     print(f"export EASGD_TEST_SLURM={args.workdir.resolve() / 'cluster.json'}")
