@@ -118,6 +118,15 @@ def _alive(p: psutil.Process) -> bool:
         return False
 
 
+def ask_to_end(procs: Sequence[psutil.Process]) -> None:
+    """SIGTERM to each of `procs` that is still there."""
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+
+
 def terminate_job(
     token: str | None,
     root_pid: int | None,
@@ -137,11 +146,7 @@ def terminate_job(
             os.killpg(root.pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             pass
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
+    ask_to_end(procs)
     _, alive = psutil.wait_procs(procs, timeout=grace)
     ended_by = -signal.SIGTERM if root is not None else None
     if root is not None and root in alive:

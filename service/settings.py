@@ -81,6 +81,12 @@ class ServiceSettings:
     network_interface: str | None = None
     ssh_port: int | None = None
     ssh_identity_file: str | None = None
+    # What starts a job's ranks: horovodrun here or over ssh, or a Slurm batch job per attempt
+    # (service/launchers/slurm.py), in this partition and account, so many tasks per node.
+    launcher: str = "horovodrun"
+    partition: str | None = None
+    account: str | None = None
+    tasks_per_node: int | None = None
 
     @classmethod
     def from_env(cls, **overrides) -> ServiceSettings:

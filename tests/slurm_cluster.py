@@ -88,6 +88,7 @@ MpiDefault=none
 ReturnToService=2
 SlurmdTimeout=20
 MinJobAge=600
+KillWait=10
 {nodes}
 PartitionName={PARTITION} Nodes={",".join(hosts.names or [])} Default=YES MaxTime=60 State=UP
 """

@@ -85,7 +85,7 @@ def kill_jobs(home: Path) -> None:
 
 class Service:
     def __init__(self, home: Path, slots: int = 2, serve_args: tuple[str, ...] = ()):
-        """`serve_args` replace `--slots` when they name --hosts."""
+        """`serve_args` replace `--slots` when they name --hosts or --launcher."""
         self.home, self.slots, self.serve_args = home, slots, serve_args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -102,7 +102,11 @@ class Service:
                 "serve",
                 "--port",
                 str(self.port),
-                *([] if "--hosts" in self.serve_args else ["--slots", str(self.slots)]),
+                *(
+                    []
+                    if {"--hosts", "--launcher"} & set(self.serve_args)
+                    else ["--slots", str(self.slots)]
+                ),
                 *self.serve_args,
             ],
             env=self.env,

@@ -18,6 +18,7 @@ from service.settings import (
     DEFAULT_PORT,
     DEFAULT_UI_PORT,
     ServiceSettings,
+    SettingsError,
     http_url,
 )
 from training.schema.hosts import local_slots, parse_hosts
@@ -37,6 +38,24 @@ def _settings(args) -> ServiceSettings:
     )
     if args.slots is not None:
         s.hosts = local_slots(args.slots, "--slots")
+    if args.launcher == "slurm":
+        from service.launchers.slurm import SlurmError, capacity
+
+        if args.hosts or args.slots is not None:
+            raise SettingsError(
+                "--launcher slurm: Slurm places the ranks; drop --hosts and --slots "
+                f"(received: --hosts {args.hosts}, --slots {args.slots})"
+            )
+        if args.tasks_per_node is not None and args.tasks_per_node < 1:
+            raise SettingsError(
+                f"--tasks-per-node must be at least 1 (received: {args.tasks_per_node})"
+            )
+        try:
+            s.hosts = {"slurm": capacity(args.partition)}
+        except SlurmError as exc:
+            raise SettingsError(f"--launcher slurm: {exc}") from None
+        s.launcher, s.partition, s.account = "slurm", args.partition, args.account
+        s.tasks_per_node = args.tasks_per_node
     s.check()
     return s
 
@@ -135,7 +154,7 @@ def cmd_up(args) -> int:
         "--port",
         str(settings.port),
     ]
-    if args.slots is not None:
+    if args.slots is not None and settings.launcher != "slurm":
         serve += ["--slots", str(args.slots)]
     if args.hosts:
         serve += ["--hosts", args.hosts]
@@ -143,6 +162,10 @@ def cmd_up(args) -> int:
         ("--network-interface", settings.network_interface),
         ("--ssh-port", settings.ssh_port),
         ("--ssh-identity-file", settings.ssh_identity_file),
+        ("--launcher", settings.launcher),
+        ("--partition", settings.partition),
+        ("--account", settings.account),
+        ("--tasks-per-node", settings.tasks_per_node),
     ):
         if value is not None:
             serve += [flag, str(value)]
@@ -240,6 +263,20 @@ def add_commands(sub, add) -> None:
             "--ssh-identity-file",
             help="across hosts: the private key that logs in without a password "
             "(default: $EASGD_SSH_IDENTITY_FILE, else ssh's own)",
+        )
+        p.add_argument(
+            "--launcher",
+            choices=("horovodrun", "slurm"),
+            default="horovodrun",
+            help="what starts a job's ranks: horovodrun here or on --hosts (default), or one "
+            "Slurm batch job per attempt, horovodrun inside it on the nodes Slurm gives",
+        )
+        p.add_argument("--partition", help="--launcher slurm: the partition jobs go to")
+        p.add_argument("--account", help="--launcher slurm: the account jobs are charged to")
+        p.add_argument(
+            "--tasks-per-node",
+            type=int,
+            help="--launcher slurm: ranks per node (default: as Slurm places them)",
         )
 
     serve = add(sub, "serve", cmd_serve, "run the job service (REST API and scheduler)")

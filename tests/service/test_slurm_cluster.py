@@ -4,11 +4,9 @@ hostname, driven through the real `srun`, `sbatch`, `squeue` and `scontrol`."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,14 +16,8 @@ pytestmark = pytest.mark.slurm
 
 
 @pytest.fixture(scope="module")
-def cluster() -> dict:
-    found = os.environ.get("EASGD_TEST_SLURM")
-    if not found or not Path(found).exists():
-        pytest.skip(
-            "no Slurm test cluster (scripts/test-services.sh starts one as root where slurm-wlm "
-            "and munge install; EASGD_TEST_SLURM names it)"
-        )
-    return json.loads(Path(found).read_text())
+def cluster(slurm_cluster) -> dict:
+    return slurm_cluster
 
 
 def _slurm(cluster: dict, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
