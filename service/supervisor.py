@@ -31,10 +31,10 @@ from service.launchers import (
     Allocation,
     Attempt,
     Failure,
-    HorovodrunLauncher,
     Launched,
     Launcher,
     LaunchError,
+    launcher_for,
 )
 from service.lease import SchedulerLease
 from service.processes import IsSameProcess
@@ -64,7 +64,7 @@ class Supervisor:
         tells whether the lease's holder still lives on this host."""
         self.store = store
         self.settings = settings
-        self.launcher = launcher or _launcher_for(settings)
+        self.launcher = launcher or launcher_for(settings)
         self.handles: dict[int, Launched] = {}
         # Jobs asked to scale: (workers, the checkpoint step before the ask, when asked).
         self.scaling: dict[int, tuple[int, int, float]] = {}
@@ -597,12 +597,3 @@ class Supervisor:
                 return self.store.get_job(job_id)
             self.tick()
             return self.store.get_job(job_id)
-
-
-def _launcher_for(settings: ServiceSettings) -> Launcher:
-    """The launcher the settings name (`easgd serve --launcher`)."""
-    if settings.launcher == "slurm":
-        from service.launchers.slurm import SlurmLauncher
-
-        return SlurmLauncher(settings)
-    return HorovodrunLauncher(settings)

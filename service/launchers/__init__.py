@@ -12,6 +12,16 @@ from service.launchers.base import (
 )
 from service.launchers.horovodrun import HorovodrunLauncher
 
+
+def launcher_for(settings) -> Launcher:
+    """The launcher the service's settings name (`easgd serve --launcher`)."""
+    if settings.launcher == "slurm":
+        from service.launchers.slurm import SlurmLauncher
+
+        return SlurmLauncher(settings)
+    return HorovodrunLauncher(settings)
+
+
 __all__ = [
     "Allocation",
     "Attempt",
@@ -21,4 +31,5 @@ __all__ = [
     "LaunchError",
     "Launched",
     "Launcher",
+    "launcher_for",
 ]
