@@ -310,6 +310,23 @@ class Exchange:
         return {}
 
 
+class Flat:
+    """Variables' values as one flat float32 vector, and back: how a model-sized message is
+    sent."""
+
+    def __init__(self, var_list: list):
+        self.shapes = [v.shape for v in var_list]
+        self.sizes = [v.shape.num_elements() for v in var_list]
+        self.size = sum(self.sizes)
+
+    def flat(self, values: list) -> Any:
+        return tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1]) for v in values], 0)
+
+    def shaped(self, flat: Any, dtypes: list) -> list:
+        parts = tf.split(flat, self.sizes)
+        return [tf.cast(tf.reshape(p, s), d) for p, s, d in zip(parts, self.shapes, dtypes)]
+
+
 def total(messages: list) -> list:
     """The sum of decoded messages, value by value, in their order (the same on every rank)."""
     out = list(messages[0])

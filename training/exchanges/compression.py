@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 
 from training.center.codes import BLOCK, LEVELS, wire_bytes
-from training.exchanges.base import COMPRESSIONS, collectives, tf, total
+from training.exchanges.base import COMPRESSIONS, Flat, collectives, tf, total
 
 __all__ = ["COMPRESSIONS", "BLOCK", "LEVELS", "Codec", "Compressed", "total", "wire_bytes"]
 
@@ -89,9 +89,8 @@ class Compressed:
     def __init__(self, compression: str, opt, var_list: list, name: str, feedback: bool = True):
         """`feedback` False: no residual (an exchange whose replicas already carry what was
         not sent, as consensus SGD's copies of its neighbours do)."""
-        self.shapes = [v.shape for v in var_list]
-        self.sizes = [v.shape.num_elements() for v in var_list]
-        self.codec = Codec(compression, sum(self.sizes))
+        self.layout = Flat(var_list)
+        self.codec = Codec(compression, self.layout.size)
         self.residual = None
         if feedback:
             self.residual = opt.add_variable(
@@ -108,36 +107,34 @@ class Compressed:
         allgather (indices among the senders' rows, in rank order), each shaped like `values`;
         payload bytes; seconds). A rank that is not a `sender` hands in no row but keeps its
         residual as if it had sent: it holds the same message as a sender (the tree's group
-        members hold their leader's), and so the same residual.
-
-        Its own message is decoded from its own bytes, not taken from the rows: the ops that sum
-        the rows are then the same on every rank, whichever row is its own (TensorFlow's graph
-        rewrites may fuse a product into a sum only where it has one consumer, and a fused
-        multiply-add rounds once: replicas would differ in the last bit)."""
-        message, data = self.encode(values)
+        members hold their leader's), and so the same residual."""
+        own, data = self.pack(opt, values)
         (gathered,), nbytes, seconds = collectives.timed_gather([data], name, sender)
+        dtypes = [v.dtype for v in values]
+        decoded = [self.layout.shaped(f, dtypes) for f in self.decode_rows(gathered, rows)]
+        return self.layout.shaped(own, dtypes), decoded, nbytes, seconds
+
+    def pack(self, opt, values: list):
+        """(this rank's message as every rank will decode it, flat; its bytes); the residual
+        keeps what rounding left out.
+
+        Its own message is decoded from its own bytes, never taken from gathered rows: the ops
+        that sum the rows are then the same on every rank, whichever row is its own
+        (TensorFlow's graph rewrites may fuse a product into a sum only where it has one
+        consumer, and a fused multiply-add rounds once: replicas would differ in the last
+        bit)."""
+        message, data = self.encode(values)
         own = self.codec.decode(data)
         if self.residual is not None:
             opt.assign(self.residual, message - own)
-        dtypes = [v.dtype for v in values]
-        decoded = [self._shaped(self.codec.decode(gathered[j]), dtypes) for j in rows]
-        return self._shaped(own, dtypes), decoded, nbytes, seconds
+        return own, data
 
     def encode(self, values: list):
         """(the message, values + residual flattened; its bytes)."""
-        flat = tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1]) for v in values], 0)
+        flat = self.layout.flat(values)
         message = flat if self.residual is None else flat + self.residual.value
         return message, self.codec.encode(message)
 
-    def decode_all(self, opt, gathered, count: int, own: int, message, like: list) -> list:
-        """Rows of bytes gathered decoded alike, shaped like `like`; the residual keeps what
-        row `own`, this sender's `message`, left out."""
-        flats = [self.codec.decode(gathered[j]) for j in range(count)]
-        if self.residual is not None:
-            opt.assign(self.residual, message - flats[own])
-        dtypes = [v.dtype for v in like]
-        return [self._shaped(f, dtypes) for f in flats]
-
-    def _shaped(self, flat, dtypes: list) -> list:
-        parts = tf.split(flat, self.sizes)
-        return [tf.cast(tf.reshape(p, s), d) for p, s, d in zip(parts, self.shapes, dtypes)]
+    def decode_rows(self, gathered, rows) -> list:
+        """The chosen rows of bytes gathered, each decoded alike (flat)."""
+        return [self.codec.decode(gathered[j]) for j in rows]

@@ -167,7 +167,7 @@ class Consensus(Exchange):
             sources = [k for k in range(p) if k != j]
         else:
             sources = [k for k in range(p) if k != j and pi[j][k] > 0]
-            message, data = self.compressed.encode(changes)
+            _, data = self.compressed.encode(changes)  # no residual: the copies carry it
             send = tf.tile(data[tf.newaxis], [len(linked[j]), 1])
             splits = [1 if k in linked[j] else 0 for k in range(p)]
             received, nbytes, seconds = collectives.timed_alltoall(
@@ -176,9 +176,11 @@ class Consensus(Exchange):
             rows = data[tf.newaxis]
             if sources:
                 rows = tf.concat([tf.reshape(received, [len(sources), -1]), rows], 0)
-            got = self.compressed.decode_all(
-                opt, rows, len(sources) + 1, len(sources), message, changes
-            )
+            dtypes = [v.dtype for v in changes]
+            got = [
+                self.compressed.layout.shaped(f, dtypes)
+                for f in self.compressed.decode_rows(rows, range(len(sources) + 1))
+            ]
             decoded = dict(zip([*sources, j], got))
         for k in [*sources, j]:
             for c, d in zip(self.copies[k], decoded[k]):

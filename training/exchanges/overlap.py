@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from training.exchanges.base import collectives, tf
+from training.exchanges.base import Flat, collectives, tf, total
 
 
 class Flight:
@@ -30,9 +30,8 @@ class Flight:
 
     def __init__(self, exchange: Any, opt: Any, var_list: list, steps: int):
         self.exchange, self.opt, self.steps = exchange, opt, steps
-        self.shapes = [v.shape for v in var_list]
-        self.sizes = [v.shape.num_elements() for v in var_list]
-        size = sum(self.sizes)
+        self.layout = Flat(var_list)
+        size = self.layout.size
         compressed = exchange.compressed
         with tf.init_scope():
             if compressed is not None:
@@ -65,24 +64,17 @@ class Flight:
             ),
         )
         with tf.control_dependencies([check]):
-            flat = tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1]) for v in values], 0)
+            flat = self.layout.flat(values)
             compressed = self.exchange.compressed
             if compressed is not None:
-                message, data = compressed.encode(values)
-                own = compressed.codec.decode(data)
-                if compressed.residual is not None:
-                    opt.assign(compressed.residual, message - own)
+                own, data = compressed.pack(opt, values)
                 self.outbox.assign(data)
             else:
                 own = flat
                 self.outbox.assign(own)
             self.sent.assign(flat)  # exact: what the worker was when it sent
             self.in_air.assign(1)
-        return self.shaped(own, [v.dtype for v in values])
-
-    def shaped(self, flat: Any, dtypes: list) -> list:
-        parts = tf.split(flat, self.sizes)
-        return [tf.cast(tf.reshape(p, s), d) for p, s, d in zip(parts, self.shapes, dtypes)]
+        return self.layout.shaped(own, [v.dtype for v in values])
 
     def _collective(self) -> None:
         compressed, name = self.exchange.compressed, f"easgd_{self.exchange.name}_overlap"
@@ -92,9 +84,8 @@ class Flight:
             (gathered,), nbytes, seconds = collectives.timed_gather(
                 [self.outbox.read_value()], name
             )
-            summed = compressed.codec.decode(gathered[0])
-            for j in range(1, collectives.size()):
-                summed = summed + compressed.codec.decode(gathered[j])
+            rows = compressed.decode_rows(gathered, range(collectives.size()))
+            (summed,) = total([[row] for row in rows])
         self.inbox.assign(summed)
         self._nbytes = nbytes  # a Python int, known when the function is traced
         return seconds
@@ -102,8 +93,8 @@ class Flight:
     def _landing(self, nbytes: int, seconds: Any) -> None:
         variables = self.opt._trainable_variables
         dtypes = [v.dtype for v in variables]
-        summed = self.shaped(self.inbox.read_value(), dtypes)
-        sent = self.shaped(self.sent.read_value(), dtypes)
+        summed = self.layout.shaped(self.inbox.read_value(), dtypes)
+        sent = self.layout.shaped(self.sent.read_value(), dtypes)
         self.exchange.land(self.opt, variables, summed, sent)
         self.in_air.assign(0)
         # Counted here, on the training thread, when the round lands: every row says the same.
