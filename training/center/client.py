@@ -98,7 +98,7 @@ class CenterClient:
                 self.applied = self.up.sent
             else:
                 payload = payload.astype(self.wire, copy=False)
-                self.applied = payload.astype("<f4")
+                self.applied = payload.astype("<f4", copy=False)
         frames = encode(op, self.rank, self.token, a, b, payload)
         self._sock.send_multipart(frames, copy=False)
         self.bytes_sent += len(frames[1]) if isinstance(frames[1], bytes) else frames[1].nbytes
@@ -201,7 +201,7 @@ class ShardedClient:
     @property
     def applied(self) -> np.ndarray:
         """What the servers apply of the last payload, joined."""
-        return np.concatenate([c.applied for c in self.clients])
+        return _join([c.applied for c in self.clients])
 
     def start(self, center: np.ndarray) -> None:
         for c, (lo, hi) in zip(self.clients, self.bounds):
@@ -254,7 +254,7 @@ class ShardedClient:
         replies, self._replies = self._replies, None
         self.last_op, self._op = self._op, None
         values = [r.values for r in replies]
-        joined = np.concatenate(values) if all(v.size for v in values) else values[0]
+        joined = _join(values) if all(v.size for v in values) else values[0]
         versions = tuple(r.a for r in replies)
         return Reply(
             versions if len(replies) > 1 else versions[0],
@@ -266,3 +266,8 @@ class ShardedClient:
     def close(self) -> None:
         for c in self.clients:
             c.close()
+
+
+def _join(parts: list) -> np.ndarray:
+    """Shards' parts as one vector; one shard's as it is (no copy of the model per message)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -297,9 +297,8 @@ class Exchange:
         """After a resume with another number of workers set `variables` to the evaluated model:
         the state that follows the workers follows them. Every rank restored rank 0's state:
         a residual of rounding is rank 0's own, so it starts again at 0."""
-        if self.compressed is not None and self.compressed.residual is not None:
-            residual = self.compressed.residual
-            residual.assign(tf.zeros_like(residual.value))
+        if self.compressed is not None:
+            self.compressed.reset()
 
     def communication(self) -> dict[str, float]:
         """Figures of this exchange's own, beside the wrapper's bytes, seconds and rounds."""

@@ -135,6 +135,12 @@ class Compressed:
         message = flat if self.residual is None else flat + self.residual.value
         return message, self.codec.encode(message)
 
+    def reset(self) -> None:
+        """What rounding left out starts again at 0 (a resume with another number of workers:
+        the residual restored was rank 0's own)."""
+        if self.residual is not None:
+            self.residual.assign(tf.zeros_like(self.residual.value))
+
     def decode_rows(self, gathered, rows) -> list:
         """The chosen rows of bytes gathered, each decoded alike (flat)."""
         return [self.codec.decode(gathered[j]) for j in rows]

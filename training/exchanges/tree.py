@@ -226,8 +226,7 @@ class Tree(Exchange):
     def restart(self, variables: list) -> None:
         super().restart(variables)
         if self.root_compressed is not None:
-            residual = self.root_compressed.residual
-            residual.assign(tf.zeros_like(residual.value))
+            self.root_compressed.reset()
         for g, c in zip(self.group_center, self.center):
             g.assign(c.value)
 
