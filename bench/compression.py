@@ -314,7 +314,7 @@ def shards(work: Path, seeds: list[int]) -> dict:
     out = {}
     for label in settings:
         runs = [dirs[f"{label}-s{s}"] for s in seeds]
-        walls = [_last_row(d).get("wall_time") for d in runs]
+        walls = [_wall_seconds(d) for d in runs]
         reached = [_wall_to(d, 0.90) for d in runs]
         waits = [_waits(d) for d in runs]
         finals = [outcome(d, "eamsgd")["final_accuracy"] for d in runs]
@@ -433,18 +433,10 @@ def markdown(result: dict) -> str:
         lines += ["", "| anchor | what is sent | published |", "| --- | --- | --- |"]
         lines += [f"| {a} | {w} | {p} |" for a, w, p in ANCHORS]
         lines.append("")
-    for key, title in (("lenet", "LeNet-5, loopback: EAMSGD by compression"),):
-        sec = result.get(key)
-        if sec:
-            lines += [
-                f"## {title}",
-                "",
-                "| compression | final accuracy per seed | median |",
-                "| --- | --- | --- |",
-            ]
-            for c, f in sec.items():
-                lines.append(f"| {c} | {f['final_accuracy']} | {f['median_final']} |")
-            lines.append("")
+    if sec := result.get("lenet"):
+        rows = [[c, f["final_accuracy"], f["median_final"]] for c, f in sec.items()]
+        lines += ["## LeNet-5, loopback: EAMSGD by compression", ""]
+        lines += _table(["compression", "final accuracy per seed", "median"], rows) + [""]
     for key, title in (
         ("diloco", "LeNet-5, loopback: DiLoCo against EAMSGD at equal bytes (target 0.95)"),
         ("slow", "MLP 784-1024-1024-10, 2 ranks, 100 Mbit/s (target 0.90)"),

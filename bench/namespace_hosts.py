@@ -90,14 +90,14 @@ class NamespaceHosts:
             self.gateway = f"{subnet}.1"
             self.addresses = [f"{subnet}.{10 + i}" for i in range(1, self.count + 1)]
             for i, address in enumerate(self.addresses, 1):
-                self._add_host(i, address, self.gateway)
+                self._add_host(i, address)
             self._wait_for_sshd()
         except BaseException:
             self.close()
             raise
         return self
 
-    def _add_host(self, i: int, address: str, gateway: str) -> None:
+    def _add_host(self, i: int, address: str) -> None:
         ns, outside, inside = f"ez{self.tag}h{i}", f"ez{self.tag}o{i}", f"ez{self.tag}i{i}"
         _ip("netns", "add", ns)
         self.namespaces.append(ns)
@@ -110,7 +110,7 @@ class NamespaceHosts:
         _ip("addr", "add", f"{address}/24", "dev", self.interface, ns=ns)
         _ip("link", "set", self.interface, "up", ns=ns)
         _ip("link", "set", "lo", "up", ns=ns)
-        _ip("route", "add", "default", "via", gateway, ns=ns)
+        _ip("route", "add", "default", "via", self.gateway, ns=ns)
         for where, dev in ((None, outside), (ns, self.interface)):  # both directions
             tc = ["tc", *(["-n", where] if where else []), "qdisc", "add", "dev", dev]
             subprocess.run(

@@ -141,7 +141,6 @@ def start(workdir: Path, count: int = 2) -> dict:
         "namespaces": hosts.namespaces,
         "interface": hosts.interface,
         "key": str(hosts.key),
-        "sshd": [p.pid for p in hosts.sshd],
     }
     (workdir / "cluster.json").write_text(json.dumps(state))
     wait_idle(env, count, workdir)
@@ -180,12 +179,7 @@ def stop(workdir: Path) -> None:
     hosts = NamespaceHosts(workdir / "hosts", count=len(state["nodes"]), tag=TAG)
     hosts.namespaces = state["namespaces"]
     hosts.addresses = state["addresses"]
-    hosts.close()
-    for pid in state["sshd"]:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    hosts.close()  # every process in each node's namespace, its sshd included
     found.unlink()
 
 

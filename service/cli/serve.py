@@ -55,6 +55,7 @@ def _settings(args) -> ServiceSettings:
         except SlurmError as exc:
             raise SettingsError(f"--launcher slurm: {exc}") from None
         s.launcher, s.partition, s.account = "slurm", args.partition, args.account
+        s.gpus = []  # this machine's are not the nodes': Slurm hands GPUs out (--gpus-per-task)
         s.tasks_per_node = args.tasks_per_node
     s.check()
     return s
@@ -154,7 +155,7 @@ def cmd_up(args) -> int:
         "--port",
         str(settings.port),
     ]
-    if args.slots is not None and settings.launcher != "slurm":
+    if args.slots is not None:
         serve += ["--slots", str(args.slots)]
     if args.hosts:
         serve += ["--hosts", args.hosts]

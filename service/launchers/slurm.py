@@ -1,10 +1,13 @@
 """Slurm: one attempt of a job is one batch job (`sbatch`), whose ranks start under horovodrun on
 the nodes Slurm allocated.
 
-The batch script asks for the attempt's workers (nodes and tasks per node, GPUs with `--gres`),
-and turns `SLURM_JOB_NODELIST` into horovodrun's host list; the ranks reach the other nodes over
-ssh, as horovodrun reaches any host. States come from `squeue` while Slurm lists the job, then
-from `scontrol show job` (kept `MinJobAge` seconds after it ends); a stop is `scancel`. The
+The batch script asks for the attempt's workers as tasks (so many per node with
+`--tasks-per-node`, GPUs with `--gpus-per-task`), learns where Slurm put them from one `srun`
+step that names each task's node, and hands that host list to horovodrun; the ranks reach the
+other nodes over ssh, as horovodrun reaches any host, and one more step per node ends, with the
+job, the ranks Slurm does not track (service/launchers/slurm_reaper.py). States come from
+`scontrol show job` (kept `MinJobAge` seconds after it ends; an ended state is final and not
+asked again); a stop is `scancel`. The
 batch job is named after the attempt's token, so that a restarted service finds it again by
 name (`squeue --name`), with nothing more in the store than horovodrun's attempts keep.
 """
@@ -51,13 +54,11 @@ class SlurmError(LaunchError):
 
 @dataclass
 class SlurmJob:
-    """What the service knows of its batch job: Slurm's id, its state and why (Slurm's reason,
-    "Resources" or "Priority" while pending), and the nodes it was given."""
+    """What the service knows of its batch job: Slurm's id, its state, and once it has ended,
+    its exit status."""
 
     job_id: str
     state: str = "PENDING"
-    reason: str | None = None
-    nodes: str | None = None
     exit_code: int | None = None
 
 
@@ -83,8 +84,8 @@ def job_name(token: str) -> str:
 
 
 def parse_scontrol(text: str) -> dict[str, str]:
-    """`scontrol show job -o`'s one line as a mapping (values may not contain spaces, except
-    the command's own line, which is kept last)."""
+    """`scontrol show job -o`'s one line as a mapping of its KEY=VALUE words (the fields read
+    here hold no spaces)."""
     fields: dict[str, str] = {}
     for word in text.split():
         if "=" in word:
@@ -185,17 +186,14 @@ class SlurmLauncher(Launcher):
             if not ids:
                 return None
             job = launched.process = SlurmJob(ids[-1])
-        if job is None:
-            return None
+        if job is None or job.state not in ACTIVE:
+            return job  # an ended job's state is final: no need to ask again
         try:
             shown = run_slurm(["scontrol", "show", "job", "-o", job.job_id])
         except SlurmError:
             return job  # no longer kept (MinJobAge): what was last read stands
         fields = parse_scontrol(shown)
         job.state = fields.get("JobState", job.state).split()[0]
-        reason = fields.get("Reason")
-        job.reason = None if reason in (None, "None") else reason
-        job.nodes = fields.get("NodeList") if fields.get("NodeList") != "(null)" else job.nodes
         code = fields.get("ExitCode")
         if code and job.state not in ACTIVE:
             status, signum = (int(x) for x in code.split(":"))

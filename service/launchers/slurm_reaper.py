@@ -9,45 +9,27 @@ token), as `easgd jobs cancel` promises: nothing of a job outlives it.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
 
 import psutil
 
-from service.processes import TOKEN_ENV, ask_to_end
+from service import processes
 
 GRACE = 5.0
 
 
-def _network(pid: int | str) -> int | None:
-    """Which network namespace a process is in: on the test cluster a node is one; on a real
-    node every process shares the host's."""
-    try:
-        return os.stat(f"/proc/{pid}/ns/net").st_ino
-    except OSError:
-        return None
-
-
 def on_this_node(token: str) -> list[psutil.Process]:
-    """The processes of the attempt `token` on this node, this one excepted."""
-    mine, found = _network("self"), []
-    for proc in psutil.process_iter():
-        if proc.pid == os.getpid():
-            continue
-        try:
-            if proc.environ().get(TOKEN_ENV) == token and _network(proc.pid) == mine:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
+    """The processes of the attempt `token` on this node (on the test cluster a node is a
+    network namespace; on a real node every process shares the host's), this one excepted."""
+    return [p for p in processes.job_processes(token) if processes.on_this_host(p)]
 
 
 def reap(token: str, grace: float = GRACE) -> int:
     """SIGTERM, then SIGKILL after `grace`, to what the attempt left here; how many there were."""
     procs = on_this_node(token)
-    ask_to_end(procs)
+    processes.ask_to_end(procs)
     _, alive = psutil.wait_procs(procs, timeout=grace)
     for proc in alive:
         try:
