@@ -187,9 +187,7 @@ class ShardedClient:
             CenterClient(a, token, rank, timeout, precision, hi - lo)
             for a, (lo, hi) in zip(addresses, bounds)
         ]
-        first = self.clients[0]
-        self.token, self.rank, self.timeout = token, rank, first.timeout
-        self.wire, self.address = first.wire, first.address
+        self.timeout = self.clients[0].timeout
         self._replies: list[Reply | None] | None = None
         self._op: Op | None = None
         self.last_op: Op | None = None
