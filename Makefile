@@ -18,10 +18,14 @@ demo: setup
 # Two pytest-xdist workers, each taking whole files (their module fixtures share one horovodrun
 # launch or one service), in the order tests/conftest.py sets; TEST_WORKERS=0 runs one process.
 # A third worker measured no faster on 2 cores: the suite is bound by the ranks' CPU.
+# A run that hangs is interrupted after TEST_MINUTES, so that pytest still prints its summary
+# (which tests failed, which worker crashed) before a CI limit kills everything silently.
 TEST_WORKERS ?= 2
+TEST_MINUTES ?= 70
 
 test: setup
 	@eval "$$(bash scripts/test-services.sh)"; \
+	timeout -s INT -k 120 $(TEST_MINUTES)m \
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-fast: setup

@@ -127,6 +127,8 @@ class JobRecord:
     created_at: float
     started_at: float | None
     ended_at: float | None
+    scheduler_job: str | None = None
+    scheduler_state: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

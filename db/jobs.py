@@ -152,6 +152,8 @@ class JobStore(SqlStore):
         "gpus",
         "hosts",
         "workers",
+        "scheduler_job",
+        "scheduler_state",
     }
 
     def _set_job_fields(self, job: Job, fields: dict[str, Any]) -> None:

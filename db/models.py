@@ -117,6 +117,9 @@ class Job(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     pid_start_time: Mapped[float | None] = mapped_column(Float)
     launch_token: Mapped[str | None] = mapped_column(String(64))
+    # A batch scheduler's job for the current attempt ("slurm 123"), and what it last said.
+    scheduler_job: Mapped[str | None] = mapped_column(String(64))
+    scheduler_state: Mapped[str | None] = mapped_column(Text)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     message: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

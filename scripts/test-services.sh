@@ -2,8 +2,8 @@
 # Installs (once) what the test suite talks to: PostgreSQL (started on loopback), Chromium
 # (for the browser tests), OpenSSH's server and iproute2 (the multi-host test makes hosts of
 # network namespaces, each with its own sshd, which it starts and stops itself), and Slurm with
-# munge (a controller here and two compute nodes in network namespaces, started once and left
-# running, as PostgreSQL is: tests/slurm_cluster.py).
+# munge (a controller here and three compute nodes in network namespaces, started once and left
+# running, as PostgreSQL is: tests/slurm_cluster.py; the nodes reach PostgreSQL on the bridge).
 # Prints the environment the tests read; a machine without root or apt skips with a reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +29,8 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-# PostgreSQL: a private cluster in a temporary directory, on a free loopback port.
+# PostgreSQL: a private cluster in a temporary directory, on a fixed port; pg_hba.conf lets in
+# loopback only, and the Slurm test nodes' subnet once they are up.
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
 if [ -n "$pgbin" ] && [ -x "$pgbin/postgres" ]; then
   PGDIR=${EASGD_TEST_PGDIR:-/tmp/easgd-test-pg}
@@ -44,7 +45,7 @@ if [ -n "$pgbin" ] && [ -x "$pgbin/postgres" ]; then
     [ "$(id -u)" = 0 ] && chown postgres "$PGDIR"
     "${runas[@]}" "$pgbin/initdb" -D "$PGDIR" -A trust -U easgd >/dev/null
     "${runas[@]}" "$pgbin/pg_ctl" -D "$PGDIR" -l "$PGDIR/log" -w \
-      -o "-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+      -o "-p $PGPORT -k /tmp -c listen_addresses=* -c fsync=off" start >/dev/null
     say "PostgreSQL started on 127.0.0.1:$PGPORT"
   fi
   "$pgbin/psql" -h 127.0.0.1 -p "$PGPORT" -U easgd -d postgres -tAc \
@@ -59,14 +60,28 @@ fi
 # Slurm: the test cluster, unless it already answers.
 SLURMDIR=${EASGD_TEST_SLURMDIR:-/tmp/easgd-test-slurm}
 if [ "$(id -u)" = 0 ] && command -v slurmctld >/dev/null 2>&1; then
-  if [ -f "$SLURMDIR/cluster.json" ] &&
-    SLURM_CONF="$SLURMDIR/slurm.conf" timeout 10 sinfo -h >/dev/null 2>&1; then
+  nodes=$(SLURM_CONF="$SLURMDIR/slurm.conf" timeout 10 sinfo -h -N 2>/dev/null | wc -l || true)
+  if [ -f "$SLURMDIR/cluster.json" ] && [ "$nodes" = 3 ]; then
     echo "export SLURM_CONF=$SLURMDIR/slurm.conf"
     echo "export EASGD_TEST_SLURM=$SLURMDIR/cluster.json"
-  elif made=$(.venv/bin/python -m tests.slurm_cluster start "$SLURMDIR" 2>"$SLURMDIR.log"); then
-    say "Slurm test cluster started (a controller, 2 nodes in network namespaces)"
-    echo "$made"
   else
-    say "no Slurm test cluster: $(tail -1 "$SLURMDIR.log"); those tests will be skipped"
+    .venv/bin/python -m tests.slurm_cluster stop "$SLURMDIR" 2>/dev/null || true
+    if made=$(.venv/bin/python -m tests.slurm_cluster start "$SLURMDIR" 2>"$SLURMDIR.log"); then
+      say "Slurm test cluster started (a controller, 3 nodes in network namespaces)"
+      echo "$made"
+    else
+      say "no Slurm test cluster: $(tail -1 "$SLURMDIR.log"); those tests will be skipped"
+    fi
+  fi
+  # The nodes' way to the store: PostgreSQL on the bridge's address, for their subnet only.
+  if [ -n "${PGDIR:-}" ] && [ -f "$SLURMDIR/cluster.json" ]; then
+    gateway=$(.venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))['gateway'])" \
+      "$SLURMDIR/cluster.json")
+    line="host all all ${gateway%.*}.0/24 trust"
+    if ! grep -qxF "$line" "$PGDIR/pg_hba.conf"; then
+      echo "$line" >>"$PGDIR/pg_hba.conf"
+      "${runas[@]}" "$pgbin/pg_ctl" -D "$PGDIR" reload >/dev/null
+    fi
+    echo "export EASGD_TEST_SLURM_DB_URL=postgresql+psycopg://easgd@$gateway:$PGPORT/easgd_test"
   fi
 fi

@@ -127,6 +127,12 @@ class JobOut(BaseModel):
     started_at: float | None
     ended_at: float | None
     config: dict[str, Any]
+    scheduler_job: str | None = Field(
+        None, description='A batch scheduler\'s job of the current attempt ("slurm 17").'
+    )
+    scheduler_state: str | None = Field(
+        None, description='What the scheduler last said of it ("PENDING (Resources)").'
+    )
     warnings: list[str] = []
 
 

@@ -5,10 +5,25 @@ queueing and the scheduler's placement answer alike."""
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 
-from service.launchers.base import Allocation
 from service.settings import ServiceSettings
 from training.schema.hosts import Hosts, format_hosts
+
+
+@dataclass
+class Allocation:
+    """Where an attempt's ranks go: slots per host, and the GPUs they may use; `avoid` names the
+    hosts a relaunch was to leave out (a scheduler that places the ranks itself is told them:
+    Slurm's --exclude)."""
+
+    hosts: Hosts
+    gpus: list[str] = field(default_factory=list)
+    avoid: list[str] = field(default_factory=list)
+
+    @property
+    def ranks(self) -> int:
+        return sum(self.hosts.values())
 
 
 def placement_problem(
@@ -77,5 +92,5 @@ def allocate(
             hosts[name] = take
             remaining -= take
         if remaining == 0:
-            return Allocation(hosts, gpus)
+            return Allocation(hosts, gpus, sorted(exclude))
     return None

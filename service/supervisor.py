@@ -16,17 +16,15 @@ configuration and an allocation, and talks to it through that interface only.
 from __future__ import annotations
 
 import secrets
-import signal
 import sys
 import threading
-import time
 from collections.abc import Collection
 from pathlib import Path
 
 from db.entities import JobRecord, JobStatus, LeaseRecord, RunStatus
 from db.errors import InvalidTransition, LeaseLost, NotFound
 from db.store import Store
-from service import logs, placement, processes
+from service import logs, processes
 from service.launchers import (
     Allocation,
     Attempt,
@@ -38,20 +36,19 @@ from service.launchers import (
 )
 from service.lease import SchedulerLease
 from service.processes import IsSameProcess
+from service.resizing import Resizing
 from service.settings import ServiceSettings
 from service.submission import stored_config
-from training.run import checkpoint, signals
-from training.schema import ConfigError, ExperimentConfig, parse_config, topology_problem
+from training.run import checkpoint
+from training.schema import ConfigError, ExperimentConfig
 from training.schema.hosts import Hosts, format_hosts, parse_hosts
 
 LOST_MESSAGE = "lost: the service stopped while it ran"
 CANCELLED_MESSAGE = "cancelled by request"
 FINISHED_FIRST_MESSAGE = "its run finished before the cancel asked for reached it"
-# How long a scale waits for the checkpoint it asked for.
-SCALE_WAIT_SECONDS = 120
 
 
-class Supervisor:
+class Supervisor(Resizing):
     def __init__(
         self,
         store: Store,
@@ -108,10 +105,12 @@ class Supervisor:
                 job.pid,
                 job.pid_start_time,
                 Path(job.log_path) if job.log_path else None,
+                scheduler_job=job.scheduler_job,
             )
             if self.launcher.alive(launched):
                 self.handles[job.id] = launched
-                notes.append(f"job {job.id}: still running (pid {job.pid}), supervised again")
+                what = job.scheduler_job or f"pid {job.pid}"
+                notes.append(f"job {job.id}: still running ({what}), supervised again")
             else:
                 self._finish(job, JobStatus.FAILED, message=LOST_MESSAGE, run_error=LOST_MESSAGE)
                 notes.append(f"job {job.id}: {LOST_MESSAGE}")
@@ -165,18 +164,32 @@ class Supervisor:
             if job.cancel_requested and job.status is JobStatus.RUNNING:
                 self._cancel_running(job, launched)
                 continue
-            if self.launcher.alive(launched):
+            alive = self.launcher.alive(launched)
+            job = self._note_scheduler(job, launched)
+            if alive:
                 continue
             self.handles.pop(job_id, None)
             code = self.launcher.exit_code(launched)
             if code is None:  # adopted: judge by what the run recorded
                 code = self._exit_from_run(job)
+            outside = self.launcher.cancelled_outside(launched) if code != 0 else None
             if code == 0:
                 self._finish(job, JobStatus.SUCCEEDED, exit_code=0)
+            elif outside:
+                self._finish(
+                    job, JobStatus.CANCELLED, exit_code=code, message=outside, run_error=outside
+                )
             else:
                 why_not, failure = self._restart(job, launched, code)
                 if why_not is not None:
                     self._fail(job, launched, code, why_not, failure)
+
+    def _note_scheduler(self, job: JobRecord, launched: Launched) -> JobRecord:
+        """What a batch scheduler last said of the attempt, in the job's record when it changed."""
+        state = self.launcher.scheduler_state(launched)
+        if state == job.scheduler_state:
+            return job
+        return self.store.update_job(job.id, scheduler_state=state)
 
     def _fail(
         self,
@@ -236,7 +249,7 @@ class Supervisor:
         # Nothing of the failed attempt may survive it (horovodrun can leave ranks behind).
         self.launcher.stop(launched, self.settings.grace_seconds)
         failure = self.launcher.failure(launched)
-        first, placed = failure.first, launched.allocation.hosts
+        first, placed = failure.first, failure.hosts or launched.allocation.hosts
         down, suspect = self._hosts_to_leave_out(placed, failure)
         left_out = {**suspect, **down}
         allocation = None
@@ -258,7 +271,7 @@ class Supervisor:
         cause = failure.reason or f"exit code {code}"
         if first and len(placed) > 1:
             cause = f"rank {first.rank} on {first.host} failed first (exit code {first.exit_code})"
-        skipped = [f"{h} ({why})" for h, why in left_out.items() if h not in allocation.hosts]
+        skipped = [f"{h} ({why})" for h, why in left_out.items() if h in allocation.avoid]
         note = (
             f"{cause}; relaunched from the checkpoint at step {step} with {workers} of "
             f"{job.workers} workers (restart {restarts + 1} of {limit})"
@@ -323,8 +336,8 @@ class Supervisor:
     def placement_problem(
         self, workers: int, gpus_per_worker: int = 0, requested: Hosts | None = None
     ) -> str | None:
-        """Why this service can never place such a job (service.placement), or None."""
-        return placement.placement_problem(self.settings, workers, gpus_per_worker, requested)
+        """Why this service can never place such a job (its launcher's placement), or None."""
+        return self.launcher.placement_problem(self.settings, workers, gpus_per_worker, requested)
 
     def _allocate(
         self,
@@ -344,7 +357,7 @@ class Supervisor:
         if problem:
             return None
         in_use = [launched.allocation for launched in self.handles.values()]
-        return placement.allocate(
+        return self.launcher.allocate(
             self.settings, in_use, workers, res.gpus_per_worker, res.host_map, exclude
         )
 
@@ -389,6 +402,8 @@ class Supervisor:
             gpus=",".join(allocation.gpus) or None,
             hosts=format_hosts(allocation.hosts),
             launch_token=token,
+            scheduler_job=None,
+            scheduler_state=None,
         )
         attempt = Attempt(
             job.id,
@@ -407,7 +422,12 @@ class Supervisor:
             self._finish(job, JobStatus.FAILED, message=str(exc), run_error=str(exc))
             return
         self.handles[job.id] = launched
-        self.store.update_job(job.id, pid=launched.pid, pid_start_time=launched.start_time)
+        self.store.update_job(
+            job.id,
+            pid=launched.pid,
+            pid_start_time=launched.start_time,
+            scheduler_job=launched.scheduler_job,
+        )
 
     def _config(self, job: JobRecord) -> ExperimentConfig:
         """The job's stored configuration, typed once (a queued job is placed at every poll);
@@ -448,6 +468,7 @@ class Supervisor:
     def _cancel_running(self, job: JobRecord, launched: Launched) -> None:
         code = self.launcher.stop(launched, self.settings.grace_seconds)
         self.handles.pop(job.id, None)
+        self._note_scheduler(job, launched)
         if self._exit_from_run(job) == 0:  # the run finished before the cancel reached it
             self._finish(job, JobStatus.SUCCEEDED, exit_code=0, message=FINISHED_FIRST_MESSAGE)
             return
@@ -458,114 +479,6 @@ class Supervisor:
             exit_code=code,
             run_error=CANCELLED_MESSAGE,
         )
-
-    # ------------------------------------------------------------------ checkpoint, scale
-    def _running_here(self, job_id: int, what: str) -> tuple[JobRecord, Launched]:
-        job = self.store.get_job(job_id)
-        launched = self.handles.get(job_id)
-        if job.status is not JobStatus.RUNNING or launched is None:
-            where = (
-                "running under another service"
-                if launched is None and job.status is (JobStatus.RUNNING)
-                else job.status.value
-            )
-            raise InvalidTransition(
-                f"job {job_id} is {where}; only a running job of this service can {what}"
-            )
-        return job, launched
-
-    def _ask_for_checkpoint(self, launched: Launched) -> int:
-        """The training program's request (training.run.signals): SIGUSR1 to its ranks."""
-        return self.launcher.signal_ranks(launched, signal.SIGUSR1)
-
-    def request_checkpoint(self, job_id: int) -> JobRecord:
-        """Ask a running job's ranks for a checkpoint at the next step boundary they agree on
-        (every 10 steps for ranks that all-reduce; at once on the center server)."""
-        with self._lock:
-            job, launched = self._running_here(job_id, "checkpoint")
-            if not self.launcher.signals_every_rank(launched) and job.run_dir:
-                Path(job.run_dir).mkdir(parents=True, exist_ok=True)
-                signals.request(Path(job.run_dir))  # rank 0 may run on another host
-                self._ask_for_checkpoint(launched)
-                return job
-            if self._ask_for_checkpoint(launched) == 0:
-                raise InvalidTransition(f"job {job_id} has no training rank running yet")
-            return job
-
-    def scale(self, job_id: int, workers: int) -> JobRecord:
-        """Checkpoint a running job now, then relaunch it from that checkpoint with `workers`."""
-        with self._lock:
-            job, launched = self._running_here(job_id, "scale")
-            config = self._config(job)
-            stored = config.to_dict()
-            resized = {**stored, "resources": {**stored["resources"], "workers": workers}}
-            try:  # what the relaunch would refuse (backup workers, groups, a matrix, hosts)
-                checked = parse_config(resized)
-                problem = topology_problem(checked, workers)
-                if problem:
-                    raise ConfigError([problem])
-            except ConfigError as exc:
-                raise ConfigError([f"--workers {workers}: {p}" for p in exc.problems]) from None
-            res = checked.resources
-            problem = self.placement_problem(workers, res.gpus_per_worker, res.host_map)
-            if problem:
-                raise InvalidTransition(problem.replace("resources.workers", "--workers"))
-            self.handles.pop(job_id)  # its own slots count as free for the new size
-            try:
-                fits = self._allocate(job, checked, workers) is not None
-            finally:
-                self.handles[job_id] = launched
-            if not fits:
-                raise InvalidTransition(
-                    f"--workers {workers}: not enough free slots now; the job goes on as it is"
-                )
-            found = checkpoint.latest(Path(job.run_dir)) if job.run_dir else None
-            if self._ask_for_checkpoint(launched) == 0:
-                raise InvalidTransition(f"job {job_id} has no training rank running yet")
-            self.scaling[job_id] = (workers, found[1]["step"] if found else -1, time.time())
-            note = f"scaling to {workers} workers: waiting for the checkpoint asked for"
-            return self.store.update_job(job_id, message=note)
-
-    def _scale_when_checkpointed(self) -> None:
-        for job_id in list(self.scaling):
-            try:
-                self._scale_one(job_id, *self.scaling[job_id])
-            except Exception as exc:  # noqa: BLE001 - one job must not stop the others' watch
-                self.scaling.pop(job_id, None)
-                print(f"easgd service: scaling job {job_id}: {exc!r}", file=sys.stderr, flush=True)
-
-    def _scale_one(self, job_id: int, workers: int, before: int, asked_at: float) -> None:
-        launched = self.handles.get(job_id)
-        job = self.store.get_job(job_id)
-        if launched is None or job.status is not JobStatus.RUNNING:
-            self.scaling.pop(job_id)
-            return
-        found = checkpoint.latest(Path(job.run_dir))
-        if found is None or found[1]["step"] <= before:
-            if time.time() - asked_at > SCALE_WAIT_SECONDS:
-                self.scaling.pop(job_id)
-                self.store.update_job(
-                    job_id,
-                    message=f"scaling to {workers} workers given up: no checkpoint within "
-                    f"{SCALE_WAIT_SECONDS} s",
-                )
-            return
-        config = self._config(job)
-        self.handles.pop(job_id)
-        self.launcher.stop(launched, self.settings.grace_seconds)
-        allocation = self._allocate(job, config, workers)
-        if allocation is None:  # its own slots are free again: only another job took them
-            allocation = self._allocate(job, config)
-        step = int(found[1]["step"])
-        placed = allocation.ranks if allocation else 0
-        self.scaling.pop(job_id)
-        note = f"scaled from {found[1].get('workers')} to {placed} workers at step {step}"
-        self.store.add_event(job.run_id, "scaled", note, step)
-        self.store.update_job(job_id, workers=placed or job.workers, message=note)
-        if allocation is None:
-            self._fail(job, launched, None, "not relaunched: its slots were taken while it scaled")
-            return
-        self._start(self.store.get_job(job_id), config, allocation, resume=True)
 
     # ------------------------------------------------------------------ requests
     def cancel(self, job_id: int) -> JobRecord:

@@ -3,6 +3,7 @@ hands the files out under `make test`. Helpers are in tests/support.py."""
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -45,6 +46,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return 0 if path in TIMING else 1 if path in starts else 2
 
     items.sort(key=order)
+
+
+# A test that takes longer than this is named as soon as it ends (see pytest_runtest_logreport).
+SLOW_SECONDS = 120
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Under pytest-xdist, the controller names at once a test that took over SLOW_SECONDS: a
+    CI log cut short by its time limit then still says where the time went."""
+    if getattr(report, "node", None) is None or report.when != "call":
+        return  # in a worker, or a setup or teardown
+    if report.duration > SLOW_SECONDS:
+        sys.stderr.write(f"\nslow: {report.nodeid} took {report.duration:.0f} s\n")
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # before pytest-xdist's own choice

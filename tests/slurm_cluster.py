@@ -2,7 +2,7 @@
 machine and compute nodes that are network namespaces, each with its own address, hostname,
 sshd and slurmd (bench/namespace_hosts.py), on one bridge.
 
-    python -m tests.slurm_cluster start DIR [--nodes 2]   # prints `export SLURM_CONF=...`
+    python -m tests.slurm_cluster start DIR [--nodes 3]   # prints `export SLURM_CONF=...`
     python -m tests.slurm_cluster stop DIR
 
 The nodes share this machine's filesystem and interpreter, as a cluster's nodes share a home
@@ -13,6 +13,11 @@ is missing, for an explicit skip.
 `ip netns exec` mounts a fresh sysfs, without the cgroup hierarchies slurmd 22.05 looks for even
 with proctrack/linuxproc: each node mounts its own (a cpu one and a named `systemd` one) in the
 mount namespace its slurmd runs in.
+
+Three nodes, so that a job of two one-task nodes can be relaunched without the node it lost.
+The nodes reach one another over ssh as a cluster's do, with no option on the command line:
+each node's `/etc/ssh/ssh_config` (mounted by `ip netns exec` from `/etc/netns/NODE/ssh`, so
+for what its slurmd starts) names the cluster's key.
 """
 
 from __future__ import annotations
@@ -108,7 +113,18 @@ def start_munge() -> None:
     subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True)
 
 
-def start(workdir: Path, count: int = 2) -> dict:
+def ssh_config(hosts: NamespaceHosts) -> None:
+    """Passwordless ssh between the nodes, as a batch script's horovodrun needs it."""
+    for ns in hosts.namespaces:
+        etc = Path("/etc/netns") / ns / "ssh"
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "ssh_config").write_text(
+            f"Host *\n    IdentityFile {hosts.key}\n    StrictHostKeyChecking no\n"
+            "    UserKnownHostsFile /dev/null\n    LogLevel ERROR\n"
+        )
+
+
+def start(workdir: Path, count: int = 3) -> dict:
     """The cluster, up and its nodes idle; returns what `stop` and the tests need."""
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +133,7 @@ def start(workdir: Path, count: int = 2) -> dict:
     start_munge()
     hosts = NamespaceHosts(workdir / "hosts", count=count, tag=TAG, names=node_names(count))
     hosts.start()
+    ssh_config(hosts)
     conf = workdir / "slurm.conf"
     conf.write_text(slurm_conf(workdir, hosts))
     env = {**os.environ, "SLURM_CONF": str(conf)}
@@ -140,6 +157,7 @@ def start(workdir: Path, count: int = 2) -> dict:
         "addresses": hosts.addresses,
         "namespaces": hosts.namespaces,
         "interface": hosts.interface,
+        "gateway": hosts.gateway,
         "key": str(hosts.key),
     }
     (workdir / "cluster.json").write_text(json.dumps(state))
@@ -206,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.slurm_cluster")
     ap.add_argument("action", choices=("start", "stop"))
     ap.add_argument("workdir", type=Path)
-    ap.add_argument("--nodes", type=int, default=2)
+    ap.add_argument("--nodes", type=int, default=3)
     args = ap.parse_args(argv)
     if args.action == "stop":
         stop(args.workdir)

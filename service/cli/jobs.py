@@ -194,6 +194,9 @@ def cmd_jobs_show(args) -> int:
         "exit_code",
     ):
         print(f"{key:10s}{fmt.printable(str(j[key])) if j[key] is not None else '-'}")
+    if j.get("scheduler_job"):  # a batch scheduler's job, and what it last said of it
+        said = f"{j['scheduler_job']}: {j.get('scheduler_state') or 'submitted'}"
+        print(f"{'scheduler':10s}{fmt.printable(said)}")
     print(
         f"{'created':10s}{fmt.when(j['created_at'])}   started {fmt.when(j['started_at'])}   "
         f"ended {fmt.when(j['ended_at'])}"

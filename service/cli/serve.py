@@ -83,6 +83,14 @@ def cmd_serve(args) -> int:
         f"(store {app.state.store.display_url}, {settings.slots} slots)",
         flush=True,
     )
+    if settings.launcher == "slurm" and app.state.store.url.startswith("sqlite"):
+        print(
+            "easgd service: warning: rank 0 writes its run from a Slurm node; a SQLite file "
+            "works only where every node sees it on a filesystem with working locks: point "
+            "EASGD_DB_URL at a PostgreSQL the nodes reach",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     finally:

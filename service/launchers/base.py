@@ -9,7 +9,9 @@ and reads why they failed. horovodrun on local or ssh hosts is one launcher; a b
 supervisor.
 
 An attempt must be found again by a service that restarts while it runs: everything a launcher
-needs to recognise it is in `Launched`, whose fields the store keeps with the job.
+needs to recognise it is in `Launched`, whose fields the store keeps with the job. A launcher
+may also place the ranks itself (a scheduler does): `placement_problem` and `allocate` are then
+its own.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import abc
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service import processes, workdir
+from service import placement, processes, workdir
+from service.placement import Allocation
+from service.settings import ServiceSettings
 from training.schema import ExperimentConfig
 from training.schema.hosts import Hosts
 
@@ -33,18 +38,6 @@ _SECRET_ENV = re.compile(r"^EASGD_\w*TOKEN$")
 
 class LaunchError(RuntimeError):
     """Nothing of the attempt could be started; the message is the job's one-line reason."""
-
-
-@dataclass
-class Allocation:
-    """Where an attempt's ranks go: slots per host, and the GPUs they may use."""
-
-    hosts: Hosts
-    gpus: list[str] = field(default_factory=list)
-
-    @property
-    def ranks(self) -> int:
-        return sum(self.hosts.values())
 
 
 @dataclass(frozen=True)
@@ -85,12 +78,19 @@ class Launched:
     pid: int | None
     start_time: float | None
     log_path: Path | None = None
-    # The launcher's own live object (a Popen, a scheduler's job id); None once adopted.
+    # The launcher's own live object (a Popen, a scheduler's job); None once adopted.
     process: Any = None
+    # A batch scheduler's job, as the store keeps it ("slurm 123").
+    scheduler_job: str | None = None
 
     @classmethod
     def of(
-        cls, attempt: Attempt, pid: int | None, start_time: float | None, process: Any = None
+        cls,
+        attempt: Attempt,
+        pid: int | None,
+        start_time: float | None,
+        process: Any = None,
+        scheduler_job: str | None = None,
     ) -> Launched:
         return cls(
             attempt.job_id,
@@ -100,6 +100,7 @@ class Launched:
             start_time,
             attempt.log_path,
             process,
+            scheduler_job,
         )
 
 
@@ -120,6 +121,8 @@ class Failure:
 
     reason: str | None = None
     first: FirstFailure | None = None
+    # Where the attempt's ranks ran, when only the launcher knows (a scheduler placed them).
+    hosts: Hosts | None = None
 
 
 class Launcher(abc.ABC):
@@ -161,6 +164,40 @@ class Launcher(abc.ABC):
     @abc.abstractmethod
     def failure(self, launched: Launched) -> Failure:
         """Why the attempt failed, read from what it left (its log, a scheduler's record)."""
+
+    def placement_problem(
+        self,
+        settings: ServiceSettings,
+        workers: int,
+        gpus_per_worker: int = 0,
+        requested: Hosts | None = None,
+    ) -> str | None:
+        """Why such a job can never be placed (asked before it is queued, and again before each
+        placement), or None. This service's own hosts, slots and GPUs decide, unless the
+        launcher's scheduler does."""
+        return placement.placement_problem(settings, workers, gpus_per_worker, requested)
+
+    def allocate(
+        self,
+        settings: ServiceSettings,
+        in_use: Iterable[Allocation],
+        workers: int,
+        gpus_per_worker: int = 0,
+        requested: Hosts | None = None,
+        exclude: Collection[str] = (),
+    ) -> Allocation | None:
+        """Where `workers` ranks go now, never on the hosts in `exclude`; None until they fit."""
+        return placement.allocate(settings, in_use, workers, gpus_per_worker, requested, exclude)
+
+    def scheduler_state(self, launched: Launched) -> str | None:
+        """What a batch scheduler says of the attempt's job (its state, and why it waits), for
+        the job's record; None when there is no scheduler."""
+        return None
+
+    def cancelled_outside(self, launched: Launched) -> str | None:
+        """Why the ended attempt was cancelled by someone other than this service (a `scancel`
+        by hand), or None: the job then ends cancelled, and is not relaunched."""
+        return None
 
     def unreachable(self, hosts: Hosts) -> dict[str, str]:
         """The hosts among `hosts` that cannot take ranks now, each with why (a relaunch leaves

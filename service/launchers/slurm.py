@@ -15,18 +15,29 @@ name (`squeue --name`), with nothing more in the store than horovodrun's attempt
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from service import logs
-from service.launchers.base import Attempt, Failure, Launched, Launcher, LaunchError
-from service.launchers.horovodrun import REASON_SCAN_LINES, failure_reason
+from service.launchers.base import (
+    Allocation,
+    Attempt,
+    Failure,
+    FirstFailure,
+    Launched,
+    Launcher,
+    LaunchError,
+)
+from service.launchers.horovodrun import REASON_SCAN_LINES, failure_reason, first_failed
 from service.processes import TOKEN_ENV
 from service.settings import ServiceSettings
 from training.launch.argv import horovodrun_argv
+from training.schema.hosts import Hosts, host_of_rank, parse_hosts
 
 # Slurm's states while a job may still run (squeue lists it).
 WAITING = {"PENDING", "CONFIGURING", "REQUEUED", "RESIZING", "SUSPENDED"}
@@ -46,6 +57,13 @@ ENDINGS = {
 SLURM_TIMEOUT = 30.0
 # How long a cancelled job may take to end (Slurm's KillWait is 30 s by default).
 STOP_WAIT = 90.0
+# The least time between two `scontrol` reads of one job: the supervisor polls twice a second,
+# and a busy controller should not answer a service's every poll.
+READ_EVERY = 3.0
+# The line the batch script writes once it knows where Slurm put the tasks.
+_HOSTS_LINE = re.compile(r"^easgd service: Slurm job (\d+) on (\S+)$", re.MULTILINE)
+# sinfo's short node states of a node that cannot take ranks ("*": it does not answer).
+_NODE_DOWN = ("down", "drain", "drng", "fail", "failg", "maint", "boot", "pow_dn", "unk")
 
 
 class SlurmError(LaunchError):
@@ -54,12 +72,22 @@ class SlurmError(LaunchError):
 
 @dataclass
 class SlurmJob:
-    """What the service knows of its batch job: Slurm's id, its state, and once it has ended,
-    its exit status."""
+    """What the service knows of its batch job: Slurm's id, its state and why (Slurm's reason
+    while it waits), its nodes, and once it has ended, its exit status. `gone`: Slurm no longer
+    keeps it (ended more than MinJobAge ago, while the service was away)."""
 
     job_id: str
     state: str = "PENDING"
+    reason: str | None = None
+    nodes: str | None = None
     exit_code: int | None = None
+    read_at: float = 0.0
+    cancelled_here: bool = False
+    gone: bool = False
+
+    @property
+    def active(self) -> bool:
+        return not self.gone and self.state in ACTIVE
 
 
 def run_slurm(argv: list[str], env: dict | None = None) -> str:
@@ -81,6 +109,25 @@ def run_slurm(argv: list[str], env: dict | None = None) -> str:
 
 def job_name(token: str) -> str:
     return f"easgd-{token}"
+
+
+def scheduler_job(slurm_id: str) -> str:
+    """The store's name of a batch job, read back by `slurm_id_of`."""
+    return f"slurm {slurm_id}"
+
+
+def slurm_id_of(stored: str | None) -> str | None:
+    if stored and stored.startswith("slurm ") and stored[6:].isdigit():
+        return stored[6:]
+    return None
+
+
+def refusal(exc: SlurmError) -> str:
+    """Slurm's own reason in a refused submission, without sbatch's prefixes."""
+    text = str(exc)
+    for prefix in ("sbatch: ", "sbatch: error: ", "Batch job submission failed: "):
+        text = text.removeprefix(prefix)
+    return text
 
 
 def parse_scontrol(text: str) -> dict[str, str]:
@@ -141,26 +188,41 @@ class SlurmLauncher(Launcher):
             f"exec {line}\n"
         )
 
-    def sbatch_args(self, attempt: Attempt) -> list[str]:
-        resources = attempt.config.resources
-        args = [
-            "sbatch",
-            "--parsable",
-            f"--job-name={job_name(attempt.token)}",
-            f"--ntasks={attempt.allocation.ranks}",
-            f"--output={attempt.log_path}",
-            "--open-mode=append",
-            "--export=ALL",
-        ]
+    def resources(
+        self, workers: int, gpus_per_worker: int = 0, exclude: Collection[str] = ()
+    ) -> list[str]:
+        """What an attempt asks of Slurm, the same for a submission and for its `--test-only`
+        check."""
+        args = [f"--ntasks={workers}"]
         if self.settings.tasks_per_node:
             args.append(f"--ntasks-per-node={self.settings.tasks_per_node}")
-        if resources.gpus_per_worker:
-            args.append(f"--gpus-per-task={resources.gpus_per_worker}")
+        if gpus_per_worker:
+            args.append(f"--gpus-per-task={gpus_per_worker}")
         if self.settings.partition:
             args.append(f"--partition={self.settings.partition}")
         if self.settings.account:
             args.append(f"--account={self.settings.account}")
+        if exclude:
+            args.append(f"--exclude={','.join(sorted(exclude))}")
         return args
+
+    def sbatch_args(self, attempt: Attempt) -> list[str]:
+        return [
+            "sbatch",
+            "--parsable",
+            f"--job-name={job_name(attempt.token)}",
+            *self.resources(
+                attempt.allocation.ranks,
+                attempt.config.resources.gpus_per_worker,
+                attempt.allocation.avoid,
+            ),
+            f"--output={attempt.log_path}",
+            "--open-mode=append",
+            "--export=ALL",
+            # A relaunch is the service's (from the checkpoint, without the node that failed):
+            # Slurm's own requeue would start the attempt again from its beginning.
+            "--no-requeue",
+        ]
 
     def start(self, attempt: Attempt) -> Launched:
         self.prepare(attempt)
@@ -169,31 +231,87 @@ class SlurmLauncher(Launcher):
         argv = [*self.sbatch_args(attempt), str(path)]
         with attempt.log_path.open("a") as log:
             log.write(f"easgd service: job {attempt.job_id}: {' '.join(argv)}\n")
-        out = run_slurm(argv, self.environment(attempt))
+        try:
+            out = run_slurm(argv, self.environment(attempt))
+        except SlurmError as exc:
+            raise SlurmError(f"Slurm refused the batch job: {refusal(exc)}") from None
         slurm_id = out.strip().split(";")[0]
         with attempt.log_path.open("a") as log:
             log.write(f"easgd service: job {attempt.job_id}: Slurm job {slurm_id}\n")
-        return Launched.of(attempt, None, time.time(), SlurmJob(slurm_id))
+        job = SlurmJob(slurm_id)
+        return Launched.of(attempt, None, time.time(), job, scheduler_job(slurm_id))
+
+    # -- where Slurm may put it --------------------------------------------------------------------
+
+    def test_only(self, workers: int, gpus_per_worker: int, exclude: Collection[str] = ()) -> str:
+        """Slurm's reason for never running such a job (`sbatch --test-only`), or ""."""
+        argv = ["sbatch", "--test-only", *self.resources(workers, gpus_per_worker, exclude)]
+        try:
+            run_slurm([*argv, "--wrap=true"])
+        except SlurmError as exc:
+            return refusal(exc)
+        return ""
+
+    def placement_problem(
+        self,
+        settings: ServiceSettings,
+        workers: int,
+        gpus_per_worker: int = 0,
+        requested: Hosts | None = None,
+    ) -> str | None:
+        """Slurm's own answer, asked before the job is queued: a job it could never run is
+        refused with its reason, not left pending for ever."""
+        if requested:
+            return "resources.hosts: Slurm places the ranks under a Slurm service; leave it out"
+        why = self.test_only(workers, gpus_per_worker)
+        if why:
+            return f"resources.workers: Slurm refuses {workers} workers: {why}"
+        return None
+
+    def allocate(
+        self,
+        settings: ServiceSettings,
+        in_use: Iterable[Allocation],
+        workers: int,
+        gpus_per_worker: int = 0,
+        requested: Hosts | None = None,
+        exclude: Collection[str] = (),
+    ) -> Allocation | None:
+        """Every job goes to Slurm at once: its queue, not the service's, decides the order. A
+        relaunch that leaves nodes out gets an allocation only if Slurm could run it so."""
+        if exclude and self.test_only(workers, gpus_per_worker, exclude):
+            return None
+        return Allocation({"slurm": workers}, [], sorted(exclude))
 
     # -- watching it -----------------------------------------------------------------------------
 
     def find(self, launched: Launched) -> SlurmJob | None:
-        """The batch job, read again from Slurm (by its name for an adopted attempt)."""
+        """The batch job, read again from Slurm at most every READ_EVERY seconds (by its id, or
+        by its name for an attempt adopted from a store without it)."""
         job = launched.process
-        if job is None and launched.token:
-            listed = run_slurm(["squeue", "-h", "-o", "%i", f"--name={job_name(launched.token)}"])
-            ids = listed.split()
-            if not ids:
+        if job is None:
+            slurm_id = slurm_id_of(launched.scheduler_job)
+            if slurm_id is None and launched.token:
+                name = f"--name={job_name(launched.token)}"
+                listed = run_slurm(["squeue", "-h", "-o", "%i", name]).split()
+                slurm_id = listed[-1] if listed else None
+            if slurm_id is None:
                 return None
-            job = launched.process = SlurmJob(ids[-1])
-        if job is None or job.state not in ACTIVE:
+            job = launched.process = SlurmJob(slurm_id)
+        if not job.active or time.time() - job.read_at < READ_EVERY:
             return job  # an ended job's state is final: no need to ask again
         try:
             shown = run_slurm(["scontrol", "show", "job", "-o", job.job_id])
-        except SlurmError:
-            return job  # no longer kept (MinJobAge): what was last read stands
+        except SlurmError as exc:
+            # Forgotten (MinJobAge after it ended), or the controller does not answer now: the
+            # job is judged by its run, or read again later.
+            job.gone = "Invalid job id" in str(exc)
+            return job
         fields = parse_scontrol(shown)
+        job.read_at = time.time()
         job.state = fields.get("JobState", job.state).split()[0]
+        job.reason = fields.get("Reason") if fields.get("Reason") not in (None, "None") else None
+        job.nodes = fields.get("NodeList") if fields.get("NodeList") != "(null)" else None
         code = fields.get("ExitCode")
         if code and job.state not in ACTIVE:
             status, signum = (int(x) for x in code.split(":"))
@@ -201,16 +319,38 @@ class SlurmLauncher(Launcher):
         return job
 
     def alive(self, launched: Launched) -> bool:
-        job = self.find(launched)
-        return job is not None and job.state in ACTIVE
+        try:
+            job = self.find(launched)
+        except SlurmError:
+            return True  # squeue did not answer: asked again at the next poll
+        return job is not None and job.active
+
+    def scheduler_state(self, launched: Launched) -> str | None:
+        """ "PENDING (Resources)", "RUNNING on node[1-2]", "TIMEOUT": what squeue would show."""
+        job = launched.process
+        if job is None:
+            return None
+        if job.gone:
+            return f"{job.state} (no longer kept by Slurm)"
+        if job.reason:
+            return f"{job.state} ({job.reason})"
+        if job.nodes and job.state == "RUNNING":
+            return f"{job.state} on {job.nodes}"
+        return job.state
 
     def exit_code(self, launched: Launched) -> int | None:
         job = self.find(launched)
-        if job is None or job.state in ACTIVE:
+        if job is None or job.gone or job.state in ACTIVE:
             return None
         if job.state == "COMPLETED":
             return 0
         return job.exit_code or 1
+
+    def cancelled_outside(self, launched: Launched) -> str | None:
+        job = launched.process
+        if job is not None and job.state == "CANCELLED" and not job.cancelled_here:
+            return f"Slurm job {job.job_id} was cancelled outside the service (scancel)"
+        return None
 
     def stop(self, launched: Launched, grace: float) -> int | None:
         """`scancel`: Slurm sends every step SIGTERM, then SIGKILL after its KillWait; the job
@@ -218,17 +358,20 @@ class SlurmLauncher(Launcher):
         job = self.find(launched)
         if job is None:
             return None
-        if job.state not in ACTIVE:
+        if not job.active:
             return self.exit_code(launched)
+        job.cancelled_here = True
         run_slurm(["scancel", job.job_id])
         deadline = time.time() + grace + STOP_WAIT
-        while self.alive(launched):
+        while True:
+            job.read_at = 0.0
+            if not self.alive(launched):
+                return -15
             if time.time() > deadline:
                 raise SlurmError(
                     f"scancel: Slurm job {job.job_id} still runs after {STOP_WAIT:g} s"
                 )
             time.sleep(0.5)
-        return -15
 
     def signal_ranks(self, launched: Launched, signum: int) -> int:
         """horovodrun dies of SIGUSR1, and Slurm signals it with the ranks: none are signalled
@@ -239,8 +382,32 @@ class SlurmLauncher(Launcher):
         return False
 
     def failure(self, launched: Launched) -> Failure:
+        """The program's reason and Slurm's ending; the rank that failed first and its node,
+        from the host list the batch script wrote."""
         job = self.find(launched)
-        ours = failure_reason(logs.tail(launched.log_path, REASON_SCAN_LINES))
+        tail = logs.tail(launched.log_path, REASON_SCAN_LINES)
+        ours = failure_reason(tail)
         slurm = ENDINGS.get(job.state) if job is not None else None
         reason = "; ".join(r for r in (ours, slurm) if r) or None
-        return Failure(reason)
+        first = first_failed(tail)
+        said = _HOSTS_LINE.findall(tail)
+        hosts = parse_hosts(said[-1][1]) if said and job and said[-1][0] == job.job_id else None
+        host = host_of_rank(hosts, first[0]) if hosts and first else None
+        return Failure(reason, FirstFailure(*first, host) if first else None, hosts)
+
+    def unreachable(self, hosts: Hosts) -> dict[str, str]:
+        """The partition's nodes that Slurm has down, drained or not answering: a relaunch
+        leaves them out (the allocation's `avoid`)."""
+        argv = ["sinfo", "-h", "-N", "-o", "%N %t"]
+        if self.settings.partition:
+            argv.append(f"--partition={self.settings.partition}")
+        try:
+            listed = run_slurm(argv)
+        except SlurmError:
+            return {}
+        down = {}
+        for line in listed.splitlines():
+            node, _, state = line.partition(" ")
+            if state.endswith("*") or state.rstrip("*~#!%$@^-") in _NODE_DOWN:
+                down[node] = f"Slurm has it {state}"
+        return down

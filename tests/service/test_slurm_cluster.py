@@ -1,5 +1,5 @@
 """The Slurm test cluster itself (tests/slurm_cluster.py), as the Slurm launcher's tests will use
-it: a real controller and two compute nodes, each a network namespace with its own address and
+it: a real controller and three compute nodes, each a network namespace with its own address and
 hostname, driven through the real `srun`, `sbatch`, `squeue` and `scontrol`."""
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ def _state(slurm_cluster: dict, job: str) -> str:
 
 
 def test_each_node_has_its_own_hostname_and_address(slurm_cluster):
-    assert slurm_cluster["nodes"] == ["node1", "node2"]
+    assert slurm_cluster["nodes"] == ["node1", "node2", "node3"]
     done = _slurm(
         slurm_cluster,
         "srun",
-        "-N2",
+        "-N3",
         "--ntasks-per-node=1",
         "sh",
         "-c",

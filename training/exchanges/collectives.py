@@ -11,6 +11,7 @@ what the paper's communication-period argument is about.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 
 import horovod.tensorflow as hvd
@@ -67,6 +68,13 @@ def host_count() -> int:
     """Hosts in the job, as Horovod placed it (rank 0 has local rank 0, so its cross size is the
     number of hosts), whatever the configuration or -H said."""
     return hvd.cross_size()
+
+
+def host_names() -> list[str]:
+    """Each host's name, in rank order, once: where Horovod ran the ranks (a scheduler's nodes,
+    say), for the run's record. A collective: every rank calls it."""
+    names = hvd.allgather_object(socket.gethostname())
+    return list(dict.fromkeys(names))
 
 
 def _payload_bytes(tensors: Sequence[tf.Tensor]) -> int:

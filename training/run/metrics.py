@@ -57,6 +57,8 @@ class RunInfo:
     tags: dict[str, str] = field(default_factory=dict)
     # A tracked script's own parameters, recorded as given (a configuration's are derived).
     params: dict[str, Any] | None = None
+    # The hosts' names, in rank order, where the program knows them.
+    host_names: list[str] | None = None
 
 
 class MetricsSink(Protocol):

@@ -55,6 +55,8 @@ class StoreSink:
         params = dict(info.params) if info.params is not None else recorded_params(info.config)
         params["workers"] = info.workers
         params["hosts"] = info.hosts
+        if info.host_names:
+            params["host_names"] = ",".join(info.host_names)
         self.store.create_run(
             info.run_id,
             params=params,

@@ -127,6 +127,7 @@ class Trainer:
             config=config.to_dict(),
             workers=self.size,
             hosts=self.collectives.host_count(),
+            host_names=self.collectives.host_names(),
             source=source,
             resumed_from_step=self.resumed_from,
             total_steps=self.total_steps,

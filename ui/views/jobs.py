@@ -52,6 +52,8 @@ def live() -> None:
             for j in jobs
         ]
     )
+    if any(j.scheduler_job for j in jobs):  # a Slurm service: its job id, and why it waits
+        frame.insert(3, "scheduler", [_scheduler(j) for j in jobs])
     show_table(
         frame,
         {
@@ -77,6 +79,8 @@ def live() -> None:
     cols = st.columns([3, 1])
     with cols[0]:
         st.markdown(f"**job {job.id}**: {job.status.value}")
+        if job.scheduler_job:
+            st.text(_scheduler(job))
         if job.run_id:
             st.page_link(
                 PATHS["run"],
@@ -97,6 +101,13 @@ def live() -> None:
         st.code(job.message, language=None, wrap_lines=True)
     st.text("log (last 40 lines)")
     st.code(tail(job.log_path, 40) or "(no output yet)", language=None, wrap_lines=True)
+
+
+def _scheduler(job) -> str | None:
+    """"slurm 17: PENDING (Resources)": the batch job of the job's current attempt."""
+    if not job.scheduler_job:
+        return None
+    return f"{job.scheduler_job}: {job.scheduler_state or 'submitted'}"
 
 
 def _listed(job_id: int, ids: list[int]) -> int:
