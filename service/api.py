@@ -220,7 +220,10 @@ def create_app(
         store,
         settings,
         placement=lambda cfg: supervisor.placement_problem(
-            cfg.resources.workers, cfg.resources.gpus_per_worker, cfg.resources.host_map
+            cfg.resources.workers,
+            cfg.resources.gpus_per_worker,
+            cfg.resources.host_map,
+            cfg.resources.time_limit_minutes,
         ),
         may_schedule=lambda: supervisor.lease.held,
         wake_scheduler=supervisor.wake,
@@ -335,7 +338,9 @@ def create_app(
                 req.config, req.set, req.workers, settings.data_dirs, req.name, try_code
             )
             res = prepared.config.resources
-            problem = supervisor.placement_problem(res.workers, res.gpus_per_worker, res.host_map)
+            problem = supervisor.placement_problem(
+                res.workers, res.gpus_per_worker, res.host_map, res.time_limit_minutes
+            )
             if problem:
                 raise ConfigError([problem])
         except ConfigError as exc:

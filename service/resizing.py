@@ -39,7 +39,11 @@ class Resizing:
 
         def _config(self, job: JobRecord) -> ExperimentConfig: ...
         def placement_problem(
-            self, workers: int, gpus_per_worker: int = 0, requested: dict | None = None
+            self,
+            workers: int,
+            gpus_per_worker: int = 0,
+            requested: dict | None = None,
+            time_limit: int | None = None,
         ) -> str | None: ...
         def _allocate(
             self, job: JobRecord, config: ExperimentConfig, workers: int | None = None
@@ -102,7 +106,9 @@ class Resizing:
             except ConfigError as exc:
                 raise ConfigError([f"--workers {workers}: {p}" for p in exc.problems]) from None
             res = checked.resources
-            problem = self.placement_problem(workers, res.gpus_per_worker, res.host_map)
+            problem = self.placement_problem(
+                workers, res.gpus_per_worker, res.host_map, res.time_limit_minutes
+            )
             if problem:
                 raise InvalidTransition(problem.replace("resources.workers", "--workers"))
             self.handles.pop(job_id)  # its own slots count as free for the new size

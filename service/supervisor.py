@@ -334,10 +334,16 @@ class Supervisor(Resizing):
 
     # ------------------------------------------------------------------ capacity
     def placement_problem(
-        self, workers: int, gpus_per_worker: int = 0, requested: Hosts | None = None
+        self,
+        workers: int,
+        gpus_per_worker: int = 0,
+        requested: Hosts | None = None,
+        time_limit: int | None = None,
     ) -> str | None:
         """Why this service can never place such a job (its launcher's placement), or None."""
-        return self.launcher.placement_problem(self.settings, workers, gpus_per_worker, requested)
+        return self.launcher.placement_problem(
+            self.settings, workers, gpus_per_worker, requested, time_limit
+        )
 
     def _allocate(
         self,
@@ -350,7 +356,9 @@ class Supervisor(Resizing):
         never on the hosts in `exclude`. A queued job that can never be placed fails."""
         workers = workers or job.workers
         res = config.resources
-        problem = self.placement_problem(workers, res.gpus_per_worker, res.host_map)
+        problem = self.placement_problem(
+            workers, res.gpus_per_worker, res.host_map, res.time_limit_minutes
+        )
         if problem and workers == job.workers:
             self._finish(job, JobStatus.FAILED, expected=JobStatus.QUEUED, message=problem)
             return None

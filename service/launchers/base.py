@@ -171,10 +171,16 @@ class Launcher(abc.ABC):
         workers: int,
         gpus_per_worker: int = 0,
         requested: Hosts | None = None,
+        time_limit: int | None = None,
     ) -> str | None:
         """Why such a job can never be placed (asked before it is queued, and again before each
         placement), or None. This service's own hosts, slots and GPUs decide, unless the
-        launcher's scheduler does."""
+        launcher's scheduler does; a time limit (minutes) is a scheduler's to enforce."""
+        if time_limit is not None:
+            return (
+                "resources.time_limit_minutes: only a Slurm service ends an attempt at a time "
+                f"limit; leave it out here (received: {time_limit})"
+            )
         return placement.placement_problem(settings, workers, gpus_per_worker, requested)
 
     def allocate(

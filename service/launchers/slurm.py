@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from service import logs
 from service.launchers.base import (
@@ -122,6 +123,20 @@ def slurm_id_of(stored: str | None) -> str | None:
     return None
 
 
+def placed(log_path: Path | None, slurm_id: str) -> Hosts | None:
+    """Where the batch job `slurm_id` put its ranks, from the line its script wrote near the
+    top of its attempt (the log's tail may be all training by then)."""
+    found = None
+    if log_path is None or not log_path.exists():
+        return None
+    with log_path.open(errors="replace") as log:
+        for line in log:
+            m = _HOSTS_LINE.match(line.rstrip("\n"))
+            if m and m.group(1) == slurm_id:
+                found = m.group(2)
+    return parse_hosts(found) if found else None
+
+
 def refusal(exc: SlurmError) -> str:
     """Slurm's own reason in a refused submission, without sbatch's prefixes."""
     text = str(exc)
@@ -139,6 +154,32 @@ def parse_scontrol(text: str) -> dict[str, str]:
             key, value = word.split("=", 1)
             fields[key] = value
     return fields
+
+
+def minutes(limit: str) -> int | None:
+    """Slurm's time format in whole minutes, rounded up; None for "infinite". The forms are
+    "minutes", "minutes:seconds", "hours:minutes:seconds", and with days "days-hours",
+    "days-hours:minutes", "days-hours:minutes:seconds"."""
+    if limit in ("infinite", "UNLIMITED", "n/a"):
+        return None
+    days, _, rest = limit.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if days:
+        h, m, s = (parts + [0, 0])[:3]
+    elif len(parts) == 3:
+        h, m, s = parts
+    else:
+        h, m, s = 0, parts[0], parts[1] if len(parts) == 2 else 0
+    return (int(days or 0) * 24 + h) * 60 + m + (1 if s else 0)
+
+
+def max_time(partition: str | None) -> tuple[str, int | None]:
+    """The partition (the default one when None) and its MaxTime in minutes (None: unlimited)."""
+    for line in run_slurm(["sinfo", "-h", "-o", "%P %l"]).splitlines():
+        name, _, limit = line.partition(" ")
+        if (partition is None and name.endswith("*")) or name.rstrip("*") == partition:
+            return name.rstrip("*"), minutes(limit.strip())
+    raise SlurmError(f"sinfo: no partition {partition or '(default)'}")
 
 
 def capacity(partition: str | None) -> int:
@@ -189,7 +230,11 @@ class SlurmLauncher(Launcher):
         )
 
     def resources(
-        self, workers: int, gpus_per_worker: int = 0, exclude: Collection[str] = ()
+        self,
+        workers: int,
+        gpus_per_worker: int = 0,
+        exclude: Collection[str] = (),
+        time_limit: int | None = None,
     ) -> list[str]:
         """What an attempt asks of Slurm, the same for a submission and for its `--test-only`
         check."""
@@ -204,6 +249,8 @@ class SlurmLauncher(Launcher):
             args.append(f"--account={self.settings.account}")
         if exclude:
             args.append(f"--exclude={','.join(sorted(exclude))}")
+        if time_limit is not None:
+            args.append(f"--time={time_limit}")
         return args
 
     def sbatch_args(self, attempt: Attempt) -> list[str]:
@@ -215,6 +262,7 @@ class SlurmLauncher(Launcher):
                 attempt.allocation.ranks,
                 attempt.config.resources.gpus_per_worker,
                 attempt.allocation.avoid,
+                attempt.config.resources.time_limit_minutes,
             ),
             f"--output={attempt.log_path}",
             "--open-mode=append",
@@ -243,9 +291,16 @@ class SlurmLauncher(Launcher):
 
     # -- where Slurm may put it --------------------------------------------------------------------
 
-    def test_only(self, workers: int, gpus_per_worker: int, exclude: Collection[str] = ()) -> str:
+    def test_only(
+        self,
+        workers: int,
+        gpus_per_worker: int,
+        exclude: Collection[str] = (),
+        time_limit: int | None = None,
+    ) -> str:
         """Slurm's reason for never running such a job (`sbatch --test-only`), or ""."""
-        argv = ["sbatch", "--test-only", *self.resources(workers, gpus_per_worker, exclude)]
+        asked = self.resources(workers, gpus_per_worker, exclude, time_limit)
+        argv = ["sbatch", "--test-only", *asked]
         try:
             run_slurm([*argv, "--wrap=true"])
         except SlurmError as exc:
@@ -258,12 +313,25 @@ class SlurmLauncher(Launcher):
         workers: int,
         gpus_per_worker: int = 0,
         requested: Hosts | None = None,
+        time_limit: int | None = None,
     ) -> str | None:
         """Slurm's own answer, asked before the job is queued: a job it could never run is
         refused with its reason, not left pending for ever."""
         if requested:
             return "resources.hosts: Slurm places the ranks under a Slurm service; leave it out"
-        why = self.test_only(workers, gpus_per_worker)
+        if time_limit is not None:  # over MaxTime, Slurm may queue it and never run it
+            try:
+                partition, most = max_time(self.settings.partition)
+            except SlurmError as exc:
+                return f"resources.time_limit_minutes: {exc}"
+            if most is not None and time_limit > most:
+                return (
+                    f"resources.time_limit_minutes: partition {partition} allows at most {most} "
+                    f"minutes (its MaxTime; received: {time_limit})"
+                )
+        why = self.test_only(workers, gpus_per_worker, (), time_limit)
+        if why and time_limit is not None and "time limit" in why:
+            return f"resources.time_limit_minutes: Slurm refuses {time_limit} minutes: {why}"
         if why:
             return f"resources.workers: Slurm refuses {workers} workers: {why}"
         return None
@@ -278,7 +346,8 @@ class SlurmLauncher(Launcher):
         exclude: Collection[str] = (),
     ) -> Allocation | None:
         """Every job goes to Slurm at once: its queue, not the service's, decides the order. A
-        relaunch that leaves nodes out gets an allocation only if Slurm could run it so."""
+        relaunch that leaves nodes out gets an allocation only if Slurm could run it so (the time
+        limit was checked at submit)."""
         if exclude and self.test_only(workers, gpus_per_worker, exclude):
             return None
         return Allocation({"slurm": workers}, [], sorted(exclude))
@@ -390,8 +459,7 @@ class SlurmLauncher(Launcher):
         slurm = ENDINGS.get(job.state) if job is not None else None
         reason = "; ".join(r for r in (ours, slurm) if r) or None
         first = first_failed(tail)
-        said = _HOSTS_LINE.findall(tail)
-        hosts = parse_hosts(said[-1][1]) if said and job and said[-1][0] == job.job_id else None
+        hosts = placed(launched.log_path, job.job_id) if job is not None else None
         host = host_of_rank(hosts, first[0]) if hosts and first else None
         return Failure(reason, FirstFailure(*first, host) if first else None, hosts)
 

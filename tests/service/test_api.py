@@ -147,6 +147,17 @@ def test_configuration_errors_are_422_in_the_documented_shape(client, store):
     assert store.list_jobs() == []
 
 
+def test_a_time_limit_is_refused_by_a_service_that_cannot_enforce_it(client, store):
+    """Only a Slurm service ends an attempt at its limit: horovodrun's would run on past it."""
+    r = client.post("/jobs", json={"config": TINY, "set": ["resources.time_limit_minutes=5"]})
+    assert r.status_code == 422, r.text
+    _validation_error(client, r.json())
+    (error,) = r.json()["detail"]
+    assert error["field"] == "resources.time_limit_minutes"
+    assert "only a Slurm service" in error["msg"] and "(received: 5)" in error["msg"]
+    assert store.list_jobs() == []
+
+
 @pytest.mark.parametrize("name", ["two\nlines", "nul\x00byte", "\x1b[31mred", "del\x7f"])
 def test_job_names_with_control_characters_are_refused(client, store, name):
     r = client.post("/jobs", json={"config": TINY, "name": name})

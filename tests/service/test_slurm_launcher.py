@@ -2,8 +2,8 @@
 and three nodes of two CPUs), with a PostgreSQL store that the service and the ranks on the nodes
 share. A job is one batch job: it waits in Slurm's queue with Slurm's reason shown, trains on the
 allocated nodes and ends `succeeded`; a cancel ends it CANCELLED with nothing left on any node;
-a node whose ranks die is left out of the relaunch (`--exclude`); a job Slurm could never run is
-refused at submit with Slurm's reason; a restarted service adopts a running batch job, and a
+a node whose ranks die is left out of the relaunch (`--exclude`); an attempt at its time limit
+ends TIMEOUT; a job Slurm could never run is refused at submit with Slurm's reason; a restarted service adopts a running batch job, and a
 `scancel` by hand ends the job cancelled."""
 
 from __future__ import annotations
@@ -104,7 +104,9 @@ def test_a_job_waits_in_slurms_queue_then_trains_on_its_nodes_and_succeeds(slurm
     )
     assert blocker.returncode == 0, blocker.stderr
     blocker_id = blocker.stdout.strip()
-    _until("the blocker runs", lambda: _scontrol(slurm_cluster, blocker_id)["JobState"] == "RUNNING")
+    _until(
+        "the blocker runs", lambda: _scontrol(slurm_cluster, blocker_id)["JobState"] == "RUNNING"
+    )
     job = service.post({"config": TINY}).json()
     waiting = _scheduler(service, job["id"], "PENDING (")
     slurm_id = waiting["scheduler_job"].removeprefix("slurm ")
@@ -131,7 +133,9 @@ def test_a_job_slurm_could_never_run_is_refused_at_submit_with_slurms_reason(ser
     r = service.post({"config": TINY, "set": ["resources.workers=4"]})
     assert r.status_code == 422, r.text
     said = r.json()["detail"]
-    assert "Slurm refuses 4 workers: Requested node configuration is not available" in str(said)
+    assert "Slurm refuses 4 workers: allocation failure: Requested node configuration is not" in (
+        str(said)
+    )
     out = service.easgd(
         "submit", str(Path(__file__).parents[1] / "training" / "tiny.yaml"), "--workers", "4", "-q"
     )
@@ -139,6 +143,33 @@ def test_a_job_slurm_could_never_run_is_refused_at_submit_with_slurms_reason(ser
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
     assert "Requested node configuration is not available" in lines[0]
+
+
+def test_an_attempt_at_its_time_limit_ends_timeout_and_a_limit_over_the_partitions_is_refused(
+    slurm_cluster, service
+):
+    over = service.post({"config": TINY, "set": ["resources.time_limit_minutes=120"]})
+    assert over.status_code == 422, over.text
+    assert over.json()["detail"][0]["msg"] == (
+        "resources.time_limit_minutes: partition debug allows at most 60 minutes (its MaxTime; "
+        "received: 120)"
+    )
+    job = service.post(
+        {
+            "config": TINY,
+            "set": [
+                "training.epochs=10000",
+                "resources.time_limit_minutes=1",
+                "resources.max_restarts=0",
+            ],
+        }
+    ).json()
+    slurm_id = _scheduler(service, job["id"], "RUNNING")["scheduler_job"].removeprefix("slurm ")
+    assert _scontrol(slurm_cluster, slurm_id)["TimeLimit"] == "00:01:00"
+    done = service.wait(job["id"], {"failed", "succeeded", "cancelled"}, timeout=300)
+    assert done["status"] == "failed" and done["scheduler_state"] == "TIMEOUT (TimeLimit)", done
+    assert "the batch job reached its time limit" in done["message"]
+    _until("no training process left", lambda: not _training(slurm_cluster), 60)
 
 
 def test_cancel_ends_the_slurm_job_and_leaves_nothing_on_the_nodes(slurm_cluster, service):
@@ -190,8 +221,15 @@ def test_a_node_whose_ranks_die_is_left_out_of_the_relaunch(slurm_cluster, servi
     restarted = [e["message"] for e in events if e["kind"] == "restarted"]
     assert len(restarted) == 1, events
     assert restarted[0].startswith("rank 1 on node2 failed first"), restarted
-    assert "with 2 of 2 workers (restart 1 of 1); left out node2 (its rank 1 failed first)" in (
-        restarted[0]
+    assert (
+        "with 2 of 2 workers (restart 1 of 1); left out node2 (its rank 1 failed first)"
+        in (restarted[0])
+    )
+    started = [e["message"] for e in events if e["kind"] == "started"]
+    assert "eamsgd on 2 workers on node1, node2," in started[0], started
+    assert (
+        started[-1].startswith("resumed at step ")
+        and "on 2 workers on node1, node3," in (started[-1])
     )
 
 

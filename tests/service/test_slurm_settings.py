@@ -1,4 +1,5 @@
-"""`easgd serve --launcher slurm`'s refusals, each in one line, before anything starts."""
+"""`easgd serve --launcher slurm`'s refusals, each in one line, before anything starts; and what
+the Slurm launcher reads of a failed attempt's log."""
 
 from __future__ import annotations
 
@@ -30,3 +31,49 @@ def test_a_slurm_service_refuses_what_cannot_work_in_one_line(tmp_path, args, en
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and phrase in lines[0], done.stderr
+
+
+def test_the_node_that_failed_first_is_read_from_the_attempts_own_host_line(tmp_path):
+    """The batch script names its nodes once, at the top of its attempt; by the time a rank
+    fails the log's tail may be all training output. horovodrun's words are real ones."""
+    from service.launchers import Allocation, Launched
+    from service.launchers.slurm import SlurmJob, SlurmLauncher
+    from service.settings import ServiceSettings
+
+    log = tmp_path / "job.log"
+    log.write_text(
+        "easgd service: Slurm job 80 on node1:1,node3:1\n"
+        + "[0]<stdout>:step\n" * 50
+        + "easgd service: Slurm job 81 on node1:1,node2:1\n"
+        + "[0]<stdout>:step\n" * 5000
+        + "Process 1 exit with status code 255.\n"
+        "RuntimeError: Horovod detected that one or more processes exited with non-zero status, "
+        "thus causing the job to be terminated. The first process to do so was:\n"
+        "Process name: 1\nExit code: 255\n"
+    )
+    launched = Launched(
+        7, Allocation({"slurm": 2}), "t", None, None, log, SlurmJob("81", state="FAILED")
+    )
+    failure = SlurmLauncher(ServiceSettings()).failure(launched)
+    assert failure.hosts == {"node1": 1, "node2": 1}
+    assert (failure.first.rank, failure.first.exit_code, failure.first.host) == (1, 255, "node2")
+    assert failure.reason == "Process 1 exit with status code 255.; the batch job failed"
+
+
+@pytest.mark.parametrize(
+    "limit, expected",
+    [  # the forms of sbatch --time, as sinfo shows a partition's MaxTime
+        ("infinite", None),
+        ("60", 60),
+        ("30:00", 30),
+        ("0:00:30", 1),
+        ("1:00:00", 60),
+        ("1-12", 2160),
+        ("1-12:30", 2190),
+        ("2-03:04:05", 3065),
+    ],
+)
+def test_slurm_time_limits_read_as_whole_minutes(limit, expected):
+    from service.launchers.slurm import minutes
+
+    assert minutes(limit) == expected

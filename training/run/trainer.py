@@ -189,10 +189,12 @@ class Trainer:
             what = f"resumed at step {self.step}" if self.resumed_from is not None else "started"
             if self.restart_note:
                 what += f" ({self.restart_note})"
+            names = self.info.host_names or []
+            where = f" on {', '.join(names)}" if len(names) > 1 else ""
             self.sink.event(
                 "started",
                 f"{what}: {cfg.optimizer.algorithm.value} on {self.size} "
-                f"workers, {self.total_steps} steps",
+                f"workers{where}, {self.total_steps} steps",
                 self.step,
             )
             say(

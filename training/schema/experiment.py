@@ -245,6 +245,16 @@ class ResourcesConfig(Section):
         le=1024,
         description="Fewest workers a restart may run with (default: all of them).",
     )
+    time_limit_minutes: int | None = Field(
+        None,
+        ge=1,
+        le=525600,
+        description=(
+            "Each attempt's wall-clock limit under a Slurm service (sbatch --time): Slurm ends "
+            "it there, and the service relaunches it from its last checkpoint within "
+            "max_restarts. Only a Slurm service takes it."
+        ),
+    )
     slow_ranks: dict[
         Annotated[int, BeforeValidator(not_bool), Field(ge=0, le=1023)],
         Annotated[float, BeforeValidator(not_bool), Field(ge=1, le=100, allow_inf_nan=False)],

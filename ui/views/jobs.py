@@ -104,7 +104,7 @@ def live() -> None:
 
 
 def _scheduler(job) -> str | None:
-    """"slurm 17: PENDING (Resources)": the batch job of the job's current attempt."""
+    """ "slurm 17: PENDING (Resources)": the batch job of the job's current attempt."""
     if not job.scheduler_job:
         return None
     return f"{job.scheduler_job}: {job.scheduler_state or 'submitted'}"
