@@ -77,6 +77,17 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadFil
     return TimingTogether(config, log)
 
 
+@pytest.fixture(autouse=True)
+def _main_module_kept():
+    """Streamlit's AppTest runs a page as `__main__` and leaves it there: a later test in the
+    same process that starts a child with multiprocessing's spawn (the center server's process
+    mode) would have the child run that page first, and die of it."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None and sys.modules.get("__main__") is not main:
+        sys.modules["__main__"] = main
+
+
 @pytest.fixture
 def easgd_home(tmp_path, monkeypatch):
     home = tmp_path / "home"

@@ -367,5 +367,6 @@ def blank_defaults(data: dict[str, Any]) -> dict[str, str]:
         "training.max_steps": "none: the epochs decide",
         "resources.hosts": "the service's own hosts",
         "resources.min_workers": f"{int(workers)} (all of them)" if workers else "all of them",
+        "resources.time_limit_minutes": "none: the Slurm partition's default",
     }
     return out
