@@ -80,6 +80,22 @@ def test_empty_states_teach(ui_store):
     assert "No jobs yet" in _text(jobs) and "easgd submit" in _text(jobs)
 
 
+def test_the_jobs_page_shows_a_batch_schedulers_job_and_why_it_waits(ui_store):
+    """A Slurm service's jobs: the table gains a scheduler column, the job's detail a line."""
+    plain = ui_store.create_job(config={"seed": 1}, workers=1, name="here")
+    waits = ui_store.create_job(config={"seed": 2}, workers=2, name="on-slurm")
+    ui_store.update_job(waits.id, scheduler_job="slurm 17", scheduler_state="PENDING (Resources)")
+    jobs = open_app("jobs")
+    table = jobs.dataframe[0].value
+    shown = dict(zip(table["id"], table["scheduler"]))
+    assert shown[waits.id] == "slurm 17: PENDING (Resources)" and shown[plain.id] is None
+    jobs.selectbox(key="jobs.selected").set_value(waits.id).run()
+    assert "slurm 17: PENDING (Resources)" in [t.value for t in jobs.text]
+    only_here = ui_store.update_job(waits.id, scheduler_job=None, scheduler_state=None)
+    assert only_here.scheduler_job is None
+    assert "scheduler" not in open_app("jobs").dataframe[0].value.columns
+
+
 def test_runs_table_filter_and_bad_filter(ui_store):
     _seed(ui_store)
     at = open_app()
