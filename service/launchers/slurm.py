@@ -68,7 +68,12 @@ _NODE_DOWN = ("down", "drain", "drng", "fail", "failg", "maint", "boot", "pow_dn
 
 
 class SlurmError(LaunchError):
-    """A Slurm command failed; the message is Slurm's own, in one line."""
+    """A Slurm command failed; the message is Slurm's own, in one line. `answered`: Slurm said
+    no (a refusal to act on), rather than not answering at all (asked again later)."""
+
+    def __init__(self, message: str, answered: bool = True):
+        super().__init__(message)
+        self.answered = answered
 
 
 @dataclass
@@ -98,10 +103,13 @@ def run_slurm(argv: list[str], env: dict | None = None) -> str:
     except subprocess.TimeoutExpired:
         raise SlurmError(
             f"{argv[0]}: no answer in {SLURM_TIMEOUT:g} s; is slurmctld up, and SLURM_CONF "
-            f"(received: {os.environ.get('SLURM_CONF', 'unset')}) the cluster's?"
+            f"(received: {os.environ.get('SLURM_CONF', 'unset')}) the cluster's?",
+            answered=False,
         ) from None
     except OSError as exc:
-        raise SlurmError(f"{argv[0]}: {exc.strerror or exc}; is Slurm installed here?") from None
+        raise SlurmError(
+            f"{argv[0]}: {exc.strerror or exc}; is Slurm installed here?", answered=False
+        ) from None
     if done.returncode != 0:
         said = " ".join((done.stderr or done.stdout).split())
         raise SlurmError(f"{argv[0]}: {said or f'exit status {done.returncode}'}")
@@ -298,13 +306,14 @@ class SlurmLauncher(Launcher):
         exclude: Collection[str] = (),
         time_limit: int | None = None,
     ) -> str:
-        """Slurm's reason for never running such a job (`sbatch --test-only`), or ""."""
+        """Slurm's reason for never running such a job (`sbatch --test-only`), or "" (also when
+        Slurm does not answer now: its own submission will say)."""
         asked = self.resources(workers, gpus_per_worker, exclude, time_limit)
         argv = ["sbatch", "--test-only", *asked]
         try:
             run_slurm([*argv, "--wrap=true"])
         except SlurmError as exc:
-            return refusal(exc)
+            return refusal(exc) if exc.answered else ""
         return ""
 
     def placement_problem(
@@ -323,7 +332,9 @@ class SlurmLauncher(Launcher):
             try:
                 partition, most = max_time(self.settings.partition)
             except SlurmError as exc:
-                return f"resources.time_limit_minutes: {exc}"
+                if exc.answered:
+                    return f"resources.time_limit_minutes: {exc}"
+                partition, most = "", None  # no answer now: sbatch will say
             if most is not None and time_limit > most:
                 return (
                     f"resources.time_limit_minutes: partition {partition} allows at most {most} "
@@ -369,6 +380,7 @@ class SlurmLauncher(Launcher):
             job = launched.process = SlurmJob(slurm_id)
         if not job.active or time.time() - job.read_at < READ_EVERY:
             return job  # an ended job's state is final: no need to ask again
+        job.read_at = time.time()  # a controller that does not answer is not asked at each poll
         try:
             shown = run_slurm(["scontrol", "show", "job", "-o", job.job_id])
         except SlurmError as exc:
@@ -377,7 +389,6 @@ class SlurmLauncher(Launcher):
             job.gone = "Invalid job id" in str(exc)
             return job
         fields = parse_scontrol(shown)
-        job.read_at = time.time()
         job.state = fields.get("JobState", job.state).split()[0]
         job.reason = fields.get("Reason") if fields.get("Reason") not in (None, "None") else None
         job.nodes = fields.get("NodeList") if fields.get("NodeList") != "(null)" else None
@@ -424,6 +435,8 @@ class SlurmLauncher(Launcher):
     def stop(self, launched: Launched, grace: float) -> int | None:
         """`scancel`: Slurm sends every step SIGTERM, then SIGKILL after its KillWait; the job
         ends CANCELLED. Waits until Slurm no longer runs any of it."""
+        if isinstance(launched.process, SlurmJob):
+            launched.process.read_at = 0.0  # what it is now, not up to READ_EVERY ago
         job = self.find(launched)
         if job is None:
             return None
@@ -464,8 +477,8 @@ class SlurmLauncher(Launcher):
         return Failure(reason, FirstFailure(*first, host) if first else None, hosts)
 
     def unreachable(self, hosts: Hosts) -> dict[str, str]:
-        """The partition's nodes that Slurm has down, drained or not answering: a relaunch
-        leaves them out (the allocation's `avoid`)."""
+        """The attempt's nodes (`hosts`, as its script named them) that Slurm has down, drained
+        or not answering: a relaunch leaves them out (the allocation's `avoid`)."""
         argv = ["sinfo", "-h", "-N", "-o", "%N %t"]
         if self.settings.partition:
             argv.append(f"--partition={self.settings.partition}")
@@ -476,6 +489,8 @@ class SlurmLauncher(Launcher):
         down = {}
         for line in listed.splitlines():
             node, _, state = line.partition(" ")
+            if node not in hosts:
+                continue
             if state.endswith("*") or state.rstrip("*~#!%$@^-") in _NODE_DOWN:
                 down[node] = f"Slurm has it {state}"
         return down

@@ -77,3 +77,16 @@ def test_slurm_time_limits_read_as_whole_minutes(limit, expected):
     from service.launchers.slurm import minutes
 
     assert minutes(limit) == expected
+
+
+def test_slurm_not_answering_is_no_refusal(tmp_path, monkeypatch):
+    """A job is refused for what Slurm says (test_slurm_launcher.py, on the test cluster), never
+    for a moment it does not answer: that one is queued, and its own sbatch says (a refusal
+    would fail a queued job for good)."""
+    from service.launchers.slurm import SlurmLauncher
+    from service.settings import ServiceSettings
+
+    launcher = SlurmLauncher(ServiceSettings())
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no sinfo: nothing answers
+    assert launcher.placement_problem(launcher.settings, 4, time_limit=30) is None
+    assert launcher.test_only(4, 0, {"node2"}) == ""
