@@ -83,7 +83,7 @@ def cmd_serve(args) -> int:
         f"(store {app.state.store.display_url}, {settings.slots} slots)",
         flush=True,
     )
-    if settings.launcher == "slurm" and app.state.store.url.startswith("sqlite"):
+    if settings.launcher == "slurm" and app.state.store.engine.dialect.name == "sqlite":
         print(
             "easgd service: warning: rank 0 writes its run from a Slurm node; a SQLite file "
             "works only where every node sees it on a filesystem with working locks: point "

@@ -62,7 +62,7 @@ STOP_WAIT = 90.0
 # and a busy controller should not answer a service's every poll.
 READ_EVERY = 3.0
 # The line the batch script writes once it knows where Slurm put the tasks.
-_HOSTS_LINE = re.compile(r"^easgd service: Slurm job (\d+) on (\S+)$", re.MULTILINE)
+_HOSTS_LINE = re.compile(r"^easgd service: Slurm job (\d+) on (\S+)$")
 # sinfo's short node states of a node that cannot take ranks ("*": it does not answer).
 _NODE_DOWN = ("down", "drain", "drng", "fail", "failg", "maint", "boot", "pow_dn", "unk")
 
